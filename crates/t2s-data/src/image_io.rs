@@ -1,0 +1,119 @@
+//! Reading images and turning them into normalised network input.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+
+use crate::error::{DataError, Result};
+
+/// ImageNet channel means in RGB on the 0–255 scale (mmseg's `img_norm_cfg`).
+pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+/// ImageNet channel standard deviations in RGB on the 0–255 scale.
+pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+/// File extensions read as images.
+const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
+
+/// Decodes an image file as 8-bit RGB (grey and RGBA inputs are converted).
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    if !path.is_file() {
+        return Err(DataError::NotFound { path: path.to_path_buf(), hint: String::new() });
+    }
+    let img = image::ImageReader::open(path)
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .with_guessed_format()
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .decode()
+        .map_err(|e| DataError::Decode { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok(img.to_rgb8())
+}
+
+/// The image files to process for an input path: the file itself, or every image directly in
+/// the folder, sorted by name.
+pub fn list_images(input: &Path) -> Result<Vec<PathBuf>> {
+    if input.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    if !input.is_dir() {
+        return Err(DataError::NotFound { path: input.to_path_buf(), hint: " (give an image file or a folder of images)".into() });
+    }
+    let entries = std::fs::read_dir(input).map_err(|source| DataError::Io { path: input.to_path_buf(), source })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(DataError::NotFound {
+            path: input.to_path_buf(),
+            hint: format!(": the folder has no images ({})", IMAGE_EXTENSIONS.join(", ")),
+        });
+    }
+    Ok(files)
+}
+
+/// `[3, H, W]` planar float data, `(pixel − mean) / std` per RGB channel.
+pub fn normalize_imagenet(img: &RgbImage) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    let plane = (w * h) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (px.0[c] as f32 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_is_planar_and_hand_checked() {
+        let mut img = RgbImage::new(2, 1);
+        img.put_pixel(0, 0, image::Rgb([123, 116, 103]));
+        img.put_pixel(1, 0, image::Rgb([255, 0, 58]));
+        let v = normalize_imagenet(&img);
+        let expect = [
+            (123.0 - 123.675) / 58.395,
+            (255.0 - 123.675) / 58.395,
+            (116.0 - 116.28) / 57.12,
+            (0.0 - 116.28) / 57.12,
+            (103.0 - 103.53) / 57.375,
+            (58.0 - 103.53) / 57.375,
+        ];
+        for (a, b) in v.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn bad_inputs_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.png");
+        assert!(read_rgb(&missing).unwrap_err().to_string().contains("nope.png"));
+        let corrupt = dir.path().join("corrupt.png");
+        std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n garbage").unwrap();
+        let err = read_rgb(&corrupt).unwrap_err().to_string();
+        assert!(err.contains("corrupt.png") && err.contains("cannot decode"), "{err}");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let err = list_images(&empty).unwrap_err().to_string();
+        assert!(err.contains("empty") && err.contains("no images"), "{err}");
+    }
+
+    #[test]
+    fn folders_list_images_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.png", "a.jpg", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let files = list_images(dir.path()).unwrap();
+        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["a.jpg", "b.png"]);
+    }
+}

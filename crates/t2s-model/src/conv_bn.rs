@@ -1,0 +1,87 @@
+//! Convolution + batch norm (+ ReLU) blocks, named like mmcv's `ConvModule` (`conv`, `bn`).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::{activation::relu, backend::Backend, Tensor};
+
+/// Geometry of a 2-D convolution with symmetric padding.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// A `kernel`×`kernel` convolution, stride 1, "same" padding for odd kernels, no bias.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Self { in_channels, out_channels, kernel, stride: 1, padding: kernel / 2, dilation: 1, groups: 1, bias: false }
+    }
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// Dilation `d` with padding `d·(k−1)/2`, which keeps the spatial size at stride 1.
+    pub fn dilated(mut self, dilation: usize) -> Self {
+        self.dilation = dilation;
+        self.padding = dilation * (self.kernel - 1) / 2;
+        self
+    }
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Builds the Burn convolution.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Conv2d<B> {
+        let p = self.padding;
+        Conv2dConfig::new([self.in_channels, self.out_channels], [self.kernel, self.kernel])
+            .with_stride([self.stride, self.stride])
+            .with_dilation([self.dilation, self.dilation])
+            .with_groups(self.groups)
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .with_bias(self.bias)
+            .init(device)
+    }
+}
+
+/// PyTorch's `BatchNorm2d` defaults, set explicitly (ε 1e-5, momentum 0.1).
+pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<B> {
+    BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
+}
+
+/// `conv → bn → (relu)`, the mmcv `ConvModule` with a norm layer (so the conv has no bias).
+#[derive(Module, Debug)]
+pub struct ConvBn<B: Backend> {
+    pub conv: Conv2d<B>,
+    pub bn: BatchNorm<B>,
+    /// Whether a ReLU follows the norm.
+    pub relu: bool,
+}
+
+impl<B: Backend> ConvBn<B> {
+    /// A conv + BN block; the conv never has a bias (BN makes it redundant).
+    pub fn new(spec: ConvSpec, relu: bool, device: &B::Device) -> Self {
+        Self { conv: spec.bias(false).init(device), bn: batch_norm(spec.out_channels, device), relu }
+    }
+
+    /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.bn.forward(self.conv.forward(x));
+        if self.relu { relu(x) } else { x }
+    }
+}

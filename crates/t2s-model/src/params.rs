@@ -1,0 +1,64 @@
+//! An inventory of a module's tensors by path: counts of trainable parameters, the optimiser's
+//! parameter groups, and the list of names and shapes that checkpoints are compared against.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::{backend::Backend, Tensor};
+
+/// One tensor of a module.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    /// Dotted path, e.g. `backbone.layer1.0.conv1.weight` (enum variant names left out, as in
+    /// PyTorch checkpoints).
+    pub path: String,
+    pub id: ParamId,
+    pub shape: Vec<usize>,
+    /// False for running statistics (BN `running_mean` / `running_var`), which are state, not
+    /// parameters.
+    pub trainable: bool,
+}
+
+#[derive(Default)]
+struct Inventory {
+    stack: Vec<(String, String)>,
+    entries: Vec<TensorEntry>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Inventory {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.stack.push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        // Enum variants appear as containers named `Enum:...`; their names are not path parts.
+        let path: Vec<&str> = self
+            .stack
+            .iter()
+            .filter(|(_, ty)| !ty.starts_with("Enum:"))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let leaf = path.last().copied().unwrap_or("");
+        self.entries.push(TensorEntry {
+            path: path.join("."),
+            id: param.id,
+            shape: param.shape().to_vec(),
+            trainable: !(leaf == "running_mean" || leaf == "running_var"),
+        });
+    }
+}
+
+/// Every float tensor of `module` (parameters and running statistics), in visiting order.
+pub fn inventory<B: Backend, M: Module<B>>(module: &M) -> Vec<TensorEntry> {
+    let mut v = Inventory::default();
+    module.visit(&mut v);
+    v.entries
+}
+
+/// Number of trainable parameters (what PyTorch's `parameters()` counts: running statistics
+/// excluded, unlike Burn's `num_params`).
+pub fn count_trainable<B: Backend, M: Module<B>>(module: &M) -> usize {
+    inventory::<B, M>(module).iter().filter(|e| e.trainable).map(|e| e.shape.iter().product::<usize>()).sum()
+}

@@ -1,0 +1,108 @@
+//! The contrastive projection head: 1×1 conv → BN → ReLU → 1×1 conv, then L2 normalisation
+//! over channels (SePiCo's `ProjectionHead`, which T2S-DA's embeddings follow).
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::BatchNorm;
+use burn::tensor::{activation::relu, backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::conv_bn::{batch_norm, ConvSpec};
+use crate::error::{ModelError, Result};
+
+fn default_dim() -> usize {
+    256
+}
+
+/// Projection head configuration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionConfig {
+    /// Embedding dimension D (256 in the method's defaults).
+    #[serde(default = "default_dim")]
+    pub dim: usize,
+    /// Hidden width; the input width when absent (as SePiCo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        Self { dim: default_dim(), hidden: None }
+    }
+}
+
+impl ProjectionConfig {
+    /// Builds the head on `in_channels` features.
+    pub fn init<B: Backend>(&self, in_channels: usize, device: &B::Device) -> Result<ProjectionHead<B>> {
+        let hidden = self.hidden.unwrap_or(in_channels);
+        if self.dim == 0 || hidden == 0 {
+            return Err(ModelError::Config("model.projection.dim and hidden must be positive".into()));
+        }
+        Ok(ProjectionHead {
+            conv1: ConvSpec::new(in_channels, hidden, 1).bias(true).init(device),
+            bn: batch_norm(hidden, device),
+            conv2: ConvSpec::new(hidden, self.dim, 1).bias(true).init(device),
+        })
+    }
+}
+
+/// Projection head producing unit-length embeddings.
+#[derive(Module, Debug)]
+pub struct ProjectionHead<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn: BatchNorm<B>,
+    pub conv2: Conv2d<B>,
+}
+
+impl<B: Backend> ProjectionHead<B> {
+    /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let z = self.conv2.forward(relu(self.bn.forward(self.conv1.forward(x))));
+        l2_normalize_channels(z)
+    }
+}
+
+/// Divides each pixel's channel vector by its L2 norm (ε 1e-12 as `F.normalize`).
+pub fn l2_normalize_channels<B: Backend>(z: Tensor<B, 4>) -> Tensor<B, 4> {
+    // [N, D, h, w] -> norms [N, 1, h, w]
+    let norm = z.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    z / norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn embeddings_have_unit_norm() {
+        let device = Default::default();
+        let head = ProjectionConfig { dim: 4, hidden: Some(3) }.init::<Flex>(5, &device).unwrap();
+        let x = Tensor::<Flex, 4>::random([2, 5, 3, 2], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let z = head.forward(x);
+        assert_eq!(z.dims(), [2, 4, 3, 2]);
+        let norms = z.square().sum_dim(1).sqrt().into_data().to_vec::<f32>().unwrap();
+        for n in norms {
+            assert!((n - 1.0).abs() < 1e-5, "{n}");
+        }
+    }
+
+    #[test]
+    fn normalisation_is_hand_checked() {
+        let device = Default::default();
+        // One pixel with channels (3, 4): norm 5.
+        let z = Tensor::<Flex, 4>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2, 1, 1]), &device);
+        let v = l2_normalize_channels(z).into_data().to_vec::<f32>().unwrap();
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6, "{v:?}");
+    }
+
+    #[test]
+    fn parameter_count_is_hand_derived() {
+        let device = Default::default();
+        let head = ProjectionConfig::default().init::<Flex>(256, &device).unwrap();
+        // conv1 256·256 + 256, BN 2·256, conv2 256·256 + 256.
+        assert_eq!(crate::params::count_trainable::<Flex, _>(&head), 256 * 256 + 256 + 512 + 256 * 256 + 256);
+    }
+}

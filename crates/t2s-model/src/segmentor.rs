@@ -1,0 +1,295 @@
+//! The segmentor: backbone + decode head + (optional) contrastive projection head, built from a
+//! serde configuration, returning logits and embeddings.
+
+use std::collections::HashSet;
+
+use burn::module::{Module, ParamId};
+use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::daformer_head::{DaFormerHead, DaFormerHeadConfig};
+use crate::deeplabv2_head::{DeepLabV2Head, DeepLabV2HeadConfig};
+use crate::error::{ModelError, Result};
+use crate::mit::{MitConfig, MixTransformer};
+use crate::params::inventory;
+use crate::projection_head::{ProjectionConfig, ProjectionHead};
+use crate::resize::resize_bilinear;
+use crate::resnet::{ResNet, ResNetConfig, StemKind};
+use crate::segformer_head::{SegFormerHead, SegFormerHeadConfig};
+
+/// Backbone choice.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BackboneConfig {
+    /// ResNet (torchvision layout; `stem = "deep"` for ResNetV1c).
+    Resnet(ResNetConfig),
+    /// Mix Transformer (SegFormer encoder).
+    Mit(MitConfig),
+}
+
+/// Decode head choice.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DecodeHeadConfig {
+    /// DeepLabV2 ASPP classifier on the last backbone stage.
+    Deeplabv2(DeepLabV2HeadConfig),
+    /// DAFormer's multi-level context-aware fusion head.
+    Daformer(DaFormerHeadConfig),
+    /// SegFormer's all-MLP head.
+    Segformer(SegFormerHeadConfig),
+}
+
+fn default_classes() -> usize {
+    19
+}
+
+/// A whole segmentation network.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentorConfig {
+    pub backbone: BackboneConfig,
+    pub decode_head: DecodeHeadConfig,
+    /// Number of classes (19 for the Cityscapes label space).
+    #[serde(default = "default_classes")]
+    pub num_classes: usize,
+    /// Contrastive projection head; absent for plain segmentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<ProjectionConfig>,
+}
+
+/// Names accepted by [`SegmentorConfig::preset`].
+pub const PRESETS: &[&str] = &[
+    "deeplabv2-r101",
+    "deeplabv2-r101-v1c",
+    "deeplabv2-r50",
+    "deeplabv2-r18",
+    "daformer-mitb0",
+    "daformer-mitb1",
+    "daformer-mitb2",
+    "daformer-mitb3",
+    "daformer-mitb4",
+    "daformer-mitb5",
+    "segformer-mitb0",
+    "segformer-mitb1",
+    "segformer-mitb2",
+    "segformer-mitb3",
+    "segformer-mitb4",
+    "segformer-mitb5",
+];
+
+impl SegmentorConfig {
+    /// A named standard network with 19 classes and a 256-d projection head:
+    /// `deeplabv2-r{18,50,101}` (torchvision stem, OS 8), `deeplabv2-r101-v1c` (mmseg's deep
+    /// stem, as DAFormer's DeepLabV2), `daformer-mitb{0..5}`, `segformer-mitb{0..5}` (decoder
+    /// width 256 for B0, 768 otherwise, as SegFormer).
+    pub fn preset(name: &str) -> Result<Self> {
+        let unknown = || ModelError::Config(format!("unknown model preset `{name}`; known presets: {}", PRESETS.join(", ")));
+        let (family, variant) = name.split_once('-').ok_or_else(unknown)?;
+        let (backbone, decode_head) = match family {
+            "deeplabv2" => {
+                let (depth, stem) = match variant {
+                    "r101" => (101, StemKind::Torchvision),
+                    "r101-v1c" => (101, StemKind::Deep),
+                    "r50" => (50, StemKind::Torchvision),
+                    "r18" => (18, StemKind::Torchvision),
+                    _ => return Err(unknown()),
+                };
+                let mut r = ResNetConfig::new(depth);
+                r.stem = stem;
+                (BackboneConfig::Resnet(r), DecodeHeadConfig::Deeplabv2(DeepLabV2HeadConfig::default()))
+            }
+            "daformer" | "segformer" => {
+                let b: usize = variant.strip_prefix("mitb").and_then(|n| n.parse().ok()).ok_or_else(unknown)?;
+                let mit = MitConfig::b(b).map_err(|_| unknown())?;
+                let head = if family == "daformer" {
+                    DecodeHeadConfig::Daformer(DaFormerHeadConfig::default())
+                } else {
+                    let mut h = SegFormerHeadConfig::default();
+                    h.embed_dim = if b == 0 { 256 } else { 768 };
+                    DecodeHeadConfig::Segformer(h)
+                };
+                (BackboneConfig::Mit(mit), head)
+            }
+            _ => return Err(unknown()),
+        };
+        Ok(Self { backbone, decode_head, num_classes: 19, projection: Some(ProjectionConfig::default()) })
+    }
+
+    /// Output channels of the four backbone stages.
+    pub fn backbone_channels(&self) -> Result<[usize; 4]> {
+        match &self.backbone {
+            BackboneConfig::Resnet(r) => r.out_channels(),
+            BackboneConfig::Mit(m) => Ok(m.out_channels()),
+        }
+    }
+
+    /// Input pixels per logit pixel (8 for DeepLabV2 at output stride 8, 4 for MiT heads).
+    pub fn logit_stride(&self) -> usize {
+        match (&self.backbone, &self.decode_head) {
+            (BackboneConfig::Resnet(r), DecodeHeadConfig::Deeplabv2(_)) => r.output_stride,
+            (BackboneConfig::Mit(m), DecodeHeadConfig::Deeplabv2(_)) => m.strides.iter().product(),
+            (BackboneConfig::Resnet(_), _) => 4,
+            (BackboneConfig::Mit(m), _) => m.strides[0],
+        }
+    }
+
+    /// Checks the whole configuration, naming the setting at fault.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_classes == 0 || self.num_classes > 255 {
+            return Err(ModelError::Config(format!(
+                "model.num_classes = {}: must be between 1 and 255 (255 is the ignore label)",
+                self.num_classes
+            )));
+        }
+        match &self.backbone {
+            BackboneConfig::Resnet(r) => r.validate()?,
+            BackboneConfig::Mit(m) => m.validate()?,
+        }
+        match &self.decode_head {
+            DecodeHeadConfig::Deeplabv2(_) => Ok(()),
+            DecodeHeadConfig::Daformer(h) => h.validate(),
+            DecodeHeadConfig::Segformer(h) => h.validate(),
+        }
+    }
+
+    /// Builds the network with fresh (PyTorch-style) initialisation.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Segmentor<B>> {
+        self.validate()?;
+        let channels = self.backbone_channels()?;
+        let backbone = match &self.backbone {
+            BackboneConfig::Resnet(r) => Backbone::ResNet(r.init(device)?),
+            BackboneConfig::Mit(m) => Backbone::Mit(m.init(device)),
+        };
+        let (decode_head, feature_channels) = match &self.decode_head {
+            DecodeHeadConfig::Deeplabv2(h) => (DecodeHead::DeepLabV2(h.init(channels[3], self.num_classes, device)?), channels[3]),
+            DecodeHeadConfig::Daformer(h) => (DecodeHead::DaFormer(h.init(channels, self.num_classes, device)), h.channels),
+            DecodeHeadConfig::Segformer(h) => (DecodeHead::SegFormer(h.init(channels, self.num_classes, device)), h.embed_dim),
+        };
+        let proj_head = match &self.projection {
+            Some(p) => Some(p.init(feature_channels, device)?),
+            None => None,
+        };
+        Ok(Segmentor { backbone, decode_head, proj_head })
+    }
+}
+
+/// Inputs smaller than this (in either side) are padded for [`Segmentor::predict`].
+pub const MIN_PREDICT_SIDE: usize = 64;
+
+/// Backbone network.
+#[derive(Module, Debug)]
+pub enum Backbone<B: Backend> {
+    ResNet(ResNet<B>),
+    Mit(MixTransformer<B>),
+}
+
+/// Decode head.
+#[derive(Module, Debug)]
+pub enum DecodeHead<B: Backend> {
+    DeepLabV2(DeepLabV2Head<B>),
+    DaFormer(DaFormerHead<B>),
+    SegFormer(SegFormerHead<B>),
+}
+
+/// What a forward pass gives.
+#[derive(Debug, Clone)]
+pub struct SegOutput<B: Backend> {
+    /// Class logits `[N, classes, H/s, W/s]`, s = [`SegmentorConfig::logit_stride`].
+    pub logits: Tensor<B, 4>,
+    /// Unit-length embeddings `[N, D, h, w]` from the projection head (DeepLabV2: on layer4,
+    /// h = H/8; MiT heads: on the fused 1/4 feature), when the network has one.
+    pub embedding: Option<Tensor<B, 4>>,
+    /// The four backbone stage outputs `[N, C_i, H_i, W_i]` (for the ImageNet feature distance).
+    pub features: Vec<Tensor<B, 4>>,
+}
+
+/// Backbone + decode head + projection head.
+#[derive(Module, Debug)]
+pub struct Segmentor<B: Backend> {
+    pub backbone: Backbone<B>,
+    pub decode_head: DecodeHead<B>,
+    pub proj_head: Option<ProjectionHead<B>>,
+}
+
+impl<B: Backend> Segmentor<B> {
+    /// Backbone stage outputs for an image batch `[N, 3, H, W]`.
+    pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
+        match &self.backbone {
+            Backbone::ResNet(r) => r.forward(x),
+            Backbone::Mit(m) => m.forward(x),
+        }
+    }
+
+    /// `[N, 3, H, W]` (normalised RGB) → logits, embedding and backbone features (see
+    /// [`SegOutput`] for shapes).
+    pub fn forward(&self, x: Tensor<B, 4>) -> SegOutput<B> {
+        let features = self.extract_features(x);
+        let (logits, head_feature) = match &self.decode_head {
+            DecodeHead::DeepLabV2(h) => {
+                let last = features[features.len() - 1].clone();
+                (h.forward(last.clone()), last)
+            }
+            DecodeHead::DaFormer(h) => {
+                let o = h.forward(features.clone());
+                (o.logits, o.feature)
+            }
+            DecodeHead::SegFormer(h) => {
+                let o = h.forward(features.clone());
+                (o.logits, o.feature)
+            }
+        };
+        let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature));
+        SegOutput { logits, embedding, features }
+    }
+
+    /// Logits bilinearly upsampled to the input's size: `[N, 3, H, W]` → `[N, classes, H, W]`.
+    ///
+    /// Works for any size: inputs with a side below [`MIN_PREDICT_SIDE`] (too small for the
+    /// strided convolutions, e.g. MiT's 8×8 spatial reduction at 1/4 scale) are zero-padded at
+    /// the bottom and right — zero is the ImageNet mean after normalisation — and the logits
+    /// cropped back.
+    pub fn predict(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        let (ph, pw) = (h.max(MIN_PREDICT_SIDE), w.max(MIN_PREDICT_SIDE));
+        if (ph, pw) == (h, w) {
+            return resize_bilinear(self.forward(x).logits, h, w);
+        }
+        let padded = Tensor::zeros([n, c, ph, pw], &x.device()).slice_assign([0..n, 0..c, 0..h, 0..w], x);
+        let logits = resize_bilinear(self.forward(padded).logits, ph, pw);
+        let classes = logits.dims()[1];
+        // [N, classes, ph, pw] -> [N, classes, H, W]
+        logits.slice([0..n, 0..classes, 0..h, 0..w])
+    }
+
+    /// Parameters split for the optimiser the way DAFormer's mmcv `paramwise_cfg` splits them:
+    /// `custom_keys = {head: lr_mult 10, norm: decay_mult 0, pos_block: decay_mult 0}` matches
+    /// substrings of the parameter name. Our names mirror mmseg's, so the same substring rule
+    /// gives the same groups: every `*head*` parameter (decode and projection heads) at 10× the
+    /// learning rate; every `*norm*` parameter (MiT's LayerNorms) without weight decay. Note
+    /// that, exactly as in DAFormer, BatchNorm layers named `bn` keep their weight decay.
+    pub fn param_groups(&self) -> ParamGroups {
+        let mut groups = ParamGroups::default();
+        for e in inventory::<B, _>(self).into_iter().filter(|e| e.trainable) {
+            if e.path.contains("norm") || e.path.contains("pos_block") {
+                groups.no_decay.insert(e.id);
+            }
+            if e.path.contains("head") {
+                groups.head.push(e.id);
+            } else {
+                groups.backbone.push(e.id);
+            }
+        }
+        groups
+    }
+}
+
+/// Parameter groups of a segmentor.
+#[derive(Debug, Default, Clone)]
+pub struct ParamGroups {
+    /// Backbone parameters (base learning rate).
+    pub backbone: Vec<ParamId>,
+    /// Decode-head and projection-head parameters (10× learning rate in DAFormer's recipe).
+    pub head: Vec<ParamId>,
+    /// Parameters without weight decay (normalisation layers).
+    pub no_decay: HashSet<ParamId>,
+}

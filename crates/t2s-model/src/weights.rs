@@ -1,0 +1,306 @@
+//! Loading PyTorch checkpoints into a [`Segmentor`], and the project's own weight format
+//! (safetensors with the model configuration in its metadata).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn_store::pytorch::PytorchReader;
+use burn_store::{ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
+
+use crate::checkpoint_keys::{choose_layout, is_classifier_key, rename_key, Family};
+use crate::error::{ModelError, Result};
+use crate::segmentor::{BackboneConfig, Segmentor, SegmentorConfig};
+
+/// Metadata key under which t2s weight files store their model configuration (JSON).
+pub const CONFIG_METADATA_KEY: &str = "t2s.model";
+
+/// What a PyTorch import did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Prefix of the checkpoint keys that were used.
+    pub prefix: String,
+    /// The file held only a backbone (ImageNet weights): heads keep their fresh initialisation.
+    pub backbone_only: bool,
+    /// Number of tensors loaded.
+    pub loaded: usize,
+    /// Model tensors the file did not provide (left as initialised; only allowed for the heads
+    /// of a backbone-only file and for the projection head).
+    pub not_in_file: Vec<String>,
+    /// File tensors the model has no place for (other than classifier heads).
+    pub unexpected: Vec<String>,
+    /// File tensors deliberately skipped (ImageNet classifier, `num_batches_tracked`).
+    pub ignored: usize,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loaded {} tensors{}{}",
+            self.loaded,
+            if self.prefix.is_empty() { String::new() } else { format!(" from keys under `{}`", self.prefix) },
+            if self.backbone_only { " (backbone only; heads freshly initialised)" } else { "" }
+        )?;
+        if self.ignored > 0 {
+            write!(f, "; ignored {} (classifier / bookkeeping)", self.ignored)?;
+        }
+        if !self.not_in_file.is_empty() {
+            write!(f, "; {} model tensors not in the file, e.g. {}", self.not_in_file.len(), self.not_in_file[0])?;
+        }
+        if !self.unexpected.is_empty() {
+            write!(f, "; {} unexpected tensors in the file: {}", self.unexpected.len(), preview(&self.unexpected))?;
+        }
+        Ok(())
+    }
+}
+
+fn preview(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+    let more = names.len().saturating_sub(shown.len());
+    if more > 0 { format!("{} … and {more} more", shown.join(", ")) } else { shown.join(", ") }
+}
+
+fn arch_name(cfg: &SegmentorConfig) -> String {
+    let b = match &cfg.backbone {
+        BackboneConfig::Resnet(r) if r.layers.is_none() => format!("ResNet-{}", r.depth),
+        BackboneConfig::Resnet(r) => format!("ResNet with {:?} blocks", r.layers.unwrap_or_default()),
+        BackboneConfig::Mit(m) => format!("MiT {:?}", m.embed_dims),
+    };
+    let h = match &cfg.decode_head {
+        crate::segmentor::DecodeHeadConfig::Deeplabv2(_) => "DeepLabV2",
+        crate::segmentor::DecodeHeadConfig::Daformer(_) => "DAFormer",
+        crate::segmentor::DecodeHeadConfig::Segformer(_) => "SegFormer",
+    };
+    format!("{b} + {h} head, {} classes", cfg.num_classes)
+}
+
+/// Loads a PyTorch checkpoint (`.pth`/`.pt`: torchvision ResNet, SegFormer `mit_b*`, or a whole
+/// mmseg / DAFormer segmentor, optionally under `state_dict` and `model.`/`ema_model.`) into
+/// `model`. `prefix` selects a sub-model explicitly (e.g. `state_dict.ema_model.` for a
+/// DAFormer teacher). Missing backbone tensors, missing decode-head tensors of a whole
+/// segmentor, and any wrongly shaped tensor are errors naming the tensors.
+pub fn load_pytorch<B: Backend>(
+    model: &mut Segmentor<B>,
+    cfg: &SegmentorConfig,
+    path: &Path,
+    prefix: Option<&str>,
+) -> Result<LoadReport> {
+    let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
+    if !path.is_file() {
+        return Err(read_err("no such file".into()));
+    }
+    let reader = PytorchReader::new(path).map_err(|e| read_err(format!("not a readable PyTorch checkpoint ({e})")))?;
+    let tensors = reader.into_tensors();
+    let all_keys: Vec<String> = tensors.keys().cloned().collect();
+    let layout = choose_layout(&all_keys, prefix);
+    let family = match cfg.backbone {
+        BackboneConfig::Resnet(_) => Family::ResNet,
+        BackboneConfig::Mit(_) => Family::Mit,
+    };
+
+    let mut report = LoadReport { prefix: layout.stripped_prefix.clone(), backbone_only: layout.backbone_only, ..Default::default() };
+    let mut snapshots = Vec::new();
+    for (key, snap) in tensors {
+        let Some(rest) = key.strip_prefix(&layout.stripped_prefix) else { continue };
+        let full = if layout.backbone_only { format!("backbone.{rest}") } else { rest.to_string() };
+        if !layout.backbone_only && !(full.starts_with("backbone.") || full.starts_with("decode_head.") || full.starts_with("proj_head.")) {
+            // Other parts of a segmentor checkpoint (auxiliary heads, optimiser state).
+            report.ignored += 1;
+            continue;
+        }
+        if is_classifier_key(&full) {
+            report.ignored += 1;
+            continue;
+        }
+        let Some(name) = rename_key(&full, family) else {
+            report.ignored += 1;
+            continue;
+        };
+        snapshots.push((name, snap));
+    }
+    if snapshots.is_empty() {
+        return Err(read_err(format!(
+            "no tensors found under the prefix `{}`; the file's keys start with: {}",
+            layout.stripped_prefix,
+            preview(&top_level_names(&all_keys))
+        )));
+    }
+
+    let result = apply_torch_named(model, snapshots);
+    let mismatch = |details: String| ModelError::WeightsMismatch { path: path.to_path_buf(), arch: arch_name(cfg), details };
+    if !result.errors.is_empty() {
+        let lines: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
+        return Err(mismatch(format!(
+            "{} tensors have the wrong shape (is this checkpoint for another architecture or class count?):\n{}",
+            lines.len(),
+            lines.join("\n")
+        )));
+    }
+    report.loaded = result.applied.len();
+    report.unexpected = result.unused.clone();
+    let missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    let fatal: Vec<&String> = missing
+        .iter()
+        .filter(|p| p.starts_with("backbone.") || (!layout.backbone_only && p.starts_with("decode_head.")))
+        .collect();
+    if report.loaded == 0 || !fatal.is_empty() {
+        let names: Vec<String> = fatal.iter().map(|s| s.to_string()).collect();
+        return Err(mismatch(format!(
+            "{} of the model's tensors are missing from the file: {}{}",
+            names.len(),
+            preview(&names),
+            if report.unexpected.is_empty() {
+                String::new()
+            } else {
+                format!("\nthe file has instead: {}", preview(&report.unexpected))
+            }
+        )));
+    }
+    report.not_in_file = missing;
+    Ok(report)
+}
+
+/// Applies tensors named in PyTorch's conventions (`weight`/`bias` for norms, Linear `[out, in]`)
+/// to `model`. Norm parameters are `gamma`/`beta` in Burn; the model's own tensor list says
+/// which `weight`/`bias` belong to a norm, so they are renamed exactly there.
+fn apply_torch_named<B: Backend>(model: &mut Segmentor<B>, named: Vec<(String, TensorSnapshot)>) -> ApplyResult {
+    let model_paths: HashSet<String> = crate::params::inventory::<B, _>(model).into_iter().map(|e| e.path).collect();
+    let snapshots = named
+        .into_iter()
+        .map(|(name, mut snap)| {
+            let burn_name = match name.rsplit_once('.') {
+                Some((prefix, "weight")) if model_paths.contains(&format!("{prefix}.gamma")) => format!("{prefix}.gamma"),
+                Some((prefix, "bias")) if model_paths.contains(&format!("{prefix}.beta")) => format!("{prefix}.beta"),
+                _ => name,
+            };
+            snap.path_stack = Some(burn_name.split('.').map(str::to_string).collect());
+            snap.container_stack = None;
+            snap.tensor_id = None;
+            snap
+        })
+        .collect();
+    model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true)
+}
+
+fn top_level_names(keys: &[String]) -> Vec<String> {
+    let set: BTreeSet<String> = keys.iter().map(|k| k.split('.').next().unwrap_or("").to_string()).collect();
+    set.into_iter().collect()
+}
+
+/// Writes `model` in t2s's own format: safetensors in PyTorch's conventions (keys as in mmseg
+/// checkpoints, e.g. `backbone.layer1.0.bn1.weight`; Linear weights `[out, in]`), so
+/// `safetensors.torch.load_file` reads it as a state dict, with the model configuration in the
+/// metadata. The file is
+/// written next to `path` and renamed over it, so a crash never leaves a half-written file.
+pub fn save_t2s<B: Backend>(model: &Segmentor<B>, cfg: &SegmentorConfig, path: &Path) -> Result<()> {
+    let write_err = |message: String| ModelError::WeightsWrite { path: path.to_path_buf(), message };
+    let json = serde_json::to_string(cfg).map_err(|e| write_err(e.to_string()))?;
+    let tmp = tmp_path(path);
+    let mut store = SafetensorsStore::from_file(&tmp)
+        .skip_enum_variants(true)
+        .overwrite(true)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata(CONFIG_METADATA_KEY, json);
+    model.save_into(&mut store).map_err(|e| write_err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| write_err(format!("rename from {}: {e}", tmp.display())))?;
+    Ok(())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// The model configuration stored in a t2s weight file, `None` if the file is not one (e.g. a
+/// PyTorch checkpoint).
+pub fn read_t2s_config(path: &Path) -> Result<Option<SegmentorConfig>> {
+    let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
+    let mut file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
+    // A safetensors file starts with an 8-byte little-endian header length and a JSON header.
+    let mut len = [0u8; 8];
+    if std::io::Read::read_exact(&mut file, &mut len).is_err() {
+        return Ok(None);
+    }
+    let n = u64::from_le_bytes(len);
+    if n == 0 || n > 100 << 20 {
+        return Ok(None);
+    }
+    let mut header = vec![0u8; n as usize];
+    if std::io::Read::read_exact(&mut file, &mut header).is_err() {
+        return Ok(None);
+    }
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&header) else { return Ok(None) };
+    let Some(cfg) = header.get("__metadata__").and_then(|m| m.get(CONFIG_METADATA_KEY)).and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    serde_json::from_str(cfg).map(Some).map_err(|e| read_err(format!("its model configuration is invalid: {e}")))
+}
+
+/// Loads a t2s weight file written by [`save_t2s`]: builds the network from the stored
+/// configuration and fills every tensor (all must be present with the right shapes).
+pub fn load_t2s<B: Backend>(path: &Path, device: &B::Device) -> Result<(SegmentorConfig, Segmentor<B>)> {
+    let cfg = read_t2s_config(path)?.ok_or_else(|| ModelError::WeightsRead {
+        path: path.to_path_buf(),
+        message: "not a t2s weight file (no model configuration in its metadata); for a PyTorch checkpoint give the model with --model".into(),
+    })?;
+    let mut model = cfg.init::<B>(device)?;
+    load_t2s_into(&mut model, &cfg, path)?;
+    Ok((cfg, model))
+}
+
+/// Fills `model` from a t2s weight file, which must hold exactly the model's tensors.
+pub fn load_t2s_into<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path) -> Result<()> {
+    let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
+    let mut store = SafetensorsStore::from_file(path);
+    let named: Vec<(String, TensorSnapshot)> =
+        store.get_all_snapshots().map_err(|e| read_err(e.to_string()))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let result = apply_torch_named(model, named);
+    let mut problems: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+    problems.extend(result.missing.iter().map(|(p, _)| format!("missing {p}")));
+    problems.extend(result.unused.iter().map(|p| format!("unexpected {p}")));
+    if !problems.is_empty() {
+        return Err(ModelError::WeightsMismatch { path: path.to_path_buf(), arch: arch_name(cfg), details: preview(&problems) });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, Tensor};
+
+    #[test]
+    fn t2s_files_round_trip_exactly_with_pytorch_names() {
+        let dir = std::env::temp_dir().join(format!("t2s-weights-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("net.safetensors");
+        let cfg: SegmentorConfig = serde_json::from_str(
+            r#"{"backbone":{"type":"mit","embed_dims":[8,16,24,32],"depths":[1,1,1,1],"num_heads":[1,2,3,4],"sr_ratios":[8,4,2,1]},
+                "decode_head":{"type":"segformer","embed_dim":8},"num_classes":3,"projection":{"dim":4}}"#,
+        )
+        .unwrap();
+        let device = Default::default();
+        let net = cfg.init::<Flex>(&device).unwrap();
+        save_t2s(&net, &cfg, &path).unwrap();
+        assert!(!tmp_path(&path).exists(), "the temporary file is renamed away");
+
+        // PyTorch conventions in the file: norm `weight`, Linear `[out, in]`.
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        assert!(names.contains(&"backbone.stages.0.norm.weight".to_string()), "{names:?}");
+        assert!(names.contains(&"decode_head.linear_fuse.bn.running_var".to_string()));
+        assert_eq!(st.tensor("backbone.stages.0.blocks.0.attn.kv.weight").unwrap().shape(), &[16, 8]);
+
+        let (cfg2, net2) = load_t2s::<Flex>(&path, &device).unwrap();
+        assert_eq!(cfg2, cfg);
+        let x = Tensor::<Flex, 4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let (a, b) = (net.forward(x.clone()), net2.forward(x));
+        assert_eq!(a.logits.into_data(), b.logits.into_data());
+        assert_eq!(a.embedding.unwrap().into_data(), b.embedding.unwrap().into_data());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! Where a network comes from: a preset name, a TOML configuration, or a t2s weight file (which
+//! carries its configuration), plus optional weights (PyTorch or t2s).
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use t2s_model::{load_pytorch, load_t2s_into, read_t2s_config, LoadReport, Segmentor, SegmentorConfig, PRESETS};
+
+use crate::error::{Result, TrainError};
+
+/// Resolves `--model`: a t2s weight file (its stored configuration), a `.toml` file (its
+/// `[model]` table, or the whole file if it has none), or a preset name.
+pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
+    let path = Path::new(model);
+    if path.is_file() {
+        if let Some(cfg) = read_t2s_config(path)? {
+            return Ok(cfg);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config { path: path.into(), message: e.to_string() })?;
+        let bad = |message: String| TrainError::Config { path: path.into(), message };
+        let value: toml::Table = toml::from_str(&text).map_err(|e| bad(format!("not valid TOML: {e}")))?;
+        let table = match value.get("model") {
+            Some(toml::Value::Table(t)) => t.clone(),
+            Some(_) => return Err(bad("`model` must be a table ([model])".into())),
+            None => value,
+        };
+        let cfg: SegmentorConfig =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("invalid model configuration: {e}")))?;
+        cfg.validate()?;
+        return Ok(cfg);
+    }
+    if model.ends_with(".toml") || model.ends_with(".safetensors") || model.contains('/') {
+        return Err(TrainError::Usage(format!("--model {model}: no such file")));
+    }
+    Ok(SegmentorConfig::preset(model).map_err(|_| {
+        TrainError::Usage(format!(
+            "--model {model}: not a file and not a preset; give a configuration (.toml), a t2s weight file (.safetensors) or one of: {}",
+            PRESETS.join(", ")
+        ))
+    })?)
+}
+
+/// A network ready for use, with what was loaded into it.
+pub struct LoadedModel<B: Backend> {
+    pub config: SegmentorConfig,
+    pub model: Segmentor<B>,
+    /// Report of a PyTorch import (None for t2s files or fresh networks).
+    pub report: Option<LoadReport>,
+}
+
+/// Builds the network named by `model` (or stored in `weights` when it is a t2s file) and loads
+/// `weights`: a t2s `.safetensors` file or a PyTorch checkpoint (`prefix` picks a sub-model of
+/// the latter, e.g. `state_dict.ema_model.`).
+pub fn load_model<B: Backend>(
+    model: Option<&str>,
+    weights: Option<&Path>,
+    prefix: Option<&str>,
+    device: &B::Device,
+) -> Result<LoadedModel<B>> {
+    let stored = match weights {
+        Some(w) if w.is_file() => read_t2s_config(w)?,
+        Some(w) => return Err(TrainError::Usage(format!("--weights {}: no such file", w.display()))),
+        None => None,
+    };
+    let config = match (model, &stored) {
+        (Some(m), _) => resolve_model_config(m)?,
+        (None, Some(cfg)) => cfg.clone(),
+        (None, None) => {
+            return Err(TrainError::Usage(
+                "give --model (a preset, a configuration or a t2s weight file); a PyTorch checkpoint does not say which network it is for".into(),
+            ))
+        }
+    };
+    if let (Some(stored), Some(w)) = (&stored, weights) {
+        if stored != &config {
+            return Err(TrainError::Usage(format!(
+                "--weights {} was saved for another network than --model describes; leave out --model to use the network stored in the file",
+                w.display()
+            )));
+        }
+    }
+    let mut net = config.init::<B>(device)?;
+    let report = match (weights, &stored) {
+        (Some(w), Some(_)) => {
+            load_t2s_into(&mut net, &config, w)?;
+            None
+        }
+        (Some(w), None) => Some(load_pytorch(&mut net, &config, w, prefix)?),
+        (None, _) => None,
+    };
+    Ok(LoadedModel { config, model: net, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_files_resolve() {
+        assert!(matches!(resolve_model_config("daformer-mitb5").unwrap().backbone, t2s_model::BackboneConfig::Mit(_)));
+        let err = resolve_model_config("nonsense").unwrap_err().to_string();
+        assert!(err.contains("daformer-mitb5") && err.contains("nonsense"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.toml");
+        std::fs::write(
+            &p,
+            "[model]\nnum_classes = 7\n[model.backbone]\ntype = \"resnet\"\ndepth = 18\n[model.decode_head]\ntype = \"deeplabv2\"\n",
+        )
+        .unwrap();
+        let cfg = resolve_model_config(p.to_str().unwrap()).unwrap();
+        assert_eq!(cfg.num_classes, 7);
+        std::fs::write(&p, "[model]\nnum_classes = 7\nbogus = 1\n[model.backbone]\ntype = \"resnet\"\ndepth = 18\n[model.decode_head]\ntype = \"deeplabv2\"\n").unwrap();
+        let err = resolve_model_config(p.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("bogus") && err.contains("m.toml"), "{err}");
+    }
+
+    #[test]
+    fn shipped_model_configs_equal_their_presets() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let from_file = resolve_model_config(path.to_str().unwrap()).unwrap();
+            assert_eq!(from_file, SegmentorConfig::preset(&name).unwrap(), "{}", path.display());
+            n += 1;
+        }
+        assert!(n >= 2);
+    }
+}

@@ -1,0 +1,97 @@
+//! Whole-image inference on image files: label PNGs, colourised overlays and optional logits.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use t2s_data::visualize::{colorize, label_image, overlay, save_png};
+use t2s_data::{normalize_imagenet, read_rgb, DataError, LabelSpace};
+use t2s_model::Segmentor;
+
+use crate::error::Result;
+
+/// What `t2s predict` writes.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Folder receiving the outputs (created if needed).
+    pub output: PathBuf,
+    /// Also write `<stem>_logits.npy`, float32 `[C, H, W]` at the input's resolution.
+    pub save_logits: bool,
+    /// Weight of the colour map in the overlay.
+    pub overlay_alpha: f32,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// Files written for one image.
+#[derive(Debug, Clone)]
+pub struct PredictionFiles {
+    /// `<stem>_labelTrainIds.png`: 8-bit train ids.
+    pub labels: PathBuf,
+    /// `<stem>_color.png`: colourised prediction.
+    pub color: PathBuf,
+    /// `<stem>_overlay.png`: prediction blended over the image.
+    pub overlay: PathBuf,
+    /// `<stem>_logits.npy` when asked for.
+    pub logits: Option<PathBuf>,
+}
+
+/// Runs `model` on every image and writes its predictions (see [`PredictionFiles`]). Any input
+/// size works: the logits are bilinearly upsampled to the image's size before the argmax.
+pub fn predict_images<B: Backend>(
+    model: &Segmentor<B>,
+    device: &B::Device,
+    images: &[PathBuf],
+    space: &LabelSpace,
+    opts: &PredictOptions,
+) -> Result<Vec<PredictionFiles>> {
+    std::fs::create_dir_all(&opts.output).map_err(|source| DataError::Io { path: opts.output.clone(), source })?;
+    let bar = if opts.progress { ProgressBar::new(images.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut written = Vec::with_capacity(images.len());
+    for path in images {
+        bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        written.push(predict_one(model, device, path, space, opts)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(written)
+}
+
+fn predict_one<B: Backend>(
+    model: &Segmentor<B>,
+    device: &B::Device,
+    path: &Path,
+    space: &LabelSpace,
+    opts: &PredictOptions,
+) -> Result<PredictionFiles> {
+    let img = read_rgb(path)?;
+    let (w, h) = img.dimensions();
+    let x = Tensor::<B, 4>::from_data(TensorData::new(normalize_imagenet(&img), [1, 3, h as usize, w as usize]), device);
+    // [1, C, H, W] at the image's resolution.
+    let logits = model.predict(x);
+    let classes = logits.dims()[1];
+    let labels: Vec<u8> = logits.clone().argmax(1).into_data().iter::<i64>().map(|v| v as u8).collect();
+
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let out = |suffix: &str| opts.output.join(format!("{stem}{suffix}"));
+    let files = PredictionFiles {
+        labels: out("_labelTrainIds.png"),
+        color: out("_color.png"),
+        overlay: out("_overlay.png"),
+        logits: opts.save_logits.then(|| out("_logits.npy")),
+    };
+    save_png(&label_image(&labels, w, h), &files.labels)?;
+    let color = colorize(&labels, w, h, space);
+    save_png(&color, &files.color)?;
+    save_png(&overlay(&img, &color, opts.overlay_alpha), &files.overlay)?;
+    if let Some(npy) = &files.logits {
+        let data: Vec<f32> = logits.into_data().iter::<f32>().collect();
+        t2s_data::npy::write_f32(npy, &[classes, h as usize, w as usize], &data)?;
+    }
+    Ok(files)
+}

@@ -1,0 +1,86 @@
+//! Command-line interface (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// t2s: domain-adaptive semantic segmentation (T2S-DA) in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "t2s", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute device: auto (CUDA, then a hardware wgpu adapter, then CPU), cpu, wgpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Segment images with a network: writes train-id PNGs, colourised overlays and (optionally) logits.
+    Predict(PredictArgs),
+    /// Convert a PyTorch checkpoint (torchvision, SegFormer mit_b*, mmseg/DAFormer) to a t2s weight file.
+    ImportWeights(ImportArgs),
+    /// List the built-in network presets with their parameter counts.
+    Models,
+}
+
+/// Which network and weights.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Network: a preset (see `t2s models`), a TOML file with a [model] table, or a t2s weight file.
+    /// May be left out when --weights is a t2s weight file.
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Weights: a t2s .safetensors file or a PyTorch checkpoint (.pth/.pt).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+
+    /// Key prefix of the sub-model to take from a PyTorch checkpoint, e.g. `state_dict.ema_model.`
+    /// for a DAFormer teacher (default: the file's segmentor, or DAFormer's student `model.`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// An image file or a folder of images (png, jpg, jpeg, bmp, webp).
+    #[arg(long)]
+    pub input: PathBuf,
+
+    /// Output folder (created if needed).
+    #[arg(long)]
+    pub output: PathBuf,
+
+    /// Also write `<name>_logits.npy`: float32 [C, H, W] at the input's resolution.
+    #[arg(long)]
+    pub save_logits: bool,
+
+    /// Opacity of the colour map in `<name>_overlay.png`, 0..=1.
+    #[arg(long, default_value_t = 0.5)]
+    pub overlay_alpha: f32,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Network the checkpoint is for: a preset or a TOML file with a [model] table.
+    #[arg(long)]
+    pub model: String,
+
+    /// The PyTorch checkpoint (.pth/.pt).
+    #[arg(long)]
+    pub weights: PathBuf,
+
+    /// Key prefix of the sub-model to take (see `predict --prefix`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+
+    /// The t2s weight file to write (.safetensors).
+    #[arg(long)]
+    pub output: PathBuf,
+}

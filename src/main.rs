@@ -1,0 +1,101 @@
+//! The `t2s` program: parses the command line, picks the device, and calls into the library
+//! crates.
+
+mod cli;
+mod device;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Parser;
+
+use cli::{Cli, Command, ImportArgs, PredictArgs};
+use device::{dispatch, BackendTask};
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Predict(args) => {
+            let selected = device::select(&cli.device)?;
+            eprintln!("device: {selected}");
+            dispatch(&selected, Predict(args))
+        }
+        // Conversion is pure data movement: always on the CPU.
+        Command::ImportWeights(args) => ImportWeights(args).run::<burn::backend::Flex>(Default::default()),
+        Command::Models => list_models(),
+    }
+}
+
+struct Predict(PredictArgs);
+
+impl BackendTask for Predict {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let a = self.0;
+        if !(0.0..=1.0).contains(&a.overlay_alpha) {
+            bail!("--overlay-alpha {}: must be between 0 and 1", a.overlay_alpha);
+        }
+        let images = t2s_data::list_images(&a.input).context("reading --input")?;
+        let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
+            .context("loading the network")?;
+        if let Some(report) = &loaded.report {
+            eprintln!("weights: {report}");
+        } else if a.model.weights.is_none() {
+            eprintln!("warning: no --weights given: predicting with a randomly initialised network");
+        }
+        let space = t2s_data::LabelSpace::cityscapes();
+        if loaded.config.num_classes != space.len() {
+            eprintln!(
+                "note: the network has {} classes; colours beyond the 19 Cityscapes classes are drawn black",
+                loaded.config.num_classes
+            );
+        }
+        let opts = t2s_train::PredictOptions {
+            output: a.output.clone(),
+            save_logits: a.save_logits,
+            overlay_alpha: a.overlay_alpha,
+            progress: true,
+        };
+        let written = t2s_train::predict_images(&loaded.model, &device, &images, &space, &opts)?;
+        eprintln!("wrote predictions for {} image(s) to {}", written.len(), a.output.display());
+        Ok(())
+    }
+}
+
+struct ImportWeights(ImportArgs);
+
+impl BackendTask for ImportWeights {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let a = self.0;
+        if t2s_model::read_t2s_config(&a.weights).ok().flatten().is_some() {
+            bail!("--weights {}: already a t2s weight file", a.weights.display());
+        }
+        let loaded = t2s_train::load_model::<B>(Some(&a.model), Some(&a.weights), a.prefix.as_deref(), &device)
+            .context("importing the checkpoint")?;
+        if let Some(report) = &loaded.report {
+            eprintln!("{report}");
+        }
+        t2s_model::save_t2s(&loaded.model, &loaded.config, &a.output)?;
+        eprintln!("wrote {}", a.output.display());
+        Ok(())
+    }
+}
+
+fn list_models() -> Result<()> {
+    println!("{:<22} {:>14}", "preset", "parameters");
+    for name in t2s_model::PRESETS {
+        let cfg = t2s_model::SegmentorConfig::preset(name)?;
+        let net = cfg.init::<burn::backend::Flex>(&Default::default())?;
+        println!("{:<22} {:>14}", name, t2s_model::count_trainable::<burn::backend::Flex, _>(&net));
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! End-to-end tests of `t2s predict` and `t2s import-weights` on generated files, and of the
+//! wgpu backend against the CPU backend.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::backend::Flex;
+use t2s_model::{save_t2s, SegmentorConfig};
+
+fn t2s() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_t2s"))
+}
+
+/// A small network (MiT with the DAFormer head and a projection head) with random weights,
+/// saved as a t2s weight file.
+fn tiny_model(dir: &Path) -> (PathBuf, SegmentorConfig) {
+    let toml = r#"
+num_classes = 5
+[backbone]
+type = "mit"
+embed_dims = [8, 16, 24, 32]
+depths = [1, 1, 1, 1]
+num_heads = [1, 2, 3, 4]
+sr_ratios = [8, 4, 2, 1]
+[decode_head]
+type = "daformer"
+embed_dim = 16
+channels = 16
+[projection]
+dim = 8
+"#;
+    let cfg: SegmentorConfig = toml::from_str(toml).expect("tiny config parses");
+    let net = cfg.init::<Flex>(&Default::default()).expect("tiny network builds");
+    let path = dir.join("tiny.safetensors");
+    save_t2s(&net, &cfg, &path).expect("save");
+    (path, cfg)
+}
+
+fn write_image(path: &Path, w: u32, h: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x + y) * 3 % 256) as u8]));
+    img.save(path).expect("write test image");
+}
+
+/// Reads a little-endian float32 `.npy` file: (shape, data).
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).expect("npy exists");
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<f4'"), "{header}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape = shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data = bytes[10 + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    (shape, data)
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("t2s runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "t2s failed: {stderr}");
+    stderr
+}
+
+#[test]
+fn predict_writes_labels_overlays_and_logits_at_any_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, _) = tiny_model(dir.path());
+    let inputs = dir.path().join("images");
+    std::fs::create_dir(&inputs).unwrap();
+    // Odd sizes on purpose: nothing may assume multiples of the network's stride.
+    write_image(&inputs.join("a.png"), 37, 23);
+    write_image(&inputs.join("b.jpg"), 64, 50);
+    let out = dir.path().join("out");
+    run_ok(t2s().args(["--device", "cpu", "predict", "--weights"]).arg(&weights).arg("--input").arg(&inputs).arg("--output").arg(&out).arg("--save-logits"));
+
+    for (stem, w, h) in [("a", 37usize, 23usize), ("b", 64, 50)] {
+        let labels = image::open(out.join(format!("{stem}_labelTrainIds.png"))).unwrap().to_luma8();
+        assert_eq!(labels.dimensions(), (w as u32, h as u32));
+        let (shape, logits) = read_npy(&out.join(format!("{stem}_logits.npy")));
+        assert_eq!(shape, vec![5, h, w]);
+        // The label map is the per-pixel argmax of the saved logits.
+        for y in 0..h {
+            for x in 0..w {
+                let best = (0..5).max_by(|&a, &b| logits[a * h * w + y * w + x].total_cmp(&logits[b * h * w + y * w + x])).unwrap();
+                assert_eq!(labels.get_pixel(x as u32, y as u32).0[0] as usize, best, "{stem} ({x},{y})");
+            }
+        }
+        // The overlay is the 50/50 blend of the input and the Cityscapes colour of the label.
+        let input = image::open(inputs.join(if stem == "a" { "a.png" } else { "b.jpg" })).unwrap().to_rgb8();
+        let overlay = image::open(out.join(format!("{stem}_overlay.png"))).unwrap().to_rgb8();
+        let palette = t2s_data::LabelSpace::cityscapes();
+        let (x, y) = (3u32, 2u32);
+        let c = palette.color(labels.get_pixel(x, y).0[0]);
+        for k in 0..3 {
+            let expect = (0.5 * c[k] as f32 + 0.5 * input.get_pixel(x, y).0[k] as f32).round() as u8;
+            assert_eq!(overlay.get_pixel(x, y).0[k], expect);
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_fail_with_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = t2s().args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input", "x.png", "--output"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("x.png"), "{err}");
+
+    write_image(&dir.path().join("i.png"), 8, 8);
+    let out = t2s().args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input"]).arg(dir.path().join("i.png")).arg("--output").arg(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no-such-preset") && err.contains("daformer-mitb5"), "{err}");
+
+    let out = t2s().args(["--device", "tpu", "predict", "--model", "daformer-mitb0", "--input", "i.png", "--output", "o"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tpu"), "{err}");
+
+    // A checkpoint for another architecture is refused, naming the tensors.
+    let (weights, _) = tiny_model(dir.path());
+    let out = t2s()
+        .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
+        .arg(&weights)
+        .arg("--input")
+        .arg(dir.path().join("i.png"))
+        .arg("--output")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tiny.safetensors"), "{err}");
+}
+
+/// The same network gives the same logits on wgpu as on the CPU. On machines without a wgpu
+/// adapter this is skipped, unless `T2S_REQUIRE_WGPU` is set (CI installs lavapipe and sets it).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_logits_match_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, _) = tiny_model(dir.path());
+    let img = dir.path().join("w.png");
+    write_image(&img, 40, 24);
+    let mut logits = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let out_dir = dir.path().join(device);
+        let mut cmd = t2s();
+        if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+            // Autotuning benchmarks kernel variants on first use: minutes on a software Vulkan
+            // driver, for no gain in a correctness test.
+            cmd.env("CUBECL_AUTOTUNE_LEVEL", "minimal");
+        }
+        let out = cmd.args(["--device", device, "predict", "--weights"]).arg(&weights).arg("--input").arg(&img).arg("--output").arg(&out_dir).arg("--save-logits").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if device == "wgpu" && !out.status.success() && err.contains("no wgpu adapter") && std::env::var_os("T2S_REQUIRE_WGPU").is_none() {
+            eprintln!("skipped: {err}");
+            return;
+        }
+        assert!(out.status.success(), "{device}: {err}");
+        logits.push(read_npy(&out_dir.join("w_logits.npy")));
+    }
+    assert_eq!(logits[0].0, logits[1].0);
+    let scale = logits[0].1.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let max_diff = logits[0].1.iter().zip(&logits[1].1).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(max_diff / scale < 1e-3, "wgpu vs cpu: max |diff| {max_diff} (scale {scale})");
+}
