@@ -162,3 +162,31 @@ fn wgpu_logits_match_cpu() {
     let max_diff = logits[0].1.iter().zip(&logits[1].1).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(max_diff / scale < 1e-3, "wgpu vs cpu: max |diff| {max_diff} (scale {scale})");
 }
+
+/// `import-weights` converts a PyTorch checkpoint into a t2s file that predicts exactly what the
+/// checkpoint itself predicts.
+#[test]
+fn imported_weights_predict_like_the_pytorch_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/t2s-model/tests/fixtures");
+    let cfg = dir.path().join("net.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\nnum_classes = 5\n[model.backbone]\ntype = \"mit\"\nembed_dims = [8, 16, 24, 32]\ndepths = [2, 1, 1, 2]\n\
+         num_heads = [1, 2, 3, 4]\nsr_ratios = [8, 4, 2, 1]\n[model.decode_head]\ntype = \"segformer\"\nembed_dim = 16\n",
+    )
+    .unwrap();
+    let converted = dir.path().join("net.safetensors");
+    let log = run_ok(t2s().arg("import-weights").arg("--model").arg(&cfg).arg("--weights").arg(fixtures.join("mit.pth")).args(["--prefix", "segformer."]).arg("--output").arg(&converted));
+    assert!(log.contains("loaded"), "{log}");
+    let img = dir.path().join("x.png");
+    write_image(&img, 70, 45);
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    run_ok(t2s().args(["--device", "cpu", "predict", "--model"]).arg(&cfg).arg("--weights").arg(fixtures.join("mit.pth")).args(["--prefix", "segformer."]).arg("--input").arg(&img).arg("--output").arg(&a).arg("--save-logits"));
+    run_ok(t2s().args(["--device", "cpu", "predict", "--weights"]).arg(&converted).arg("--input").arg(&img).arg("--output").arg(&b).arg("--save-logits"));
+    assert_eq!(read_npy(&a.join("x_logits.npy")), read_npy(&b.join("x_logits.npy")));
+    // Converting a t2s file again is refused.
+    let out = t2s().arg("import-weights").arg("--model").arg(&cfg).arg("--weights").arg(&converted).arg("--output").arg(dir.path().join("again.safetensors")).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already a t2s weight file"));
+}

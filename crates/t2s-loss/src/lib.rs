@@ -4,11 +4,21 @@
 //! ([`cross_entropy()`]), matching mmsegmentation 0.16's `CrossEntropyLoss` as used by
 //! DAFormer (ignore index, mean/sum reduction, optional non-ignored averaging, loss weight
 //! and per-pixel confidence weights), together with a host-side label validator
-//! ([`check_labels()`]). The T2S contrastive loss, its pixel sampling, class prototypes and
-//! class re-weighting are planned additions and are not part of the crate yet.
+//! ([`check_labels()`]).
+//!
+//! For the T2S-DA additions (method.md §4) it holds the T2S contrastive loss
+//! ([`t2s_contrastive_loss()`]: queries pulled to their class prototype against sampled
+//! negative keys, per-class means combined with the dynamic class weights, §4.8) and the
+//! majority-rule label downscaling that brings label maps to embedding resolution
+//! ([`downscale_labels_majority()`], §4.3). Pixel sampling, the prototype update and the class
+//! re-weighting statistics are planned additions and are not part of the crate yet.
 
+pub mod contrastive;
 pub mod cross_entropy;
 pub mod error;
+pub mod label_downscale;
 
+pub use contrastive::t2s_contrastive_loss;
 pub use cross_entropy::{check_labels, cross_entropy, CrossEntropyOptions, Reduction};
 pub use error::LossError;
+pub use label_downscale::downscale_labels_majority;

@@ -74,9 +74,19 @@ pub struct ConvBn<B: Backend> {
 }
 
 impl<B: Backend> ConvBn<B> {
-    /// A conv + BN block; the conv never has a bias (BN makes it redundant).
+    /// A conv + BN block; the conv never has a bias (BN makes it redundant). The conv is
+    /// initialised as mmcv's `ConvModule` does (`kaiming_init`: normal, fan-out, ReLU gain √2).
     pub fn new(spec: ConvSpec, relu: bool, device: &B::Device) -> Self {
-        Self { conv: spec.bias(false).init(device), bn: batch_norm(spec.out_channels, device), relu }
+        let mut conv = spec.bias(false).init(device);
+        let [out_c, in_per_group, kh, kw] = conv.weight.dims();
+        let fan_out = (out_c * kh * kw) as f64;
+        let std = 2f64.sqrt() / fan_out.sqrt();
+        conv.weight = burn::module::Param::from_tensor(Tensor::random(
+            [out_c, in_per_group, kh, kw],
+            burn::tensor::Distribution::Normal(0.0, std),
+            device,
+        ));
+        Self { conv, bn: batch_norm(spec.out_channels, device), relu }
     }
 
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).

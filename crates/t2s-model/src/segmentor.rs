@@ -293,3 +293,66 @@ pub struct ParamGroups {
     /// Parameters without weight decay (normalisation layers).
     pub no_decay: HashSet<ParamId>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::count_trainable;
+    use burn::backend::Flex;
+
+    fn tiny() -> SegmentorConfig {
+        serde_json::from_str(
+            r#"{"backbone":{"type":"mit","embed_dims":[8,16,24,32],"depths":[1,1,1,1],"num_heads":[1,2,3,4],"sr_ratios":[8,4,2,1]},
+                "decode_head":{"type":"daformer","embed_dim":16,"channels":16},"num_classes":5,"projection":{"dim":8}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn param_groups_follow_daformers_name_rules() {
+        let device = Default::default();
+        let net = tiny().init::<Flex>(&device).unwrap();
+        let groups = net.param_groups();
+        let numel = |ids: &mut dyn Iterator<Item = &ParamId>| -> usize {
+            let sizes: std::collections::HashMap<ParamId, usize> =
+                inventory::<Flex, _>(&net).into_iter().map(|e| (e.id, e.shape.iter().product())).collect();
+            ids.map(|id| sizes[id]).sum()
+        };
+        let Backbone::Mit(backbone) = &net.backbone else { panic!() };
+        assert_eq!(numel(&mut groups.backbone.iter()), count_trainable::<Flex, _>(backbone));
+        let DecodeHead::DaFormer(head) = &net.decode_head else { panic!() };
+        let proj = net.proj_head.as_ref().unwrap();
+        assert_eq!(numel(&mut groups.head.iter()), count_trainable::<Flex, _>(head) + count_trainable::<Flex, _>(proj));
+        // LayerNorm parameters only (BNs are named `bn`): per stage of width C, the patch-embed
+        // norm, norm1 and norm2 of the block, the stage norm (2C each) and, where the spatial
+        // reduction ratio > 1, the attention's norm: 80 + 160 + 240 + 256 = 736 with sr
+        // [8, 4, 2, 1].
+        assert_eq!(numel(&mut groups.no_decay.iter()), 5 * 2 * 8 + 5 * 2 * 16 + 5 * 2 * 24 + 4 * 2 * 32);
+    }
+
+    #[test]
+    fn outputs_have_the_documented_shapes() {
+        let device = Default::default();
+        let net = tiny().init::<Flex>(&device).unwrap();
+        let x = Tensor::<Flex, 4>::zeros([2, 3, 64, 96], &device);
+        let out = net.forward(x.clone());
+        assert_eq!(out.logits.dims(), [2, 5, 16, 24]);
+        assert_eq!(out.embedding.unwrap().dims(), [2, 8, 16, 24]);
+        assert_eq!(net.predict(x).dims(), [2, 5, 64, 96]);
+        // Inputs too small for the strided convolutions are padded and cropped back.
+        assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 7], &device)).dims(), [1, 5, 20, 7]);
+    }
+
+    #[test]
+    fn presets_build_and_bad_configs_are_named() {
+        for name in PRESETS {
+            SegmentorConfig::preset(name).unwrap().validate().unwrap();
+        }
+        assert!(SegmentorConfig::preset("daformer-mitb9").unwrap_err().to_string().contains("daformer-mitb9"));
+        let mut cfg = tiny();
+        cfg.num_classes = 0;
+        assert!(cfg.validate().unwrap_err().to_string().contains("model.num_classes"));
+        assert_eq!(SegmentorConfig::preset("deeplabv2-r101").unwrap().logit_stride(), 8);
+        assert_eq!(SegmentorConfig::preset("segformer-mitb0").unwrap().logit_stride(), 4);
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Set WGPU=1 to also compare the wgpu backend (needs a Vulkan loader and driver).
+# Checks a CUDA build of t2s on an NVIDIA machine against the CPU backend on the same inputs,
+# and times inference. Usage: scripts/gpu_check.sh <path to t2s binary> <output folder>
+# Needs python3 with numpy and Pillow (to make inputs and compare .npy files); for the PyTorch
+# timing row also torch + transformers.
+set -uo pipefail
+T2S="$1"; OUT="$2"; mkdir -p "$OUT"
+W=$(mktemp -d)
+FIX=crates/t2s-model/tests/fixtures
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+
+# Two small networks with weights from the PyTorch fixtures.
+cat > "$W/daformer.toml" <<'TOML'
+num_classes = 5
+[backbone]
+type = "mit"
+embed_dims = [8, 16, 24, 32]
+depths = [2, 1, 1, 2]
+num_heads = [1, 2, 3, 4]
+sr_ratios = [8, 4, 2, 1]
+[decode_head]
+type = "daformer"
+embed_dim = 16
+channels = 16
+TOML
+cat > "$W/deeplabv2.toml" <<'TOML'
+num_classes = 5
+[backbone]
+type = "resnet"
+depth = 0
+layers = [1, 2, 2, 1]
+block = "bottleneck"
+stem = "deep"
+stem_width = 8
+base_width = 4
+[decode_head]
+type = "deeplabv2"
+TOML
+"$T2S" import-weights --model "$W/daformer.toml" --weights $FIX/mit.pth --prefix daformer. --output "$W/daformer.safetensors"
+"$T2S" import-weights --model "$W/deeplabv2.toml" --weights $FIX/resnet.pth --prefix deeplabv2. --output "$W/deeplabv2.safetensors"
+
+python3 - "$W" <<'PY'
+import sys, numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+for name, (h, w) in {"small": (37, 53), "wide": (256, 512), "big": (1024, 2048)}.items():
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(f"{sys.argv[1]}/{name}.png")
+PY
+mkdir -p "$W/in" && cp "$W/small.png" "$W/wide.png" "$W/in/"
+
+compare() { # net device
+  python3 - "$W/cpu_$1" "$W/$2_$1" "$1 $2" <<'PY'
+import sys, glob, os, numpy as np
+worst = 0.0
+for a in sorted(glob.glob(sys.argv[1] + "/*_logits.npy")):
+    x = np.load(a); y = np.load(os.path.join(sys.argv[2], os.path.basename(a)))
+    rel = np.abs(x - y).max() / max(np.abs(x).max(), 1e-12)
+    worst = max(worst, rel)
+    print(f"  {sys.argv[3]} {os.path.basename(a)} {x.shape} max rel diff vs cpu {rel:.2e}")
+print(f"RESULT {sys.argv[3]} worst rel diff {worst:.2e} {'PASS' if worst < 1e-3 else 'FAIL'}")
+PY
+}
+for net in daformer deeplabv2; do
+  "$T2S" --device cpu predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/cpu_$net" --save-logits 2>&1 | tail -1
+  for dev in cuda ${WGPU:+wgpu}; do
+    timeout 180 "$T2S" --device $dev predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/${dev}_$net" --save-logits 2>&1 | tail -2
+    compare $net $dev
+  done
+done
+
+# Inference time of full-size networks (random weights) on a 2048x1024 image: one image vs
+# nine, so the difference is the steady-state time of eight predictions (JIT compilation and
+# autotuning are paid by the first).
+mkdir -p "$W/one" "$W/nine"; cp "$W/big.png" "$W/one/"; for i in $(seq 1 9); do cp "$W/big.png" "$W/nine/b$i.png"; done
+for preset in segformer-mitb5 daformer-mitb5 deeplabv2-r101; do
+  s=$(date +%s.%N); timeout 120 "$T2S" --device cuda predict --model $preset --input "$W/one" --output "$W/o1" >/dev/null 2>&1; m=$(date +%s.%N)
+  timeout 120 "$T2S" --device cuda predict --model $preset --input "$W/nine" --output "$W/o9" >/dev/null 2>&1; e=$(date +%s.%N)
+  python3 -c "a,b,c=$s,$m,$e; one=b-a; nine=c-b; print(f'TIME t2s cuda {\"$preset\"} 2048x1024: first run {one:.1f} s, steady {(nine-one)/8*1000:.0f} ms/image (incl. PNG decode/encode)')"
+done
+python3 - <<'PY'
+import time, torch
+from transformers import SegformerConfig, SegformerForSemanticSegmentation
+cfg = SegformerConfig(hidden_sizes=[64,128,320,512], depths=[3,6,40,3], decoder_hidden_size=768, num_labels=19)
+m = SegformerForSemanticSegmentation(cfg).cuda().eval()
+x = torch.randn(1, 3, 1024, 2048, device="cuda")
+with torch.no_grad():
+    for _ in range(3): y = torch.nn.functional.interpolate(m(pixel_values=x).logits, size=(1024, 2048), mode="bilinear").argmax(1).cpu()
+    torch.cuda.synchronize(); t = time.time()
+    for _ in range(8): y = torch.nn.functional.interpolate(m(pixel_values=x).logits, size=(1024, 2048), mode="bilinear").argmax(1).cpu()
+    torch.cuda.synchronize()
+print(f"TIME pytorch {torch.__version__} cuda segformer-b5 2048x1024 fp32 (tf32 {torch.backends.cuda.matmul.allow_tf32}): {(time.time()-t)/8*1000:.0f} ms/image (forward+upsample+argmax, no PNG IO)")
+PY
+cp -r "$W"/cpu_daformer "$OUT/" 2>/dev/null; true
