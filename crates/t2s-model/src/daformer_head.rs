@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::conv_bn::{ConvBn, ConvSpec};
 use crate::error::{ModelError, Result};
 use crate::head_output::{channel_dropout, HeadOutput};
-use crate::mlp_embed::MlpEmbed;
-use crate::resize::resize_bilinear;
+use crate::mlp_embed::{embed_stages, MlpEmbed};
 
 fn default_width() -> usize {
     256
@@ -167,18 +166,8 @@ impl<B: Backend> DaFormerHead<B> {
     /// # Panics
     /// When `features` does not hold one map per embedding layer (4).
     pub fn forward(&self, features: Vec<Tensor<B, 4>>) -> HeadOutput<B> {
-        assert_eq!(
-            features.len(),
-            self.embed_layers.len(),
-            "DaFormerHead expects one feature map per backbone stage"
-        );
-        let [_, _, h, w] = features[0].dims();
-        // Each stage embedded ([N, E, H_k, W_k]) and resized to [N, E, H_1, W_1], in stage order.
-        let embedded: Vec<Tensor<B, 4>> = features
-            .into_iter()
-            .zip(&self.embed_layers)
-            .map(|(x, embed)| resize_bilinear(embed.forward(x), h, w))
-            .collect();
+        // Each stage embedded and resized to [N, E, H_1, W_1], concatenated in stage order.
+        let embedded = embed_stages(features, &self.embed_layers, "DaFormerHead");
         // [N, 4E, H_1, W_1] → [N, channels, H_1, W_1]
         let feature = self.fuse_layer.forward(Tensor::cat(embedded, 1));
         // [N, classes, H_1, W_1]

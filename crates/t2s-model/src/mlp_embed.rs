@@ -35,6 +35,22 @@ impl<B: Backend> MlpEmbed<B> {
     }
 }
 
+/// Embeds every backbone stage with its layer and resizes it to the first (largest) stage:
+/// `[N, C_k, H_k, W_k]` (k = 1…4) → `[N, E, H_1, W_1]` each, in stage order. Shared by the
+/// SegFormer and DAFormer heads, which differ in how they fuse the result.
+///
+/// # Panics
+/// When `features` does not hold one map per embedding layer (`head` names the caller).
+pub fn embed_stages<B: Backend>(features: Vec<Tensor<B, 4>>, layers: &[MlpEmbed<B>], head: &str) -> Vec<Tensor<B, 4>> {
+    assert_eq!(features.len(), layers.len(), "{head} expects one feature map per backbone stage");
+    let [_, _, h, w] = features[0].dims();
+    features
+        .into_iter()
+        .zip(layers)
+        .map(|(x, embed)| crate::resize::resize_bilinear(embed.forward(x), h, w))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

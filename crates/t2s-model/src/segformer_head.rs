@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::conv_bn::{ConvBn, ConvSpec};
 use crate::error::{ModelError, Result};
 use crate::head_output::{channel_dropout, HeadOutput};
-use crate::mlp_embed::MlpEmbed;
-use crate::resize::resize_bilinear;
+use crate::mlp_embed::{embed_stages, MlpEmbed};
 
 fn default_embed_dim() -> usize {
     256
@@ -109,18 +108,8 @@ impl<B: Backend> SegFormerHead<B> {
     /// # Panics
     /// When `features` does not hold one map per embedding layer (4).
     pub fn forward(&self, features: Vec<Tensor<B, 4>>) -> HeadOutput<B> {
-        assert_eq!(
-            features.len(),
-            self.linear_c.len(),
-            "SegFormerHead expects one feature map per backbone stage"
-        );
-        let [_, _, h, w] = features[0].dims();
-        // Each stage embedded ([N, E, H_k, W_k]) and resized to [N, E, H_1, W_1].
-        let mut embedded: Vec<Tensor<B, 4>> = features
-            .into_iter()
-            .zip(&self.linear_c)
-            .map(|(x, embed)| resize_bilinear(embed.forward(x), h, w))
-            .collect();
+        // Each stage embedded and resized to [N, E, H_1, W_1].
+        let mut embedded = embed_stages(features, &self.linear_c, "SegFormerHead");
         // The original concatenates `[_c4, _c3, _c2, _c1]`: deepest stage first.
         embedded.reverse();
         // [N, 4E, H_1, W_1] → [N, E, H_1, W_1]
