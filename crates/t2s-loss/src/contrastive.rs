@@ -216,6 +216,7 @@ fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_util::{assert_close, scalar};
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::TensorData;
@@ -244,18 +245,6 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), &Default::default())
     }
 
-    fn scalar<Bk: Backend>(t: Tensor<Bk, 1>) -> f64 {
-        let v = t.into_data().to_vec::<f32>().unwrap();
-        assert_eq!(v.len(), 1, "loss must be a one-element tensor");
-        v[0] as f64
-    }
-
-    fn assert_close(actual: f64, expected: f64, tol: f64, what: &str) {
-        assert!(
-            (actual - expected).abs() <= tol * (1.0 + expected.abs()),
-            "{what}: got {actual}, expected {expected}"
-        );
-    }
 
     /// Deterministic pseudo-random numbers in [-1, 1) (no RNG dependency needed).
     fn lcg(seed: &mut u64) -> f64 {

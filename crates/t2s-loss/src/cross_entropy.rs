@@ -199,6 +199,7 @@ pub fn check_labels<B: Backend>(
 
 #[cfg(test)]
 mod tests {
+    use crate::test_util::{assert_close, scalar};
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::TensorData;
@@ -220,18 +221,6 @@ mod tests {
         Tensor::from_data(TensorData::new(values, shape), &Default::default())
     }
 
-    fn scalar<Bk: Backend>(t: Tensor<Bk, 1>) -> f64 {
-        let v = t.into_data().to_vec::<f32>().unwrap();
-        assert_eq!(v.len(), 1, "loss must be a one-element tensor");
-        v[0] as f64
-    }
-
-    fn assert_close(actual: f64, expected: f64, tol: f64, what: &str) {
-        assert!(
-            (actual - expected).abs() <= tol * (1.0 + expected.abs()),
-            "{what}: got {actual}, expected {expected}"
-        );
-    }
 
     fn opts(reduction: Reduction, avg_non_ignore: bool, loss_weight: f32) -> CrossEntropyOptions {
         CrossEntropyOptions {

@@ -22,3 +22,6 @@ pub use contrastive::t2s_contrastive_loss;
 pub use cross_entropy::{check_labels, cross_entropy, CrossEntropyOptions, Reduction};
 pub use error::LossError;
 pub use label_downscale::downscale_labels_majority;
+
+#[cfg(test)]
+mod test_util;
