@@ -6,8 +6,10 @@ pub mod error;
 pub mod image_io;
 pub mod label_space;
 pub mod npy;
+pub mod sample;
 pub mod visualize;
 
 pub use error::{DataError, Result};
 pub use image_io::{list_images, normalize_imagenet, read_rgb, IMAGENET_MEAN, IMAGENET_STD};
 pub use label_space::{LabelSpace, IGNORE_LABEL};
+pub use sample::{seeded_rng, Dataset, Sample};
