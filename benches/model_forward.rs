@@ -10,9 +10,7 @@ fn bench_resize(c: &mut Criterion) {
     let device = Default::default();
     // DAFormer's logits (19 classes at 1/4 of a 512×512 crop) upsampled to the crop.
     let x = Tensor::<Flex, 4>::random([2, 19, 128, 128], Distribution::Normal(0.0, 1.0), &device);
-    c.bench_function("resize_bilinear 2x19x128x128 -> 512x512", |b| {
-        b.iter(|| resize_bilinear(x.clone(), 512, 512).into_data())
-    });
+    c.bench_function("resize_bilinear 2x19x128x128 -> 512x512", |b| b.iter(|| resize_bilinear(x.clone(), 512, 512).into_data()));
 }
 
 fn bench_forward(c: &mut Criterion) {

@@ -24,6 +24,14 @@ pub enum Command {
     ImportWeights(ImportArgs),
     /// List the built-in network presets with their parameter counts.
     Models,
+    /// Write the built-in synthetic domain-shift benchmark (source and target street scenes with
+    /// labels) to disk in a Cityscapes-like layout.
+    Synth(crate::synth_cmd::SynthArgs),
+    /// Validate a dataset (decode every image and label) and write per-image class pixel counts
+    /// next to it, for rare class sampling.
+    Prepare(crate::prepare_cmd::PrepareArgs),
+    /// Evaluate weights on the evaluation sets of a run configuration: per-class IoU, mIoU (JSON, Markdown), pictures.
+    Eval(crate::eval_cmd::EvalArgs),
 }
 
 /// Which network and weights.

@@ -82,7 +82,9 @@ fn adapters() -> Vec<wgpu::AdapterInfo> {
 fn wgpu_hardware() -> Option<Selected> {
     use burn::backend::wgpu::WgpuDevice;
     let infos = adapters();
-    for (kind, device) in [(wgpu::DeviceType::DiscreteGpu, WgpuDevice::DiscreteGpu(0)), (wgpu::DeviceType::IntegratedGpu, WgpuDevice::IntegratedGpu(0))] {
+    for (kind, device) in
+        [(wgpu::DeviceType::DiscreteGpu, WgpuDevice::DiscreteGpu(0)), (wgpu::DeviceType::IntegratedGpu, WgpuDevice::IntegratedGpu(0))]
+    {
         if let Some(info) = infos.iter().find(|i| i.device_type == kind) {
             return Some(Selected::Wgpu(device, format!("{} via {:?}", info.name, info.backend)));
         }

@@ -3,6 +3,11 @@
 
 mod cli;
 mod device;
+mod eval_cmd;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod gpu_cache;
+mod prepare_cmd;
+mod synth_cmd;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
@@ -13,6 +18,8 @@ use device::{dispatch, BackendTask};
 
 fn main() {
     let cli = Cli::parse();
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    gpu_cache::configure();
     if let Err(err) = run(cli) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
@@ -29,6 +36,13 @@ fn run(cli: Cli) -> Result<()> {
         // Conversion is pure data movement: always on the CPU.
         Command::ImportWeights(args) => ImportWeights(args).run::<burn::backend::Flex>(Default::default()),
         Command::Models => list_models(),
+        Command::Synth(args) => synth_cmd::run(args),
+        Command::Prepare(args) => prepare_cmd::run(args),
+        Command::Eval(args) => {
+            let selected = device::select(&cli.device)?;
+            eprintln!("device: {selected}");
+            dispatch(&selected, eval_cmd::Eval(args))
+        }
     }
 }
 

@@ -71,7 +71,16 @@ fn predict_writes_labels_overlays_and_logits_at_any_size() {
     write_image(&inputs.join("a.png"), 37, 23);
     write_image(&inputs.join("b.jpg"), 64, 50);
     let out = dir.path().join("out");
-    run_ok(t2s().args(["--device", "cpu", "predict", "--weights"]).arg(&weights).arg("--input").arg(&inputs).arg("--output").arg(&out).arg("--save-logits"));
+    run_ok(
+        t2s()
+            .args(["--device", "cpu", "predict", "--weights"])
+            .arg(&weights)
+            .arg("--input")
+            .arg(&inputs)
+            .arg("--output")
+            .arg(&out)
+            .arg("--save-logits"),
+    );
 
     for (stem, w, h) in [("a", 37usize, 23usize), ("b", 64, 50)] {
         let labels = image::open(out.join(format!("{stem}_labelTrainIds.png"))).unwrap().to_luma8();
@@ -101,17 +110,28 @@ fn predict_writes_labels_overlays_and_logits_at_any_size() {
 #[test]
 fn bad_inputs_fail_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let out = t2s().args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input", "x.png", "--output"]).arg(dir.path()).output().unwrap();
+    let out = t2s()
+        .args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input", "x.png", "--output"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("x.png"), "{err}");
 
     write_image(&dir.path().join("i.png"), 8, 8);
-    let out = t2s().args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input"]).arg(dir.path().join("i.png")).arg("--output").arg(dir.path()).output().unwrap();
+    let out = t2s()
+        .args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input"])
+        .arg(dir.path().join("i.png"))
+        .arg("--output")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no-such-preset") && err.contains("daformer-mitb5"), "{err}");
 
-    let out = t2s().args(["--device", "tpu", "predict", "--model", "daformer-mitb0", "--input", "i.png", "--output", "o"]).output().unwrap();
+    let out =
+        t2s().args(["--device", "tpu", "predict", "--model", "daformer-mitb0", "--input", "i.png", "--output", "o"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tpu"), "{err}");
 
@@ -148,7 +168,16 @@ fn wgpu_logits_match_cpu() {
             // driver, for no gain in a correctness test.
             cmd.env("CUBECL_AUTOTUNE_LEVEL", "minimal");
         }
-        let out = cmd.args(["--device", device, "predict", "--weights"]).arg(&weights).arg("--input").arg(&img).arg("--output").arg(&out_dir).arg("--save-logits").output().unwrap();
+        let out = cmd
+            .args(["--device", device, "predict", "--weights"])
+            .arg(&weights)
+            .arg("--input")
+            .arg(&img)
+            .arg("--output")
+            .arg(&out_dir)
+            .arg("--save-logits")
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         if device == "wgpu" && !out.status.success() && err.contains("no wgpu adapter") && std::env::var_os("T2S_REQUIRE_WGPU").is_none() {
             eprintln!("skipped: {err}");
@@ -177,16 +206,56 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
     )
     .unwrap();
     let converted = dir.path().join("net.safetensors");
-    let log = run_ok(t2s().arg("import-weights").arg("--model").arg(&cfg).arg("--weights").arg(fixtures.join("mit.pth")).args(["--prefix", "segformer."]).arg("--output").arg(&converted));
+    let log = run_ok(
+        t2s()
+            .arg("import-weights")
+            .arg("--model")
+            .arg(&cfg)
+            .arg("--weights")
+            .arg(fixtures.join("mit.pth"))
+            .args(["--prefix", "segformer."])
+            .arg("--output")
+            .arg(&converted),
+    );
     assert!(log.contains("loaded"), "{log}");
     let img = dir.path().join("x.png");
     write_image(&img, 70, 45);
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    run_ok(t2s().args(["--device", "cpu", "predict", "--model"]).arg(&cfg).arg("--weights").arg(fixtures.join("mit.pth")).args(["--prefix", "segformer."]).arg("--input").arg(&img).arg("--output").arg(&a).arg("--save-logits"));
-    run_ok(t2s().args(["--device", "cpu", "predict", "--weights"]).arg(&converted).arg("--input").arg(&img).arg("--output").arg(&b).arg("--save-logits"));
+    run_ok(
+        t2s()
+            .args(["--device", "cpu", "predict", "--model"])
+            .arg(&cfg)
+            .arg("--weights")
+            .arg(fixtures.join("mit.pth"))
+            .args(["--prefix", "segformer."])
+            .arg("--input")
+            .arg(&img)
+            .arg("--output")
+            .arg(&a)
+            .arg("--save-logits"),
+    );
+    run_ok(
+        t2s()
+            .args(["--device", "cpu", "predict", "--weights"])
+            .arg(&converted)
+            .arg("--input")
+            .arg(&img)
+            .arg("--output")
+            .arg(&b)
+            .arg("--save-logits"),
+    );
     assert_eq!(read_npy(&a.join("x_logits.npy")), read_npy(&b.join("x_logits.npy")));
     // Converting a t2s file again is refused.
-    let out = t2s().arg("import-weights").arg("--model").arg(&cfg).arg("--weights").arg(&converted).arg("--output").arg(dir.path().join("again.safetensors")).output().unwrap();
+    let out = t2s()
+        .arg("import-weights")
+        .arg("--model")
+        .arg(&cfg)
+        .arg("--weights")
+        .arg(&converted)
+        .arg("--output")
+        .arg(dir.path().join("again.safetensors"))
+        .output()
+        .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already a t2s weight file"));
 }

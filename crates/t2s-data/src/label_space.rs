@@ -36,10 +36,7 @@ const CITYSCAPES: [(&str, u8, [u8; 3]); 19] = [
 impl LabelSpace {
     /// The 19 Cityscapes train ids with the official colours.
     pub fn cityscapes() -> Self {
-        Self {
-            names: CITYSCAPES.iter().map(|(n, _, _)| n.to_string()).collect(),
-            colors: CITYSCAPES.iter().map(|(_, _, c)| *c).collect(),
-        }
+        Self { names: CITYSCAPES.iter().map(|(n, _, _)| n.to_string()).collect(), colors: CITYSCAPES.iter().map(|(_, _, c)| *c).collect() }
     }
 
     /// Number of classes.

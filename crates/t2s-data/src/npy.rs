@@ -35,8 +35,17 @@ mod tests {
         let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
         assert!(header.contains("'descr': '<f4'"), "{header}");
-        let shape: Vec<usize> = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap()
-            .split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+        let shape: Vec<usize> = header
+            .split("'shape': (")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap()
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
         assert_eq!(shape, [2, 1, 3], "{header}");
         let payload = &bytes[10 + header_len..];
         assert_eq!(payload.len(), 24);

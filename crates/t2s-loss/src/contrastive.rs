@@ -82,45 +82,15 @@ pub fn t2s_contrastive_loss<B: Backend>(
     let [c, proto_d] = prototypes.dims();
     let [k, key_d] = keys.dims();
     let [neg_rows, m] = negatives.dims();
-    assert!(
-        c > 0,
-        "t2s_contrastive_loss: no classes (prototypes are [0, D])"
-    );
-    assert!(
-        d > 0,
-        "t2s_contrastive_loss: empty embedding dimension (D = 0)"
-    );
-    assert_eq!(
-        query_classes.dims(),
-        [nq],
-        "t2s_contrastive_loss: query_classes must be [Nq] for queries [Nq, D] = {:?}",
-        [nq, d]
-    );
-    assert_eq!(
-        proto_d, d,
-        "t2s_contrastive_loss: prototypes are [C, {proto_d}] but queries have D = {d}"
-    );
-    assert_eq!(
-        key_d, d,
-        "t2s_contrastive_loss: keys are [K, {key_d}] but queries have D = {d}"
-    );
-    assert_eq!(
-        neg_rows, nq,
-        "t2s_contrastive_loss: negatives must be [Nq = {nq}, M], got [{neg_rows}, {m}]"
-    );
-    assert_eq!(
-        class_weights.dims(),
-        [c],
-        "t2s_contrastive_loss: class_weights must be [C = {c}]"
-    );
-    assert!(
-        m == 0 || k > 0,
-        "t2s_contrastive_loss: {m} negatives per query requested from an empty key bank"
-    );
-    assert!(
-        temperature.is_finite() && temperature > 0.0,
-        "t2s_contrastive_loss: temperature must be finite and > 0, got {temperature}"
-    );
+    assert!(c > 0, "t2s_contrastive_loss: no classes (prototypes are [0, D])");
+    assert!(d > 0, "t2s_contrastive_loss: empty embedding dimension (D = 0)");
+    assert_eq!(query_classes.dims(), [nq], "t2s_contrastive_loss: query_classes must be [Nq] for queries [Nq, D] = {:?}", [nq, d]);
+    assert_eq!(proto_d, d, "t2s_contrastive_loss: prototypes are [C, {proto_d}] but queries have D = {d}");
+    assert_eq!(key_d, d, "t2s_contrastive_loss: keys are [K, {key_d}] but queries have D = {d}");
+    assert_eq!(neg_rows, nq, "t2s_contrastive_loss: negatives must be [Nq = {nq}, M], got [{neg_rows}, {m}]");
+    assert_eq!(class_weights.dims(), [c], "t2s_contrastive_loss: class_weights must be [C = {c}]");
+    assert!(m == 0 || k > 0, "t2s_contrastive_loss: {m} negatives per query requested from an empty key bank");
+    assert!(temperature.is_finite() && temperature > 0.0, "t2s_contrastive_loss: temperature must be finite and > 0, got {temperature}");
 
     if nq == 0 {
         // No query, no class present: 0, still hanging off `queries` for a uniform caller.
@@ -138,9 +108,7 @@ pub fn t2s_contrastive_loss<B: Backend>(
     let weights = class_weights.detach();
 
     // Positive logit q·P_c/τ: gather each query's prototype ([Nq, D], small) and dot.
-    let positive: Tensor<B, 2> = (queries_n.clone() * prototypes_n.select(0, classes.clone()))
-        .sum_dim(1)
-        .mul_scalar(inv_tau); // [Nq, 1]
+    let positive: Tensor<B, 2> = (queries_n.clone() * prototypes_n.select(0, classes.clone())).sum_dim(1).mul_scalar(inv_tau); // [Nq, 1]
 
     // Logits [Nq, 1 + M], the positive at index 0. See "Memory" above for the layout choice.
     let logits = if m == 0 {
@@ -150,10 +118,7 @@ pub fn t2s_contrastive_loss<B: Backend>(
         let flat = negatives.reshape([nq * m]).clamp(0, k as i64 - 1);
         let gathered: Tensor<B, 3> = keys_n.select(0, flat).reshape([nq, m, d]);
         // [Nq, M, D] × [Nq, D, 1]: no transpose of the big gathered block is needed.
-        let negative: Tensor<B, 2> = gathered
-            .matmul(queries_n.unsqueeze_dim::<3>(2))
-            .reshape([nq, m])
-            .mul_scalar(inv_tau);
+        let negative: Tensor<B, 2> = gathered.matmul(queries_n.unsqueeze_dim::<3>(2)).reshape([nq, m]).mul_scalar(inv_tau);
         Tensor::cat(vec![positive.clone(), negative], 1)
     };
 
@@ -166,13 +131,8 @@ pub fn t2s_contrastive_loss<B: Backend>(
     // Per-class means through a constant one-hot [Nq, C] built on the device by comparing with
     // the class ids (Burn's `one_hot` reads indices back to the host). [Nq, C] is small
     // (4,864 × 19), so an elementwise product and column sums beat a matmul's overhead.
-    let class_ids: Tensor<B, 2, Int> =
-        Tensor::<B, 1, Int>::arange(0..c as i64, &device).reshape([1, c]);
-    let one_hot: Tensor<B, 2> = classes
-        .reshape([nq, 1])
-        .expand([nq, c])
-        .equal(class_ids.expand([nq, c]))
-        .float();
+    let class_ids: Tensor<B, 2, Int> = Tensor::<B, 1, Int>::arange(0..c as i64, &device).reshape([1, c]);
+    let one_hot: Tensor<B, 2> = classes.reshape([nq, 1]).expand([nq, c]).equal(class_ids.expand([nq, c])).float();
     // Counts [1, C] are exact small integers. Absent classes have sum 0 and count 0;
     // clamping the count keeps their mean a finite 0.
     let counts = one_hot.clone().sum_dim(0);
@@ -180,15 +140,11 @@ pub fn t2s_contrastive_loss<B: Backend>(
     let class_means = (one_hot * per_query).sum_dim(0) / counts.clamp_min(1.0); // [1, C]
 
     // Mask (not multiply) absent classes' weights so a NaN/inf weight there cannot give NaN.
-    let weights = weights
-        .reshape([1, c])
-        .mask_fill(present.clone().bool_not(), 0.0);
+    let weights = weights.reshape([1, c]).mask_fill(present.clone().bool_not(), 0.0);
     let numerator = (weights.clone() * class_means).sum();
     let denominator = weights.sum();
     // All present weights 0 → numerator 0; divide by 1 instead of 0 to get 0, not NaN.
-    let denominator = denominator
-        .clone()
-        .mask_fill(denominator.lower_equal_elem(0.0), 1.0);
+    let denominator = denominator.clone().mask_fill(denominator.lower_equal_elem(0.0), 1.0);
     let loss = numerator / denominator;
 
     // Fewer than two classes present → 0. `mask_fill` keeps the node on the graph and its
@@ -205,19 +161,14 @@ pub fn t2s_contrastive_loss<B: Backend>(
 /// still gets the direct `1/ε`-scaled gradient of `x / ε`, exactly as in PyTorch. `ε² = 1e-24`
 /// is a normal f32 (it would flush to 0 in f16).
 fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let norm = x
-        .clone()
-        .square()
-        .sum_dim(1)
-        .clamp_min(NORMALIZE_EPS * NORMALIZE_EPS)
-        .sqrt(); // [rows, 1]
+    let norm = x.clone().square().sum_dim(1).clamp_min(NORMALIZE_EPS * NORMALIZE_EPS).sqrt(); // [rows, 1]
     x / norm
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::test_util::{assert_close, scalar};
     use super::*;
+    use crate::test_util::{assert_close, scalar};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::TensorData;
 
@@ -229,10 +180,7 @@ mod tests {
     }
 
     fn float1<Bk: Backend>(values: &[f32]) -> Tensor<Bk, 1> {
-        Tensor::from_data(
-            TensorData::new(values.to_vec(), [values.len()]),
-            &Default::default(),
-        )
+        Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), &Default::default())
     }
 
     fn int1<Bk: Backend>(values: &[usize]) -> Tensor<Bk, 1, Int> {
@@ -245,12 +193,9 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), &Default::default())
     }
 
-
     /// Deterministic pseudo-random numbers in [-1, 1) (no RNG dependency needed).
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     }
 
@@ -283,18 +228,7 @@ mod tests {
             let mut s2 = seed ^ 0x9e37_79b9;
             let mut idx = |n: usize| ((lcg(&mut s2) + 1.0) * 0.5 * n as f64) as usize % n;
             let negatives = (0..nq * m).map(|_| idx(k)).collect();
-            Self {
-                d,
-                c,
-                queries,
-                classes: vec![0; nq],
-                prototypes,
-                keys,
-                m,
-                negatives,
-                weights: vec![1.0; c],
-                tau: 0.2,
-            }
+            Self { d, c, queries, classes: vec![0; nq], prototypes, keys, m, negatives, weights: vec![1.0; c], tau: 0.2 }
         }
 
         fn loss<Bk: Backend>(&self) -> Tensor<Bk, 1> {
@@ -323,14 +257,8 @@ mod tests {
             v.iter().map(|x| x / n).collect()
         };
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-        let row = |data: &[f32], i: usize| -> Vec<f64> {
-            normalize(
-                &data[i * d..(i + 1) * d]
-                    .iter()
-                    .map(|&x| x as f64)
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let row =
+            |data: &[f32], i: usize| -> Vec<f64> { normalize(&data[i * d..(i + 1) * d].iter().map(|&x| x as f64).collect::<Vec<_>>()) };
         let tau = case.tau as f64;
 
         let mut sum = vec![0.0; case.c];
@@ -351,10 +279,7 @@ mod tests {
         if present.len() < 2 {
             return 0.0;
         }
-        let num: f64 = present
-            .iter()
-            .map(|&c| case.weights[c] as f64 * sum[c] / count[c] as f64)
-            .sum();
+        let num: f64 = present.iter().map(|&c| case.weights[c] as f64 * sum[c] / count[c] as f64).sum();
         let den: f64 = present.iter().map(|&c| case.weights[c] as f64).sum();
         if den > 0.0 {
             num / den
@@ -397,13 +322,7 @@ mod tests {
         let value = scalar(loss.clone());
         let grads = loss.backward();
         let g = q.grad(&grads).expect("queries must receive a gradient");
-        let g = g
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(|x| x as f64)
-            .collect();
+        let g = g.into_data().to_vec::<f32>().unwrap().into_iter().map(|x| x as f64).collect();
         (value, g)
     }
 
@@ -413,12 +332,7 @@ mod tests {
         let expected = reference_loss(&case, &queries_f64(&case));
         assert!(expected > 0.1, "degenerate test case: {expected}");
         assert_close(scalar(case.loss::<B>()), expected, 1e-5, "loss (Flex)");
-        assert_close(
-            scalar(case.loss::<AB>()),
-            expected,
-            1e-5,
-            "loss (Autodiff<Flex>)",
-        );
+        assert_close(scalar(case.loss::<AB>()), expected, 1e-5, "loss (Autodiff<Flex>)");
     }
 
     #[test]
@@ -430,10 +344,7 @@ mod tests {
         let scale = expected.iter().fold(0.0f64, |a, g| a.max(g.abs()));
         assert!(scale > 1e-3, "degenerate gradient");
         for (i, (g, e)) in grad.iter().zip(&expected).enumerate() {
-            assert!(
-                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                "grad[{i}] = {g}, expected {e}"
-            );
+            assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "grad[{i}] = {g}, expected {e}");
         }
     }
 
@@ -505,18 +416,10 @@ mod tests {
         assert_eq!(reference_loss(&case, &queries_f64(&case)), 0.0);
         let (value, grad) = query_grad(&case);
         assert_eq!(value, 0.0);
-        assert!(
-            grad.iter().all(|&g| g == 0.0),
-            "gradient must be exactly 0: {grad:?}"
-        );
+        assert!(grad.iter().all(|&g| g == 0.0), "gradient must be exactly 0: {grad:?}");
 
         // No query at all: also 0 (no class present).
-        let empty = Case {
-            queries: vec![],
-            classes: vec![],
-            negatives: vec![],
-            ..case
-        };
+        let empty = Case { queries: vec![], classes: vec![], negatives: vec![], ..case };
         let (value, grad) = query_grad(&empty);
         assert_eq!(value, 0.0);
         assert!(grad.is_empty());
@@ -535,11 +438,7 @@ mod tests {
         // other vectors leaves the loss unchanged.
         for row in [1, 4, 7] {
             for j in 0..case.d {
-                assert_eq!(
-                    grad[row * case.d + j],
-                    0.0,
-                    "row {row} of a zero-weight class"
-                );
+                assert_eq!(grad[row * case.d + j], 0.0, "row {row} of a zero-weight class");
             }
         }
         let mut moved = case.clone();
@@ -548,32 +447,16 @@ mod tests {
                 moved.queries[row * case.d + j] = (row * 10 + j) as f32 - 7.0;
             }
         }
-        assert_close(
-            scalar(moved.loss::<B>()),
-            value,
-            1e-6,
-            "moving zero-weight queries",
-        );
+        assert_close(scalar(moved.loss::<B>()), value, 1e-6, "moving zero-weight queries");
 
         // The remaining classes combine as (1.5·L0 + 0.5·L2) / 2: dropping the class-1 queries
         // altogether gives the same value.
         let mut dropped = case.clone();
         let keep: Vec<usize> = (0..case.nq()).filter(|i| case.classes[*i] != 1).collect();
-        dropped.queries = keep
-            .iter()
-            .flat_map(|&i| case.queries[i * case.d..(i + 1) * case.d].to_vec())
-            .collect();
-        dropped.negatives = keep
-            .iter()
-            .flat_map(|&i| case.negatives[i * case.m..(i + 1) * case.m].to_vec())
-            .collect();
+        dropped.queries = keep.iter().flat_map(|&i| case.queries[i * case.d..(i + 1) * case.d].to_vec()).collect();
+        dropped.negatives = keep.iter().flat_map(|&i| case.negatives[i * case.m..(i + 1) * case.m].to_vec()).collect();
         dropped.classes = keep.iter().map(|&i| case.classes[i]).collect();
-        assert_close(
-            scalar(dropped.loss::<B>()),
-            value,
-            1e-6,
-            "dropping zero-weight queries",
-        );
+        assert_close(scalar(dropped.loss::<B>()), value, 1e-6, "dropping zero-weight queries");
 
         // All present weights zero: 0, not NaN.
         case.weights = vec![0.0, 0.0, 0.0];
@@ -601,17 +484,10 @@ mod tests {
         let expected = reference_loss(&case, &queries_f64(&case));
         let (value, grad) = query_grad(&case);
         assert_close(value, expected, 1e-5, "loss with a zero query");
-        assert!(
-            grad.iter().all(|g| g.is_finite()),
-            "NaN gradient from a zero query"
-        );
+        assert!(grad.iter().all(|g| g.is_finite()), "NaN gradient from a zero query");
 
         // M = 0: the positive is the only logit, ℓ = 0 for every query.
-        let no_neg = Case {
-            m: 0,
-            negatives: vec![],
-            ..small_random_case()
-        };
+        let no_neg = Case { m: 0, negatives: vec![], ..small_random_case() };
         assert_eq!(reference_loss(&no_neg, &queries_f64(&no_neg)), 0.0);
         let (value, grad) = query_grad(&no_neg);
         assert_eq!(value, 0.0);

@@ -39,12 +39,7 @@ pub struct CrossEntropyOptions {
 
 impl Default for CrossEntropyOptions {
     fn default() -> Self {
-        Self {
-            ignore_index: 255,
-            reduction: Reduction::Mean,
-            avg_non_ignore: false,
-            loss_weight: 1.0,
-        }
+        Self { ignore_index: 255, reduction: Reduction::Mean, avg_non_ignore: false, loss_weight: 1.0 }
     }
 }
 
@@ -92,12 +87,7 @@ pub fn cross_entropy<B: Backend>(
         [n, c, h, w]
     );
     if let Some(weights) = &pixel_weights {
-        assert_eq!(
-            weights.dims(),
-            [n, h, w],
-            "cross_entropy: pixel weights must be [N, H, W] = {:?}",
-            [n, h, w]
-        );
+        assert_eq!(weights.dims(), [n, h, w], "cross_entropy: pixel weights must be [N, H, W] = {:?}", [n, h, w]);
     }
 
     // An ignore index beyond i64 can never match a label; saturating keeps that true.
@@ -106,9 +96,7 @@ pub fn cross_entropy<B: Backend>(
 
     // Replace ignored labels by a safe class BEFORE the gather (255 would read out of
     // bounds), and clamp so that invalid labels cannot either; `check_labels` reports them.
-    let safe_labels = labels
-        .mask_fill(ignored.clone(), 0)
-        .clamp(0, (c - 1) as i64);
+    let safe_labels = labels.mask_fill(ignored.clone(), 0).clamp(0, (c - 1) as i64);
 
     // Neutralise the logits of ignored pixels: masking (a select, not a multiply) gives those
     // pixels a finite loss and an exactly-zero gradient even if their logits are ±inf or NaN.
@@ -121,8 +109,8 @@ pub fn cross_entropy<B: Backend>(
     let max = logits.clone().detach().max_dim(1); // [N, 1, H, W]
     let shifted = logits - max;
     let log_sum_exp = shifted.clone().exp().sum_dim(1).log(); // [N, 1, H, W], >= 0
-    // nll = log_sum_exp − shifted[label]; gathering from `shifted` avoids materialising the
-    // full [N, C, H, W] log-probabilities.
+                                                              // nll = log_sum_exp − shifted[label]; gathering from `shifted` avoids materialising the
+                                                              // full [N, C, H, W] log-probabilities.
     let picked = shifted.gather(1, safe_labels.unsqueeze_dim::<4>(1)); // [N, 1, H, W]
     let nll: Tensor<B, 3> = (log_sum_exp - picked).squeeze_dim::<3>(1);
 
@@ -142,12 +130,7 @@ pub fn cross_entropy<B: Backend>(
         (Reduction::Mean, true) => {
             // Counted on the device, in the loss dtype, off the graph. With no valid pixel
             // the sum is 0, so clamping the count to 1 yields 0 instead of 0/0 = NaN.
-            let valid_count = per_pixel
-                .ones_like()
-                .detach()
-                .mask_fill(ignored, 0.0)
-                .sum()
-                .clamp_min(1.0);
+            let valid_count = per_pixel.ones_like().detach().mask_fill(ignored, 0.0).sum().clamp_min(1.0);
             total / valid_count
         }
     };
@@ -160,11 +143,7 @@ pub fn cross_entropy<B: Backend>(
 /// order), its position and how many pixels are bad. This reads the whole tensor back to the
 /// host (a device sync), so use it for data validation, not inside the training step;
 /// [`cross_entropy`] itself only clamps bad labels so it can never index out of bounds.
-pub fn check_labels<B: Backend>(
-    labels: &Tensor<B, 3, Int>,
-    num_classes: usize,
-    ignore_index: usize,
-) -> Result<(), LossError> {
+pub fn check_labels<B: Backend>(labels: &Tensor<B, 3, Int>, num_classes: usize, ignore_index: usize) -> Result<(), LossError> {
     let [_, height, width] = labels.dims();
     let data = labels.to_data();
     let ignore = i64::try_from(ignore_index).ok();
@@ -199,8 +178,8 @@ pub fn check_labels<B: Backend>(
 
 #[cfg(test)]
 mod tests {
-    use crate::test_util::{assert_close, scalar};
     use super::*;
+    use crate::test_util::{assert_close, scalar};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::TensorData;
 
@@ -221,14 +200,8 @@ mod tests {
         Tensor::from_data(TensorData::new(values, shape), &Default::default())
     }
 
-
     fn opts(reduction: Reduction, avg_non_ignore: bool, loss_weight: f32) -> CrossEntropyOptions {
-        CrossEntropyOptions {
-            ignore_index: 255,
-            reduction,
-            avg_non_ignore,
-            loss_weight,
-        }
+        CrossEntropyOptions { ignore_index: 255, reduction, avg_non_ignore, loss_weight }
     }
 
     /// Tiny [1, 3, 2, 2] example whose per-pixel losses have closed forms:
@@ -246,10 +219,7 @@ mod tests {
             0.0, l2, 0.0, -3.0, // c = 1
             0.0, l5, 0.0, 2.0, // c = 2
         ];
-        (
-            logits4(logits, [1, 3, 2, 2]),
-            labels3(vec![1, 2, 0, IGNORE], [1, 2, 2]),
-        )
+        (logits4(logits, [1, 3, 2, 2]), labels3(vec![1, 2, 0, IGNORE], [1, 2, 2]))
     }
 
     #[test]
@@ -311,9 +281,7 @@ mod tests {
         let mut seed = 42u64;
         let logits: Vec<f32> = (0..n * c * h * w).map(|_| (3.0 * lcg(&mut seed)) as f32).collect();
         // Every third pixel ignored, the others cycle through the classes.
-        let labels: Vec<i64> = (0..n * h * w)
-            .map(|p| if p % 3 == 1 { IGNORE } else { (p % c) as i64 })
-            .collect();
+        let labels: Vec<i64> = (0..n * h * w).map(|p| if p % 3 == 1 { IGNORE } else { (p % c) as i64 }).collect();
         let weights: Vec<f32> = (0..n * h * w).map(|_| (1.0 + lcg(&mut seed)) as f32).collect();
         let num_valid = labels.iter().filter(|&&l| l != IGNORE).count();
 
@@ -323,12 +291,8 @@ mod tests {
             (opts(Reduction::Sum, false, 2.0), 1.0),
         ] {
             let x = logits4::<AB>(logits.clone(), [n, c, h, w]).require_grad();
-            let loss = cross_entropy(
-                x.clone(),
-                labels3::<AB>(labels.clone(), [n, h, w]),
-                &o,
-                Some(weights3::<AB>(weights.clone(), [n, h, w])),
-            );
+            let loss =
+                cross_entropy(x.clone(), labels3::<AB>(labels.clone(), [n, h, w]), &o, Some(weights3::<AB>(weights.clone(), [n, h, w])));
             let grads = loss.backward();
             let grad = x.grad(&grads).expect("logits gradient").into_data().to_vec::<f32>().unwrap();
 
@@ -348,13 +312,8 @@ mod tests {
                         let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
                         let softmax = (row[k] - m).exp() / z;
                         let onehot = if k as i64 == label { 1.0 } else { 0.0 };
-                        let expected = o.loss_weight as f64 * weights[b * h * w + p] as f64
-                            * (softmax - onehot)
-                            / denom;
-                        assert!(
-                            (g - expected).abs() < 1e-5,
-                            "grad[{b},{k},{p}] = {g}, expected {expected} ({o:?})"
-                        );
+                        let expected = o.loss_weight as f64 * weights[b * h * w + p] as f64 * (softmax - onehot) / denom;
+                        assert!((g - expected).abs() < 1e-5, "grad[{b},{k},{p}] = {g}, expected {expected} ({o:?})");
                     }
                 }
             }
@@ -366,8 +325,12 @@ mod tests {
         // Pixel 0: ignored, with extreme logits (inf, -inf, NaN); pixel 1: ignored, huge
         // finite; pixel 2: valid, logits (0, 0) label 0 → ln 2.
         let logits = vec![
-            f32::INFINITY, f32::MAX, 0.0, // c = 0
-            f32::NAN, -f32::MAX, 0.0, // c = 1
+            f32::INFINITY,
+            f32::MAX,
+            0.0, // c = 0
+            f32::NAN,
+            -f32::MAX,
+            0.0, // c = 1
         ];
         let labels = vec![IGNORE, IGNORE, 0];
         for (o, expected) in [
@@ -391,11 +354,7 @@ mod tests {
 
     #[test]
     fn all_ignored_input_gives_zero_for_every_reduction() {
-        for o in [
-            opts(Reduction::Mean, false, 1.0),
-            opts(Reduction::Mean, true, 1.0),
-            opts(Reduction::Sum, false, 1.0),
-        ] {
+        for o in [opts(Reduction::Mean, false, 1.0), opts(Reduction::Mean, true, 1.0), opts(Reduction::Sum, false, 1.0)] {
             let x = logits4::<AB>(vec![1e30, -5.0, 3.0, f32::NEG_INFINITY], [1, 2, 1, 2]).require_grad();
             let w = weights3::<AB>(vec![f32::NAN, 1.0], [1, 1, 2]);
             let loss = cross_entropy(x.clone(), labels3::<AB>(vec![IGNORE, IGNORE], [1, 1, 2]), &o, Some(w));
@@ -411,19 +370,17 @@ mod tests {
         // Pixel 1: (1e4, −1e4, 0), label 1       → 2e4 + ln(1 + e^−2e4 + e^−1e4) = 2e4
         // A naive exp(1e4) would overflow to inf and give NaN.
         let logits = vec![
-            1e4, 1e4, // c = 0
-            1e4 - 1.0, -1e4, // c = 1
-            1e4 - 2.0, 0.0, // c = 2
+            1e4,
+            1e4, // c = 0
+            1e4 - 1.0,
+            -1e4, // c = 1
+            1e4 - 2.0,
+            0.0, // c = 2
         ];
         let p0 = (1.0 + (-1f64).exp() + (-2f64).exp()).ln();
         let p1 = 2e4;
         let x = logits4::<AB>(logits, [1, 3, 1, 2]).require_grad();
-        let loss = cross_entropy(
-            x.clone(),
-            labels3::<AB>(vec![0, 1], [1, 1, 2]),
-            &opts(Reduction::Sum, false, 1.0),
-            None,
-        );
+        let loss = cross_entropy(x.clone(), labels3::<AB>(vec![0, 1], [1, 1, 2]), &opts(Reduction::Sum, false, 1.0), None);
         let value = scalar(loss.clone());
         assert!(value.is_finite());
         assert_close(value, p0 + p1, 1e-6, "sum with logits ~1e4");
@@ -449,12 +406,7 @@ mod tests {
         // Pixel 1: same logits; clamped label 0 → ln 4.
         let l3 = 3f32.ln();
         let x = logits4::<B>(vec![0.0, 0.0, l3, l3], [1, 2, 1, 2]);
-        let v = scalar(cross_entropy(
-            x,
-            labels3::<B>(vec![7, -3], [1, 1, 2]),
-            &opts(Reduction::Sum, false, 1.0),
-            None,
-        ));
+        let v = scalar(cross_entropy(x, labels3::<B>(vec![7, -3], [1, 1, 2]), &opts(Reduction::Sum, false, 1.0), None));
         assert_close(v, (4.0f64 / 3.0).ln() + 4f64.ln(), 1e-6, "clamped labels");
     }
 
@@ -462,18 +414,7 @@ mod tests {
     fn check_labels_reports_out_of_range_label() {
         let labels = labels3::<B>(vec![0, 18, 255, 3, 19, 5, 19, 255], [2, 2, 2]);
         let err = check_labels(&labels, 19, 255).unwrap_err();
-        assert_eq!(
-            err,
-            LossError::LabelOutOfRange {
-                value: 19,
-                n: 1,
-                h: 0,
-                w: 0,
-                num_classes: 19,
-                ignore_index: 255,
-                count: 2,
-            }
-        );
+        assert_eq!(err, LossError::LabelOutOfRange { value: 19, n: 1, h: 0, w: 0, num_classes: 19, ignore_index: 255, count: 2 });
         let message = err.to_string();
         assert_eq!(
             message,
@@ -482,10 +423,7 @@ mod tests {
         );
 
         let negative = labels3::<B>(vec![-1], [1, 1, 1]);
-        assert!(matches!(
-            check_labels(&negative, 19, 255),
-            Err(LossError::LabelOutOfRange { value: -1, .. })
-        ));
+        assert!(matches!(check_labels(&negative, 19, 255), Err(LossError::LabelOutOfRange { value: -1, .. })));
         // 255 is not a class, but is only accepted as the ignore index.
         assert!(check_labels(&labels3::<B>(vec![255], [1, 1, 1]), 19, 0).is_err());
     }

@@ -57,22 +57,13 @@ pub fn downscale_labels_majority<B: Backend>(
 ) -> Result<Tensor<B, 3, Int>, LossError> {
     let [n, height, width] = labels.dims();
     if factor == 0 {
-        return Err(LossError::InvalidArgument {
-            name: "factor",
-            reason: "the downscale factor must be at least 1".to_string(),
-        });
+        return Err(LossError::InvalidArgument { name: "factor", reason: "the downscale factor must be at least 1".to_string() });
     }
     if num_classes == 0 {
-        return Err(LossError::InvalidArgument {
-            name: "num_classes",
-            reason: "at least one class is required".to_string(),
-        });
+        return Err(LossError::InvalidArgument { name: "num_classes", reason: "at least one class is required".to_string() });
     }
     if !(0.0..=1.0).contains(&min_fraction) {
-        return Err(LossError::InvalidArgument {
-            name: "min_fraction",
-            reason: format!("must be in [0, 1], got {min_fraction}"),
-        });
+        return Err(LossError::InvalidArgument { name: "min_fraction", reason: format!("must be in [0, 1], got {min_fraction}") });
     }
     // Scores below are `count·C + (C − 1 − c)` < (f² + 1)·C; keep them within i32.
     let fits_i32 = factor
@@ -83,58 +74,39 @@ pub fn downscale_labels_majority<B: Backend>(
     if !fits_i32 {
         return Err(LossError::InvalidArgument {
             name: "factor",
-            reason: format!(
-                "factor {factor} with {num_classes} classes overflows the i32 block scores"
-            ),
+            reason: format!("factor {factor} with {num_classes} classes overflows the i32 block scores"),
         });
     }
 
     if height % factor != 0 || width % factor != 0 {
-        return Err(LossError::LabelSizeNotDivisible {
-            height,
-            width,
-            factor,
-        });
+        return Err(LossError::LabelSizeNotDivisible { height, width, factor });
     }
 
     let area = factor * factor; // cannot overflow: checked above
                                 // Smallest winning count that passes the threshold, using the same f32 comparison an
                                 // average-pooled fraction would; at least 1 so an all-ignored block never yields a class.
-    let min_count = (0..=area)
-        .find(|&k| k as f32 / area as f32 >= min_fraction)
-        .unwrap_or(area)
-        .max(1);
+    let min_count = (0..=area).find(|&k| k as f32 / area as f32 >= min_fraction).unwrap_or(area).max(1);
 
     let (h, w, c) = (height / factor, width / factor, num_classes);
     let device = labels.device();
 
     // Ignored pixels → −1, which matches no class (takes precedence over a class index).
     let ignore_value = i64::try_from(ignore_index).unwrap_or(i64::MAX);
-    let labels = labels
-        .clone()
-        .mask_fill(labels.equal_elem(ignore_value), -1);
+    let labels = labels.clone().mask_fill(labels.equal_elem(ignore_value), -1);
 
     // [N, H, W] → [N, h, f, w, f, 1] (a free reshape, H = h·f row-major), compared with the
     // class ids [1, 1, 1, 1, 1, C]: summing over the two in-block axes gives per-block counts
     // without any permute.
     let blocks: Tensor<B, 6, Int> = labels.reshape([n, h, factor, w, factor, 1]);
-    let classes: Tensor<B, 6, Int> =
-        Tensor::<B, 1, Int>::arange(0..c as i64, &device).reshape([1, 1, 1, 1, 1, c]);
+    let classes: Tensor<B, 6, Int> = Tensor::<B, 1, Int>::arange(0..c as i64, &device).reshape([1, 1, 1, 1, 1, c]);
     let shape = [n, h, factor, w, factor, c];
-    let counts: Tensor<B, 4, Int> = blocks
-        .expand(shape)
-        .equal(classes.expand(shape))
-        .int()
-        .sum_dims(&[2, 4])
-        .reshape([n, h, w, c]);
+    let counts: Tensor<B, 4, Int> = blocks.expand(shape).equal(classes.expand(shape)).int().sum_dims(&[2, 4]).reshape([n, h, w, c]);
 
     // Unique score per class: count·C + (C − 1 − c). The argmax of the score is the class
     // with the most pixels, ties going to the lower index, whatever the backend's argmax tie
     // rule; and count ≥ k ⇔ score ≥ k·C because the tie-break term is < C.
-    let tie_break: Tensor<B, 4, Int> = Tensor::<B, 1, Int>::arange(0..c as i64, &device)
-        .neg()
-        .add_scalar(c as i64 - 1)
-        .reshape([1, 1, 1, c]);
+    let tie_break: Tensor<B, 4, Int> =
+        Tensor::<B, 1, Int>::arange(0..c as i64, &device).neg().add_scalar(c as i64 - 1).reshape([1, 1, 1, c]);
     let scores = counts.mul_scalar(c as i64) + tie_break;
     let (best_score, winner) = scores.max_dim_with_indices(3); // [N, h, w, 1] each
 
@@ -194,8 +166,7 @@ mod tests {
             9, 1,             2, IGNORE,
             1, 1,             IGNORE, 1,
         ];
-        let out =
-            downscale_labels_majority(labels3(map.clone(), [1, 4, 4]), 4, 2, 0.75, 255).unwrap();
+        let out = downscale_labels_majority(labels3(map.clone(), [1, 4, 4]), 4, 2, 0.75, 255).unwrap();
         assert_eq!(to_vec(out), vec![IGNORE, IGNORE, 1, IGNORE]);
 
         // Threshold 0: any block with at least one class pixel keeps its majority class (the
@@ -214,9 +185,7 @@ mod tests {
         let mut seed = 3u64;
         let map: Vec<i64> = (0..n * hh * ww)
             .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 // Skewed toward class 0 so that some blocks pass high thresholds.
                 match (seed >> 33) % 8 {
                     0..=3 => 0,
@@ -230,16 +199,7 @@ mod tests {
         let mut outcomes = [0usize; 2]; // [kept, ignored] over all configurations
         for f in [2usize, 4] {
             for threshold in [0.0f32, 0.25, 0.5, 0.75, 1.0] {
-                let out = to_vec(
-                    downscale_labels_majority(
-                        labels3(map.clone(), [n, hh, ww]),
-                        c,
-                        f,
-                        threshold,
-                        255,
-                    )
-                    .unwrap(),
-                );
+                let out = to_vec(downscale_labels_majority(labels3(map.clone(), [n, hh, ww]), c, f, threshold, 255).unwrap());
                 let mut expected = Vec::new();
                 for b in 0..n {
                     for by in 0..hh / f {
@@ -269,10 +229,7 @@ mod tests {
                 assert_eq!(out, expected, "factor {f}, min_fraction {threshold}");
             }
         }
-        assert!(
-            outcomes[0] > 10 && outcomes[1] > 10,
-            "degenerate map: {outcomes:?}"
-        );
+        assert!(outcomes[0] > 10 && outcomes[1] > 10, "degenerate map: {outcomes:?}");
     }
 
     /// Factor 3 (9-pixel blocks): 7/9 ≥ 0.75 is kept, 6/9 < 0.75 is not. With factor 1 the map
@@ -297,43 +254,22 @@ mod tests {
         let map = || labels3(vec![0; 12], [1, 3, 4]);
         assert_eq!(
             downscale_labels_majority(map(), 19, 2, 0.75, 255).unwrap_err(),
-            LossError::LabelSizeNotDivisible {
-                height: 3,
-                width: 4,
-                factor: 2
-            }
+            LossError::LabelSizeNotDivisible { height: 3, width: 4, factor: 2 }
         );
         assert_eq!(
-            downscale_labels_majority(map(), 19, 2, 0.75, 255)
-                .unwrap_err()
-                .to_string(),
+            downscale_labels_majority(map(), 19, 2, 0.75, 255).unwrap_err().to_string(),
             "label map of size 3x4 cannot be downscaled by 2: height and width must both be \
              multiples of the factor"
         );
-        assert!(matches!(
-            downscale_labels_majority(map(), 19, 0, 0.75, 255),
-            Err(LossError::InvalidArgument { name: "factor", .. })
-        ));
-        assert!(matches!(
-            downscale_labels_majority(map(), 0, 1, 0.75, 255),
-            Err(LossError::InvalidArgument {
-                name: "num_classes",
-                ..
-            })
-        ));
+        assert!(matches!(downscale_labels_majority(map(), 19, 0, 0.75, 255), Err(LossError::InvalidArgument { name: "factor", .. })));
+        assert!(matches!(downscale_labels_majority(map(), 0, 1, 0.75, 255), Err(LossError::InvalidArgument { name: "num_classes", .. })));
         for bad in [f32::NAN, -0.1, 1.5] {
             assert!(matches!(
                 downscale_labels_majority(map(), 19, 1, bad, 255),
-                Err(LossError::InvalidArgument {
-                    name: "min_fraction",
-                    ..
-                })
+                Err(LossError::InvalidArgument { name: "min_fraction", .. })
             ));
         }
         // 20000² · 20 > i32::MAX (checked from the scalars, before the shape).
-        assert!(matches!(
-            downscale_labels_majority(map(), 19, 20_000, 0.75, 255),
-            Err(LossError::InvalidArgument { name: "factor", .. })
-        ));
+        assert!(matches!(downscale_labels_majority(map(), 19, 20_000, 0.75, 255), Err(LossError::InvalidArgument { name: "factor", .. })));
     }
 }

@@ -163,7 +163,10 @@ mod tests {
         assert_eq!(m("backbone.norm3.bias"), "backbone.stages.2.norm.bias");
         assert_eq!(m("decode_head.linear_c4.proj.weight"), "decode_head.linear_c.3.proj.weight");
         assert_eq!(m("decode_head.linear_fuse.bn.weight"), "decode_head.linear_fuse.bn.weight");
-        assert_eq!(m("decode_head.fuse_layer.aspp_modules.1.depthwise_conv.conv.weight"), "decode_head.fuse_layer.aspp_modules.1.depthwise_conv.conv.weight");
+        assert_eq!(
+            m("decode_head.fuse_layer.aspp_modules.1.depthwise_conv.conv.weight"),
+            "decode_head.fuse_layer.aspp_modules.1.depthwise_conv.conv.weight"
+        );
         assert!(is_classifier_key("backbone.head.weight"));
         assert!(is_classifier_key("backbone.fc.bias"));
         assert!(!is_classifier_key("decode_head.conv_seg.weight"));

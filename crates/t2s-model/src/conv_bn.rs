@@ -92,6 +92,10 @@ impl<B: Backend> ConvBn<B> {
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.bn.forward(self.conv.forward(x));
-        if self.relu { relu(x) } else { x }
+        if self.relu {
+            relu(x)
+        } else {
+            x
+        }
     }
 }

@@ -52,12 +52,7 @@ pub struct DaFormerHeadConfig {
 
 impl Default for DaFormerHeadConfig {
     fn default() -> Self {
-        Self {
-            embed_dim: default_width(),
-            channels: default_width(),
-            dilations: default_dilations(),
-            dropout: default_dropout(),
-        }
+        Self { embed_dim: default_width(), channels: default_width(), dilations: default_dilations(), dropout: default_dropout() }
     }
 }
 
@@ -72,10 +67,7 @@ impl DaFormerHeadConfig {
             return err("channels must be positive".into());
         }
         if self.dilations.is_empty() || self.dilations.contains(&0) {
-            return err(format!(
-                "dilations = {:?} must be a non-empty list of positive numbers",
-                self.dilations
-            ));
+            return err(format!("dilations = {:?} must be a non-empty list of positive numbers", self.dilations));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return err(format!("dropout = {} must be in [0, 1)", self.dropout));
@@ -89,12 +81,7 @@ impl DaFormerHeadConfig {
     ///
     /// # Panics
     /// On a configuration that [`validate`](Self::validate) rejects.
-    pub fn init<B: Backend>(
-        &self,
-        in_channels: [usize; 4],
-        num_classes: usize,
-        device: &B::Device,
-    ) -> DaFormerHead<B> {
+    pub fn init<B: Backend>(&self, in_channels: [usize; 4], num_classes: usize, device: &B::Device) -> DaFormerHead<B> {
         let (e, ch) = (self.embed_dim, self.channels);
         let fused_in = 4 * e;
         let aspp_modules = self
@@ -105,39 +92,19 @@ impl DaFormerHeadConfig {
                     AsppBranch::Pointwise(ConvBn::new(ConvSpec::new(fused_in, ch, 1), true, device))
                 } else {
                     AsppBranch::Separable(SeparableConvBn {
-                        depthwise_conv: ConvBn::new(
-                            ConvSpec::new(fused_in, fused_in, 3)
-                                .dilated(d)
-                                .groups(fused_in),
-                            true,
-                            device,
-                        ),
+                        depthwise_conv: ConvBn::new(ConvSpec::new(fused_in, fused_in, 3).dilated(d).groups(fused_in), true, device),
                         pointwise_conv: ConvBn::new(ConvSpec::new(fused_in, ch, 1), true, device),
                     })
                 }
             })
             .collect();
-        let bottleneck = ConvBn::new(
-            ConvSpec::new(self.dilations.len() * ch, ch, 3),
-            true,
-            device,
-        );
+        let bottleneck = ConvBn::new(ConvSpec::new(self.dilations.len() * ch, ch, 3), true, device);
         let mut conv_seg = ConvSpec::new(ch, num_classes, 1).bias(true).init(device);
-        conv_seg.weight = Initializer::Normal {
-            mean: 0.0,
-            std: 0.01,
-        }
-        .init([num_classes, ch, 1, 1], device);
+        conv_seg.weight = Initializer::Normal { mean: 0.0, std: 0.01 }.init([num_classes, ch, 1, 1], device);
         conv_seg.bias = Some(Initializer::Zeros.init([num_classes], device));
         DaFormerHead {
-            embed_layers: in_channels
-                .iter()
-                .map(|&c| MlpEmbed::new(c, e, device))
-                .collect(),
-            fuse_layer: AsppFusion {
-                aspp_modules,
-                bottleneck,
-            },
+            embed_layers: in_channels.iter().map(|&c| MlpEmbed::new(c, e, device)).collect(),
+            fuse_layer: AsppFusion { aspp_modules, bottleneck },
             dropout: DropoutConfig::new(self.dropout).init(),
             conv_seg,
         }
@@ -171,9 +138,7 @@ impl<B: Backend> DaFormerHead<B> {
         // [N, 4E, H_1, W_1] → [N, channels, H_1, W_1]
         let feature = self.fuse_layer.forward(Tensor::cat(embedded, 1));
         // [N, classes, H_1, W_1]
-        let logits = self
-            .conv_seg
-            .forward(channel_dropout(&self.dropout, feature.clone()));
+        let logits = self.conv_seg.forward(channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
     }
 }
@@ -192,11 +157,7 @@ impl<B: Backend> AsppFusion<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         // Each branch: [N, channels, H, W]; concatenated: [N, branches·channels, H, W].
-        let branches: Vec<Tensor<B, 4>> = self
-            .aspp_modules
-            .iter()
-            .map(|m| m.forward(x.clone()))
-            .collect();
+        let branches: Vec<Tensor<B, 4>> = self.aspp_modules.iter().map(|m| m.forward(x.clone())).collect();
         self.bottleneck.forward(Tensor::cat(branches, 1))
     }
 }
@@ -244,10 +205,7 @@ impl<B: Backend> SeparableConvBn<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{
-        assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref,
-        Randomize, Shapes,
-    };
+    use crate::mit::tests::{assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref, Randomize, Shapes};
     use burn::backend::Flex;
     use serde::de::value::{Error as DeError, MapDeserializer};
 
@@ -257,28 +215,15 @@ mod tests {
     fn forward_matches_loop_reference() {
         let device = Default::default();
         // Small dilations so that the 8×10 map sees several taps of every dilated kernel.
-        let cfg = DaFormerHeadConfig {
-            embed_dim: 4,
-            channels: 5,
-            dilations: vec![1, 2, 3],
-            dropout: 0.1,
-        };
+        let cfg = DaFormerHeadConfig { embed_dim: 4, channels: 5, dilations: vec![1, 2, 3], dropout: 0.1 };
         cfg.validate().expect("valid");
         let head = Randomize::apply(cfg.init::<B>([3, 4, 5, 6], 3, &device), 11);
         let sizes = [(3, 8, 10), (4, 4, 5), (5, 2, 3), (6, 1, 2)];
-        let xs: Vec<_> = sizes
-            .iter()
-            .enumerate()
-            .map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 40 + k as u64, 1.0))
-            .collect();
+        let xs: Vec<_> = sizes.iter().enumerate().map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 40 + k as u64, 1.0)).collect();
         let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect());
 
         // Stage order 0, 1, 2, 3.
-        let e: Vec<_> = xs
-            .iter()
-            .zip(&head.embed_layers)
-            .map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10))
-            .collect();
+        let e: Vec<_> = xs.iter().zip(&head.embed_layers).map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10)).collect();
         let fused = cat_channels(&e);
         let branches: Vec<_> = head
             .fuse_layer
@@ -296,13 +241,7 @@ mod tests {
                 }
             })
             .collect();
-        let feature = conv_bn_ref(
-            &cat_channels(&branches),
-            &head.fuse_layer.bottleneck,
-            1,
-            1,
-            1,
-        );
+        let feature = conv_bn_ref(&cat_channels(&branches), &head.fuse_layer.bottleneck, 1, 1, 1);
         let (ws, bs) = conv(&head.conv_seg);
         let logits = conv2d(&feature, &ws, Some(&bs), 1, 0, 1, 1);
         assert_close(&out.feature, &feature, "feature");
@@ -311,43 +250,27 @@ mod tests {
 
     #[test]
     fn parameter_paths_match_the_original_checkpoint() {
-        let head =
-            DaFormerHeadConfig::default().init::<B>([64, 128, 320, 512], 19, &Default::default());
+        let head = DaFormerHeadConfig::default().init::<B>([64, 128, 320, 512], 19, &Default::default());
         let mut ours = Shapes::of(&head);
         ours.sort();
         let bn = |prefix: &str, c: usize| -> Vec<(String, Vec<usize>)> {
-            ["gamma", "beta", "running_mean", "running_var"]
-                .iter()
-                .map(|p| (format!("{prefix}.bn.{p}"), vec![c]))
-                .collect()
+            ["gamma", "beta", "running_mean", "running_var"].iter().map(|p| (format!("{prefix}.bn.{p}"), vec![c])).collect()
         };
         let mut expected: Vec<(String, Vec<usize>)> = vec![];
         for (k, c) in [64, 128, 320, 512].into_iter().enumerate() {
             expected.push((format!("embed_layers.{k}.proj.weight"), vec![c, 256]));
             expected.push((format!("embed_layers.{k}.proj.bias"), vec![256]));
         }
-        expected.push((
-            "fuse_layer.aspp_modules.0.conv.weight".into(),
-            vec![256, 1024, 1, 1],
-        ));
+        expected.push(("fuse_layer.aspp_modules.0.conv.weight".into(), vec![256, 1024, 1, 1]));
         expected.extend(bn("fuse_layer.aspp_modules.0", 256));
         for i in 1..4 {
             let p = format!("fuse_layer.aspp_modules.{i}");
-            expected.push((
-                format!("{p}.depthwise_conv.conv.weight"),
-                vec![1024, 1, 3, 3],
-            ));
+            expected.push((format!("{p}.depthwise_conv.conv.weight"), vec![1024, 1, 3, 3]));
             expected.extend(bn(&format!("{p}.depthwise_conv"), 1024));
-            expected.push((
-                format!("{p}.pointwise_conv.conv.weight"),
-                vec![256, 1024, 1, 1],
-            ));
+            expected.push((format!("{p}.pointwise_conv.conv.weight"), vec![256, 1024, 1, 1]));
             expected.extend(bn(&format!("{p}.pointwise_conv"), 256));
         }
-        expected.push((
-            "fuse_layer.bottleneck.conv.weight".into(),
-            vec![256, 1024, 3, 3],
-        ));
+        expected.push(("fuse_layer.bottleneck.conv.weight".into(), vec![256, 1024, 3, 3]));
         expected.extend(bn("fuse_layer.bottleneck", 256));
         expected.push(("conv_seg.weight".into(), vec![19, 256, 1, 1]));
         expected.push(("conv_seg.bias".into(), vec![19]));
@@ -369,63 +292,17 @@ mod tests {
     #[test]
     fn config_defaults_and_validation() {
         let d = DaFormerHeadConfig::default();
-        assert_eq!(
-            (d.embed_dim, d.channels, d.dilations.clone(), d.dropout),
-            (256, 256, vec![1, 6, 12, 18], 0.1)
-        );
-        let parsed = DaFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new(
-            [("channels", 512u64)].into_iter(),
-        ))
-        .expect("parses");
-        assert_eq!(
-            parsed,
-            DaFormerHeadConfig {
-                channels: 512,
-                ..d.clone()
-            }
-        );
-        assert!(
-            DaFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new(
-                [("embed_dims", 8u64)].into_iter()
-            ))
-            .is_err()
-        );
+        assert_eq!((d.embed_dim, d.channels, d.dilations.clone(), d.dropout), (256, 256, vec![1, 6, 12, 18], 0.1));
+        let parsed =
+            DaFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new([("channels", 512u64)].into_iter())).expect("parses");
+        assert_eq!(parsed, DaFormerHeadConfig { channels: 512, ..d.clone() });
+        assert!(DaFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new([("embed_dims", 8u64)].into_iter())).is_err());
         for (cfg, field) in [
-            (
-                DaFormerHeadConfig {
-                    embed_dim: 0,
-                    ..d.clone()
-                },
-                "embed_dim",
-            ),
-            (
-                DaFormerHeadConfig {
-                    channels: 0,
-                    ..d.clone()
-                },
-                "channels",
-            ),
-            (
-                DaFormerHeadConfig {
-                    dilations: vec![],
-                    ..d.clone()
-                },
-                "dilations",
-            ),
-            (
-                DaFormerHeadConfig {
-                    dilations: vec![1, 0],
-                    ..d.clone()
-                },
-                "dilations",
-            ),
-            (
-                DaFormerHeadConfig {
-                    dropout: 1.5,
-                    ..d.clone()
-                },
-                "dropout",
-            ),
+            (DaFormerHeadConfig { embed_dim: 0, ..d.clone() }, "embed_dim"),
+            (DaFormerHeadConfig { channels: 0, ..d.clone() }, "channels"),
+            (DaFormerHeadConfig { dilations: vec![], ..d.clone() }, "dilations"),
+            (DaFormerHeadConfig { dilations: vec![1, 0], ..d.clone() }, "dilations"),
+            (DaFormerHeadConfig { dropout: 1.5, ..d.clone() }, "dropout"),
         ] {
             match cfg.validate() {
                 Err(ModelError::Config(m)) => assert!(m.contains(field), "{m}"),

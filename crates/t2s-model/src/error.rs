@@ -15,11 +15,7 @@ pub enum ModelError {
 
     /// A weight file that was read but does not fit the model.
     #[error("weights in {path} do not fit the model ({arch}):\n{details}")]
-    WeightsMismatch {
-        path: PathBuf,
-        arch: String,
-        details: String,
-    },
+    WeightsMismatch { path: PathBuf, arch: String, details: String },
 
     /// A weight file that could not be written.
     #[error("cannot write weights to {path}: {message}")]

@@ -49,10 +49,7 @@ mod tests {
         let device = Default::default();
         let dropout = DropoutConfig::new(0.5).init();
         let x = Tensor::<A, 4>::ones([4, 16, 3, 5], &device);
-        let y = channel_dropout(&dropout, x)
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let y = channel_dropout(&dropout, x).into_data().to_vec::<f32>().unwrap();
         let mut kept = 0;
         for map in y.chunks(15) {
             // Every map is entirely dropped (0) or entirely kept and scaled by 1/(1−0.5) = 2.
@@ -71,9 +68,6 @@ mod tests {
         let dropout = DropoutConfig::new(0.5).init();
         let x = Tensor::<B, 4>::ones([2, 3, 4, 4], &device);
         let y = channel_dropout(&dropout, x.clone());
-        assert_eq!(
-            y.into_data().to_vec::<f32>().unwrap(),
-            x.into_data().to_vec::<f32>().unwrap()
-        );
+        assert_eq!(y.into_data().to_vec::<f32>().unwrap(), x.into_data().to_vec::<f32>().unwrap());
     }
 }

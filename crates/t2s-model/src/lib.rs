@@ -10,9 +10,9 @@ pub mod resize;
 pub use error::{ModelError, Result};
 pub use resize::{bilinear_matrix, resize_bilinear};
 pub mod deeplabv2_head;
+pub mod params;
 pub mod projection_head;
 pub mod resnet;
-pub mod params;
 pub mod segmentor;
 
 pub use params::{count_trainable, inventory, TensorEntry};

@@ -84,11 +84,7 @@ impl MitConfig {
             3 => ([64, 128, 320, 512], [3, 4, 18, 3]),
             4 => ([64, 128, 320, 512], [3, 8, 27, 3]),
             5 => ([64, 128, 320, 512], [3, 6, 40, 3]),
-            _ => {
-                return Err(ModelError::Config(format!(
-                    "model.backbone: MiT-B{n} does not exist; the variants are B0 to B5"
-                )))
-            }
+            _ => return Err(ModelError::Config(format!("model.backbone: MiT-B{n} does not exist; the variants are B0 to B5"))),
         };
         Ok(Self {
             embed_dims,
@@ -120,14 +116,10 @@ impl MitConfig {
                 return err(format!("num_heads[{i}] must be positive"));
             }
             if dim % heads != 0 {
-                return err(format!(
-                    "embed_dims[{i}] = {dim} is not divisible by num_heads[{i}] = {heads}"
-                ));
+                return err(format!("embed_dims[{i}] = {dim} is not divisible by num_heads[{i}] = {heads}"));
             }
             if self.sr_ratios[i] == 0 {
-                return err(format!(
-                    "sr_ratios[{i}] must be positive (1 disables the spatial reduction)"
-                ));
+                return err(format!("sr_ratios[{i}] must be positive (1 disables the spatial reduction)"));
             }
             if self.patch_sizes[i] == 0 {
                 return err(format!("patch_sizes[{i}] must be positive"));
@@ -143,10 +135,7 @@ impl MitConfig {
             return err("in_channels must be positive".into());
         }
         if !(0.0..1.0).contains(&self.drop_path_rate) {
-            return err(format!(
-                "drop_path_rate = {} must be in [0, 1)",
-                self.drop_path_rate
-            ));
+            return err(format!("drop_path_rate = {} must be in [0, 1)", self.drop_path_rate));
         }
         Ok(())
     }
@@ -172,33 +161,16 @@ impl MitConfig {
         let stages = (0..4)
             .map(|i| {
                 let dim = self.embed_dims[i];
-                let patch_embed = OverlapPatchEmbed::new(
-                    in_channels,
-                    dim,
-                    self.patch_sizes[i],
-                    self.strides[i],
-                    device,
-                );
+                let patch_embed = OverlapPatchEmbed::new(in_channels, dim, self.patch_sizes[i], self.strides[i], device);
                 let blocks = (0..self.depths[i])
                     .map(|_| {
                         let p = drop_prob(block_index);
                         block_index += 1;
-                        MitBlock::new(
-                            dim,
-                            self.num_heads[i],
-                            self.sr_ratios[i],
-                            self.mlp_ratio,
-                            p,
-                            device,
-                        )
+                        MitBlock::new(dim, self.num_heads[i], self.sr_ratios[i], self.mlp_ratio, p, device)
                     })
                     .collect();
                 in_channels = dim;
-                MitStage {
-                    patch_embed,
-                    blocks,
-                    norm: layer_norm(dim, 1e-6, device),
-                }
+                MitStage { patch_embed, blocks, norm: layer_norm(dim, 1e-6, device) }
             })
             .collect();
         MixTransformer { stages }
@@ -208,12 +180,7 @@ impl MitConfig {
 /// A linear layer initialised as the original's `_init_weights` (trunc_normal std 0.02 with
 /// cut-offs at ±2, i.e. effectively a plain normal; bias 0).
 fn mit_linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
-    let mut linear = LinearConfig::new(d_in, d_out)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: 0.02,
-        })
-        .init(device);
+    let mut linear = LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 }).init(device);
     // Parameters are initialised lazily, so replacing the bias allocates nothing twice.
     linear.bias = Some(Initializer::Zeros.init([d_out], device));
     linear
@@ -225,12 +192,7 @@ fn mit_conv<B: Backend>(spec: ConvSpec, device: &B::Device) -> Conv2d<B> {
     let mut conv = spec.bias(true).init(device);
     let fan_out = spec.kernel * spec.kernel * spec.out_channels / spec.groups;
     let std = (2.0 / fan_out as f64).sqrt();
-    let shape = [
-        spec.out_channels,
-        spec.in_channels / spec.groups,
-        spec.kernel,
-        spec.kernel,
-    ];
+    let shape = [spec.out_channels, spec.in_channels / spec.groups, spec.kernel, spec.kernel];
     conv.weight = Initializer::Normal { mean: 0.0, std }.init(shape, device);
     conv.bias = Some(Initializer::Zeros.init([spec.out_channels], device));
     conv
@@ -337,20 +299,9 @@ pub struct OverlapPatchEmbed<B: Backend> {
 
 impl<B: Backend> OverlapPatchEmbed<B> {
     /// A `patch×patch` embedding with the given stride and padding `patch/2`.
-    pub fn new(
-        in_channels: usize,
-        dim: usize,
-        patch: usize,
-        stride: usize,
-        device: &B::Device,
-    ) -> Self {
-        let spec = ConvSpec::new(in_channels, dim, patch)
-            .stride(stride)
-            .padding(patch / 2);
-        Self {
-            proj: mit_conv(spec, device),
-            norm: layer_norm(dim, 1e-5, device),
-        }
+    pub fn new(in_channels: usize, dim: usize, patch: usize, stride: usize, device: &B::Device) -> Self {
+        let spec = ConvSpec::new(in_channels, dim, patch).stride(stride).padding(patch / 2);
+        Self { proj: mit_conv(spec, device), norm: layer_norm(dim, 1e-5, device) }
     }
 
     /// `[N, C_in, H, W]` → (tokens `[N, h·w, C]`, h, w) with
@@ -385,14 +336,7 @@ impl<B: Backend> MitBlock<B> {
     /// A block of width `dim` with `heads` heads, reduction ratio `sr_ratio`, MLP hidden width
     /// `mlp_ratio·dim` and stochastic-depth probability `drop_path`. `dim` must be divisible by
     /// `heads`.
-    pub fn new(
-        dim: usize,
-        heads: usize,
-        sr_ratio: usize,
-        mlp_ratio: usize,
-        drop_path: f64,
-        device: &B::Device,
-    ) -> Self {
+    pub fn new(dim: usize, heads: usize, sr_ratio: usize, mlp_ratio: usize, drop_path: f64, device: &B::Device) -> Self {
         Self {
             norm1: layer_norm(dim, 1e-6, device),
             attn: EfficientAttention::new(dim, heads, sr_ratio, device),
@@ -434,13 +378,8 @@ impl<B: Backend> EfficientAttention<B> {
     /// `dim` must be divisible by `heads`.
     pub fn new(dim: usize, heads: usize, sr_ratio: usize, device: &B::Device) -> Self {
         let (sr, norm) = if sr_ratio > 1 {
-            let spec = ConvSpec::new(dim, dim, sr_ratio)
-                .stride(sr_ratio)
-                .padding(0);
-            (
-                Some(mit_conv(spec, device)),
-                Some(layer_norm(dim, 1e-5, device)),
-            )
+            let spec = ConvSpec::new(dim, dim, sr_ratio).stride(sr_ratio).padding(0);
+            (Some(mit_conv(spec, device)), Some(layer_norm(dim, 1e-5, device)))
         } else {
             (None, None)
         };
@@ -465,11 +404,7 @@ impl<B: Backend> EfficientAttention<B> {
         let heads = self.num_heads;
         let d = c / heads;
         // [N, L, C] → [N, L, heads, d] → [N, heads, L, d]
-        let q = self
-            .q
-            .forward(x.clone())
-            .reshape([n, l, heads, d])
-            .swap_dims(1, 2);
+        let q = self.q.forward(x.clone()).reshape([n, l, heads, d]).swap_dims(1, 2);
 
         // Key/value source tokens [N, L', C]: L' = ⌊h/R⌋·⌊w/R⌋ with reduction, else L.
         let source = match &self.sr {
@@ -491,15 +426,8 @@ impl<B: Backend> EfficientAttention<B> {
         // are the keys and the next C the values.
         let kv = self.kv.forward(source);
         // [N, L', C] → [N, L', heads, d] → [N, heads, L', d]
-        let k = kv
-            .clone()
-            .narrow(2, 0, c)
-            .reshape([n, lk, heads, d])
-            .swap_dims(1, 2);
-        let v = kv
-            .narrow(2, c, c)
-            .reshape([n, lk, heads, d])
-            .swap_dims(1, 2);
+        let k = kv.clone().narrow(2, 0, c).reshape([n, lk, heads, d]).swap_dims(1, 2);
+        let v = kv.narrow(2, c, c).reshape([n, lk, heads, d]).swap_dims(1, 2);
 
         // [N, heads, L, L'], scaled after the product as the original (`(q @ kᵀ) * scale`).
         let scale = (d as f64).powf(-0.5);
@@ -527,11 +455,7 @@ impl<B: Backend> MixFfn<B> {
     /// A Mix-FFN `dim → hidden → dim`.
     pub fn new(dim: usize, hidden: usize, device: &B::Device) -> Self {
         let dw = ConvSpec::new(hidden, hidden, 3).padding(1).groups(hidden);
-        Self {
-            fc1: mit_linear(dim, hidden, device),
-            dwconv: mit_conv(dw, device),
-            fc2: mit_linear(hidden, dim, device),
-        }
+        Self { fc1: mit_linear(dim, hidden, device), dwconv: mit_conv(dw, device), fc2: mit_linear(hidden, dim, device) }
     }
 
     /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`.
@@ -540,9 +464,7 @@ impl<B: Backend> MixFfn<B> {
         let x = self.fc1.forward(x);
         let [n, l, hidden] = x.dims();
         // [N, L, hidden] → [N, hidden, L] → [N, hidden, h, w] → depth-wise conv (same size)
-        let map = self
-            .dwconv
-            .forward(x.swap_dims(1, 2).reshape([n, hidden, h, w]));
+        let map = self.dwconv.forward(x.swap_dims(1, 2).reshape([n, hidden, h, w]));
         // [N, hidden, h, w] → [N, hidden, L] → [N, L, hidden]
         let x = map.reshape([n, hidden, l]).swap_dims(1, 2);
         self.fc2.forward(gelu_exact(x))
@@ -574,10 +496,7 @@ pub(crate) mod tests {
 
     impl Nd {
         pub(crate) fn zeros(dims: &[usize]) -> Self {
-            Self {
-                dims: dims.to_vec(),
-                data: vec![0.0; dims.iter().product()],
-            }
+            Self { dims: dims.to_vec(), data: vec![0.0; dims.iter().product()] }
         }
 
         fn offset(&self, ix: &[usize]) -> usize {
@@ -599,24 +518,14 @@ pub(crate) mod tests {
 
         /// The values of any backend's tensor.
         pub(crate) fn of<Bk: Backend, const D: usize>(t: &Tensor<Bk, D>) -> Self {
-            let data = t
-                .to_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32 data");
-            Self {
-                dims: t.dims().to_vec(),
-                data: data.into_iter().map(f64::from).collect(),
-            }
+            let data = t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 data");
+            Self { dims: t.dims().to_vec(), data: data.into_iter().map(f64::from).collect() }
         }
 
         /// A Flex tensor with these values (rounded to f32).
         pub(crate) fn tensor<const D: usize>(&self) -> Tensor<B, D> {
             let data: Vec<f32> = self.data.iter().map(|&v| v as f32).collect();
-            Tensor::from_data(
-                TensorData::new(data, self.dims.clone()),
-                &Default::default(),
-            )
+            Tensor::from_data(TensorData::new(data, self.dims.clone()), &Default::default())
         }
 
         /// A parameter holding these values.
@@ -626,72 +535,39 @@ pub(crate) mod tests {
 
         pub(crate) fn add(&self, other: &Nd) -> Nd {
             assert_eq!(self.dims, other.dims);
-            Nd {
-                dims: self.dims.clone(),
-                data: self
-                    .data
-                    .iter()
-                    .zip(&other.data)
-                    .map(|(a, b)| a + b)
-                    .collect(),
-            }
+            Nd { dims: self.dims.clone(), data: self.data.iter().zip(&other.data).map(|(a, b)| a + b).collect() }
         }
 
         pub(crate) fn map(&self, f: impl Fn(f64) -> f64) -> Nd {
-            Nd {
-                dims: self.dims.clone(),
-                data: self.data.iter().map(|&v| f(v)).collect(),
-            }
+            Nd { dims: self.dims.clone(), data: self.data.iter().map(|&v| f(v)).collect() }
         }
     }
 
     /// Deterministic values uniform in `[-scale, scale]`, exactly representable in f32.
     pub(crate) fn rand_nd(dims: &[usize], seed: u64, scale: f64) -> Nd {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let n: usize = dims.iter().product();
         let data = (0..n)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let u = (state >> 40) as f64 / (1u64 << 24) as f64; // [0, 1)
                 f64::from(((2.0 * u - 1.0) * scale) as f32)
             })
             .collect();
-        Nd {
-            dims: dims.to_vec(),
-            data,
-        }
+        Nd { dims: dims.to_vec(), data }
     }
 
     /// Asserts `|a − r| ≤ 1e-4·(1 + |r|)` everywhere, and equal shapes.
-    pub(crate) fn assert_close<Bk: Backend, const D: usize>(
-        actual: &Tensor<Bk, D>,
-        expected: &Nd,
-        what: &str,
-    ) {
+    pub(crate) fn assert_close<Bk: Backend, const D: usize>(actual: &Tensor<Bk, D>, expected: &Nd, what: &str) {
         let a = Nd::of(actual);
         assert_eq!(a.dims, expected.dims, "{what}: shape");
         for (i, (x, y)) in a.data.iter().zip(&expected.data).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}: element {i}: {x} vs expected {y}"
-            );
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}: element {i}: {x} vs expected {y}");
         }
     }
 
     /// `torch.nn.functional.conv2d` on `x: [N, C, H, W]`, `w: [O, C/groups, kh, kw]`.
-    pub(crate) fn conv2d(
-        x: &Nd,
-        w: &Nd,
-        b: Option<&Nd>,
-        stride: usize,
-        pad: usize,
-        dil: usize,
-        groups: usize,
-    ) -> Nd {
+    pub(crate) fn conv2d(x: &Nd, w: &Nd, b: Option<&Nd>, stride: usize, pad: usize, dil: usize, groups: usize) -> Nd {
         let (n, c, h, wd) = (x.dims[0], x.dims[1], x.dims[2], x.dims[3]);
         let (o, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
         assert_eq!(cg * groups, c);
@@ -713,8 +589,7 @@ pub(crate) mod tests {
                                     if yy < 0 || xx < 0 || yy >= h as isize || xx >= wd as isize {
                                         continue;
                                     }
-                                    s += x.at(&[ni, g * cg + ci, yy as usize, xx as usize])
-                                        * w.at(&[oc, ci, a, bb]);
+                                    s += x.at(&[ni, g * cg + ci, yy as usize, xx as usize]) * w.at(&[oc, ci, a, bb]);
                                 }
                             }
                         }
@@ -825,10 +700,8 @@ pub(crate) mod tests {
                     let (y0, y1, ly) = taps(i, h, oh);
                     for j in 0..ow {
                         let (x0, x1, lx) = taps(j, w, ow);
-                        let v = (1.0 - ly)
-                            * ((1.0 - lx) * x.at(&[ni, ci, y0, x0]) + lx * x.at(&[ni, ci, y0, x1]))
-                            + ly * ((1.0 - lx) * x.at(&[ni, ci, y1, x0])
-                                + lx * x.at(&[ni, ci, y1, x1]));
+                        let v = (1.0 - ly) * ((1.0 - lx) * x.at(&[ni, ci, y0, x0]) + lx * x.at(&[ni, ci, y0, x1]))
+                            + ly * ((1.0 - lx) * x.at(&[ni, ci, y1, x0]) + lx * x.at(&[ni, ci, y1, x1]));
                         y.set(&[ni, ci, i, j], v);
                     }
                 }
@@ -860,30 +733,18 @@ pub(crate) mod tests {
 
     /// mmcv `ConvModule` in eval mode: conv (no bias) → BatchNorm with running statistics
     /// (ε 1e-5) → ReLU, reading the weights of `m`.
-    pub(crate) fn conv_bn_ref(
-        x: &Nd,
-        m: &crate::conv_bn::ConvBn<B>,
-        pad: usize,
-        dil: usize,
-        groups: usize,
-    ) -> Nd {
+    pub(crate) fn conv_bn_ref(x: &Nd, m: &crate::conv_bn::ConvBn<B>, pad: usize, dil: usize, groups: usize) -> Nd {
         assert!(m.conv.bias.is_none());
         let y = conv2d(x, &Nd::of(&m.conv.weight.val()), None, 1, pad, dil, groups);
         let (g, b) = (Nd::of(&m.bn.gamma.val()), Nd::of(&m.bn.beta.val()));
-        let (mean, var) = (
-            Nd::of(&m.bn.running_mean.value()),
-            Nd::of(&m.bn.running_var.value()),
-        );
+        let (mean, var) = (Nd::of(&m.bn.running_mean.value()), Nd::of(&m.bn.running_var.value()));
         let mut out = y.clone();
         let (n, c, h, w) = (y.dims[0], y.dims[1], y.dims[2], y.dims[3]);
         for ni in 0..n {
             for ci in 0..c {
                 for i in 0..h {
                     for j in 0..w {
-                        let v = (y.at(&[ni, ci, i, j]) - mean.data[ci])
-                            / (var.data[ci] + 1e-5).sqrt()
-                            * g.data[ci]
-                            + b.data[ci];
+                        let v = (y.at(&[ni, ci, i, j]) - mean.data[ci]) / (var.data[ci] + 1e-5).sqrt() * g.data[ci] + b.data[ci];
                         out.set(&[ni, ci, i, j], v.max(0.0));
                     }
                 }
@@ -901,35 +762,19 @@ pub(crate) mod tests {
 
     /// Values of a linear layer: (weight `[in, out]`, bias).
     pub(crate) fn lin(l: &Linear<B>) -> (Nd, Nd) {
-        (
-            Nd::of(&l.weight.val()),
-            Nd::of(&l.bias.as_ref().expect("biased").val()),
-        )
+        (Nd::of(&l.weight.val()), Nd::of(&l.bias.as_ref().expect("biased").val()))
     }
 
     fn ln(l: &LayerNorm<B>) -> (Nd, Nd) {
-        (
-            Nd::of(&l.gamma.val()),
-            Nd::of(&l.beta.as_ref().expect("beta").val()),
-        )
+        (Nd::of(&l.gamma.val()), Nd::of(&l.beta.as_ref().expect("beta").val()))
     }
 
     pub(crate) fn conv(c: &Conv2d<B>) -> (Nd, Nd) {
-        (
-            Nd::of(&c.weight.val()),
-            Nd::of(&c.bias.as_ref().expect("biased").val()),
-        )
+        (Nd::of(&c.weight.val()), Nd::of(&c.bias.as_ref().expect("biased").val()))
     }
 
     /// The original `Attention.forward`, written out per head and per query.
-    fn attention_ref(
-        a: &EfficientAttention<B>,
-        x: &Nd,
-        h: usize,
-        w: usize,
-        heads: usize,
-        sr: usize,
-    ) -> Nd {
+    fn attention_ref(a: &EfficientAttention<B>, x: &Nd, h: usize, w: usize, heads: usize, sr: usize) -> Nd {
         let (n, l, c) = (x.dims[0], x.dims[1], x.dims[2]);
         let d = c / heads;
         let (wq, bq) = lin(&a.q);
@@ -952,20 +797,13 @@ pub(crate) mod tests {
             for hd in 0..heads {
                 for li in 0..l {
                     let scores: Vec<f64> = (0..lk)
-                        .map(|kj| {
-                            (0..d)
-                                .map(|e| q.at(&[ni, li, hd * d + e]) * kv.at(&[ni, kj, hd * d + e]))
-                                .sum::<f64>()
-                                * scale
-                        })
+                        .map(|kj| (0..d).map(|e| q.at(&[ni, li, hd * d + e]) * kv.at(&[ni, kj, hd * d + e])).sum::<f64>() * scale)
                         .collect();
                     let max = scores.iter().cloned().fold(f64::MIN, f64::max);
                     let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                     let z: f64 = exps.iter().sum();
                     for e in 0..d {
-                        let v: f64 = (0..lk)
-                            .map(|kj| exps[kj] / z * kv.at(&[ni, kj, c + hd * d + e]))
-                            .sum();
+                        let v: f64 = (0..lk).map(|kj| exps[kj] / z * kv.at(&[ni, kj, c + hd * d + e])).sum();
                         out.set(&[ni, li, hd * d + e], v);
                     }
                 }
@@ -981,15 +819,7 @@ pub(crate) mod tests {
         let (w2, b2) = lin(&m.fc2);
         let hidden = w1.dims[1];
         let y = linear(x, &w1, Some(&b1));
-        let y = map_to_tokens(&conv2d(
-            &tokens_to_map(&y, h, w),
-            &wd,
-            Some(&bd),
-            1,
-            1,
-            1,
-            hidden,
-        ));
+        let y = map_to_tokens(&conv2d(&tokens_to_map(&y, h, w), &wd, Some(&bd), 1, 1, 1, hidden));
         linear(&y.map(gelu_ref), &w2, Some(&b2))
     }
 
@@ -1006,14 +836,7 @@ pub(crate) mod tests {
             let mut t = layer_norm(&map_to_tokens(&map), &g, &b, 1e-5);
             for blk in &stage.blocks {
                 let (g1, b1) = ln(&blk.norm1);
-                let a = attention_ref(
-                    &blk.attn,
-                    &layer_norm(&t, &g1, &b1, 1e-6),
-                    h,
-                    w,
-                    cfg.num_heads[i],
-                    cfg.sr_ratios[i],
-                );
+                let a = attention_ref(&blk.attn, &layer_norm(&t, &g1, &b1, 1e-6), h, w, cfg.num_heads[i], cfg.sr_ratios[i]);
                 t = t.add(&a);
                 let (g2, b2) = ln(&blk.norm2);
                 let f = ffn_ref(&blk.mlp, &layer_norm(&t, &g2, &b2, 1e-6), h, w);
@@ -1040,10 +863,7 @@ pub(crate) mod tests {
 
     impl Randomize {
         pub(crate) fn apply<M: Module<B>>(module: M, seed: u64) -> M {
-            module.map(&mut Randomize {
-                stack: vec![],
-                seed,
-            })
+            module.map(&mut Randomize { stack: vec![], seed })
         }
     }
 
@@ -1068,19 +888,10 @@ pub(crate) mod tests {
                 // Linear [in, out].
                 (_, 2) => rand_nd(&dims, self.seed, 1.5 / (dims[0] as f64).sqrt()),
                 // Conv [out, in/groups, kh, kw].
-                (_, _) => rand_nd(
-                    &dims,
-                    self.seed,
-                    1.5 / (dims[1..].iter().product::<usize>() as f64).sqrt(),
-                ),
+                (_, _) => rand_nd(&dims, self.seed, 1.5 / (dims[1..].iter().product::<usize>() as f64).sqrt()),
             };
-            let tensor = Tensor::from_data(
-                TensorData::new(
-                    values.data.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                    dims,
-                ),
-                &tensor.device(),
-            );
+            let tensor =
+                Tensor::from_data(TensorData::new(values.data.iter().map(|&v| v as f32).collect::<Vec<_>>(), dims), &tensor.device());
             Param::from_mapped_value(id, tensor, mapper)
         }
     }
@@ -1103,8 +914,7 @@ pub(crate) mod tests {
 
     impl<Bk: Backend> ModuleVisitor<Bk> for Shapes {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            self.stack
-                .push((name.to_string(), container_type.to_string()));
+            self.stack.push((name.to_string(), container_type.to_string()));
         }
 
         fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -1112,14 +922,8 @@ pub(crate) mod tests {
         }
 
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
-            let path: Vec<&str> = self
-                .stack
-                .iter()
-                .filter(|(_, ty)| !ty.starts_with("Enum:"))
-                .map(|(n, _)| n.as_str())
-                .collect();
-            self.entries
-                .push((path.join("."), param.lazy_shape().to_vec()));
+            let path: Vec<&str> = self.stack.iter().filter(|(_, ty)| !ty.starts_with("Enum:")).map(|(n, _)| n.as_str()).collect();
+            self.entries.push((path.join("."), param.lazy_shape().to_vec()));
         }
     }
 
@@ -1162,11 +966,7 @@ pub(crate) mod tests {
             }
             let x = rand_nd(&[2, h * w, dim], 11, 1.5);
             let y = a.forward(x.tensor(), h, w);
-            assert_close(
-                &y,
-                &attention_ref(&a, &x, h, w, heads, sr),
-                &format!("attention, sr {sr}"),
-            );
+            assert_close(&y, &attention_ref(&a, &x, h, w, heads, sr), &format!("attention, sr {sr}"));
         }
     }
 
@@ -1190,11 +990,7 @@ pub(crate) mod tests {
     fn whole_encoder_matches_loop_reference() {
         let device = Default::default();
         // Reduction ratios chosen so that every stage's reduced map has several tokens.
-        let cfg = MitConfig {
-            depths: [2, 1, 1, 1],
-            sr_ratios: [2, 2, 1, 1],
-            ..tiny()
-        };
+        let cfg = MitConfig { depths: [2, 1, 1, 1], sr_ratios: [2, 2, 1, 1], ..tiny() };
         let m = Randomize::apply(cfg.init::<B>(&device), 100);
         // 35×42 → 9×11 → 5×6 → 3×3 → 2×2 (odd sizes exercise the padding arithmetic).
         let x = rand_nd(&[2, 3, 35, 42], 5, 1.0);
@@ -1214,11 +1010,7 @@ pub(crate) mod tests {
             let c = norm.gamma.dims()[0];
             let x = rand_nd(&[1, 2, c], 3, 1.7e-3);
             let (g, b) = ln(norm);
-            assert_close(
-                &norm.forward(x.tensor::<3>()),
-                &layer_norm(&x, &g, &b, eps),
-                what,
-            );
+            assert_close(&norm.forward(x.tensor::<3>()), &layer_norm(&x, &g, &b, eps), what);
         };
         for stage in &m.stages {
             check(&stage.patch_embed.norm, 1e-5, "patch_embed.norm");
@@ -1237,20 +1029,11 @@ pub(crate) mod tests {
     fn tiny_encoder_output_shapes() {
         let m = tiny().init::<B>(&Default::default());
         let shapes = |h: usize, w: usize| -> Vec<[usize; 4]> {
-            m.forward(Tensor::<B, 4>::zeros([1, 3, h, w], &Default::default()))
-                .iter()
-                .map(|t| t.dims())
-                .collect()
+            m.forward(Tensor::<B, 4>::zeros([1, 3, h, w], &Default::default())).iter().map(|t| t.dims()).collect()
         };
-        assert_eq!(
-            shapes(64, 96),
-            vec![[1, 8, 16, 24], [1, 16, 8, 12], [1, 24, 4, 6], [1, 32, 2, 3]]
-        );
+        assert_eq!(shapes(64, 96), vec![[1, 8, 16, 24], [1, 16, 8, 12], [1, 24, 4, 6], [1, 32, 2, 3]]);
         // Odd sizes: ⌊(H + 2⌊p/2⌋ − p)/s⌋ + 1 = ⌈H/s⌉ for odd p.
-        assert_eq!(
-            shapes(65, 97),
-            vec![[1, 8, 17, 25], [1, 16, 9, 13], [1, 24, 5, 7], [1, 32, 3, 4]]
-        );
+        assert_eq!(shapes(65, 97), vec![[1, 8, 17, 25], [1, 16, 9, 13], [1, 24, 5, 7], [1, 32, 3, 4]]);
     }
 
     /// The original `state_dict` of `MixVisionTransformer` (minus the ImageNet `head`), written
@@ -1302,38 +1085,20 @@ pub(crate) mod tests {
             .into_iter()
             .map(|(k, mut shape)| {
                 let mut parts: Vec<String> = k.split('.').map(str::to_string).collect();
-                for (orig, ours) in [
-                    ("patch_embed", "patch_embed"),
-                    ("block", "blocks"),
-                    ("norm", "norm"),
-                ] {
-                    if let Some(i) = parts[0]
-                        .strip_prefix(orig)
-                        .and_then(|i| i.parse::<usize>().ok())
-                    {
-                        parts.splice(
-                            0..1,
-                            ["stages".to_string(), (i - 1).to_string(), ours.to_string()],
-                        );
+                for (orig, ours) in [("patch_embed", "patch_embed"), ("block", "blocks"), ("norm", "norm")] {
+                    if let Some(i) = parts[0].strip_prefix(orig).and_then(|i| i.parse::<usize>().ok()) {
+                        parts.splice(0..1, ["stages".to_string(), (i - 1).to_string(), ours.to_string()]);
                         break;
                     }
                 }
-                if let Some(p) = parts
-                    .windows(2)
-                    .position(|w| w[0] == "dwconv" && w[1] == "dwconv")
-                {
+                if let Some(p) = parts.windows(2).position(|w| w[0] == "dwconv" && w[1] == "dwconv") {
                     parts.remove(p + 1);
                 }
                 let n = parts.len();
                 let is_norm = norms.contains(&parts[n - 2].as_str());
-                let is_linear = ["q", "kv", "proj", "fc1", "fc2"].contains(&parts[n - 2].as_str())
-                    && parts[n - 3] != "patch_embed";
+                let is_linear = ["q", "kv", "proj", "fc1", "fc2"].contains(&parts[n - 2].as_str()) && parts[n - 3] != "patch_embed";
                 if is_norm {
-                    parts[n - 1] = if parts[n - 1] == "weight" {
-                        "gamma".into()
-                    } else {
-                        "beta".into()
-                    };
+                    parts[n - 1] = if parts[n - 1] == "weight" { "gamma".into() } else { "beta".into() };
                 }
                 if is_linear && parts[n - 1] == "weight" {
                     shape.reverse();
@@ -1363,10 +1128,7 @@ pub(crate) mod tests {
             let hid = cfg.mlp_ratio * c;
             let patch_embed = (cin * c * k * k + c) + 2 * c;
             let norms = 2 * c + 2 * c; // norm1, norm2
-            let attention = (c * c + c)
-                + (c * 2 * c + 2 * c)
-                + (c * c + c)
-                + if r > 1 { c * c * r * r + c + 2 * c } else { 0 };
+            let attention = (c * c + c) + (c * 2 * c + 2 * c) + (c * c + c) + if r > 1 { c * c * r * r + c + 2 * c } else { 0 };
             let ffn = (c * hid + hid) + (9 * hid + hid) + (hid * c + c);
             total += patch_embed + cfg.depths[i] * (norms + attention + ffn) + 2 * c;
             cin = c;
@@ -1378,33 +1140,18 @@ pub(crate) mod tests {
     fn parameter_counts_of_b0_to_b5() {
         let device = Default::default();
         // SegFormer paper, "encoder parameters" (millions, to one decimal), B1…B5.
-        let paper = [
-            None,
-            Some(13.1),
-            Some(24.2),
-            Some(44.0),
-            Some(60.8),
-            Some(81.4),
-        ];
-        let counted = [
-            3_319_392, 13_151_424, 24_196_288, 44_072_128, 60_842_688, 81_443_008,
-        ];
+        let paper = [None, Some(13.1), Some(24.2), Some(44.0), Some(60.8), Some(81.4)];
+        let counted = [3_319_392, 13_151_424, 24_196_288, 44_072_128, 60_842_688, 81_443_008];
         for n in 0..=5 {
             let cfg = MitConfig::b(n).expect("variant");
             cfg.validate().expect("valid");
             let expected = expected_params(&cfg);
             assert_eq!(expected, counted[n], "B{n}");
             // Counted from shapes without initialising (no allocation).
-            let lazy: usize = Shapes::of(&cfg.init::<B>(&device))
-                .iter()
-                .map(|(_, s)| s.iter().product::<usize>())
-                .sum();
+            let lazy: usize = Shapes::of(&cfg.init::<B>(&device)).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
             assert_eq!(lazy, expected, "B{n}");
             if let Some(m) = paper[n] {
-                assert!(
-                    (expected as f64 / 1e6 - m).abs() < 0.1,
-                    "B{n}: {expected} vs paper {m} M"
-                );
+                assert!((expected as f64 / 1e6 - m).abs() < 0.1, "B{n}: {expected} vs paper {m} M");
             }
         }
         // Burn's own count (initialises the 81 M parameters once).
@@ -1424,86 +1171,22 @@ pub(crate) mod tests {
             Err(ModelError::Config(m)) => assert!(m.contains(field), "{m} should name {field}"),
             other => panic!("{field}: expected a configuration error, got {other:?}"),
         };
-        bad(
-            MitConfig {
-                embed_dims: [32, 64, 161, 256],
-                ..b0.clone()
-            },
-            "embed_dims[2]",
-        );
-        bad(
-            MitConfig {
-                embed_dims: [0, 64, 160, 256],
-                ..b0.clone()
-            },
-            "embed_dims[0]",
-        );
-        bad(
-            MitConfig {
-                num_heads: [1, 0, 5, 8],
-                ..b0.clone()
-            },
-            "num_heads[1]",
-        );
-        bad(
-            MitConfig {
-                sr_ratios: [8, 4, 2, 0],
-                ..b0.clone()
-            },
-            "sr_ratios[3]",
-        );
-        bad(
-            MitConfig {
-                patch_sizes: [0, 3, 3, 3],
-                ..b0.clone()
-            },
-            "patch_sizes[0]",
-        );
-        bad(
-            MitConfig {
-                strides: [4, 0, 2, 2],
-                ..b0.clone()
-            },
-            "strides[1]",
-        );
-        bad(
-            MitConfig {
-                mlp_ratio: 0,
-                ..b0.clone()
-            },
-            "mlp_ratio",
-        );
-        bad(
-            MitConfig {
-                in_channels: 0,
-                ..b0.clone()
-            },
-            "in_channels",
-        );
-        bad(
-            MitConfig {
-                drop_path_rate: 1.0,
-                ..b0.clone()
-            },
-            "drop_path_rate",
-        );
-        bad(
-            MitConfig {
-                drop_path_rate: f64::NAN,
-                ..b0
-            },
-            "drop_path_rate",
-        );
+        bad(MitConfig { embed_dims: [32, 64, 161, 256], ..b0.clone() }, "embed_dims[2]");
+        bad(MitConfig { embed_dims: [0, 64, 160, 256], ..b0.clone() }, "embed_dims[0]");
+        bad(MitConfig { num_heads: [1, 0, 5, 8], ..b0.clone() }, "num_heads[1]");
+        bad(MitConfig { sr_ratios: [8, 4, 2, 0], ..b0.clone() }, "sr_ratios[3]");
+        bad(MitConfig { patch_sizes: [0, 3, 3, 3], ..b0.clone() }, "patch_sizes[0]");
+        bad(MitConfig { strides: [4, 0, 2, 2], ..b0.clone() }, "strides[1]");
+        bad(MitConfig { mlp_ratio: 0, ..b0.clone() }, "mlp_ratio");
+        bad(MitConfig { in_channels: 0, ..b0.clone() }, "in_channels");
+        bad(MitConfig { drop_path_rate: 1.0, ..b0.clone() }, "drop_path_rate");
+        bad(MitConfig { drop_path_rate: f64::NAN, ..b0 }, "drop_path_rate");
     }
 
     #[test]
     fn drop_path_probabilities_grow_linearly_over_all_blocks() {
         let m = tiny().init::<B>(&Default::default());
-        let probs: Vec<f64> = m
-            .stages
-            .iter()
-            .flat_map(|s| s.blocks.iter().map(|b| b.drop_path))
-            .collect();
+        let probs: Vec<f64> = m.stages.iter().flat_map(|s| s.blocks.iter().map(|b| b.drop_path)).collect();
         let expected = [0.0, 0.02, 0.04, 0.06, 0.08, 0.1];
         assert_eq!(probs.len(), expected.len());
         for (p, e) in probs.iter().zip(expected) {
@@ -1515,17 +1198,11 @@ pub(crate) mod tests {
     fn drop_path_drops_whole_samples_only_when_training() {
         type A = Autodiff<Flex>;
         let device = Default::default();
-        let y = drop_path(Tensor::<A, 3>::ones([64, 3, 2], &device), 0.25)
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let y = drop_path(Tensor::<A, 3>::ones([64, 3, 2], &device), 0.25).into_data().to_vec::<f32>().unwrap();
         let mut kept = 0;
         for sample in y.chunks(6) {
             assert!(sample.iter().all(|&v| v == sample[0]), "{sample:?}");
-            assert!(
-                sample[0] == 0.0 || (sample[0] - 1.0 / 0.75).abs() < 1e-6,
-                "{sample:?}"
-            );
+            assert!(sample[0] == 0.0 || (sample[0] - 1.0 / 0.75).abs() < 1e-6, "{sample:?}");
             kept += usize::from(sample[0] != 0.0);
         }
         assert!(kept > 20 && kept < 64, "{kept} of 64 kept at p = 0.25");
@@ -1546,10 +1223,8 @@ pub(crate) mod tests {
         assert_close(&y, &xs.map(gelu_ref), "gelu (autodiff)");
         let grads = y.sum().backward();
         let g = x.grad(&grads).expect("gradient");
-        let d = xs.map(|v| {
-            0.5 * (1.0 + erf(v / std::f64::consts::SQRT_2))
-                + v * (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt()
-        });
+        let d =
+            xs.map(|v| 0.5 * (1.0 + erf(v / std::f64::consts::SQRT_2)) + v * (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt());
         assert_close(&g, &d, "gelu gradient");
     }
 }

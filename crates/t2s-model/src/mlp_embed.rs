@@ -17,9 +17,7 @@ impl<B: Backend> MlpEmbed<B> {
     /// An embedding `in_channels → embed_dim` with PyTorch's default `nn.Linear` initialisation
     /// (uniform in ±1/√in_channels for weight and bias; the heads do not re-initialise it).
     pub fn new(in_channels: usize, embed_dim: usize, device: &B::Device) -> Self {
-        Self {
-            proj: LinearConfig::new(in_channels, embed_dim).init(device),
-        }
+        Self { proj: LinearConfig::new(in_channels, embed_dim).init(device) }
     }
 
     /// `[N, C, H, W]` → `[N, E, H, W]`.
@@ -44,11 +42,7 @@ impl<B: Backend> MlpEmbed<B> {
 pub fn embed_stages<B: Backend>(features: Vec<Tensor<B, 4>>, layers: &[MlpEmbed<B>], head: &str) -> Vec<Tensor<B, 4>> {
     assert_eq!(features.len(), layers.len(), "{head} expects one feature map per backbone stage");
     let [_, _, h, w] = features[0].dims();
-    features
-        .into_iter()
-        .zip(layers)
-        .map(|(x, embed)| crate::resize::resize_bilinear(embed.forward(x), h, w))
-        .collect()
+    features.into_iter().zip(layers).map(|(x, embed)| crate::resize::resize_bilinear(embed.forward(x), h, w)).collect()
 }
 
 #[cfg(test)]
@@ -74,10 +68,7 @@ mod tests {
             for o in 0..e {
                 for i in 0..h {
                     for j in 0..w {
-                        let v = b.data[o]
-                            + (0..c)
-                                .map(|ci| x.at(&[ni, ci, i, j]) * wt.at(&[ci, o]))
-                                .sum::<f64>();
+                        let v = b.data[o] + (0..c).map(|ci| x.at(&[ni, ci, i, j]) * wt.at(&[ci, o])).sum::<f64>();
                         expected.set(&[ni, o, i, j], v);
                     }
                 }

@@ -34,12 +34,7 @@ impl<B: Backend> ModuleVisitor<B> for Inventory {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         // Enum variants appear as containers named `Enum:...`; their names are not path parts.
-        let path: Vec<&str> = self
-            .stack
-            .iter()
-            .filter(|(_, ty)| !ty.starts_with("Enum:"))
-            .map(|(name, _)| name.as_str())
-            .collect();
+        let path: Vec<&str> = self.stack.iter().filter(|(_, ty)| !ty.starts_with("Enum:")).map(|(name, _)| name.as_str()).collect();
         let leaf = path.last().copied().unwrap_or("");
         self.entries.push(TensorEntry {
             path: path.join("."),

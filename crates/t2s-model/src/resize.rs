@@ -55,20 +55,12 @@ pub fn resize_bilinear<B: Backend>(x: Tensor<B, 4>, out_h: usize, out_w: usize) 
     }
     let device = x.device();
     // Width first: [N*C*H, W] x [W, W'] -> [N*C*H, W'].
-    let x = if w != out_w {
-        x.reshape([n * c * h, w]).matmul(matrix_t::<B>(w, out_w, &device)).reshape([n, c, h, out_w])
-    } else {
-        x
-    };
+    let x = if w != out_w { x.reshape([n * c * h, w]).matmul(matrix_t::<B>(w, out_w, &device)).reshape([n, c, h, out_w]) } else { x };
     if h == out_h {
         return x;
     }
     // Then height, on the transposed map: [N*C*W', H] x [H, H'] -> [N*C*W', H'].
-    x.swap_dims(2, 3)
-        .reshape([n * c * out_w, h])
-        .matmul(matrix_t::<B>(h, out_h, &device))
-        .reshape([n, c, out_w, out_h])
-        .swap_dims(2, 3)
+    x.swap_dims(2, 3).reshape([n * c * out_w, h]).matmul(matrix_t::<B>(h, out_h, &device)).reshape([n, c, out_w, out_h]).swap_dims(2, 3)
 }
 
 #[cfg(test)]

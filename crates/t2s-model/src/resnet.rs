@@ -84,15 +84,7 @@ pub struct ResNetConfig {
 impl ResNetConfig {
     /// A standard ResNet of the given depth, torchvision stem, output stride 8.
     pub fn new(depth: usize) -> Self {
-        Self {
-            depth,
-            stem: StemKind::Torchvision,
-            stem_width: 64,
-            base_width: 64,
-            output_stride: 8,
-            layers: None,
-            block: None,
-        }
+        Self { depth, stem: StemKind::Torchvision, stem_width: 64, base_width: 64, output_stride: 8, layers: None, block: None }
     }
 
     /// Block type and blocks per stage.
@@ -156,11 +148,9 @@ impl ResNetConfig {
         let (block, layers) = self.arch()?;
         let (strides, dilations) = self.strides_dilations()?;
         let (conv1, bn1, stem) = match self.stem {
-            StemKind::Torchvision => (
-                Some(ConvSpec::new(3, self.stem_width, 7).stride(2).init(device)),
-                Some(batch_norm(self.stem_width, device)),
-                Vec::new(),
-            ),
+            StemKind::Torchvision => {
+                (Some(ConvSpec::new(3, self.stem_width, 7).stride(2).init(device)), Some(batch_norm(self.stem_width, device)), Vec::new())
+            }
             StemKind::Deep => {
                 let half = self.stem_width / 2;
                 let stem = vec![
@@ -215,10 +205,8 @@ pub struct ResBlock<B: Backend> {
 impl<B: Backend> ResBlock<B> {
     fn new(kind: BlockKind, in_ch: usize, planes: usize, stride: usize, dilation: usize, device: &B::Device) -> Self {
         let out_ch = planes * kind.expansion();
-        let downsample = (stride != 1 || in_ch != out_ch).then(|| Downsample {
-            conv: ConvSpec::new(in_ch, out_ch, 1).stride(stride).init(device),
-            bn: batch_norm(out_ch, device),
-        });
+        let downsample = (stride != 1 || in_ch != out_ch)
+            .then(|| Downsample { conv: ConvSpec::new(in_ch, out_ch, 1).stride(stride).init(device), bn: batch_norm(out_ch, device) });
         match kind {
             BlockKind::Basic => Self {
                 // mmseg's BasicBlock: the dilation sits on the first 3×3, the second is plain.

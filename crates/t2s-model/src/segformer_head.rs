@@ -39,10 +39,7 @@ pub struct SegFormerHeadConfig {
 
 impl Default for SegFormerHeadConfig {
     fn default() -> Self {
-        Self {
-            embed_dim: default_embed_dim(),
-            dropout: default_dropout(),
-        }
+        Self { embed_dim: default_embed_dim(), dropout: default_dropout() }
     }
 }
 
@@ -50,15 +47,10 @@ impl SegFormerHeadConfig {
     /// Checks that the head can be built, naming the setting at fault.
     pub fn validate(&self) -> Result<()> {
         if self.embed_dim == 0 {
-            return Err(ModelError::Config(
-                "model.decode_head.embed_dim must be positive".into(),
-            ));
+            return Err(ModelError::Config("model.decode_head.embed_dim must be positive".into()));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(ModelError::Config(format!(
-                "model.decode_head.dropout = {} must be in [0, 1)",
-                self.dropout
-            )));
+            return Err(ModelError::Config(format!("model.decode_head.dropout = {} must be in [0, 1)", self.dropout)));
         }
         Ok(())
     }
@@ -68,18 +60,10 @@ impl SegFormerHeadConfig {
     ///
     /// # Panics
     /// On a configuration that [`validate`](Self::validate) rejects.
-    pub fn init<B: Backend>(
-        &self,
-        in_channels: [usize; 4],
-        num_classes: usize,
-        device: &B::Device,
-    ) -> SegFormerHead<B> {
+    pub fn init<B: Backend>(&self, in_channels: [usize; 4], num_classes: usize, device: &B::Device) -> SegFormerHead<B> {
         let e = self.embed_dim;
         SegFormerHead {
-            linear_c: in_channels
-                .iter()
-                .map(|&c| MlpEmbed::new(c, e, device))
-                .collect(),
+            linear_c: in_channels.iter().map(|&c| MlpEmbed::new(c, e, device)).collect(),
             linear_fuse: ConvBn::new(ConvSpec::new(4 * e, e, 1), true, device),
             dropout: DropoutConfig::new(self.dropout).init(),
             linear_pred: ConvSpec::new(e, num_classes, 1).bias(true).init(device),
@@ -115,9 +99,7 @@ impl<B: Backend> SegFormerHead<B> {
         // [N, 4E, H_1, W_1] → [N, E, H_1, W_1]
         let feature = self.linear_fuse.forward(Tensor::cat(embedded, 1));
         // [N, classes, H_1, W_1]
-        let logits = self
-            .linear_pred
-            .forward(channel_dropout(&self.dropout, feature.clone()));
+        let logits = self.linear_pred.forward(channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
     }
 }
@@ -125,10 +107,7 @@ impl<B: Backend> SegFormerHead<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{
-        assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref,
-        Randomize, Shapes,
-    };
+    use crate::mit::tests::{assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref, Randomize, Shapes};
     use burn::backend::Flex;
     use serde::de::value::{Error as DeError, MapDeserializer};
 
@@ -137,26 +116,15 @@ mod tests {
     #[test]
     fn forward_matches_loop_reference() {
         let device = Default::default();
-        let cfg = SegFormerHeadConfig {
-            embed_dim: 4,
-            dropout: 0.1,
-        };
+        let cfg = SegFormerHeadConfig { embed_dim: 4, dropout: 0.1 };
         cfg.validate().expect("valid");
         let head = Randomize::apply(cfg.init::<B>([3, 4, 5, 6], 3, &device), 7);
         // Stage sizes need not divide each other: 8×10, 4×5, 2×3, 1×2.
         let sizes = [(3, 8, 10), (4, 4, 5), (5, 2, 3), (6, 1, 2)];
-        let xs: Vec<_> = sizes
-            .iter()
-            .enumerate()
-            .map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 20 + k as u64, 1.0))
-            .collect();
+        let xs: Vec<_> = sizes.iter().enumerate().map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 20 + k as u64, 1.0)).collect();
         let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect());
 
-        let e: Vec<_> = xs
-            .iter()
-            .zip(&head.linear_c)
-            .map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10))
-            .collect();
+        let e: Vec<_> = xs.iter().zip(&head.linear_c).map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10)).collect();
         // Deepest stage first, as the original `torch.cat([_c4, _c3, _c2, _c1], dim=1)`.
         let fused = cat_channels(&[e[3].clone(), e[2].clone(), e[1].clone(), e[0].clone()]);
         let feature = conv_bn_ref(&fused, &head.linear_fuse, 0, 1, 1);
@@ -168,11 +136,7 @@ mod tests {
 
     #[test]
     fn parameter_paths_match_the_original_checkpoint() {
-        let head = SegFormerHeadConfig {
-            embed_dim: 16,
-            dropout: 0.1,
-        }
-        .init::<B>([32, 64, 160, 256], 19, &Default::default());
+        let head = SegFormerHeadConfig { embed_dim: 16, dropout: 0.1 }.init::<B>([32, 64, 160, 256], 19, &Default::default());
         let mut ours = Shapes::of(&head);
         ours.sort();
         // Original keys (`linear_c{k}` renamed to `linear_c.{k-1}`), Burn's names for the
@@ -196,45 +160,14 @@ mod tests {
     fn config_defaults_and_validation() {
         let d = SegFormerHeadConfig::default();
         assert_eq!((d.embed_dim, d.dropout), (256, 0.1));
-        let parsed = SegFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new(
-            [("embed_dim", 768u64)].into_iter(),
-        ))
-        .expect("parses");
-        assert_eq!(
-            parsed,
-            SegFormerHeadConfig {
-                embed_dim: 768,
-                dropout: 0.1
-            }
-        );
-        assert!(
-            SegFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new(
-                [("embedding_dim", 768u64)].into_iter()
-            ))
-            .is_err()
-        );
+        let parsed =
+            SegFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new([("embed_dim", 768u64)].into_iter())).expect("parses");
+        assert_eq!(parsed, SegFormerHeadConfig { embed_dim: 768, dropout: 0.1 });
+        assert!(SegFormerHeadConfig::deserialize(MapDeserializer::<_, DeError>::new([("embedding_dim", 768u64)].into_iter())).is_err());
         for (cfg, field) in [
-            (
-                SegFormerHeadConfig {
-                    embed_dim: 0,
-                    dropout: 0.1,
-                },
-                "embed_dim",
-            ),
-            (
-                SegFormerHeadConfig {
-                    embed_dim: 8,
-                    dropout: 1.0,
-                },
-                "dropout",
-            ),
-            (
-                SegFormerHeadConfig {
-                    embed_dim: 8,
-                    dropout: -0.1,
-                },
-                "dropout",
-            ),
+            (SegFormerHeadConfig { embed_dim: 0, dropout: 0.1 }, "embed_dim"),
+            (SegFormerHeadConfig { embed_dim: 8, dropout: 1.0 }, "dropout"),
+            (SegFormerHeadConfig { embed_dim: 8, dropout: -0.1 }, "dropout"),
         ] {
             match cfg.validate() {
                 Err(ModelError::Config(m)) => assert!(m.contains(field), "{m}"),

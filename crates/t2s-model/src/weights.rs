@@ -58,7 +58,11 @@ impl std::fmt::Display for LoadReport {
 fn preview(names: &[String]) -> String {
     let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
     let more = names.len().saturating_sub(shown.len());
-    if more > 0 { format!("{} … and {more} more", shown.join(", ")) } else { shown.join(", ") }
+    if more > 0 {
+        format!("{} … and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 fn arch_name(cfg: &SegmentorConfig) -> String {
@@ -80,12 +84,7 @@ fn arch_name(cfg: &SegmentorConfig) -> String {
 /// `model`. `prefix` selects a sub-model explicitly (e.g. `state_dict.ema_model.` for a
 /// DAFormer teacher). Missing backbone tensors, missing decode-head tensors of a whole
 /// segmentor, and any wrongly shaped tensor are errors naming the tensors.
-pub fn load_pytorch<B: Backend>(
-    model: &mut Segmentor<B>,
-    cfg: &SegmentorConfig,
-    path: &Path,
-    prefix: Option<&str>,
-) -> Result<LoadReport> {
+pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path, prefix: Option<&str>) -> Result<LoadReport> {
     let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
     if !path.is_file() {
         return Err(read_err("no such file".into()));
@@ -140,21 +139,15 @@ pub fn load_pytorch<B: Backend>(
     report.loaded = result.applied.len();
     report.unexpected = result.unused.clone();
     let missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
-    let fatal: Vec<&String> = missing
-        .iter()
-        .filter(|p| p.starts_with("backbone.") || (!layout.backbone_only && p.starts_with("decode_head.")))
-        .collect();
+    let fatal: Vec<&String> =
+        missing.iter().filter(|p| p.starts_with("backbone.") || (!layout.backbone_only && p.starts_with("decode_head."))).collect();
     if report.loaded == 0 || !fatal.is_empty() {
         let names: Vec<String> = fatal.iter().map(|s| s.to_string()).collect();
         return Err(mismatch(format!(
             "{} of the model's tensors are missing from the file: {}{}",
             names.len(),
             preview(&names),
-            if report.unexpected.is_empty() {
-                String::new()
-            } else {
-                format!("\nthe file has instead: {}", preview(&report.unexpected))
-            }
+            if report.unexpected.is_empty() { String::new() } else { format!("\nthe file has instead: {}", preview(&report.unexpected)) }
         )));
     }
     report.not_in_file = missing;
@@ -243,7 +236,8 @@ pub fn read_t2s_config(path: &Path) -> Result<Option<SegmentorConfig>> {
 pub fn load_t2s<B: Backend>(path: &Path, device: &B::Device) -> Result<(SegmentorConfig, Segmentor<B>)> {
     let cfg = read_t2s_config(path)?.ok_or_else(|| ModelError::WeightsRead {
         path: path.to_path_buf(),
-        message: "not a t2s weight file (no model configuration in its metadata); for a PyTorch checkpoint give the model with --model".into(),
+        message: "not a t2s weight file (no model configuration in its metadata); for a PyTorch checkpoint give the model with --model"
+            .into(),
     })?;
     let mut model = cfg.init::<B>(device)?;
     load_t2s_into(&mut model, &cfg, path)?;

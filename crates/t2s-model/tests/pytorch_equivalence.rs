@@ -167,11 +167,8 @@ fn assert_same_tensors(net: &Segmentor<B>, reference_keys: &serde_json::Value, f
         Some((head, "beta")) => format!("{head}.bias"),
         _ => p,
     };
-    let ours: BTreeMap<String, Vec<usize>> = inventory::<B, _>(net)
-        .into_iter()
-        .filter(|e| e.path.starts_with("backbone."))
-        .map(|e| (torch_name(e.path), e.shape))
-        .collect();
+    let ours: BTreeMap<String, Vec<usize>> =
+        inventory::<B, _>(net).into_iter().filter(|e| e.path.starts_with("backbone.")).map(|e| (torch_name(e.path), e.shape)).collect();
     let mut theirs = BTreeMap::new();
     for pair in reference_keys.as_array().unwrap() {
         let key = pair[0].as_str().unwrap();

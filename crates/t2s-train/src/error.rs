@@ -15,6 +15,10 @@ pub enum TrainError {
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
 
+    /// A file that cannot be written or read.
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+
     /// A combination of command-line inputs that cannot work.
     #[error("{0}")]
     Usage(String),

@@ -2,10 +2,22 @@
 //! a configuration file or a t2s weight file, loading PyTorch or t2s weights into it, and
 //! whole-image inference on image files (`t2s predict`).
 
+pub mod config;
+pub mod data_sets;
 pub mod error;
+pub mod eval_report;
+pub mod evaluate;
+pub mod inference;
+pub mod metrics;
 pub mod model_source;
 pub mod predict;
 
+pub use config::RunConfig;
+pub use data_sets::{open_set, OpenedSet, SetRole};
 pub use error::{Result, TrainError};
-pub use model_source::{load_model, resolve_model_config, LoadedModel};
+pub use eval_report::{write_atomic, EvalReport};
+pub use evaluate::{evaluate, predict_labels, EvalOptions};
+pub use inference::{infer_logits, window_starts, InferenceMode};
+pub use metrics::{ConfusionMatrix, Protocol};
+pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel};
 pub use predict::{predict_images, PredictOptions};

@@ -57,20 +57,31 @@ pub fn load_model<B: Backend>(
     prefix: Option<&str>,
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
+    let config = model.map(resolve_model_config).transpose()?;
+    load_model_from(config, weights, prefix, device)
+}
+
+/// [`load_model`] with the network already resolved (e.g. from a run configuration's `[model]`).
+pub fn load_model_from<B: Backend>(
+    model: Option<SegmentorConfig>,
+    weights: Option<&Path>,
+    prefix: Option<&str>,
+    device: &B::Device,
+) -> Result<LoadedModel<B>> {
     let stored = match weights {
         Some(w) if w.is_file() => read_t2s_config(w)?,
         Some(w) => return Err(TrainError::Usage(format!("--weights {}: no such file", w.display()))),
         None => None,
     };
-    let config = match (model, &stored) {
-        (Some(m), _) => resolve_model_config(m)?,
-        (None, Some(cfg)) => cfg.clone(),
-        (None, None) => {
-            return Err(TrainError::Usage(
-                "give --model (a preset, a configuration or a t2s weight file); a PyTorch checkpoint does not say which network it is for".into(),
-            ))
-        }
-    };
+    let config =
+        match (model, &stored) {
+            (Some(m), _) => m,
+            (None, Some(cfg)) => cfg.clone(),
+            (None, None) => return Err(TrainError::Usage(
+                "give --model (a preset, a configuration or a t2s weight file); a PyTorch checkpoint does not say which network it is for"
+                    .into(),
+            )),
+        };
     if let (Some(stored), Some(w)) = (&stored, weights) {
         if stored != &config {
             return Err(TrainError::Usage(format!(

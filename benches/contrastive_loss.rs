@@ -1,0 +1,106 @@
+//! Criterion benchmark of the T2S loss kernel at the default size (method.md §4): 19 classes ×
+//! 256 queries (Nq = 4,864), D = 256, m = 50 negatives per query from a key bank of 60,000,
+//! forward and backward. `cargo bench --bench contrastive_loss` runs it on the CPU (Flex)
+//! backend, and on wgpu when an adapter exists (set `T2S_BENCH_WGPU=0` to skip);
+//! `--features cuda` adds CUDA when a GPU is present. The same computation in PyTorch is
+//! `scripts/bench_contrastive.py`; docs/benchmarks.md compares both.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use t2s_loss::t2s_contrastive_loss;
+
+const CLASSES: usize = 19;
+const PER_CLASS: usize = 256;
+const DIM: usize = 256;
+const NEGATIVES: usize = 50;
+const KEYS: usize = 60_000;
+const TAU: f32 = 0.2;
+
+/// Inputs of one loss evaluation; the indices are drawn on the host like the samplers do.
+struct Inputs<B: Backend> {
+    queries: Tensor<B, 2>,
+    classes: Tensor<B, 1, Int>,
+    prototypes: Tensor<B, 2>,
+    keys: Tensor<B, 2>,
+    negatives: Tensor<B, 2, Int>,
+    weights: Tensor<B, 1>,
+}
+
+fn inputs<B: Backend>(device: &B::Device) -> Inputs<B> {
+    let nq = CLASSES * PER_CLASS;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let classes: Vec<i64> = (0..nq).map(|i| (i / PER_CLASS) as i64).collect();
+    let negatives: Vec<i64> = (0..nq * NEGATIVES).map(|_| rng.random_range(0..KEYS as i64)).collect();
+    let weights: Vec<f32> = (0..CLASSES).map(|_| rng.random_range(0.1..10.0)).collect();
+    Inputs {
+        queries: Tensor::random([nq, DIM], Distribution::Normal(0.0, 1.0), device),
+        classes: Tensor::from_data(TensorData::new(classes, [nq]), device),
+        prototypes: Tensor::random([CLASSES, DIM], Distribution::Normal(0.0, 1.0), device),
+        keys: Tensor::random([KEYS, DIM], Distribution::Normal(0.0, 1.0), device),
+        negatives: Tensor::from_data(TensorData::new(negatives, [nq, NEGATIVES]), device),
+        weights: Tensor::from_data(TensorData::new(weights, [CLASSES]), device),
+    }
+}
+
+/// One forward and backward pass; reading the query gradient back synchronises the device.
+fn step<B: AutodiffBackend>(x: &Inputs<B>) -> f32 {
+    let q = x.queries.clone().require_grad();
+    let loss = t2s_contrastive_loss(
+        q.clone(),
+        x.classes.clone(),
+        x.prototypes.clone(),
+        x.keys.clone(),
+        x.negatives.clone(),
+        x.weights.clone(),
+        TAU,
+    );
+    let grads = loss.backward();
+    let g = q.grad(&grads).expect("query gradient");
+    g.sum().into_scalar().elem::<f32>()
+}
+
+fn bench_on<B: AutodiffBackend>(c: &mut Criterion, name: &str, device: B::Device) {
+    let x = inputs::<B>(&device);
+    step(&x); // warm-up: kernel compilation and autotuning on GPU backends
+    let mut group = c.benchmark_group("t2s loss 4864x256 m50 K60000 fwd+bwd");
+    group.sample_size(10);
+    group.bench_function(name, |b| b.iter(|| step(&x)));
+    group.finish();
+}
+
+fn bench_loss(c: &mut Criterion) {
+    bench_on::<Autodiff<Flex>>(c, "cpu (Flex)", Default::default());
+    #[cfg(feature = "wgpu")]
+    if std::env::var("T2S_BENCH_WGPU").as_deref() != Ok("0") && has_wgpu_adapter() {
+        bench_on::<Autodiff<burn::backend::Wgpu>>(c, "wgpu", Default::default());
+    }
+    #[cfg(feature = "cuda")]
+    if has_cuda_device() {
+        bench_on::<Autodiff<burn::backend::Cuda>>(c, "cuda", Default::default());
+    }
+}
+
+/// CUDA's runtime panics without a driver or GPU; probe quietly, as `t2s --device` does.
+#[cfg(feature = "cuda")]
+fn has_cuda_device() -> bool {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(|| {
+        Tensor::<burn::backend::Cuda, 1>::ones([4], &Default::default()).sum().into_scalar().elem::<f32>() == 4.0
+    });
+    std::panic::set_hook(hook);
+    ok.unwrap_or(false)
+}
+
+#[cfg(feature = "wgpu")]
+fn has_wgpu_adapter() -> bool {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    !pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY)).is_empty()
+}
+
+criterion_group!(benches, bench_loss);
+criterion_main!(benches);

@@ -1,0 +1,46 @@
+//! Per-class sums on the device: the building block of the prototype update and of the class
+//! statistics behind dynamic re-weighting.
+
+use burn::tensor::{backend::Backend, Int, Tensor};
+
+/// Sums the rows of `values` `[P, D]` per class: row c of the result `[C, D]` is the sum of the
+/// rows whose label is c; labels outside `0..C` (the ignore label) count for no class. Also
+/// returns the number of rows per class `[C]` (as floats). One matmul with a one-hot matrix,
+/// so it stays on the device and on the autodiff graph of `values`.
+pub fn class_sums<B: Backend>(values: Tensor<B, 2>, labels: Tensor<B, 1, Int>, num_classes: usize) -> (Tensor<B, 2>, Tensor<B, 1>) {
+    let [p] = labels.dims();
+    let device = values.device();
+    let classes = Tensor::<B, 1, Int>::arange(0..num_classes as i64, &device).reshape([1, num_classes]);
+    let one_hot = labels.reshape([p, 1]).expand([p, num_classes]).equal(classes.expand([p, num_classes])).float(); // [P, C]
+    let counts = one_hot.clone().sum_dim(0).reshape([num_classes]);
+    (one_hot.transpose().matmul(values), counts)
+}
+
+/// Per-class means of a per-pixel scalar, read back to the host: `Some(mean)` for classes with
+/// at least one pixel. `values` and `labels` are `[P]`. Reads `2·C` numbers, not the map.
+pub fn class_means<B: Backend>(values: Tensor<B, 1>, labels: Tensor<B, 1, Int>, num_classes: usize) -> Vec<Option<f64>> {
+    let [p] = values.dims();
+    let (sums, counts) = class_sums(values.reshape([p, 1]), labels, num_classes);
+    let sums = sums.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+    let counts = counts.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+    sums.iter().zip(&counts).map(|(&s, &n)| (n > 0.0).then(|| s as f64 / n as f64)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn sums_and_means_by_class_skip_ignored_rows() {
+        let dev = Default::default();
+        let values = Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [4, 2]), &dev);
+        let labels = Tensor::<Flex, 1, Int>::from_data(TensorData::new(vec![2i64, 0, 2, 255], [4]), &dev);
+        let (sums, counts) = class_sums(values, labels.clone(), 3);
+        assert_eq!(sums.into_data().to_vec::<f32>().unwrap(), vec![3.0, 4.0, 0.0, 0.0, 6.0, 8.0]);
+        assert_eq!(counts.into_data().to_vec::<f32>().unwrap(), vec![1.0, 0.0, 2.0]);
+        let scalar = Tensor::<Flex, 1>::from_data(TensorData::new(vec![0.5f32, 0.25, 1.0, 9.0], [4]), &dev);
+        assert_eq!(class_means(scalar, labels, 3), vec![Some(0.25), None, Some(0.75)]);
+    }
+}

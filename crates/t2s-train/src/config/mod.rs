@@ -1,0 +1,218 @@
+//! Run configuration: a TOML file with the sections `[model]`, `[data]`, `[uda]`, `[t2s]`,
+//! `[optim]`, `[schedule]`, `[eval]`, `[run]` (architecture.md "Configuration"). Unknown keys are
+//! rejected with their name, every field has a documented default, and `--set a.b=value`
+//! overrides any key before validation.
+
+mod data;
+mod eval;
+mod model;
+mod optim;
+mod run;
+mod schedule;
+mod t2s;
+mod uda;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use data::{DataSection, RcsSection, SetKind, SetSection};
+pub use eval::{EvalSection, EvalWeights, Protocols};
+pub use model::ModelSection;
+pub use optim::{OptimSection, OptimizerKind};
+pub use run::RunSection;
+pub use schedule::ScheduleSection;
+pub use t2s::{QueryDistribution, ReweightTarget, T2sSection};
+pub use uda::{Method, UdaSection};
+
+use crate::{Result, TrainError};
+
+/// A whole run, as resolved from a file and overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The network.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The datasets.
+    pub data: DataSection,
+    /// Method and self-training.
+    #[serde(default)]
+    pub uda: UdaSection,
+    /// T2S-DA terms.
+    #[serde(default)]
+    pub t2s: T2sSection,
+    /// Optimiser.
+    #[serde(default)]
+    pub optim: OptimSection,
+    /// Iterations and learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleSection,
+    /// Evaluation.
+    #[serde(default)]
+    pub eval: EvalSection,
+    /// Seeds, output, checkpoints.
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+impl RunConfig {
+    /// Reads `path`, applies `overrides` (`section.key=value`, value in TOML syntax or a bare
+    /// string), deserialises and validates. Errors name the file and the key.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Config { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+        Self::parse(&text, overrides).map_err(|message| TrainError::Config { path: path.to_path_buf(), message })
+    }
+
+    /// [`RunConfig::load`] on a string (the error message without the file name).
+    pub fn parse(text: &str, overrides: &[String]) -> std::result::Result<Self, String> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        // Re-serialised so that toml's messages point at the offending key with a snippet.
+        let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+        let config: RunConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The network `[model]` describes: `network` if given, else the preset; `None` when neither
+    /// is set (then the weights file must carry its network).
+    pub fn network(&self) -> Result<Option<t2s_model::SegmentorConfig>> {
+        match (&self.model.network, &self.model.preset) {
+            (Some(n), _) => Ok(Some(n.clone())),
+            (None, Some(p)) => crate::resolve_model_config(p).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The mIoU protocols to report for a `num_classes` network: `auto` adds SYNTHIA's 16 and 13
+    /// when the source is SYNTHIA (anchors' complaint 4: always say which).
+    pub fn protocols(&self, num_classes: usize) -> Vec<crate::metrics::Protocol> {
+        use crate::metrics::Protocol;
+        let synthia = match self.eval.protocols {
+            Protocols::Auto => self.data.source.kind == SetKind::Synthia,
+            Protocols::Synthia => true,
+            Protocols::Cityscapes19 => false,
+        };
+        if synthia && num_classes == 19 {
+            vec![Protocol::all(19), Protocol::synthia16(), Protocol::synthia13()]
+        } else {
+            vec![Protocol::all(num_classes)]
+        }
+    }
+
+    /// The resolved configuration as TOML (written into the run folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialise the configuration: {e}\n"))
+    }
+
+    /// Checks that the settings fit together; messages name the setting and what to do.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let needs_target = self.uda.method != Method::SourceOnly;
+        if needs_target && self.data.target.is_none() {
+            return Err(format!(
+                "uda.method = {:?} needs a target set: add a [data.target] table, or use method \"source_only\"",
+                self.uda.method
+            ));
+        }
+        let sets = std::iter::once(("data.source", &self.data.source))
+            .chain(self.data.target.iter().map(|t| ("data.target", t)))
+            .chain(self.data.eval.iter().map(|e| ("data.eval", e)));
+        for (name, set) in sets {
+            match (set.kind, &set.root) {
+                (SetKind::Synthetic, Some(_)) => return Err(format!("{name}: a synthetic set has no root; remove `root`")),
+                (SetKind::Synthetic, None) => {}
+                (_, None) => {
+                    return Err(format!(
+                        "{name}: `root` is required for kind {:?} (the dataset's top folder, see docs/datasets.md)",
+                        set.kind
+                    ))
+                }
+                _ => {
+                    if set.domain.is_some() || set.len.is_some() || set.size.is_some() || set.seed.is_some() {
+                        return Err(format!("{name}: `domain`, `len`, `size` and `seed` only apply to kind \"synthetic\""));
+                    }
+                }
+            }
+        }
+        if self.data.batch_size == 0 {
+            return Err("data.batch_size must be at least 1".into());
+        }
+        if self.data.crop.contains(&0) {
+            return Err("data.crop must be [height, width] with both > 0".into());
+        }
+        if self.schedule.max_iters == 0 {
+            return Err("schedule.max_iters must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.uda.ema_alpha) {
+            return Err(format!("uda.ema_alpha = {} must be in [0, 1)", self.uda.ema_alpha));
+        }
+        if self.t2s.temperature.is_nan() || self.t2s.temperature <= 0.0 {
+            return Err(format!("t2s.temperature = {} must be > 0", self.t2s.temperature));
+        }
+        if self.uda.method == Method::T2s && self.t2s.contrastive_weight > 0.0 && self.t2s.negatives == 0 {
+            return Err("t2s.negatives must be at least 1 when the contrastive loss is on".into());
+        }
+        if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
+            return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
+        }
+        let [lo, hi] = self.t2s.reweight_clamp;
+        if !(lo > 0.0 && lo <= hi) {
+            return Err(format!("t2s.reweight_clamp = [{lo}, {hi}] must satisfy 0 < min ≤ max"));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `a.b.c = value` in `table`, creating tables on the way; a numeric segment indexes an
+/// array of tables (`data.eval.0.root`). `value` is parsed as TOML (`0.5`, `true`, `[1, 2]`,
+/// `"text"`, `{ mode = "slide" }`) and taken as a plain string when it does not parse.
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> std::result::Result<(), String> {
+    let (key, value) = spec.split_once('=').ok_or_else(|| format!("--set {spec}: expected section.key=value"))?;
+    let path: Vec<&str> = key.trim().split('.').map(str::trim).collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(format!("--set {spec}: empty key segment in `{key}`"));
+    }
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let result = set_path(&mut root, &path, parsed, spec);
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    result
+}
+
+fn set_path(node: &mut toml::Value, path: &[&str], value: toml::Value, spec: &str) -> std::result::Result<(), String> {
+    let Some((head, rest)) = path.split_first() else { return Ok(()) };
+    let child = match node {
+        toml::Value::Table(t) => {
+            if rest.is_empty() {
+                t.insert(head.to_string(), value);
+                return Ok(());
+            }
+            t.entry(head.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        }
+        toml::Value::Array(items) => {
+            let i: usize = head.parse().map_err(|_| format!("--set {spec}: `{head}` must be an index into a list (0, 1, …)"))?;
+            let len = items.len();
+            let item = items.get_mut(i).ok_or_else(|| format!("--set {spec}: index {i} is past the end of a list of {len}"))?;
+            if rest.is_empty() {
+                *item = value;
+                return Ok(());
+            }
+            item
+        }
+        _ => return Err(format!("--set {spec}: `{head}` is inside a value that is neither a table nor a list")),
+    };
+    set_path(child, rest, value, spec)
+}
+
+#[cfg(test)]
+mod tests;

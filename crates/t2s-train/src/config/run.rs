@@ -1,0 +1,29 @@
+//! `[run]`: seeds, output folder, logging and checkpoints.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Bookkeeping of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    /// Seed of every random choice (data order, augmentation, sampling, initialisation).
+    pub seed: u64,
+    /// Parent folder of run folders (`runs`).
+    pub output: PathBuf,
+    /// Run folder name (default: config file stem and a timestamp).
+    pub name: Option<String>,
+    /// Write a checkpoint every this many iterations (4,000); the last one is always written.
+    pub checkpoint_interval: usize,
+    /// Periodic checkpoints kept (3), besides the best one.
+    pub keep_last: usize,
+    /// Log losses every this many iterations (50).
+    pub log_interval: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self { seed: 0, output: PathBuf::from("runs"), name: None, checkpoint_interval: 4_000, keep_last: 3, log_interval: 50 }
+    }
+}

@@ -1,0 +1,76 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[data.source]
+kind = "synthetic"
+domain = "source"
+[data.target]
+kind = "synthetic"
+domain = "target"
+"#;
+
+#[test]
+fn defaults_are_the_documented_recipe() {
+    let c = RunConfig::parse(MINIMAL, &[]).unwrap();
+    assert_eq!(c.uda.method, Method::T2s);
+    assert_eq!(c.optim.lr, 6e-5);
+    assert_eq!(c.optim.eps, 1e-8);
+    assert_eq!(c.optim.betas, [0.9, 0.999]);
+    assert_eq!(c.optim.weight_decay, 0.01);
+    assert_eq!(c.schedule.max_iters, 40_000);
+    assert_eq!(c.schedule.warmup_iters, 1_500);
+    assert_eq!(c.t2s.queries, 4_864);
+    assert_eq!(c.t2s.negatives, 50);
+    assert_eq!(c.t2s.temperature, 0.2);
+    assert_eq!(c.uda.pseudo_threshold, 0.968);
+    assert_eq!(c.data.batch_size, 2);
+    assert_eq!(c.data.crop, [512, 512]);
+    // The resolved file parses back to the same configuration.
+    assert_eq!(RunConfig::parse(&c.to_toml(), &[]).unwrap(), c);
+}
+
+#[test]
+fn overrides_set_any_key() {
+    let c = RunConfig::parse(
+        MINIMAL,
+        &["t2s.temperature=0.1".into(), "uda.method=dacs".into(), "data.crop=[256, 128]".into(), "run.name = smoke".into()],
+    )
+    .unwrap();
+    assert_eq!(c.t2s.temperature, 0.1);
+    assert_eq!(c.uda.method, Method::Dacs);
+    assert_eq!(c.data.crop, [256, 128]);
+    assert_eq!(c.run.name.as_deref(), Some("smoke"));
+    assert!(RunConfig::parse(MINIMAL, &["nokey".into()]).unwrap_err().contains("section.key=value"));
+    // Lists of tables are indexed; inline tables parse.
+    let with_eval = format!("{MINIMAL}\n[[data.eval]]\nkind = \"cityscapes\"\nroot = \"a\"\n");
+    let c = RunConfig::parse(
+        &with_eval,
+        &["data.eval.0.root=/data/cs".into(), r#"eval.inference={ mode = "slide", crop = [512, 512], stride = [341, 341] }"#.into()],
+    )
+    .unwrap();
+    assert_eq!(c.data.eval[0].root.as_deref(), Some(std::path::Path::new("/data/cs")));
+    assert_eq!(c.eval.inference, crate::InferenceMode::Slide { crop: [512, 512], stride: [341, 341] });
+    assert!(RunConfig::parse(&with_eval, &["data.eval.3.root=x".into()]).unwrap_err().contains("past the end"));
+    assert!(RunConfig::parse(&with_eval, &["data.eval.root=x".into()]).unwrap_err().contains("index"));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = RunConfig::parse(MINIMAL, &["t2s.temprature=0.1".into()]).unwrap_err();
+    assert!(e.contains("temprature"), "{e}");
+    let e = RunConfig::parse(&format!("{MINIMAL}\n[optim]\nbeta = 1\n"), &[]).unwrap_err();
+    assert!(e.contains("beta"), "{e}");
+    let e = RunConfig::parse("[data.source]\nkind = \"gta6\"\n", &[]).unwrap_err();
+    assert!(e.contains("gta6"), "{e}");
+}
+
+#[test]
+fn inconsistent_settings_say_what_to_fix() {
+    let no_target = "[data.source]\nkind = \"synthetic\"\n";
+    assert!(RunConfig::parse(no_target, &[]).unwrap_err().contains("[data.target]"));
+    assert!(RunConfig::parse(no_target, &["uda.method=source_only".into()]).is_ok());
+    let e = RunConfig::parse("[uda]\nmethod = \"source_only\"\n[data.source]\nkind = \"gta5\"\n", &[]).unwrap_err();
+    assert!(e.contains("data.source") && e.contains("root"), "{e}");
+    assert!(RunConfig::parse(MINIMAL, &["data.batch_size=0".into()]).unwrap_err().contains("batch_size"));
+    assert!(RunConfig::parse(MINIMAL, &["t2s.fda_beta=0.9".into()]).unwrap_err().contains("fda_beta"));
+}

@@ -1,0 +1,64 @@
+//! `[uda]`: the method and the mean-teacher self-training it builds on (method.md §3).
+
+use serde::{Deserialize, Serialize};
+
+/// The training method; each adds its terms to the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Supervised on the source only (the baseline every table starts from).
+    SourceOnly,
+    /// DACS/DAFormer self-training: EMA teacher, confidence-weighted pseudo-labels, ClassMix.
+    Dacs,
+    /// DACS plus the T2S-DA terms of `[t2s]`.
+    T2s,
+}
+
+/// Self-training settings (used by `dacs` and `t2s`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdaSection {
+    /// `source_only`, `dacs` or `t2s` (default).
+    pub method: Method,
+    /// EMA teacher: θ_T ← α·θ_T + (1 − α)·θ_S with α = min(1 − 1/(t + 1), `ema_alpha`) (0.999).
+    pub ema_alpha: f64,
+    /// Pseudo-label confidence threshold: an image's pixel weight is the fraction of its pixels
+    /// whose max-probability reaches it (0.968).
+    pub pseudo_threshold: f64,
+    /// Rows of the target crop whose pseudo-label weight is set to 0, `[top, bottom]`, for a
+    /// 512-high crop (DAFormer's `pseudo_weight_ignore_top = 15`, `_bottom = 120`); scaled to
+    /// other crop heights.
+    pub pseudo_label_margin: [usize; 2],
+    /// ClassMix source classes onto the target (true).
+    pub classmix: bool,
+    /// Strong augmentation of the mixed image: colour jitter probability (0.8) …
+    pub color_jitter_prob: f64,
+    /// … and strength (0.2) …
+    pub color_jitter_strength: f64,
+    /// … and Gaussian blur probability (0.5).
+    pub blur_prob: f64,
+    /// ImageNet feature distance weight (0.005); 0 disables. Needs `model.pretrained`.
+    pub fdist_lambda: f64,
+    /// Train ids of the feature-distance "thing" classes.
+    pub fdist_classes: Vec<usize>,
+    /// Minimum winning fraction when downscaling labels for the feature distance (0.75).
+    pub fdist_scale_min_ratio: f32,
+}
+
+impl Default for UdaSection {
+    fn default() -> Self {
+        Self {
+            method: Method::T2s,
+            ema_alpha: 0.999,
+            pseudo_threshold: 0.968,
+            pseudo_label_margin: [15, 120],
+            classmix: true,
+            color_jitter_prob: 0.8,
+            color_jitter_strength: 0.2,
+            blur_prob: 0.5,
+            fdist_lambda: 0.005,
+            fdist_classes: t2s_loss::THING_CLASSES.to_vec(),
+            fdist_scale_min_ratio: 0.75,
+        }
+    }
+}

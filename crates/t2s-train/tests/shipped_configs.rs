@@ -1,0 +1,50 @@
+//! Every run configuration shipped in `configs/` parses, validates, and says what its name says.
+
+use std::path::Path;
+
+use t2s_train::config::{Method, SetKind};
+use t2s_train::RunConfig;
+
+fn configs() -> Vec<(String, RunConfig)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            out.push((path.file_stem().unwrap().to_string_lossy().into_owned(), cfg));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn shipped_configs_parse_and_match_their_names() {
+    let all = configs();
+    for (source, model) in [("gta2cs", "daformer"), ("gta2cs", "deeplabv2"), ("syn2cs", "daformer"), ("syn2cs", "deeplabv2")] {
+        for (method, want) in [("source_only", Method::SourceOnly), ("dacs", Method::Dacs), ("t2s", Method::T2s)] {
+            let name = format!("{source}_{model}_{method}");
+            let (_, c) = all.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
+            assert_eq!(c.uda.method, want, "{name}");
+            let (kind, resize) = if source == "gta2cs" { (SetKind::Gta5, [1280, 720]) } else { (SetKind::Synthia, [1280, 760]) };
+            assert_eq!(c.data.source.kind, kind, "{name}");
+            assert_eq!(c.data.source.resize, Some(resize), "{name}");
+            assert_eq!(c.data.target.is_some(), want != Method::SourceOnly, "{name}");
+            assert_eq!(c.data.eval[0].kind, SetKind::Cityscapes, "{name}");
+            assert_eq!(c.eval.resize, Some([1024, 512]), "{name}");
+            let preset = c.model.preset.as_deref().unwrap();
+            assert!(preset.starts_with(model), "{name}: {preset}");
+            // SYNTHIA runs report mIoU over 19, 16 and 13 classes.
+            let protocols: Vec<String> = c.protocols(19).into_iter().map(|p| p.name).collect();
+            let want_protocols = if source == "syn2cs" { vec!["mIoU19", "mIoU16", "mIoU13"] } else { vec!["mIoU19"] };
+            assert_eq!(protocols, want_protocols, "{name}");
+            // The anchors' recipe.
+            assert_eq!((c.schedule.max_iters, c.data.batch_size, c.data.crop, c.optim.lr), (40_000, 2, [512, 512], 6e-5), "{name}");
+        }
+    }
+    let (_, dg) = all.iter().find(|(n, _)| n == "dg_gta_daformer_source_only").expect("domain generalisation config");
+    assert!(dg.data.target.is_none());
+    let kinds: Vec<SetKind> = dg.data.eval.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![SetKind::Cityscapes, SetKind::Bdd100k, SetKind::Mapillary]);
+}
