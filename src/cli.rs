@@ -32,6 +32,8 @@ pub enum Command {
     Prepare(crate::prepare_cmd::PrepareArgs),
     /// Evaluate weights on the evaluation sets of a run configuration: per-class IoU, mIoU (JSON, Markdown), pictures.
     Eval(crate::eval_cmd::EvalArgs),
+    /// Train as a run configuration says (configs/*.toml); Ctrl-C saves and stops, --resume continues.
+    Train(crate::train_cmd::TrainArgs),
 }
 
 /// Which network and weights.

@@ -8,6 +8,7 @@ mod eval_cmd;
 mod gpu_cache;
 mod prepare_cmd;
 mod synth_cmd;
+mod train_cmd;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
@@ -38,6 +39,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models => list_models(),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Prepare(args) => prepare_cmd::run(args),
+        Command::Train(args) => {
+            let selected = device::select(&cli.device)?;
+            eprintln!("device: {selected}");
+            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            dispatch(&selected, train_cmd::Train { args, command_line })
+        }
         Command::Eval(args) => {
             let selected = device::select(&cli.device)?;
             eprintln!("device: {selected}");

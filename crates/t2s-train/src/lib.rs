@@ -10,7 +10,11 @@ pub mod evaluate;
 pub mod inference;
 pub mod metrics;
 pub mod model_source;
+pub mod optimizer;
 pub mod predict;
+pub mod self_training;
+pub mod t2s_term;
+pub mod train;
 
 pub use config::RunConfig;
 pub use data_sets::{open_set, OpenedSet, SetRole};
@@ -20,4 +24,6 @@ pub use evaluate::{evaluate, predict_labels, EvalOptions};
 pub use inference::{infer_logits, window_starts, InferenceMode};
 pub use metrics::{ConfusionMatrix, Protocol};
 pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel};
+pub use optimizer::GroupedOptimizer;
 pub use predict::{predict_images, PredictOptions};
+pub use train::{train, TrainOptions, TrainSummary};

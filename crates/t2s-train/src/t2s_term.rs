@@ -1,0 +1,197 @@
+//! The T2S-DA contrastive term of one iteration (method.md §4.3–4.8): read the per-pixel
+//! scalars the samplers need, draw queries and negatives, update the prototypes, weight the
+//! classes, and evaluate the loss on the student's pseudo-target embedding.
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
+use t2s_loss::pixel_stats::{entropy, top_classes};
+use t2s_loss::sampling::{sample_negatives, sample_queries, select_unreliable, unreliable_percent, TargetCandidate};
+use t2s_loss::{t2s_contrastive_loss, ClassStatistics, PrototypeBank};
+
+use crate::config::{QueryDistribution, T2sSection};
+use crate::{Result, TrainError};
+
+/// Training state of the T2S term; goes into checkpoints.
+#[derive(Debug, Clone)]
+pub struct T2sState<B: Backend> {
+    /// Source class prototypes.
+    pub prototypes: PrototypeBank<B>,
+    /// Statistics behind the class weights.
+    pub stats: ClassStatistics,
+    /// Running label-distribution estimate π (per class, sums to 1 once seen).
+    pub distribution: Vec<f64>,
+}
+
+impl<B: Backend> T2sState<B> {
+    /// Fresh state for `num_classes` classes and embeddings of size `dim`.
+    pub fn new(cfg: &T2sSection, num_classes: usize, dim: usize, device: &B::Device) -> Self {
+        Self {
+            prototypes: PrototypeBank::new(num_classes, dim, cfg.prototype_momentum, device),
+            stats: ClassStatistics::new(cfg.reweight_statistic, num_classes, cfg.reweight_momentum),
+            distribution: vec![0.0; num_classes],
+        }
+    }
+}
+
+/// The teacher-side inputs of the term, all at embedding resolution `[N, ·, h, w]`, off the graph.
+pub struct TeacherView<B: Backend> {
+    /// Teacher embedding of the source images `[N, D, h, w]`.
+    pub source_keys: Tensor<B, 4>,
+    /// Teacher embedding of the target images `[N, D, h, w]`.
+    pub target_keys: Tensor<B, 4>,
+    /// Source labels brought to embedding resolution (majority rule), `[N, h, w]`, 255 = ignore.
+    pub source_labels: Tensor<B, 3, Int>,
+    /// Teacher softmax on the target images `[N, C, h, w]`.
+    pub target_probs: Tensor<B, 4>,
+}
+
+/// What the term did, for logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct T2sLog {
+    /// Queries used.
+    pub queries: usize,
+    /// Classes with queries.
+    pub classes: usize,
+    /// Unreliable target pixels.
+    pub unreliable: usize,
+    /// Fraction of negatives taken from the target.
+    pub target_negative_fraction: f64,
+    /// The unreliable percentage α_t used.
+    pub unreliable_percent: f32,
+}
+
+/// The weighted contrastive loss `λ·L_T2S` (a one-element tensor on the student's graph) for the
+/// student's pseudo-target embedding `student` `[N, D, h, w]` (its labels are the source labels).
+pub fn t2s_contrastive_term<B: AutodiffBackend, R: Rng + ?Sized>(
+    student: Tensor<B, 4>,
+    teacher: TeacherView<B::InnerBackend>,
+    state: &mut T2sState<B::InnerBackend>,
+    cfg: &T2sSection,
+    iter: usize,
+    max_iters: usize,
+    rng: &mut R,
+) -> Result<(Tensor<B, 1>, T2sLog)> {
+    let [n, d, h, w] = student.dims();
+    let c = teacher.target_probs.dims()[1];
+    let p = n * h * w;
+    let loss_err = |e: t2s_loss::LossError| TrainError::Usage(format!("T2S sampling: {e}"));
+
+    // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device).
+    let labels: Vec<u8> = teacher.source_labels.clone().into_data().iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
+    let ent: Vec<f32> = entropy(teacher.target_probs.clone()).into_data().iter::<f32>().collect();
+    let top = top_classes(teacher.target_probs.clone(), 3.min(c)).into_data().iter::<i64>().collect::<Vec<i64>>(); // [N, 3, h, w]
+
+    // π: EMA of the class frequencies of the chosen distribution.
+    let mut freq = vec![0.0f64; c];
+    match cfg.query_distribution {
+        QueryDistribution::Target => (0..n).for_each(|i| (0..h * w).for_each(|j| freq[top[i * 3.min(c) * h * w + j] as usize] += 1.0)),
+        QueryDistribution::Source => labels.iter().filter(|&&l| (l as usize) < c).for_each(|&l| freq[l as usize] += 1.0),
+        QueryDistribution::Uniform => freq.iter_mut().for_each(|f| *f = 1.0),
+    }
+    let total: f64 = freq.iter().sum();
+    if total > 0.0 {
+        let first = state.distribution.iter().all(|&v| v == 0.0);
+        let m = cfg.distribution_momentum;
+        for (pi, f) in state.distribution.iter_mut().zip(&freq) {
+            *pi = if first { f / total } else { m * *pi + (1.0 - m) * f / total };
+        }
+    }
+    let pi: Vec<f32> = state.distribution.iter().map(|&v| v as f32).collect();
+
+    let queries = sample_queries(&labels, c, 255, &pi, cfg.queries, cfg.min_queries_per_class, rng).map_err(loss_err)?;
+    let percent = unreliable_percent(iter, max_iters, cfg.unreliable_start, cfg.unreliable_end);
+    let unreliable = select_unreliable(&ent, None, percent).map_err(loss_err)?;
+    let k = 3.min(c);
+    let candidates: Vec<TargetCandidate> = unreliable
+        .iter()
+        .map(|&j| {
+            let (img, pix) = (j / (h * w), j % (h * w));
+            let mut t = [u8::MAX; 3];
+            for (r, slot) in t.iter_mut().enumerate().take(k) {
+                *slot = top[(img * k + r) * h * w + pix] as u8;
+            }
+            TargetCandidate { index: j, top: t }
+        })
+        .collect();
+    let negatives =
+        sample_negatives(&queries, &labels, c, 255, &candidates, p, cfg.negatives, cfg.domain_equalized, rng).map_err(loss_err)?;
+
+    // Keys [P, D] (pixel-major), prototypes updated with this batch's source keys.
+    let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([p, d]);
+    let source_keys = flat(teacher.source_keys);
+    state.prototypes.update(source_keys.clone(), teacher.source_labels.reshape([p]));
+    let weights: Vec<f32> =
+        if cfg.reweight { state.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1]) } else { vec![1.0; c] };
+
+    let device = student.device();
+    let nq = negatives.queries.indices.len();
+    let log = T2sLog {
+        queries: nq,
+        classes: negatives.queries.per_class.iter().filter(|&&k| k > 0).count(),
+        unreliable: unreliable.len(),
+        target_negative_fraction: if nq == 0 { 0.0 } else { negatives.from_target as f64 / (nq * negatives.m) as f64 },
+        unreliable_percent: percent,
+    };
+    let idx =
+        |v: &[usize]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), &device);
+    let q = student.permute([0, 2, 3, 1]).reshape([p, d]).select(0, idx(&negatives.queries.indices)); // [Nq, D]
+    let keys = Tensor::<B, 2>::from_inner(Tensor::cat(vec![source_keys, flat(teacher.target_keys)], 0)); // [2P, D]
+    let neg = idx(&negatives.indices).reshape([nq, negatives.m]);
+    let prototypes = Tensor::<B, 2>::from_inner(state.prototypes.prototypes());
+    let class_weights = Tensor::<B, 1>::from_data(TensorData::new(weights, [c]), &device);
+    let loss = t2s_contrastive_loss(q, idx(&negatives.queries.classes), prototypes, keys, neg, class_weights, cfg.temperature);
+    Ok((loss.mul_scalar(cfg.contrastive_weight), log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    type AB = Autodiff<Flex>;
+    type IB = Flex;
+
+    /// `[1, D, 2, 2]` embedding whose pixel j is the unit vector `dirs[j]` (D = 4).
+    fn embed<Bk: Backend>(dirs: [usize; 4]) -> Tensor<Bk, 4> {
+        let mut v = vec![0.0f32; 16];
+        for (j, &k) in dirs.iter().enumerate() {
+            v[k * 4 + j] = 1.0;
+        }
+        Tensor::from_data(TensorData::new(v, [1, 4, 2, 2]), &Default::default())
+    }
+
+    #[test]
+    fn orthogonal_negatives_give_the_hand_computed_loss() {
+        // Classes 0 and 1 (of 4); pixels 0, 1 are class 0 (direction e0), pixels 2, 3 class 1 (e1).
+        // Target keys all along e2, unreliable (equal entropy), teacher top 3 = {3, 2, 1}: they are
+        // negatives for class 0 only. Every query sits on its prototype (dot 1) and every
+        // negative is orthogonal (dot 0): ℓ = −log(e^{1/τ} / (e^{1/τ} + m)) for every query.
+        let cfg =
+            T2sSection { queries: 8, min_queries_per_class: 4, negatives: 6, temperature: 0.2, reweight: false, ..T2sSection::default() };
+        let mut state = T2sState::<IB>::new(&cfg, 4, 4, &Default::default());
+        let probs: Vec<f32> = [0.01f32, 0.04, 0.45, 0.5].iter().flat_map(|&p| [p; 4]).collect();
+        let view = TeacherView::<IB> {
+            source_keys: embed([0, 0, 1, 1]),
+            target_keys: embed([2, 2, 2, 2]),
+            source_labels: Tensor::from_data(TensorData::new(vec![0i64, 0, 1, 1], [1, 2, 2]), &Default::default()),
+            target_probs: Tensor::from_data(TensorData::new(probs, [1, 4, 2, 2]), &Default::default()),
+        };
+        let student = embed::<AB>([0, 0, 1, 1]).require_grad();
+        let (loss, log) = t2s_contrastive_term(student.clone(), view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let want = -((5.0f64).exp() / ((5.0f64).exp() + 6.0)).ln();
+        let got = loss.clone().into_scalar() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert_eq!((log.queries, log.classes, log.unreliable), (8, 2, 4));
+        // Class 0: 3 of 6 negatives from the target; class 1: none → 12 of 48.
+        assert!((log.target_negative_fraction - 12.0 / 48.0).abs() < 1e-12);
+        // π after the first batch: teacher argmax is class 3 everywhere.
+        assert_eq!(state.distribution, vec![0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(state.prototypes.seen(), &[true, true, false, false]);
+        // Gradient reaches the student embedding.
+        let grads = loss.backward();
+        assert!(student.grad(&grads).is_some());
+    }
+}

@@ -1,0 +1,115 @@
+//! Checkpoints: everything a run needs to continue exactly, written atomically.
+//!
+//! `checkpoints/iter_<N>/` holds `student.mpk` (Burn module record: weights with their parameter
+//! ids, which the optimiser state is keyed by), `student.safetensors` (the t2s weight file for
+//! `predict` / `eval`), `teacher.mpk` for self-training methods, the optimiser state and
+//! `state.json`. It is written as `iter_<N>.tmp/` and renamed when complete; `checkpoints/latest`
+//! names the newest complete one. A crash or Ctrl-C at any point leaves the previous one intact.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval_report::write_atomic;
+use crate::{Result, TrainError};
+
+/// The non-tensor training state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Iterations completed.
+    pub iter: usize,
+    /// Best headline mIoU so far and its iteration.
+    pub best: Option<(f64, usize)>,
+    /// T2S state (prototypes, class statistics, π), when the method has one.
+    pub t2s: Option<serde_json::Value>,
+}
+
+/// The folder of the checkpoint after `iter` iterations.
+pub fn checkpoint_dir(run_dir: &Path, iter: usize) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("iter_{iter:06}"))
+}
+
+/// Writes a checkpoint: `fill` writes the files into the temporary folder it is given; then the
+/// folder is renamed into place, `latest` updated and older periodic checkpoints beyond
+/// `keep_last` removed.
+pub fn write_checkpoint(
+    run_dir: &Path,
+    state: &TrainingState,
+    keep_last: usize,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let io = |path: &Path, e: std::io::Error| TrainError::Io { path: path.into(), message: e.to_string() };
+    let dir = checkpoint_dir(run_dir, state.iter);
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    fill(&tmp)?;
+    let json = serde_json::to_string_pretty(state).map_err(|e| TrainError::Usage(format!("cannot serialise the training state: {e}")))?;
+    write_atomic(&tmp.join("state.json"), json.as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    write_atomic(&run_dir.join("checkpoints").join("latest"), name.as_bytes())?;
+    prune(run_dir, keep_last.max(1))?;
+    Ok(dir)
+}
+
+/// The newest complete checkpoint of a run and its state.
+pub fn latest_checkpoint(run_dir: &Path) -> Result<(PathBuf, TrainingState)> {
+    let latest = run_dir.join("checkpoints").join("latest");
+    let name = std::fs::read_to_string(&latest)
+        .map_err(|e| TrainError::Usage(format!("{}: no checkpoint to resume from ({e}); is this a t2s run folder?", latest.display())))?;
+    let dir = run_dir.join("checkpoints").join(name.trim());
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::Io { path: state_path.clone(), message: e.to_string() })?;
+    let state =
+        serde_json::from_str(&text).map_err(|e| TrainError::Io { path: state_path, message: format!("not a t2s training state: {e}") })?;
+    Ok((dir, state))
+}
+
+/// Removes all but the newest `keep` `iter_*` folders (and stale `.tmp` ones).
+fn prune(run_dir: &Path, keep: usize) -> Result<()> {
+    let root = run_dir.join("checkpoints");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(|e| TrainError::Io { path: root.clone(), message: e.to_string() })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("iter_")))
+        .collect();
+    dirs.sort();
+    let (complete, stale): (Vec<PathBuf>, Vec<PathBuf>) = dirs.into_iter().partition(|p| p.extension().is_none());
+    for p in stale.iter().chain(complete.iter().take(complete.len().saturating_sub(keep))) {
+        std::fs::remove_dir_all(p).map_err(|e| TrainError::Io { path: p.clone(), message: e.to_string() })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_latest_and_pruning() {
+        let run = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(run.path().join("checkpoints")).unwrap();
+        for iter in [10, 20, 30] {
+            let state = TrainingState { iter, best: None, t2s: None };
+            write_checkpoint(run.path(), &state, 2, |d| {
+                std::fs::write(d.join("w.bin"), [iter as u8]).map_err(|e| TrainError::Usage(e.to_string()))
+            })
+            .unwrap();
+        }
+        let (dir, state) = latest_checkpoint(run.path()).unwrap();
+        assert_eq!(state.iter, 30);
+        assert_eq!(std::fs::read(dir.join("w.bin")).unwrap(), vec![30]);
+        assert!(!checkpoint_dir(run.path(), 10).exists() && checkpoint_dir(run.path(), 20).exists());
+        // A failure while filling leaves the previous checkpoint as `latest`.
+        let state = TrainingState { iter: 40, best: None, t2s: None };
+        assert!(write_checkpoint(run.path(), &state, 2, |_| Err(TrainError::Usage("disk full".into()))).is_err());
+        assert_eq!(latest_checkpoint(run.path()).unwrap().1.iter, 30);
+        assert!(latest_checkpoint(&run.path().join("nope")).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! `t2s train`: trains as a run configuration says, with a progress bar, Ctrl-C that saves and
+//! exits, and `--resume` to continue a run folder exactly.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use t2s_train::train::run_dir::create_run_dir;
+use t2s_train::{RunConfig, TrainOptions};
+
+use crate::device::BackendTask;
+
+/// Arguments of `t2s train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Run configuration (TOML; see configs/). Not needed with --resume.
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+
+    /// Override a configuration key (repeatable), e.g. `--set schedule.max_iters=2000`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// Continue the run in this folder from its latest checkpoint, with its saved configuration.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+
+    /// Stop after this many iterations (with a checkpoint); continue later with --resume.
+    #[arg(long, value_name = "ITER")]
+    pub until: Option<usize>,
+}
+
+/// The command, run on the selected backend (with autodiff).
+pub struct Train {
+    pub args: TrainArgs,
+    pub command_line: String,
+}
+
+impl BackendTask for Train {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let a = self.args;
+        let (cfg, run_dir) = match &a.resume {
+            Some(dir) => {
+                let path = dir.join("config.toml");
+                (RunConfig::load(&path, &a.overrides).with_context(|| format!("{} is not a t2s run folder", dir.display()))?, dir.clone())
+            }
+            None => {
+                let path = a.config.as_ref().expect("clap requires --config without --resume");
+                let cfg = RunConfig::load(path, &a.overrides)?;
+                let dir = create_run_dir(&cfg, path, &self.command_line)?;
+                (cfg, dir)
+            }
+        };
+        if let Some(u) = a.until {
+            if u == 0 {
+                bail!("--until 0: give the number of iterations to stop after");
+            }
+        }
+        eprintln!("run folder: {}", run_dir.display());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // A second Ctrl-C while saving kills the process as usual.
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: finishing this iteration, saving a checkpoint, then stopping (press again to abort)");
+        })
+        .context("installing the Ctrl-C handler")?;
+
+        let bar = ProgressBar::new(a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        let started = Instant::now();
+        let first = std::cell::Cell::new(None::<usize>);
+        let progress = |done: usize, _total: usize, losses: &[(String, f64)]| {
+            let start = first.get().unwrap_or_else(|| {
+                first.set(Some(done - 1));
+                done - 1
+            });
+            bar.set_position(done as u64);
+            let rate = (done - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let l: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            bar.set_message(format!("{rate:.2} it/s {}", l.join(" ")));
+        };
+        let opts = TrainOptions { run_dir: run_dir.clone(), resume: a.resume.is_some(), until: a.until, stop, progress: &progress };
+        let summary = t2s_train::train::<Autodiff<B>>(&cfg, &opts, &device)?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{} after {} iterations; checkpoint {}",
+            if summary.interrupted { "stopped" } else { "finished" },
+            summary.iter,
+            summary.checkpoint.display()
+        );
+        if let Some((m, it)) = summary.best {
+            eprintln!("best mIoU {:.2} at iteration {it} (best.safetensors)", 100.0 * m);
+        }
+        if summary.interrupted {
+            eprintln!("continue with: t2s train --resume {}", run_dir.display());
+        }
+        Ok(())
+    }
+}
