@@ -4,6 +4,13 @@
 
 use burn::tensor::{backend::Backend, Int, Tensor};
 
+/// Largest gathered negative block `[rows·M, D]`, in floats (64 MiB of f32), computed in one
+/// piece; larger query sets are processed in chunks of rows. Lowered in tests to exercise it.
+#[cfg(not(test))]
+const MAX_GATHER_ELEMS: usize = 16 << 20;
+#[cfg(test)]
+const MAX_GATHER_ELEMS: usize = 64;
+
 /// ε of the L2 normalisation, as in PyTorch's `F.normalize` (vectors are divided by
 /// `max(‖x‖, ε)`).
 const NORMALIZE_EPS: f64 = 1e-12;
@@ -52,7 +59,9 @@ const NORMALIZE_EPS: f64 = 1e-12;
 /// matrix product `[Nq, M, D] × [Nq, D, 1] → [Nq, M, 1]`. At the default sizes (`Nq = 4,864`,
 /// `M = 50`, `D = 256`) the gathered block is 62 M floats (≈ 250 MB in f32), kept alive for the
 /// backward pass; no gradient buffer of that size is needed since the keys are detached. The
-/// alternatives are worse: the full similarity `queries_n · keys_nᵀ` would be `[Nq, K]` = 292 M
+/// gather runs in query chunks of at most 64 MiB, because wgpu adapters limit the size of one
+/// storage binding. The alternatives are worse: the full similarity `queries_n · keys_nᵀ` would
+/// be `[Nq, K]` = 292 M
 /// floats for `K = 60,000`, and an elementwise `q ⊙ k` product would add a second 62 M-float
 /// temporary. The key bank is normalised *before* the gather (`K·D` = 15 M floats, versus
 /// normalising the `Nq·M·D` gathered copies). The per-class means couple all queries, so the
@@ -115,10 +124,21 @@ pub fn t2s_contrastive_loss<B: Backend>(
         positive.clone()
     } else {
         let keys_n = l2_normalize(keys.detach());
-        let flat = negatives.reshape([nq * m]).clamp(0, k as i64 - 1);
-        let gathered: Tensor<B, 3> = keys_n.select(0, flat).reshape([nq, m, d]);
-        // [Nq, M, D] × [Nq, D, 1]: no transpose of the big gathered block is needed.
-        let negative: Tensor<B, 2> = gathered.matmul(queries_n.unsqueeze_dim::<3>(2)).reshape([nq, m]).mul_scalar(inv_tau);
+        let negatives = negatives.clamp(0, k as i64 - 1);
+        // Query chunks whose gathered block stays under MAX_GATHER_ELEMS floats: wgpu adapters
+        // cap one storage binding (lavapipe failed on the 250 MB block of the default size).
+        let chunk = (MAX_GATHER_ELEMS / (m * d)).clamp(1, nq);
+        let mut parts = Vec::with_capacity(nq.div_ceil(chunk));
+        for start in (0..nq).step_by(chunk) {
+            let end = (start + chunk).min(nq);
+            let rows = end - start;
+            let flat = negatives.clone().slice([start..end, 0..m]).reshape([rows * m]);
+            let gathered: Tensor<B, 3> = keys_n.clone().select(0, flat).reshape([rows, m, d]);
+            // [rows, M, D] × [rows, D, 1]: no transpose of the big gathered block is needed.
+            let q = queries_n.clone().slice([start..end, 0..d]).unsqueeze_dim::<3>(2);
+            parts.push(gathered.matmul(q).reshape([rows, m]));
+        }
+        let negative: Tensor<B, 2> = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 0) }.mul_scalar(inv_tau);
         Tensor::cat(vec![positive.clone(), negative], 1)
     };
 
