@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use t2s_data::visualize::{colorize, save_png};
-use t2s_train::{open_set, EvalOptions, RunConfig, SetRole};
+use t2s_train::{open_set, RunConfig, SetRole};
 
 use crate::device::BackendTask;
 
@@ -82,13 +82,7 @@ impl BackendTask for Eval {
                     loaded.config.num_classes
                 );
             }
-            let options = EvalOptions {
-                inference: config.eval.inference,
-                resize: set.resize.or(config.eval.resize),
-                protocols: config.protocols(classes),
-                dataset: opened.name.clone(),
-                weights: "given".into(),
-            };
+            let options = config.eval_options(set, &opened.name, classes, "given");
             let bar = ProgressBar::new(opened.dataset.len() as u64);
             bar.set_style(
                 ProgressStyle::with_template("{spinner} eval {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")

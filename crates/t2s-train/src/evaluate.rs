@@ -3,9 +3,9 @@
 //! logits resized bilinearly to the label's full resolution, argmax, accumulated into one
 //! confusion matrix.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::backend::Backend;
 use t2s_data::transforms::resize::{rescale_size, resize_bilinear};
-use t2s_data::{normalize_imagenet, Dataset, IGNORE_LABEL};
+use t2s_data::{Dataset, IGNORE_LABEL};
 use t2s_model::{resize_bilinear as resize_logits, Segmentor};
 
 use crate::eval_report::EvalReport;
@@ -82,7 +82,7 @@ pub fn predict_labels<B: Backend>(
         None => image,
     };
     let (w, h) = input.dimensions();
-    let x = Tensor::<B, 4>::from_data(TensorData::new(normalize_imagenet(input), [1, 3, h as usize, w as usize]), device);
+    let x = crate::predict::image_tensor::<B>(input, device);
     let logits = infer_logits(model, x, options.inference); // [1, C, h, w]
     let logits = if (w, h) == (width, height) { logits } else { resize_logits(logits, height as usize, width as usize) }; // [1, C, H, W]
     Ok(logits.argmax(1).into_data().iter::<i64>().map(|v| v as u8).collect())

@@ -203,48 +203,26 @@ mod tests {
         let n = m.head_norm.val().into_data().to_vec::<f32>().unwrap();
         assert!((w[0] - 0.85).abs() < 1e-6 && (w[1] + 2.0).abs() < 1e-6 && (n[0] - 0.375).abs() < 1e-6, "{w:?} {n:?}");
     }
-}
-
-#[cfg(test)]
-mod resume_tests {
-    use super::*;
-    use burn::backend::{Autodiff, Flex};
-    use burn::module::{Module, Param};
-    use burn::tensor::{Tensor, TensorData};
-    use std::collections::HashSet;
-
-    type AB = Autodiff<Flex>;
-
-    #[derive(Module, Debug)]
-    struct One<B: burn::tensor::backend::Backend> {
-        w: Param<Tensor<B, 1>>,
-        n: Param<Tensor<B, 1>>,
-    }
-
-    fn step(opt: &mut GroupedOptimizer<One<AB>, AB>, m: One<AB>, iter: usize) -> One<AB> {
-        let loss = (m.w.val() * m.w.val()).sum() + (m.n.val() * m.n.val() * m.n.val()).sum();
-        opt.step(iter, m, loss.backward())
-    }
 
     #[test]
     fn saved_state_continues_exactly() {
-        let d = Default::default();
-        let m = One::<AB> {
-            w: Param::from_data(TensorData::new(vec![1.0f32, -2.0], [2]), &d),
-            n: Param::from_data(TensorData::new(vec![0.5f32], [1]), &d),
+        let step = |opt: &mut GroupedOptimizer<Two<AB>, AB>, m: Two<AB>, iter: usize| {
+            let loss = (m.backbone_w.val() * m.backbone_w.val()).sum() + (m.head_norm.val() * m.head_norm.val() * m.head_norm.val()).sum();
+            opt.step(iter, m, loss.backward())
         };
-        let groups = ParamGroups { backbone: vec![m.w.id], head: vec![m.n.id], no_decay: HashSet::from([m.n.id]) };
+        let m = model();
+        let groups = ParamGroups { backbone: vec![m.backbone_w.id], head: vec![m.head_norm.id], no_decay: HashSet::from([m.head_norm.id]) };
         let cfg = OptimSection { lr: 0.1, ..OptimSection::default() };
         let schedule = ScheduleSection { max_iters: 10, warmup_iters: 2, ..ScheduleSection::default() };
-        let mut opt = GroupedOptimizer::<One<AB>, AB>::new(&cfg, &schedule, &groups);
+        let mut opt = GroupedOptimizer::<Two<AB>, AB>::new(&cfg, &schedule, &groups);
         let mut m = step(&mut opt, m, 0);
         m = step(&mut opt, m, 1);
         let dir = tempfile::tempdir().unwrap();
         opt.save(dir.path()).unwrap();
-        let mut fresh = GroupedOptimizer::<One<AB>, AB>::new(&cfg, &schedule, &groups).load(dir.path(), &d).unwrap();
+        let mut fresh = GroupedOptimizer::<Two<AB>, AB>::new(&cfg, &schedule, &groups).load(dir.path(), &Default::default()).unwrap();
         let a = step(&mut opt, m.clone(), 2);
         let b = step(&mut fresh, m, 2);
-        assert_eq!(a.w.val().into_data().to_vec::<f32>().unwrap(), b.w.val().into_data().to_vec::<f32>().unwrap());
-        assert_eq!(a.n.val().into_data().to_vec::<f32>().unwrap(), b.n.val().into_data().to_vec::<f32>().unwrap());
+        assert_eq!(a.backbone_w.val().into_data().to_vec::<f32>().unwrap(), b.backbone_w.val().into_data().to_vec::<f32>().unwrap());
+        assert_eq!(a.head_norm.val().into_data().to_vec::<f32>().unwrap(), b.head_norm.val().into_data().to_vec::<f32>().unwrap());
     }
 }

@@ -62,6 +62,12 @@ pub fn predict_images<B: Backend>(
     Ok(written)
 }
 
+/// An RGB image as the network's input: ImageNet-normalised, `[1, 3, H, W]`.
+pub(crate) fn image_tensor<B: Backend>(img: &image::RgbImage, device: &B::Device) -> Tensor<B, 4> {
+    let (w, h) = img.dimensions();
+    Tensor::from_data(TensorData::new(normalize_imagenet(img), [1, 3, h as usize, w as usize]), device)
+}
+
 fn predict_one<B: Backend>(
     model: &Segmentor<B>,
     device: &B::Device,
@@ -71,7 +77,7 @@ fn predict_one<B: Backend>(
 ) -> Result<PredictionFiles> {
     let img = read_rgb(path)?;
     let (w, h) = img.dimensions();
-    let x = Tensor::<B, 4>::from_data(TensorData::new(normalize_imagenet(&img), [1, 3, h as usize, w as usize]), device);
+    let x = image_tensor::<B>(&img, device);
     // [1, C, H, W] at the image's resolution.
     let logits = model.predict(x);
     let classes = logits.dims()[1];

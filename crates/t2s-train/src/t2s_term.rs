@@ -80,12 +80,13 @@ pub fn t2s_contrastive_term<B: AutodiffBackend, R: Rng + ?Sized>(
     // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device).
     let labels: Vec<u8> = teacher.source_labels.clone().into_data().iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
     let ent: Vec<f32> = entropy(teacher.target_probs.clone()).into_data().iter::<f32>().collect();
-    let top = top_classes(teacher.target_probs.clone(), 3.min(c)).into_data().iter::<i64>().collect::<Vec<i64>>(); // [N, 3, h, w]
+    let k = 3.min(c);
+    let top = top_classes(teacher.target_probs.clone(), k).into_data().iter::<i64>().collect::<Vec<i64>>(); // [N, k, h, w]
 
     // π: EMA of the class frequencies of the chosen distribution.
     let mut freq = vec![0.0f64; c];
     match cfg.query_distribution {
-        QueryDistribution::Target => (0..n).for_each(|i| (0..h * w).for_each(|j| freq[top[i * 3.min(c) * h * w + j] as usize] += 1.0)),
+        QueryDistribution::Target => (0..n).for_each(|i| (0..h * w).for_each(|j| freq[top[i * k * h * w + j] as usize] += 1.0)),
         QueryDistribution::Source => labels.iter().filter(|&&l| (l as usize) < c).for_each(|&l| freq[l as usize] += 1.0),
         QueryDistribution::Uniform => freq.iter_mut().for_each(|f| *f = 1.0),
     }
@@ -102,7 +103,6 @@ pub fn t2s_contrastive_term<B: AutodiffBackend, R: Rng + ?Sized>(
     let queries = sample_queries(&labels, c, 255, &pi, cfg.queries, cfg.min_queries_per_class, rng).map_err(loss_err)?;
     let percent = unreliable_percent(iter, max_iters, cfg.unreliable_start, cfg.unreliable_end);
     let unreliable = select_unreliable(&ent, None, percent).map_err(loss_err)?;
-    let k = 3.min(c);
     let candidates: Vec<TargetCandidate> = unreliable
         .iter()
         .map(|&j| {

@@ -104,6 +104,18 @@ impl RunConfig {
         }
     }
 
+    /// How to evaluate on `set` (opened under the display name `dataset`, with `num_classes`
+    /// classes): `[eval]` settings, the set's own resize before `eval.resize`, the protocols.
+    pub fn eval_options(&self, set: &SetSection, dataset: &str, num_classes: usize, weights: &str) -> crate::EvalOptions {
+        crate::EvalOptions {
+            inference: self.eval.inference,
+            resize: set.resize.or(self.eval.resize),
+            protocols: self.protocols(num_classes),
+            dataset: dataset.into(),
+            weights: weights.into(),
+        }
+    }
+
     /// The resolved configuration as TOML (written into the run folder).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialise the configuration: {e}\n"))

@@ -21,7 +21,7 @@ use t2s_model::Segmentor;
 
 use crate::config::{Method, RunConfig, SetSection};
 use crate::data_sets::{open_set, SetRole};
-use crate::evaluate::{evaluate, EvalOptions};
+use crate::evaluate::evaluate;
 use crate::{Result, TrainError};
 use checkpoint::{latest_checkpoint, write_checkpoint, TrainingState};
 use metrics_log::MetricsLog;
@@ -95,7 +95,7 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
     }
     let mut student = loaded.model;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let mut state = TrainingState { iter: 0, best: None, t2s: None };
+    let mut state = TrainingState { iter: 0, best: None };
     let mut resume_from = None;
     if opts.resume {
         let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
@@ -157,7 +157,7 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         }
         let evaluate_now = (cfg.eval.interval > 0 && state.iter % cfg.eval.interval == 0) || state.iter == total;
         if evaluate_now && !evals.is_empty() {
-            let miou = run_evals(cfg, &student.valid(), &evals, &opts.run_dir, state.iter, &mut log)?;
+            let miou = run_evals(cfg, &student.valid(), device, &evals, &opts.run_dir, state.iter, &mut log)?;
             if let Some(m) = miou {
                 if state.best.is_none_or(|(b, _)| m > b) {
                     state.best = Some((m, state.iter));
@@ -216,22 +216,16 @@ fn save<B: AutodiffBackend>(
 fn run_evals<B: Backend>(
     cfg: &RunConfig,
     model: &Segmentor<B>,
+    device: &B::Device,
     evals: &[(SetSection, crate::OpenedSet)],
     run_dir: &Path,
     iter: usize,
     log: &mut MetricsLog,
 ) -> Result<Option<f64>> {
-    let device = model.devices().into_iter().next().ok_or_else(|| TrainError::Usage("the model has no device".into()))?;
     let mut headline = None;
     for (i, (set, opened)) in evals.iter().enumerate() {
-        let options = EvalOptions {
-            inference: cfg.eval.inference,
-            resize: set.resize.or(cfg.eval.resize),
-            protocols: cfg.protocols(opened.dataset.label_space().len()),
-            dataset: opened.name.clone(),
-            weights: "student".into(),
-        };
-        let (report, _) = evaluate(model, &device, opened.dataset.as_ref(), &options, 0, &|_| {})?;
+        let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "student");
+        let (report, _) = evaluate(model, device, opened.dataset.as_ref(), &options, 0, &|_| {})?;
         let dir = run_dir.join("eval");
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::Io { path: dir.clone(), message: e.to_string() })?;
         report.write(&dir, &format!("iter_{iter:06}_{}", opened.name.replace([' ', '/'], "_")))?;
