@@ -34,6 +34,9 @@ pub enum Command {
     Eval(crate::eval_cmd::EvalArgs),
     /// Train as a run configuration says (configs/*.toml); Ctrl-C saves and stops, --resume continues.
     Train(crate::train_cmd::TrainArgs),
+    /// Train source-only, self-training (dacs) and T2S-DA on the built-in synthetic benchmark and
+    /// compare them on its target domain: tables, curves and pictures in a report folder.
+    Demo(crate::demo_cmd::DemoArgs),
 }
 
 /// Which network and weights.

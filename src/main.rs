@@ -2,10 +2,12 @@
 //! crates.
 
 mod cli;
+mod demo_cmd;
 mod device;
 mod eval_cmd;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu_cache;
+mod plots;
 mod prepare_cmd;
 mod synth_cmd;
 mod train_cmd;
@@ -44,6 +46,12 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("device: {selected}");
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
             dispatch(&selected, train_cmd::Train { args, command_line })
+        }
+        Command::Demo(args) => {
+            let selected = device::select(&cli.device)?;
+            eprintln!("device: {selected}");
+            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            dispatch(&selected, demo_cmd::Demo { args, command_line, device_name: selected.to_string() })
         }
         Command::Eval(args) => {
             let selected = device::select(&cli.device)?;

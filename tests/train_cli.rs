@@ -38,6 +38,9 @@ domain = "target"
 len = 2
 size = [64, 32]
 
+[data.rcs]
+min_pixels = 50
+
 [optim]
 lr = 1e-3
 
@@ -136,13 +139,83 @@ fn bad_runs_fail_before_training() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("data.source"), "{e}");
-    // Methods whose steps are not in the loop yet say so.
-    std::fs::write(
-        dir.path().join("dacs.toml"),
-        CONFIG.replace("source_only", "dacs") + "\n[data.target]\nkind = \"synthetic\"\ndomain = \"target\"\n",
-    )
-    .unwrap();
+    // Self-training without a target set, and T2S without a projection head, are named.
+    std::fs::write(dir.path().join("dacs.toml"), CONFIG.replace("source_only", "dacs")).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "dacs.toml", "--set", "run.name=d"]).output().unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("source_only"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[data.target]"));
+    std::fs::write(dir.path().join("t2s.toml"), CONFIG.replace("source_only", "t2s") + TARGET).unwrap();
+    let o = t2s(dir.path()).args(["train", "--config", "t2s.toml", "--set", "run.name=t"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("projection"));
+}
+
+const TARGET: &str = "\n[data.target]\nkind = \"synthetic\"\ndomain = \"target\"\nlen = 16\nsize = [64, 32]\n";
+
+/// Every logged number of every iteration, by name.
+fn records(run: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss_source").is_some())
+        .map(|v| v.as_object().unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn t2s_trains_every_term_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // The T2S network needs its projection head; a debug picture every 2 iterations.
+    let config = CONFIG
+        .replace("source_only", "t2s")
+        .replace("[model.network.decode_head]", "[model.network.projection]\ndim = 8\n[model.network.decode_head]")
+        + TARGET
+        + "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n";
+    let config = config.replace("checkpoint_interval = 2", "checkpoint_interval = 2\ndebug_interval = 2");
+    std::fs::write(dir.path().join("t2s.toml"), config).unwrap();
+    let run = |args: &[&str]| {
+        let o = t2s(dir.path()).arg("train").args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["--config", "t2s.toml", "--set", "run.name=straight"]);
+    let straight = dir.path().join("runs/straight");
+    let a = records(&straight);
+    assert_eq!(a.len(), 4);
+    for r in &a {
+        for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
+            let v = r[k].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{k} = {v} in {r:?}");
+        }
+        assert!(r["t2s_queries"].as_f64().unwrap() > 0.0);
+    }
+    // Teacher weights and the T2S state (prototypes, statistics, π) are in the checkpoint.
+    let ckpt = straight.join("checkpoints/iter_000004");
+    for f in ["teacher.mpk", "teacher.safetensors", "student.mpk"] {
+        assert!(ckpt.join(f).is_file(), "{f} missing");
+    }
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["t2s"]["prototypes"]["dim"], 8);
+    assert!(state["t2s"]["prototypes"]["seen"].as_array().unwrap().iter().any(|s| s == true));
+    let pi: f64 = state["t2s"]["distribution"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((pi - 1.0).abs() < 1e-9, "π sums to {pi}");
+    // Debug strips: 8 columns (source, label, pseudo-target, target, pseudo-label, mixed, mixed
+    // label, prediction) of 64 + 2 pixels, one row per sample (2 × (32 + 2)).
+    let strip = image::open(straight.join("debug/iter_000004.png")).unwrap();
+    assert_eq!((strip.width(), strip.height()), (8 * 66, 2 * 34));
+
+    // Two iterations, then resume: every logged number is the same.
+    run(&["--config", "t2s.toml", "--set", "run.name=halves", "--until", "2"]);
+    run(&["--resume", "runs/halves"]);
+    let b = records(&dir.path().join("runs/halves"));
+    assert_eq!(b.len(), 4);
+    for (ra, rb) in a.iter().zip(&b) {
+        for (k, va) in ra {
+            if k == "sec_per_iter" {
+                continue;
+            }
+            let (x, y) = (va.as_f64().unwrap(), rb[k].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "iteration {}: {k} {x} straight vs {y} resumed", ra["iter"]);
+        }
+    }
 }

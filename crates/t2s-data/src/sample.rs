@@ -32,6 +32,11 @@ pub trait Dataset: Send + Sync {
     fn name(&self, index: usize) -> String;
     /// Decodes sample `index` (`index < len()`); errors name the file at fault.
     fn get(&self, index: usize) -> Result<Sample>;
+    /// Only the label of sample `index` (class statistics); sets that can skip the image
+    /// override it.
+    fn label(&self, index: usize) -> Result<Option<image::GrayImage>> {
+        self.get(index).map(|s| s.label)
+    }
     /// The classes the labels refer to (the 19 Cityscapes train ids for every built-in set).
     fn label_space(&self) -> &LabelSpace;
     /// Whether samples carry labels.

@@ -10,8 +10,10 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 pub fn class_sums<B: Backend>(values: Tensor<B, 2>, labels: Tensor<B, 1, Int>, num_classes: usize) -> (Tensor<B, 2>, Tensor<B, 1>) {
     let [p] = labels.dims();
     let device = values.device();
-    let classes = Tensor::<B, 1, Int>::arange(0..num_classes as i64, &device).reshape([1, num_classes]);
-    let one_hot = labels.reshape([p, 1]).expand([p, num_classes]).equal(classes.expand([p, num_classes])).float(); // [P, C]
+    // Compared as floats (exact for class ids): integer tensors may come in different integer
+    // dtypes (Flex's reductions return I32 indices, `arange` gives I64), which Flex refuses to mix.
+    let classes = Tensor::<B, 1, Int>::arange(0..num_classes as i64, &device).float().reshape([1, num_classes]);
+    let one_hot = labels.float().reshape([p, 1]).expand([p, num_classes]).equal(classes.expand([p, num_classes])).float(); // [P, C]
     let counts = one_hot.clone().sum_dim(0).reshape([num_classes]);
     (one_hot.transpose().matmul(values), counts)
 }

@@ -1,5 +1,6 @@
 //! Convolution + batch norm (+ ReLU) blocks, named like mmcv's `ConvModule` (`conv`, `bn`).
 
+use crate::batch_norm::batch_norm_2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -91,7 +92,7 @@ impl<B: Backend> ConvBn<B> {
 
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.bn.forward(self.conv.forward(x));
+        let x = batch_norm_2d(&self.bn, self.conv.forward(x));
         if self.relu {
             relu(x)
         } else {

@@ -3,6 +3,7 @@
 //! (MiT-B0…B5) with the DAFormer and SegFormer heads, the contrastive projection head, the
 //! segmentor that combines them, and PyTorch checkpoint loading.
 
+pub mod batch_norm;
 pub mod conv_bn;
 pub mod error;
 pub mod resize;

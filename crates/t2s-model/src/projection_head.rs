@@ -1,6 +1,7 @@
 //! The contrastive projection head: 1×1 conv → BN → ReLU → 1×1 conv, then L2 normalisation
 //! over channels (SePiCo's `ProjectionHead`, which T2S-DA's embeddings follow).
 
+use crate::batch_norm::batch_norm_2d;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
@@ -58,7 +59,7 @@ pub struct ProjectionHead<B: Backend> {
 impl<B: Backend> ProjectionHead<B> {
     /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let z = self.conv2.forward(relu(self.bn.forward(self.conv1.forward(x))));
+        let z = self.conv2.forward(relu(batch_norm_2d(&self.bn, self.conv1.forward(x))));
         l2_normalize_channels(z)
     }
 }

@@ -5,6 +5,7 @@
 //! `bn{1,2,3}`); the checkpoint loader renames `downsample.{0,1}` to `downsample.{conv,bn}` and
 //! the V1c stem `stem.{0,1,3,4,6,7}` to `stem.{0,1,2}.{conv,bn}`.
 
+use crate::batch_norm::batch_norm_2d;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
@@ -79,12 +80,26 @@ pub struct ResNetConfig {
     /// Block type, overriding the standard one for `depth`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockKind>,
+    /// Width (`planes`) of each stage, overriding `base_width × (1, 2, 4, 8)`; small CPU
+    /// networks keep the dilated last stages narrow, where an output-stride-8 ResNet spends
+    /// most of its arithmetic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widths: Option<[usize; 4]>,
 }
 
 impl ResNetConfig {
     /// A standard ResNet of the given depth, torchvision stem, output stride 8.
     pub fn new(depth: usize) -> Self {
-        Self { depth, stem: StemKind::Torchvision, stem_width: 64, base_width: 64, output_stride: 8, layers: None, block: None }
+        Self {
+            depth,
+            stem: StemKind::Torchvision,
+            stem_width: 64,
+            base_width: 64,
+            output_stride: 8,
+            layers: None,
+            block: None,
+            widths: None,
+        }
     }
 
     /// Block type and blocks per stage.
@@ -125,8 +140,8 @@ impl ResNetConfig {
         if layers.contains(&0) {
             return Err(ModelError::Config("model.backbone.layers: every stage needs at least one block".into()));
         }
-        if self.stem_width == 0 || self.base_width == 0 {
-            return Err(ModelError::Config("model.backbone.stem_width and base_width must be positive".into()));
+        if self.stem_width == 0 || self.base_width == 0 || self.widths.is_some_and(|w| w.contains(&0)) {
+            return Err(ModelError::Config("model.backbone.stem_width, base_width and widths must be positive".into()));
         }
         if self.stem == StemKind::Deep && self.stem_width % 2 != 0 {
             return Err(ModelError::Config("model.backbone.stem_width must be even for the deep stem".into()));
@@ -137,8 +152,12 @@ impl ResNetConfig {
     /// Output channels of the four stages.
     pub fn out_channels(&self) -> Result<[usize; 4]> {
         let (block, _) = self.arch()?;
-        let w = self.base_width * block.expansion();
-        Ok([w, 2 * w, 4 * w, 8 * w])
+        Ok(self.stage_widths().map(|w| w * block.expansion()))
+    }
+
+    /// `planes` of each stage: `widths`, or `base_width` doubled per stage.
+    pub fn stage_widths(&self) -> [usize; 4] {
+        self.widths.unwrap_or([self.base_width, self.base_width << 1, self.base_width << 2, self.base_width << 3])
     }
 
     /// Builds the network with PyTorch's default initialisation family (Kaiming-uniform convs,
@@ -163,8 +182,9 @@ impl ResNetConfig {
         };
         let mut in_ch = self.stem_width;
         let mut stages = Vec::with_capacity(4);
+        let widths = self.stage_widths();
         for i in 0..4 {
-            let planes = self.base_width << i;
+            let planes = widths[i];
             // The first block of a dilated stage uses half the dilation (torchvision's
             // `previous_dilation`, mmseg's `contract_dilation`): both give 1 then 2 at OS 8.
             let first_dilation = if dilations[i] > 1 { dilations[i] / 2 } else { 1 };
@@ -233,13 +253,13 @@ impl<B: Backend> ResBlock<B> {
     /// `[N, C_in, H, W] → [N, planes·expansion, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm_2d(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
+        let out = batch_norm_2d(&self.bn2, self.conv2.forward(out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(c3), Some(b3)) => b3.forward(c3.forward(relu(out))),
+            (Some(c3), Some(b3)) => batch_norm_2d(b3, c3.forward(relu(out))),
             _ => out,
         };
         relu(out + identity)
@@ -265,7 +285,7 @@ impl<B: Backend> ResNet<B> {
     /// strides are 4, 8, 8, 8 (16: 4, 8, 16, 16; 32: 4, 8, 16, 32).
     pub fn forward(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
         let mut x = match (&self.conv1, &self.bn1) {
-            (Some(c), Some(b)) => relu(b.forward(c.forward(x))),
+            (Some(c), Some(b)) => relu(batch_norm_2d(b, c.forward(x))),
             _ => self.stem.iter().fold(x, |x, layer| layer.forward(x)),
         };
         // [N, stem, H/2, W/2] -> [N, stem, H/4, W/4]
@@ -346,6 +366,14 @@ mod tests {
                 assert_eq!(o.dims(), [1, 8 << i, sizes[i].0, sizes[i].1], "OS {os} stage {i}");
             }
         }
+        // Per-stage widths override the doubling (Bottleneck: 4× expansion).
+        let mut cfg = ResNetConfig::new(50);
+        cfg.stem_width = 8;
+        cfg.widths = Some([4, 6, 5, 3]);
+        cfg.layers = Some([1, 1, 1, 1]);
+        assert_eq!(cfg.out_channels().unwrap(), [16, 24, 20, 12]);
+        let outs = cfg.init::<B>(&device).unwrap().forward(x);
+        assert_eq!(outs.iter().map(|o| o.dims()[1]).collect::<Vec<_>>(), vec![16, 24, 20, 12]);
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn reference() -> serde_json::Value {
 }
 
 fn resnet_cfg(layers: [usize; 4], block: BlockKind, stem: StemKind, stem_width: usize, base_width: usize, os: usize) -> ResNetConfig {
-    ResNetConfig { depth: 0, stem, stem_width, base_width, output_stride: os, layers: Some(layers), block: Some(block) }
+    ResNetConfig { depth: 0, stem, stem_width, base_width, output_stride: os, layers: Some(layers), block: Some(block), widths: None }
 }
 
 fn segmentor(backbone: BackboneConfig, decode_head: DecodeHeadConfig) -> (SegmentorConfig, Segmentor<B>) {

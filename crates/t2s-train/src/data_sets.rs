@@ -31,6 +31,8 @@ pub struct OpenedSet {
     pub name: String,
     /// Problems found while scanning, one line each.
     pub notes: Vec<String>,
+    /// Where a file reader's class-statistics cache lives (`t2s prepare`): root and split.
+    pub stats_cache: Option<std::path::PathBuf>,
 }
 
 /// Opens one set of a configuration; `setting` names it in errors (e.g. `data.source`).
@@ -48,7 +50,8 @@ pub fn open_set(set: &SetSection, role: SetRole, setting: &str) -> Result<Opened
             notes.extend(report.notes.iter().cloned());
             let split = reader.split().map(|s| format!(" {s}")).unwrap_or_default();
             let name = set.name.clone().unwrap_or_else(|| format!("{kind}{split}"));
-            OpenedSet { dataset: reader, name, notes }
+            let stats_cache = Some(t2s_data::class_stats_path(root, reader.split()));
+            OpenedSet { dataset: reader, name, notes, stats_cache }
         }
         None => {
             let split = match set.split.as_deref() {
@@ -71,7 +74,7 @@ pub fn open_set(set: &SetSection, role: SetRole, setting: &str) -> Result<Opened
             let dataset = SyntheticDataset::new(config).map_err(|e| TrainError::Usage(format!("{setting}: {e}")))?;
             let name = set.name.clone().unwrap_or_else(|| format!("synthetic {domain} {split}"));
             let dataset: Box<dyn Dataset> = if role == SetRole::Target { Box::new(Unlabelled(dataset)) } else { Box::new(dataset) };
-            OpenedSet { dataset, name, notes: Vec::new() }
+            OpenedSet { dataset, name, notes: Vec::new(), stats_cache: None }
         }
     };
     if opened.dataset.is_empty() {

@@ -5,9 +5,10 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use t2s_loss::pixel_stats::{entropy, top_classes};
 use t2s_loss::sampling::{sample_negatives, sample_queries, select_unreliable, unreliable_percent, TargetCandidate};
-use t2s_loss::{t2s_contrastive_loss, ClassStatistics, PrototypeBank};
+use t2s_loss::{t2s_contrastive_loss, ClassStatistics, PrototypeBank, PrototypeState};
 
 use crate::config::{QueryDistribution, T2sSection};
 use crate::{Result, TrainError};
@@ -17,6 +18,9 @@ use crate::{Result, TrainError};
 pub struct T2sState<B: Backend> {
     /// Source class prototypes.
     pub prototypes: PrototypeBank<B>,
+    /// Target class prototypes (teacher keys by teacher prediction), for the
+    /// `cross_domain_similarity` statistic.
+    pub target_prototypes: PrototypeBank<B>,
     /// Statistics behind the class weights.
     pub stats: ClassStatistics,
     /// Running label-distribution estimate π (per class, sums to 1 once seen).
@@ -28,9 +32,47 @@ impl<B: Backend> T2sState<B> {
     pub fn new(cfg: &T2sSection, num_classes: usize, dim: usize, device: &B::Device) -> Self {
         Self {
             prototypes: PrototypeBank::new(num_classes, dim, cfg.prototype_momentum, device),
+            target_prototypes: PrototypeBank::new(num_classes, dim, cfg.prototype_momentum, device),
             stats: ClassStatistics::new(cfg.reweight_statistic, num_classes, cfg.reweight_momentum),
             distribution: vec![0.0; num_classes],
         }
+    }
+}
+
+/// [`T2sState`] as plain data, for `state.json` in a checkpoint; restores exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct T2sSaved {
+    /// Source prototypes.
+    pub prototypes: PrototypeState,
+    /// Target prototypes.
+    pub target_prototypes: PrototypeState,
+    /// Re-weighting statistics.
+    pub stats: ClassStatistics,
+    /// Label-distribution estimate π.
+    pub distribution: Vec<f64>,
+}
+
+impl<B: Backend> T2sState<B> {
+    /// The state as plain data (reads the prototypes back from the device).
+    pub fn save(&self) -> T2sSaved {
+        T2sSaved {
+            prototypes: self.prototypes.state(),
+            target_prototypes: self.target_prototypes.state(),
+            stats: self.stats.clone(),
+            distribution: self.distribution.clone(),
+        }
+    }
+
+    /// Back from [`T2sState::save`]'s output.
+    pub fn restore(saved: &T2sSaved, device: &B::Device) -> Result<Self> {
+        let bad = |e: t2s_loss::LossError| TrainError::Usage(format!("checkpoint T2S state: {e}"));
+        Ok(Self {
+            prototypes: PrototypeBank::from_state(&saved.prototypes, device).map_err(bad)?,
+            target_prototypes: PrototypeBank::from_state(&saved.target_prototypes, device).map_err(bad)?,
+            stats: saved.stats.clone(),
+            distribution: saved.distribution.clone(),
+        })
     }
 }
 

@@ -164,6 +164,18 @@ impl SyntheticDataset {
     }
 }
 
+impl SyntheticDataset {
+    fn get_check(&self, index: usize) -> Result<()> {
+        if index >= self.config.len {
+            return Err(DataError::Setting {
+                setting: "synthetic sample index".into(),
+                message: format!("{index} is out of range (the dataset has {} samples)", self.config.len),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Dataset for SyntheticDataset {
     fn len(&self) -> usize {
         self.config.len
@@ -174,16 +186,17 @@ impl Dataset for SyntheticDataset {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        if index >= self.config.len {
-            return Err(DataError::Setting {
-                setting: "synthetic sample index".into(),
-                message: format!("{index} is out of range (the dataset has {} samples)", self.config.len),
-            });
-        }
+        self.get_check(index)?;
         let c = &self.config;
         let mut sample = render(c.domain, c.width, c.height, c.seed, c.split.stream(index as u64));
         sample.name = self.name(index);
         Ok(sample)
+    }
+
+    fn label(&self, index: usize) -> Result<Option<image::GrayImage>> {
+        self.get_check(index)?;
+        let c = &self.config;
+        Ok(Some(super::render_label(c.domain, c.width, c.height, c.seed, c.split.stream(index as u64))))
     }
 
     fn label_space(&self) -> &LabelSpace {

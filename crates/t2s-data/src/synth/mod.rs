@@ -61,6 +61,21 @@ pub fn render(domain: Domain, width: u32, height: u32, seed: u64, index: u64) ->
     render_scene(domain, width, height, seed, index).0
 }
 
+/// The label of [`render`]'s sample alone (the same pixels), without developing the image:
+/// what class statistics need, at about half the cost.
+pub fn render_label(domain: Domain, width: u32, height: u32, seed: u64, index: u64) -> GrayImage {
+    if width == 0 || height == 0 {
+        return GrayImage::new(width, height);
+    }
+    let mut rng = seeded_rng(seed, stream(domain, index));
+    let stats = layout::LayoutStats::of(domain);
+    let palette = appearance::Palette::of(domain);
+    let scene = street::sample_scene(&stats, &palette, width, height, &mut rng);
+    let look = palette.look(scene.sky.0, &mut rng);
+    let canvas = render::rasterize(&scene, &look, width as usize, height as usize);
+    GrayImage::from_raw(width, height, canvas.label).unwrap_or_else(|| GrayImage::new(width, height))
+}
+
 /// [`render`], also returning the scene (for tests that check geometry).
 pub(crate) fn render_scene(domain: Domain, width: u32, height: u32, seed: u64, index: u64) -> (Sample, Option<scene::Scene>) {
     let name = format!("{}_{index:06}", domain.name());

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::dataset::{Domain, Split};
-use super::render;
+use super::render_label;
 use crate::label_space::IGNORE_LABEL;
 
 /// Fraction of pixels of each of the 19 classes over samples `0..count` of a domain's split
@@ -14,7 +14,8 @@ pub fn class_frequencies(domain: Domain, split: Split, width: u32, height: u32, 
         .into_par_iter()
         .map(|i| {
             let mut hist = [0u64; 19];
-            if let Some(label) = render(domain, width, height, seed, split.stream(i)).label {
+            let label = render_label(domain, width, height, seed, split.stream(i));
+            {
                 for &l in label.as_raw() {
                     if l != IGNORE_LABEL && (l as usize) < hist.len() {
                         hist[l as usize] += 1;

@@ -14,6 +14,19 @@ fn labels(s: &Sample) -> &[u8] {
 }
 
 #[test]
+fn label_only_rendering_gives_the_same_label() {
+    for domain in Domain::ALL {
+        for index in [0, 5, VAL_STREAM_BASE + 2] {
+            let full = render(domain, 80, 40, 3, index);
+            assert_eq!(Some(render_label(domain, 80, 40, 3, index)), full.label, "{domain} {index}");
+        }
+    }
+    let ds = SyntheticDataset::new(SynthConfig { len: 3, width: 64, height: 32, ..SynthConfig::default() }).unwrap();
+    assert_eq!(ds.label(2).unwrap(), ds.get(2).unwrap().label);
+    assert!(ds.label(3).is_err());
+}
+
+#[test]
 fn same_seed_and_index_give_identical_bytes_and_others_differ() {
     for domain in Domain::ALL {
         let a = render(domain, 96, 48, 7, 3);

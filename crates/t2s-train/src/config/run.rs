@@ -20,10 +20,22 @@ pub struct RunSection {
     pub keep_last: usize,
     /// Log losses every this many iterations (50).
     pub log_interval: usize,
+    /// Write a debug picture (source, pseudo-target, target, pseudo-label, mixed image, mixed
+    /// label, prediction) to `debug/` every this many iterations (1,000, DAFormer's
+    /// `debug_img_interval`); 0 disables.
+    pub debug_interval: usize,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { seed: 0, output: PathBuf::from("runs"), name: None, checkpoint_interval: 4_000, keep_last: 3, log_interval: 50 }
+        Self {
+            seed: 0,
+            output: PathBuf::from("runs"),
+            name: None,
+            checkpoint_interval: 4_000,
+            keep_last: 3,
+            log_interval: 50,
+            debug_interval: 1_000,
+        }
     }
 }

@@ -1,37 +1,37 @@
 //! The EMA teacher update θ_T ← α·θ_T + (1 − α)·θ_S (method.md §3 step 1).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{backend::Backend, Tensor};
 
-/// Averages every trainable parameter of `student` into `teacher` with weight `alpha` on the
-/// teacher. As DAFormer's `_update_ema`, which zips `parameters()`, BatchNorm running statistics
-/// are not averaged: the teacher keeps its own. The two modules must share parameter ids
+/// Averages every parameter of `student` into `teacher` with weight `alpha` on the teacher,
+/// BatchNorm running statistics included. DAFormer's `_update_ema` zips `parameters()` only,
+/// but its teacher runs in train mode and normalises with batch statistics; method.md has the
+/// teacher in eval mode, which needs running statistics that follow the weights (timm's
+/// `ModelEmaV2` averages the whole state dict for the same reason): a teacher that kept its
+/// initial statistics would normalise with mean 0 and variance 1 (docs/method-notes.md).
+/// The two modules must share parameter ids
 /// (the teacher made by cloning the student, or the student's `valid()` inference copy).
 /// Burn initialises parameters lazily, so a clone of a never-read parameter draws its own random
 /// values: the first update must use α = 0 (as `ema_alpha(0, ·)` gives, and as DAFormer copies
 /// the weights at iteration 0), which makes the teacher an exact copy.
 pub fn ema_update<B: Backend, M: Module<B>>(teacher: M, student: &M, alpha: f64) -> M {
-    let trainable: HashSet<ParamId> = t2s_model::inventory::<B, M>(student).into_iter().filter(|e| e.trainable).map(|e| e.id).collect();
-    let mut collect = Collect { trainable, values: HashMap::new() };
+    let mut collect = Collect { values: HashMap::new() };
     student.visit(&mut collect);
     teacher.map(&mut Blend { values: collect.values, alpha })
 }
 
-/// Student parameters, flattened, by id.
+/// Student tensors (parameters and running statistics), flattened, by id.
 struct Collect<B: Backend> {
-    trainable: HashSet<ParamId>,
     values: HashMap<ParamId, Tensor<B, 1>>,
 }
 
 impl<B: Backend> ModuleVisitor<B> for Collect<B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if self.trainable.contains(&param.id) {
-            let t = param.val();
-            let n = t.shape().num_elements();
-            self.values.insert(param.id, t.reshape([n]));
-        }
+        let t = param.val();
+        let n = t.shape().num_elements();
+        self.values.insert(param.id, t.reshape([n]));
     }
 }
 
@@ -79,23 +79,28 @@ mod tests {
     }
 
     #[test]
-    fn parameters_are_averaged_and_running_stats_kept() {
+    fn parameters_and_running_stats_are_averaged() {
         let device = Default::default();
         let student = Tiny::<Flex> { fc: LinearConfig::new(2, 3).init(&device), bn: BatchNormConfig::new(3).init(&device) };
         // Burn initialises parameters lazily: read them once so that the clone holds the same
         // values instead of drawing its own.
         let _ = (student.fc.weight.val(), student.fc.bias.as_ref().map(|b| b.val()), student.bn.gamma.val(), student.bn.beta.val());
-        let teacher = student.clone();
+        // A clone would share the running statistics' storage (Burn's `RunningState` is
+        // `Arc`-backed); a fresh module loaded from the student's record owns its own, with the
+        // student's parameter ids, as the trainer's `valid()` teacher does.
+        let fresh = Tiny::<Flex> { fc: LinearConfig::new(2, 3).init(&device), bn: BatchNormConfig::new(3).init(&device) };
+        let teacher = fresh.load_record(student.clone().into_record());
         // Every student tensor + 1, running statistics included.
         let student = student.map(&mut AddOne);
         let t0 = values(teacher.fc.weight.val());
-        let rm0 = values(teacher.bn.running_mean.value());
         let teacher = ema_update(teacher, &student, 0.9);
         for (t, o) in values(teacher.fc.weight.val()).iter().zip(&t0) {
             assert!((t - (o + 0.1)).abs() < 1e-6, "{t} vs {o}");
         }
         assert!(values(teacher.bn.gamma.val()).iter().all(|g| (g - 1.1).abs() < 1e-6));
-        assert_eq!(values(teacher.bn.running_mean.value()), rm0);
+        // Running mean 0 → 0.1, running variance 1 → 1.1.
+        assert!(values(teacher.bn.running_mean.value()).iter().all(|m| (m - 0.1).abs() < 1e-6));
+        assert!(values(teacher.bn.running_var.value()).iter().all(|v| (v - 1.1).abs() < 1e-6));
         // α = 0 copies the student's parameters exactly.
         let copy = ema_update(teacher, &student, 0.0);
         assert_eq!(values(copy.fc.weight.val()), values(student.fc.weight.val()));

@@ -20,6 +20,9 @@ pub struct TrainingState {
     pub iter: usize,
     /// Best headline mIoU so far and its iteration.
     pub best: Option<(f64, usize)>,
+    /// Prototypes, re-weighting statistics and π of a `t2s` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t2s: Option<crate::t2s_term::T2sSaved>,
 }
 
 /// The folder of the checkpoint after `iter` iterations.
@@ -94,7 +97,7 @@ mod tests {
         let run = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(run.path().join("checkpoints")).unwrap();
         for iter in [10, 20, 30] {
-            let state = TrainingState { iter, best: None };
+            let state = TrainingState { iter, best: None, t2s: None };
             write_checkpoint(run.path(), &state, 2, |d| {
                 std::fs::write(d.join("w.bin"), [iter as u8]).map_err(|e| TrainError::Usage(e.to_string()))
             })
@@ -105,7 +108,7 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("w.bin")).unwrap(), vec![30]);
         assert!(!checkpoint_dir(run.path(), 10).exists() && checkpoint_dir(run.path(), 20).exists());
         // A failure while filling leaves the previous checkpoint as `latest`.
-        let state = TrainingState { iter: 40, best: None };
+        let state = TrainingState { iter: 40, best: None, t2s: None };
         assert!(write_checkpoint(run.path(), &state, 2, |_| Err(TrainError::Usage("disk full".into()))).is_err());
         assert_eq!(latest_checkpoint(run.path()).unwrap().1.iter, 30);
         assert!(latest_checkpoint(&run.path().join("nope")).is_err());

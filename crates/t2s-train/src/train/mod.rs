@@ -5,9 +5,13 @@
 //! so a resumed run repeats what an uninterrupted one would have done.
 
 pub mod checkpoint;
+pub mod debug_strip;
+pub mod host_mix;
 pub mod metrics_log;
+pub mod rcs_counts;
 pub mod run_dir;
 mod source_step;
+pub mod uda_step;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +20,17 @@ use std::sync::Arc;
 use burn::module::{AutodiffModule, Module};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use t2s_data::{AugmentConfig, CropConfig, Loader, LoaderConfig, Resize, SampleOrder};
+use t2s_data::{AugmentConfig, Batch, CropConfig, Loader, LoaderConfig, RareClassSampler, RcsConfig, Resize, SampleOrder};
 use t2s_model::Segmentor;
 
 use crate::config::{Method, RunConfig, SetSection};
 use crate::data_sets::{open_set, SetRole};
 use crate::evaluate::evaluate;
+use crate::t2s_term::T2sState;
 use crate::{Result, TrainError};
 use checkpoint::{latest_checkpoint, write_checkpoint, TrainingState};
 use metrics_log::MetricsLog;
+use uda_step::{uda_step, StepImages, StepOutput, UdaState};
 
 /// How the loop is driven (from the command line).
 pub struct TrainOptions<'a> {
@@ -51,17 +57,19 @@ pub struct TrainSummary {
     pub best: Option<(f64, usize)>,
     /// Whether the run stopped before `schedule.max_iters` (Ctrl-C or `until`).
     pub interrupted: bool,
+    /// The reports of the last evaluation, one per evaluation set.
+    pub last_eval: Vec<crate::EvalReport>,
 }
 
 /// Trains on backend `B` (an autodiff backend) as `cfg` says.
 pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
-    if cfg.uda.method != Method::SourceOnly {
-        return Err(TrainError::Usage(format!(
-            "uda.method = {:?}: this version of `t2s train` runs `source_only`; the self-training and T2S steps are not wired into the loop yet (their parts are in t2s-train: self_training, t2s_term)",
-            cfg.uda.method
-        )));
-    }
+    let method = cfg.uda.method;
     let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
+    if method == Method::T2s && network.projection.is_none() {
+        return Err(TrainError::Usage(
+            "uda.method = \"t2s\" needs a projection head: add [model.network.projection] (presets have one)".into(),
+        ));
+    }
     // Everything that can fail on input is opened before any training time is spent.
     let source = open_set(&cfg.data.source, SetRole::Source, "data.source")?;
     for note in &source.notes {
@@ -75,6 +83,19 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
             network.num_classes
         )));
     }
+    let target = match method {
+        Method::SourceOnly => None,
+        Method::Dacs | Method::T2s => {
+            let set = cfg.data.target.as_ref().ok_or_else(|| {
+                TrainError::Usage(format!("uda.method = {method:?} adapts to a target domain: add a [data.target] table"))
+            })?;
+            let opened = open_set(set, SetRole::Target, "data.target")?;
+            for note in &opened.notes {
+                eprintln!("{}: {note}", opened.name);
+            }
+            Some((set.clone(), opened))
+        }
+    };
     let evals: Vec<_> = cfg
         .data
         .eval
@@ -82,6 +103,15 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         .enumerate()
         .map(|(i, s)| open_set(s, SetRole::Eval, &format!("data.eval[{i}]")).map(|o| (s.clone(), o)))
         .collect::<Result<_>>()?;
+    let source_order = if cfg.data.rcs.enabled {
+        let (counts, from) = rcs_counts::class_counts(&source, network.num_classes)?;
+        eprintln!("rare class sampling on {}: {from}", source.name);
+        let rcs = RcsConfig { temperature: cfg.data.rcs.temperature, min_pixels: cfg.data.rcs.min_pixels };
+        let sampler = RareClassSampler::new(&counts, rcs).map_err(|e| TrainError::Usage(format!("data.rcs: {e}")))?;
+        SampleOrder::RareClass(Arc::new(sampler))
+    } else {
+        SampleOrder::Shuffle
+    };
 
     B::seed(device, cfg.run.seed);
     let loaded = crate::load_model_from::<B>(
@@ -94,8 +124,20 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         eprintln!("pretrained: {report}");
     }
     let mut student = loaded.model;
+    // The frozen ImageNet network of the feature distance (DAFormer: only with pretrained weights).
+    let imagenet = match (method, cfg.uda.fdist_lambda > 0.0, cfg.model.pretrained.as_deref()) {
+        (Method::SourceOnly, _, _) | (_, false, _) => None,
+        (_, true, None) => {
+            eprintln!("uda.fdist_lambda = {} but model.pretrained is not set: the ImageNet feature distance is off", cfg.uda.fdist_lambda);
+            None
+        }
+        (_, true, Some(p)) => Some(
+            crate::load_model_from::<B::InnerBackend>(Some(network.clone()), Some(p), cfg.model.pretrained_prefix.as_deref(), device)?
+                .model,
+        ),
+    };
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let mut state = TrainingState { iter: 0, best: None };
+    let mut state = TrainingState { iter: 0, best: None, t2s: None };
     let mut resume_from = None;
     if opts.resume {
         let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
@@ -107,6 +149,28 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         state = saved;
         resume_from = Some(dir);
     }
+    let mut uda = match method {
+        Method::SourceOnly => None,
+        Method::Dacs | Method::T2s => {
+            // The teacher shares the student's parameter ids (the EMA pairs parameters by id).
+            let mut teacher = student.valid();
+            if let Some(dir) = &resume_from {
+                let record = recorder
+                    .load(dir.join("teacher"), device)
+                    .map_err(|e| TrainError::Io { path: dir.join("teacher.mpk"), message: e.to_string() })?;
+                teacher = teacher.load_record(record);
+            }
+            let t2s = match (method, &state.t2s) {
+                (Method::T2s, Some(saved)) => Some(T2sState::restore(saved, device)?),
+                (Method::T2s, None) => {
+                    let dim = network.projection.as_ref().map(|p| p.dim).unwrap_or_default();
+                    Some(T2sState::new(&cfg.t2s, network.num_classes, dim, device))
+                }
+                _ => None,
+            };
+            Some(UdaState::<B> { teacher, t2s, imagenet })
+        }
+    };
     // Groups are taken after a resume's record is loaded: parameter ids are random per process.
     let mut optim = crate::GroupedOptimizer::<Segmentor<B>, B>::new(&cfg.optim, &cfg.schedule, &student.param_groups());
     if let Some(dir) = &resume_from {
@@ -115,7 +179,6 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
     }
 
     let crop = CropConfig::daformer(cfg.data.crop[0], cfg.data.crop[1]);
-    let augment = AugmentConfig { resize: resize_of(&cfg.data.source), crop: Some(crop), flip_prob: cfg.data.flip_prob };
     let threads = if cfg.data.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.data.workers };
     let loader_cfg = LoaderConfig {
         batch_size: cfg.data.batch_size,
@@ -124,19 +187,49 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         seed: cfg.run.seed,
         start_batch: state.iter as u64,
     };
-    let mut source_loader = Loader::new(Arc::from(source.dataset), augment, SampleOrder::Shuffle, loader_cfg)?;
+    let augment = AugmentConfig { resize: resize_of(&cfg.data.source), crop: Some(crop), flip_prob: cfg.data.flip_prob };
+    let label_space = source.dataset.label_space().clone();
+    let mut source_loader = Loader::new(Arc::from(source.dataset), augment, source_order, loader_cfg)?;
+    let mut target_loader = match target {
+        Some((set, opened)) => {
+            // The target's crop is drawn uniformly (the class-ratio check needs labels, which a
+            // target never has here, as DAFormer's target pipeline), from its own seed stream.
+            let augment = AugmentConfig { resize: resize_of(&set), crop: Some(crop), flip_prob: cfg.data.flip_prob };
+            let cfg_t = LoaderConfig { seed: cfg.run.seed ^ TARGET_SEED_SALT, ..loader_cfg };
+            Some(Loader::new(Arc::from(opened.dataset), augment, SampleOrder::Shuffle, cfg_t)?)
+        }
+        None => None,
+    };
 
     let mut log = MetricsLog::open(&opts.run_dir.join("metrics.jsonl"))?;
     let total = cfg.schedule.max_iters;
     let until = opts.until.unwrap_or(total).min(total);
     let mut last_checkpoint = None;
     let mut interrupted = false;
+    let mut last_eval = Vec::new();
+    // Seconds per iteration over each log interval (training only: evaluations excluded).
+    let (mut clock, mut clock_iters, mut eval_secs) = (std::time::Instant::now(), 0usize, 0.0f64);
     while state.iter < until {
         let iter = state.iter;
         // Dropout and drop-path draw from the backend's generator: a function of (seed, iter).
         B::seed(device, cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iter as u64 + 1));
         let batch = source_loader.next_batch().ok_or_else(|| TrainError::Usage("the source loader ended".into()))??;
-        let (loss, losses) = source_step::source_only_loss(&student, &batch, device)?;
+        let debug_now = cfg.run.debug_interval > 0 && (iter + 1) % cfg.run.debug_interval == 0;
+        let step = match (&mut uda, &mut target_loader) {
+            (Some(uda), Some(target_loader)) => {
+                let target = target_loader.next_batch().ok_or_else(|| TrainError::Usage("the target loader ended".into()))??;
+                let step = uda_step(&student, uda, &batch, &target, cfg, iter, debug_now, device)?;
+                if let Some(images) = &step.images {
+                    write_debug(&opts.run_dir, iter + 1, &batch, &target, images, &label_space)?;
+                }
+                step
+            }
+            _ => {
+                let (loss, losses) = source_step::source_only_loss(&student, &batch, device)?;
+                StepOutput { loss, losses, stats: Vec::new(), images: None }
+            }
+        };
+        let losses = step.losses;
         let total_loss: f64 = losses.iter().map(|(_, v)| v).sum();
         if !total_loss.is_finite() {
             let last = last_checkpoint.as_ref().map(|p: &PathBuf| p.display().to_string()).unwrap_or_else(|| "none yet".into());
@@ -145,30 +238,37 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
                 iter + 1
             )));
         }
-        student = optim.step(iter, student, loss.backward());
+        student = optim.step(iter, student, step.loss.backward());
         state.iter = iter + 1;
         (opts.progress)(state.iter, until, &losses);
+        clock_iters += 1;
         if state.iter % cfg.run.log_interval.max(1) == 0 || state.iter == until {
-            let mut rec = serde_json::json!({ "iter": state.iter, "lr": optim.lr(iter) });
-            for (k, v) in &losses {
+            let secs = (clock.elapsed().as_secs_f64() - eval_secs).max(0.0) / clock_iters as f64;
+            (clock, clock_iters, eval_secs) = (std::time::Instant::now(), 0, 0.0);
+            let mut rec = serde_json::json!({ "iter": state.iter, "lr": optim.lr(iter), "sec_per_iter": secs });
+            for (k, v) in losses.iter().chain(&step.stats) {
                 rec[k] = serde_json::json!(v);
             }
             log.write(&rec)?;
         }
         let evaluate_now = (cfg.eval.interval > 0 && state.iter % cfg.eval.interval == 0) || state.iter == total;
         if evaluate_now && !evals.is_empty() {
-            let miou = run_evals(cfg, &student.valid(), device, &evals, &opts.run_dir, state.iter, &mut log)?;
-            if let Some(m) = miou {
+            let started = std::time::Instant::now();
+            last_eval = run_evals(cfg, &student.valid(), device, &evals, &opts.run_dir, state.iter, &mut log)?;
+            if let Some(m) = last_eval.first().and_then(|r| r.headline()) {
                 if state.best.is_none_or(|(b, _)| m > b) {
                     state.best = Some((m, state.iter));
                     save_best(&student.valid(), &network, &opts.run_dir)?;
                 }
             }
+            eval_secs += started.elapsed().as_secs_f64();
         }
         interrupted = opts.stop.load(Ordering::SeqCst) && state.iter < until;
         let periodic = cfg.run.checkpoint_interval > 0 && state.iter % cfg.run.checkpoint_interval == 0;
         if periodic || state.iter == until || interrupted {
-            last_checkpoint = Some(save(&opts.run_dir, &state, cfg.run.keep_last, &student, &network, &optim, &recorder)?);
+            state.t2s = uda.as_ref().and_then(|u| u.t2s.as_ref()).map(|t| t.save());
+            let teacher = uda.as_ref().map(|u| &u.teacher);
+            last_checkpoint = Some(save(&opts.run_dir, &state, cfg.run.keep_last, &student, teacher, &network, &optim, &recorder)?);
         }
         if interrupted {
             break;
@@ -178,7 +278,39 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         Some(c) => c,
         None => latest_checkpoint(&opts.run_dir)?.0,
     };
-    Ok(TrainSummary { iter: state.iter, checkpoint, best: state.best, interrupted: interrupted || state.iter < total })
+    Ok(TrainSummary { iter: state.iter, checkpoint, best: state.best, interrupted: interrupted || state.iter < total, last_eval })
+}
+
+/// Salt of the target loader's seed, so source and target draw independent streams.
+const TARGET_SEED_SALT: u64 = 0x7461_7267_6574_0001;
+
+/// `debug/iter_<N>.png`: source | source label | pseudo-target | target | pseudo-label | mixed
+/// image | mixed label | prediction.
+fn write_debug(
+    run_dir: &Path,
+    iter: usize,
+    source: &Batch,
+    target: &Batch,
+    images: &StepImages,
+    space: &t2s_data::LabelSpace,
+) -> Result<()> {
+    use debug_strip::Column;
+    let (h, w) = images.size;
+    let mut columns = vec![Column::Bytes(&source.raw)];
+    if let Some(l) = &source.labels {
+        columns.push(Column::Labels(l));
+    }
+    if let Some(pt) = &images.pseudo_target {
+        columns.push(Column::Floats(pt));
+    }
+    columns.extend([
+        Column::Bytes(&target.raw),
+        Column::Labels(&images.pseudo_labels),
+        Column::Floats(&images.mixed.raw),
+        Column::Labels(&images.mixed.labels),
+        Column::Labels(&images.prediction),
+    ]);
+    debug_strip::write_strip(&run_dir.join("debug").join(format!("iter_{iter:06}.png")), &columns, source.len(), h, w, space)
 }
 
 /// `best.safetensors` in the run folder: the student at its best evaluation so far.
@@ -193,11 +325,13 @@ fn resize_of(set: &SetSection) -> Resize {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn save<B: AutodiffBackend>(
     run_dir: &Path,
     state: &TrainingState,
     keep_last: usize,
     student: &Segmentor<B>,
+    teacher: Option<&Segmentor<B::InnerBackend>>,
     network: &t2s_model::SegmentorConfig,
     optim: &crate::GroupedOptimizer<Segmentor<B>, B>,
     recorder: &NamedMpkFileRecorder<FullPrecisionSettings>,
@@ -207,12 +341,17 @@ fn save<B: AutodiffBackend>(
             .record(student.clone().into_record(), dir.join("student"))
             .map_err(|e| TrainError::Io { path: dir.join("student.mpk"), message: e.to_string() })?;
         t2s_model::save_t2s(&student.valid(), network, &dir.join("student.safetensors"))?;
+        if let Some(teacher) = teacher {
+            recorder
+                .record(teacher.clone().into_record(), dir.join("teacher"))
+                .map_err(|e| TrainError::Io { path: dir.join("teacher.mpk"), message: e.to_string() })?;
+            t2s_model::save_t2s(teacher, network, &dir.join("teacher.safetensors"))?;
+        }
         optim.save(dir)
     })
 }
 
-/// Evaluates on every evaluation set, logs and writes the reports; returns the first set's
-/// headline mIoU.
+/// Evaluates on every evaluation set, logs and writes the reports; returns them.
 fn run_evals<B: Backend>(
     cfg: &RunConfig,
     model: &Segmentor<B>,
@@ -221,9 +360,9 @@ fn run_evals<B: Backend>(
     run_dir: &Path,
     iter: usize,
     log: &mut MetricsLog,
-) -> Result<Option<f64>> {
-    let mut headline = None;
-    for (i, (set, opened)) in evals.iter().enumerate() {
+) -> Result<Vec<crate::EvalReport>> {
+    let mut reports = Vec::new();
+    for (set, opened) in evals {
         let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "student");
         let (report, _) = evaluate(model, device, opened.dataset.as_ref(), &options, 0, &|_| {})?;
         let dir = run_dir.join("eval");
@@ -234,9 +373,7 @@ fn run_evals<B: Backend>(
             rec[&p.name] = serde_json::json!(p.miou);
         }
         log.write(&rec)?;
-        if i == 0 {
-            headline = report.headline();
-        }
+        reports.push(report);
     }
-    Ok(headline)
+    Ok(reports)
 }

@@ -1,0 +1,140 @@
+//! Batch normalisation over `[N, C, H, W]`, as PyTorch's `BatchNorm2d`, laid out for speed.
+//!
+//! Burn's `BatchNorm::forward` broadcasts `[1, C, 1, 1]` statistics against `[N, C, H, W]`;
+//! the CPU backend (Flex 0.21) has SIMD paths only for a shared last-axis row or for one scalar
+//! per leading row, so that broadcast falls back to a per-element strided iterator and made
+//! batch norm (forward and backward) the largest cost of a small network's training step
+//! (docs/benchmarks.md). Here the input is viewed as `[N·C, H·W]` and every per-channel vector is
+//! repeated to `[N·C, 1]` first: each full-size operation is then "one scalar per row", which
+//! every backend runs at memory speed, and all reductions run along the contiguous last axis.
+//!
+//! Semantics are PyTorch's rather than Burn's: the batch is normalised with the biased variance,
+//! while the running variance is updated with the **unbiased** one (`n/(n−1)`), as
+//! `torch.nn.functional.batch_norm` does; Burn 0.21 updates it with the biased variance.
+
+use burn::nn::BatchNorm;
+use burn::tensor::{backend::Backend, Tensor};
+
+/// Normalises `x` `[N, C, H, W]` → `[N, C, H, W]` with `bn`'s parameters. Training statistics
+/// (and a running-statistics update) when the backend records gradients, the running
+/// statistics otherwise, exactly as `BatchNorm::forward` decides.
+pub fn batch_norm_2d<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let device = x.device();
+    // `[C]` → `[N·C, 1]`, materialised so the full-size ops see a plain per-row scalar.
+    let rows = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n).reshape([n * c, 1]);
+    let x = x.reshape([n * c, h * w]);
+    let gamma = bn.gamma.val();
+    let beta = bn.beta.val();
+    let out = if B::ad_enabled(&device) {
+        // Every (image, channel) row has H·W elements, so the mean of row means is the mean.
+        let channel_mean = |t: Tensor<B, 2>| t.mean_dim(1).reshape([n, c]).mean_dim(0).reshape([c]);
+        let mean = channel_mean(x.clone());
+        let centered = x - rows(mean.clone());
+        let var = channel_mean(centered.clone().square());
+        let count = (n * h * w) as f64;
+        let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
+        let m = bn.momentum;
+        let running_mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m));
+        let running_var =
+            bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m).add(var.clone().detach().mul_scalar(m * unbiased));
+        bn.running_mean.update(running_mean.detach());
+        bn.running_var.update(running_var.detach());
+        let scale = gamma.div(var.add_scalar(bn.epsilon).sqrt());
+        centered * rows(scale) + rows(beta)
+    } else {
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        let scale = gamma.div(var.add_scalar(bn.epsilon).sqrt());
+        let shift = beta - mean * scale.clone();
+        x * rows(scale) + rows(shift)
+    };
+    out.reshape([n, c, h, w])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::TensorData;
+
+    type AB = Autodiff<Flex>;
+
+    /// Straightforward per-channel loops in f64.
+    fn reference(x: &[f32], [n, c, h, w]: [usize; 4], gamma: &[f32], beta: &[f32], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let hw = h * w;
+        let mut out = vec![0.0; x.len()];
+        let (mut means, mut vars) = (vec![0.0; c], vec![0.0; c]);
+        for ch in 0..c {
+            let vals: Vec<f64> = (0..n).flat_map(|i| (0..hw).map(move |j| (i, j))).map(|(i, j)| x[(i * c + ch) * hw + j] as f64).collect();
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+            let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+            for i in 0..n {
+                for j in 0..hw {
+                    let k = (i * c + ch) * hw + j;
+                    out[k] = (x[k] as f64 - mean) / (var + eps).sqrt() * gamma[ch] as f64 + beta[ch] as f64;
+                }
+            }
+            means[ch] = mean;
+            vars[ch] = var;
+        }
+        (out, means, vars)
+    }
+
+    fn input(shape: [usize; 4]) -> Vec<f32> {
+        let len: usize = shape.iter().product();
+        (0..len).map(|i| ((i * 37 % 101) as f32 / 17.0 - 2.5) * if i % 3 == 0 { 2.0 } else { 0.7 }).collect()
+    }
+
+    #[test]
+    fn training_matches_per_channel_loops_and_pytorch_running_stats() {
+        let shape = [3, 4, 2, 5];
+        let x = input(shape);
+        let device = Default::default();
+        let mut bn = crate::conv_bn::batch_norm::<AB>(4, &device);
+        let gamma = [0.5f32, 1.5, -1.0, 2.0];
+        let beta = [0.1f32, -0.2, 0.3, 0.0];
+        bn.gamma = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(gamma.to_vec(), [4]), &device));
+        bn.beta = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(beta.to_vec(), [4]), &device));
+        let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device));
+        let (want, means, vars) = reference(&x, shape, &gamma, &beta, 1e-5);
+        for (g, w) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        // PyTorch: running = 0.9·running + 0.1·batch, the variance unbiased (30 values per channel).
+        let rm = bn.running_mean.value_sync().into_data().to_vec::<f32>().unwrap();
+        let rv = bn.running_var.value_sync().into_data().to_vec::<f32>().unwrap();
+        for ch in 0..4 {
+            assert!((rm[ch] as f64 - 0.1 * means[ch]).abs() < 1e-6, "{} vs {}", rm[ch], means[ch]);
+            assert!((rv[ch] as f64 - (0.9 + 0.1 * vars[ch] * 30.0 / 29.0)).abs() < 1e-5, "{} vs {}", rv[ch], vars[ch]);
+        }
+    }
+
+    #[test]
+    fn inference_uses_running_statistics_and_gradients_match_burn() {
+        let shape = [2, 3, 3, 2];
+        let x = input(shape);
+        let device = Default::default();
+        let bn = crate::conv_bn::batch_norm::<Flex>(3, &device);
+        let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device));
+        // Fresh running stats (mean 0, var 1): y = x / sqrt(1 + ε).
+        for (g, v) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&x) {
+            assert!((*g as f64 - *v as f64 / (1.0f64 + 1e-5).sqrt()).abs() < 1e-6);
+        }
+        // The gradient of a weighted sum equals the one through Burn's own BatchNorm.
+        let bn = crate::conv_bn::batch_norm::<AB>(3, &device);
+        let weights =
+            Tensor::<AB, 4>::from_data(TensorData::new(input([2, 3, 3, 2]).iter().rev().cloned().collect::<Vec<_>>(), shape), &device);
+        let grad_of = |ours: bool| {
+            let xt = Tensor::<AB, 4>::from_data(TensorData::new(x.clone(), shape), &device).require_grad();
+            let y = if ours { batch_norm_2d(&bn, xt.clone()) } else { bn.forward(xt.clone()) };
+            let g = (y * weights.clone()).sum().backward();
+            (xt.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(), bn.gamma.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap())
+        };
+        let (gx, gg) = grad_of(true);
+        let (bx, bg) = grad_of(false);
+        for (a, b) in gx.iter().zip(&bx).chain(gg.iter().zip(&bg)) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! One `dacs` or `t2s` iteration (method.md §3–4): EMA teacher, source cross-entropy, the
+//! optional ImageNet feature distance, pseudo-labels, ClassMix + strong augmentation and the
+//! mixed loss; for `t2s` also the FDA pseudo-target, its cross-entropy, the contrastive term and
+//! the re-weighting statistics. The teacher and everything it computes live on the inner
+//! (non-autodiff) backend, so none of it enters the student's graph.
+
+use burn::module::AutodiffModule;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use t2s_data::{seeded_rng, Batch, Fda, StrongAugConfig};
+use t2s_loss::class_weights::{prototype_similarity, target_confidence, true_class_probability};
+use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
+use t2s_model::{resize_bilinear, Segmentor};
+
+use super::host_mix::{class_mix, pseudo_target, MixedBatch};
+use super::source_step::batch_tensors;
+use crate::config::{Method, ReweightTarget, RunConfig};
+use crate::self_training::{ema_alpha, ema_update, pseudo_labels};
+use crate::t2s_term::{t2s_contrastive_term, T2sState, TeacherView};
+use crate::{Result, TrainError};
+
+/// What the self-training methods carry from one iteration to the next.
+pub struct UdaState<B: AutodiffBackend> {
+    /// The EMA teacher (eval mode: BN running statistics, no dropout).
+    pub teacher: Segmentor<B::InnerBackend>,
+    /// Prototypes, statistics and π of the T2S term (`t2s` only).
+    pub t2s: Option<T2sState<B::InnerBackend>>,
+    /// The frozen ImageNet-initialised network of the feature distance, when it is on.
+    pub imagenet: Option<Segmentor<B::InnerBackend>>,
+}
+
+/// Host copies of one iteration's images, for the debug strip.
+pub struct StepImages {
+    /// Crop height and width.
+    pub size: (usize, usize),
+    /// Pseudo-target raw `[B, 3, H, W]` (`t2s` only).
+    pub pseudo_target: Option<Vec<f32>>,
+    /// Target pseudo-labels `[B, H, W]`.
+    pub pseudo_labels: Vec<u8>,
+    /// The mixed batch.
+    pub mixed: MixedBatch,
+    /// Student prediction on the mixed images `[B, H, W]`.
+    pub prediction: Vec<u8>,
+}
+
+/// The summed loss on the student's graph, its named terms, other logged numbers, and (when
+/// asked) the images of the iteration.
+pub struct StepOutput<B: AutodiffBackend> {
+    pub loss: Tensor<B, 1>,
+    pub losses: Vec<(String, f64)>,
+    pub stats: Vec<(String, f64)>,
+    pub images: Option<StepImages>,
+}
+
+/// The seed of every host-side draw of the step (ClassMix, strong augmentation, T2S sampling):
+/// a stream per iteration, so a resumed run draws what an uninterrupted one would.
+const STEP_SEED_SALT: u64 = 0x7432_735f_7374_6570;
+
+fn scalar<B: burn::tensor::backend::Backend>(t: &Tensor<B, 1>) -> f64 {
+    t.clone().into_scalar().elem::<f64>()
+}
+
+fn to_u8<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<u8> {
+    t.into_data().iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect()
+}
+
+/// Per-pixel class weights `w[label]` `[N, H, W]` (1 on ignored pixels, which CE zeroes anyway).
+fn class_pixel_weights<B: burn::tensor::backend::Backend>(weights: &[f32], labels: Tensor<B, 3, Int>) -> Tensor<B, 3> {
+    let [n, h, w] = labels.dims();
+    let c = weights.len();
+    let mut table = weights.to_vec();
+    table.push(1.0); // index c: every label ≥ c, i.e. ignore
+    let device = labels.device();
+    let idx = labels.clamp(0, c as i64);
+    Tensor::<B, 1>::from_data(TensorData::new(table, [c + 1]), &device).select(0, idx.reshape([n * h * w])).reshape([n, h, w])
+}
+
+/// Runs one self-training iteration (`cfg.uda.method` is `dacs` or `t2s`) at 0-based `iter`.
+/// `want_images` asks for the host copies of the iteration's images.
+#[allow(clippy::too_many_arguments)]
+pub fn uda_step<B: AutodiffBackend>(
+    student: &Segmentor<B>,
+    state: &mut UdaState<B>,
+    source: &Batch,
+    target: &Batch,
+    cfg: &RunConfig,
+    iter: usize,
+    want_images: bool,
+    device: &B::Device,
+) -> Result<StepOutput<B>> {
+    let uda = &cfg.uda;
+    let t2s_on = uda.method == Method::T2s;
+    let mut rng = seeded_rng(cfg.run.seed ^ STEP_SEED_SALT, iter as u64);
+    let mut losses = Vec::new();
+    let mut stats = Vec::new();
+
+    // 1. EMA teacher from the student of the previous step (a copy at the first iteration).
+    state.teacher = ema_update(state.teacher.clone(), &student.valid(), ema_alpha(iter, uda.ema_alpha));
+
+    // Class weights of the CE terms, when re-weighting scales them (from the statistics so far).
+    let ce_weights: Option<Vec<f32>> = match &state.t2s {
+        Some(t) if cfg.t2s.reweight && cfg.t2s.reweight_targets.contains(&ReweightTarget::CrossEntropy) => {
+            Some(t.stats.weights(cfg.t2s.reweight_gamma, cfg.t2s.reweight_clamp[0], cfg.t2s.reweight_clamp[1]))
+        }
+        _ => None,
+    };
+    let ce = CrossEntropyOptions::default();
+
+    // 2. Source cross-entropy.
+    let (xs, ys) = batch_tensors::<B>(source, device)?;
+    let [n, _, h, w] = xs.dims();
+    let out_s = student.forward(xs.clone());
+    let num_classes = out_s.logits.dims()[1];
+    let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
+    let loss_source = cross_entropy(resize_bilinear(out_s.logits, h, w), ys.clone(), &ce, pixel_w);
+    losses.push(("loss_source".to_string(), scalar(&loss_source)));
+    let mut loss = loss_source;
+
+    // 3. ImageNet feature distance on thing-class source pixels (deepest backbone feature).
+    if let (Some(imagenet), true) = (&state.imagenet, uda.fdist_lambda > 0.0) {
+        let feat = out_s.features[out_s.features.len() - 1].clone();
+        let imnet = imagenet.extract_features(xs.clone().inner());
+        let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
+        let [_, _, fh, _] = feat.dims();
+        let factor = (h / fh).max(1);
+        let lab = downscale_labels_majority(ys.clone(), num_classes, factor, uda.fdist_scale_min_ratio, 255)
+            .map_err(|e| TrainError::Usage(format!("uda.fdist: {e}")))?;
+        let fd = feature_distance(feat, imnet, Some(class_mask(lab, &uda.fdist_classes))).mul_scalar(uda.fdist_lambda);
+        losses.push(("loss_fdist".to_string(), scalar(&fd)));
+        loss = loss + fd;
+    }
+
+    // 4. Pseudo-labels from the teacher on the clean target images (at crop resolution).
+    let xt = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(target.images.clone(), [n, 3, h, w]), device);
+    let teacher_t = state.teacher.forward(xt);
+    let pl = pseudo_labels(resize_bilinear(teacher_t.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
+    stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
+    let pseudo = to_u8(pl.labels.clone());
+    let pseudo_w: Vec<f32> = pl.weights.clone().into_data().iter::<f32>().collect();
+
+    // 5–7. ClassMix + strong augmentation on the host, then the weighted mixed loss.
+    let strong = StrongAugConfig {
+        color_jitter_strength: uda.color_jitter_strength as f32,
+        color_jitter_prob: uda.color_jitter_prob,
+        blur_prob: uda.blur_prob,
+        ..StrongAugConfig::default()
+    };
+    let mixed = class_mix(source, target, &pseudo, &pseudo_w, uda.classmix, &strong, &mut rng)?;
+    let xm = Tensor::<B, 4>::from_data(TensorData::new(mixed.images.clone(), [n, 3, h, w]), device);
+    let ym = Tensor::<B, 3, Int>::from_data(TensorData::new(mixed.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
+    let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), device);
+    if let Some(cw) = &ce_weights {
+        wm = wm * class_pixel_weights(cw, ym.clone());
+    }
+    let logits_m = resize_bilinear(student.forward(xm).logits, h, w);
+    let prediction = want_images.then(|| to_u8(logits_m.clone().inner().argmax(1).reshape([n, h, w])));
+    let loss_mix = cross_entropy(logits_m, ym, &ce, Some(wm));
+    losses.push(("loss_mix".to_string(), scalar(&loss_mix)));
+    loss = loss + loss_mix;
+
+    // T2S-DA (method.md §4).
+    let mut pt_raw = None;
+    if t2s_on {
+        let t2s = &cfg.t2s;
+        let fda = Fda::new(t2s.fda_beta).map_err(|e| TrainError::Usage(format!("t2s.fda_beta: {e}")))?;
+        let (pt_images, raw) = pseudo_target(source, target, &fda)?;
+        if want_images {
+            pt_raw = Some(raw);
+        }
+        let xpt = Tensor::<B, 4>::from_data(TensorData::new(pt_images, [n, 3, h, w]), device);
+        let out_pt = student.forward(xpt);
+        let logits_pt = resize_bilinear(out_pt.logits, h, w);
+        let probs_pt = softmax(logits_pt.clone().inner(), 1);
+        if t2s.pseudo_target_ce > 0.0 {
+            let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
+            let l = cross_entropy(logits_pt, ys.clone(), &ce, pixel_w).mul_scalar(t2s.pseudo_target_ce);
+            losses.push(("loss_pseudo_target".to_string(), scalar(&l)));
+            loss = loss + l;
+        }
+        let st = state.t2s.as_mut().ok_or_else(|| TrainError::Usage("uda.method = t2s without its state".into()))?;
+        let emb_t = teacher_t.embedding.clone().ok_or_else(no_projection)?;
+        let [_, _, eh, ew] = emb_t.dims();
+        if h % eh != 0 || w % ew != 0 || h / eh != w / ew {
+            return Err(TrainError::Usage(format!(
+                "data.crop {h}×{w} is not a whole multiple of the embedding's {eh}×{ew}; choose a crop divisible by the network's stride"
+            )));
+        }
+        let factor = h / eh;
+        // Teacher probabilities at embedding resolution (logits resized, then softmax).
+        let target_probs = softmax(resize_bilinear(teacher_t.logits, eh, ew), 1);
+        let ys_inner = ys.clone().inner();
+        let source_labels = downscale_labels_majority(ys_inner.clone(), num_classes, factor, t2s.label_min_fraction, 255)
+            .map_err(|e| TrainError::Usage(format!("t2s.label_min_fraction: {e}")))?;
+        // The target bank follows the teacher's own predictions (for the similarity statistic).
+        let [_, d, _, _] = emb_t.dims();
+        let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([n * eh * ew, d]);
+        st.target_prototypes.update(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
+        if t2s.contrastive_weight > 0.0 {
+            let teacher_s = state.teacher.forward(xs.clone().inner());
+            let view = TeacherView {
+                source_keys: teacher_s.embedding.ok_or_else(no_projection)?,
+                target_keys: emb_t,
+                source_labels,
+                target_probs,
+            };
+            let emb_pt = out_pt.embedding.ok_or_else(no_projection)?;
+            let (l, log) = t2s_contrastive_term(emb_pt, view, st, t2s, iter, cfg.schedule.max_iters, &mut rng)?;
+            losses.push(("loss_t2s".to_string(), scalar(&l)));
+            stats.push(("t2s_queries".to_string(), log.queries as f64));
+            stats.push(("t2s_classes".to_string(), log.classes as f64));
+            stats.push(("t2s_unreliable".to_string(), log.unreliable as f64));
+            stats.push(("t2s_target_negatives".to_string(), log.target_negative_fraction));
+            loss = loss + l;
+        }
+        // Re-weighting statistics after this iteration's use of the weights.
+        let batch_values = match st.stats.statistic {
+            ReweightStatistic::TrueClassProbability => true_class_probability(probs_pt, ys_inner),
+            ReweightStatistic::TargetConfidence => target_confidence(pl.probs),
+            ReweightStatistic::CrossDomainSimilarity => prototype_similarity(&st.prototypes, &st.target_prototypes),
+        };
+        st.stats.update(&batch_values).map_err(|e| TrainError::Usage(format!("re-weighting statistics: {e}")))?;
+    }
+
+    let images = want_images.then(|| StepImages {
+        size: (h, w),
+        pseudo_target: pt_raw,
+        pseudo_labels: pseudo,
+        mixed,
+        prediction: prediction.unwrap_or_default(),
+    });
+    Ok(StepOutput { loss, losses, stats, images })
+}
+
+fn no_projection() -> TrainError {
+    TrainError::Usage(
+        "uda.method = t2s needs the network's projection head: add [model.network.projection] (or use a preset, which has one)".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn class_pixel_weights_index_by_label_and_ignore_gets_one() {
+        let labels = Tensor::<Flex, 3, Int>::from_data(TensorData::new(vec![0i64, 2, 255, 1], [1, 2, 2]), &Default::default());
+        let w = class_pixel_weights(&[0.5, 2.0, 3.0], labels);
+        assert_eq!(w.into_data().to_vec::<f32>().unwrap(), vec![0.5, 3.0, 1.0, 2.0]);
+    }
+}

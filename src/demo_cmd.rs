@@ -1,0 +1,415 @@
+//! `t2s demo`: the README's first command. Trains source-only, self-training (dacs) and T2S-DA
+//! with the same small network and iteration budget on the built-in synthetic benchmark,
+//! evaluates each on the synthetic target's validation split, and writes a report folder:
+//! results.json, the per-class table (Markdown and JSON), loss and mIoU curves, per-class bars
+//! and a picture grid of predictions.
+//!
+//! Budget: every method trains `iters` iterations. The adaptation methods start from the
+//! source-only model after `iters / 2` iterations (a mean teacher needs a teacher that predicts
+//! something; DAFormer starts from ImageNet weights instead) and adapt for the other half, so
+//! the three share their first half and all see the same number of iterations.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use t2s_data::synth::Domain;
+use t2s_data::visualize::{colorize, save_png};
+use t2s_train::config::Method;
+use t2s_train::train::run_dir::create_run_dir;
+use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainOptions};
+
+use crate::device::BackendTask;
+use crate::plots::{grouped_bar_chart, line_chart, Series};
+
+/// The demo's configuration (configs/synthetic_demo.toml), built into the binary.
+const DEMO_CONFIG: &str = include_str!("../configs/synthetic_demo.toml");
+
+/// Arguments of `t2s demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Report folder (default: runs/demo-<unix time>).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+
+    /// A two-minute version (60 iterations per method, for CI and a first look).
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Also train on the target's own labels: the upper bound adaptation works toward.
+    #[arg(long)]
+    pub with_oracle: bool,
+
+    /// Seeds, comma-separated; every method trains once per seed and the report gives the mean.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+
+    /// Iterations per method (default 800, --quick 60); adaptation starts at half of them.
+    #[arg(long)]
+    pub iters: Option<usize>,
+
+    /// Methods to train, comma-separated, among source_only, dacs, t2s.
+    #[arg(long, value_delimiter = ',', default_value = "source_only,dacs,t2s")]
+    pub methods: Vec<String>,
+
+    /// Override a key of the demo configuration (repeatable), e.g. `--set t2s.fda_beta=0.05`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// One trained model of the report.
+struct Trained {
+    /// `source_only`, `dacs`, `t2s` or `oracle`.
+    method: String,
+    seed: u64,
+    run_dir: PathBuf,
+    /// Iterations before this run's first one (the shared source-only warm-up).
+    offset: usize,
+    report: EvalReport,
+    weights: PathBuf,
+}
+
+/// The command on the selected backend.
+pub struct Demo {
+    pub args: DemoArgs,
+    pub command_line: String,
+    pub device_name: String,
+}
+
+impl BackendTask for Demo {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let a = &self.args;
+        let started = Instant::now();
+        let iters = a.iters.unwrap_or(if a.quick { 60 } else { 0 });
+        let mut base = RunConfig::parse(DEMO_CONFIG, &a.overrides).map_err(anyhow::Error::msg).context("the demo configuration")?;
+        let iters = if iters == 0 { base.schedule.max_iters } else { iters };
+        if iters < 4 {
+            bail!("--iters {iters}: give at least 4 iterations");
+        }
+        let warm = iters / 2;
+        for m in &a.methods {
+            if !["source_only", "dacs", "t2s"].contains(&m.as_str()) {
+                bail!("--methods: unknown method `{m}`; choose among source_only, dacs, t2s");
+            }
+        }
+        if a.seeds.is_empty() {
+            bail!("--seeds: give at least one seed");
+        }
+        base.schedule.max_iters = iters;
+        base.schedule.warmup_iters = base.schedule.warmup_iters.min(warm / 2);
+        base.eval.interval = if a.quick { warm } else { base.eval.interval.min(warm).max(1) };
+        base.run.debug_interval = if a.quick { 0 } else { base.run.debug_interval };
+        let output = a.output.clone().unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            PathBuf::from("runs").join(format!("demo-{secs}"))
+        });
+        if output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+            bail!("{}: the report folder exists and is not empty; choose another --output", output.display());
+        }
+        std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+        let config_path = output.join("demo_config.toml");
+        std::fs::write(&config_path, base.to_toml()).with_context(|| format!("writing {}", config_path.display()))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: finishing this iteration, saving, then stopping (press again to abort)");
+        })
+        .context("installing the Ctrl-C handler")?;
+
+        let want = |m: &str| a.methods.iter().any(|x| x == m);
+        let mut plan: Vec<(u64, &str)> = Vec::new();
+        for &seed in &a.seeds {
+            plan.push((seed, "source_only"));
+            plan.extend(["dacs", "t2s"].into_iter().filter(|m| want(m)).map(|m| (seed, m)));
+            if a.with_oracle {
+                plan.push((seed, "oracle"));
+            }
+        }
+        eprintln!(
+            "demo: {} runs on {} ({} iterations per method; adaptation from iteration {warm}); report in {}",
+            plan.len(),
+            self.device_name,
+            iters,
+            output.display()
+        );
+        let mut trained: Vec<Trained> = Vec::new();
+        for (k, &(seed, method)) in plan.iter().enumerate() {
+            let mut cfg = base.clone();
+            cfg.run.seed = seed;
+            cfg.run.output = output.join(format!("seed_{seed}"));
+            cfg.run.name = Some(method.to_string());
+            let (until, offset) = match method {
+                "source_only" => {
+                    cfg.uda.method = Method::SourceOnly;
+                    cfg.run.checkpoint_interval = warm;
+                    cfg.run.keep_last = iters / warm.max(1) + 1;
+                    // Only the warm-up when source-only itself is not asked for.
+                    (if want("source_only") { iters } else { warm }, 0)
+                }
+                "oracle" => {
+                    cfg.uda.method = Method::SourceOnly;
+                    cfg.data.source.domain = Some(Domain::Target);
+                    (iters, 0)
+                }
+                m => {
+                    cfg.uda.method = if m == "dacs" { Method::Dacs } else { Method::T2s };
+                    cfg.schedule.max_iters = iters - warm;
+                    cfg.model.pretrained = Some(output.join(format!("seed_{seed}")).join("warmup.safetensors"));
+                    (iters - warm, warm)
+                }
+            };
+            let label = format!("[{}/{}] seed {seed} {method}", k + 1, plan.len());
+            let run_dir = create_run_dir(&cfg, &config_path, &self.command_line)?;
+            let summary = train_with_bar::<B>(&cfg, run_dir.clone(), until, &label, stop.clone(), &device)?;
+            if stop.load(Ordering::SeqCst) {
+                bail!("stopped by Ctrl-C; the runs so far are in {}", output.display());
+            }
+            if method == "source_only" {
+                // The shared starting point of the adaptation runs.
+                let warm_ckpt = t2s_train::train::checkpoint::checkpoint_dir(&run_dir, warm).join("student.safetensors");
+                let dst = output.join(format!("seed_{seed}")).join("warmup.safetensors");
+                std::fs::copy(&warm_ckpt, &dst).with_context(|| format!("copying {} to {}", warm_ckpt.display(), dst.display()))?;
+                if !want("source_only") {
+                    continue;
+                }
+            }
+            let report = summary.last_eval.into_iter().next().context("the run did not evaluate on the synthetic target")?;
+            eprintln!("{label}: mIoU {:.2}", 100.0 * report.headline().unwrap_or(0.0));
+            let weights = summary.checkpoint.join("student.safetensors");
+            trained.push(Trained { method: method.to_string(), seed, run_dir, offset, report, weights });
+        }
+
+        let elapsed = started.elapsed().as_secs_f64();
+        write_report::<B>(&output, &base, &trained, iters, warm, elapsed, &self.device_name, &device)?;
+        eprintln!("\n{}", std::fs::read_to_string(output.join("table.md")).unwrap_or_default());
+        eprintln!("demo finished in {:.1} min; report: {}", elapsed / 60.0, output.display());
+        Ok(())
+    }
+}
+
+/// One training run with its own progress bar (iterations, ETA, throughput, losses).
+fn train_with_bar<B: Backend>(
+    cfg: &RunConfig,
+    run_dir: PathBuf,
+    until: usize,
+    label: &str,
+    stop: Arc<AtomicBool>,
+    device: &B::Device,
+) -> Result<t2s_train::TrainSummary> {
+    let bar = ProgressBar::new(until as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    let started = Instant::now();
+    let progress = |done: usize, _total: usize, losses: &[(String, f64)]| {
+        bar.set_position(done as u64);
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let total: f64 = losses.iter().map(|(_, v)| v).sum();
+        bar.set_message(format!("{rate:.2} it/s loss {total:.3}"));
+    };
+    let opts = TrainOptions { run_dir, resume: false, until: Some(until), stop, progress: &progress };
+    let summary = t2s_train::train::<Autodiff<B>>(cfg, &opts, device)?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// Mean over seeds of each method's mIoU and per-class IoU (None where never defined).
+fn means(trained: &[Trained], method: &str) -> (f64, Vec<Option<f64>>, Vec<f64>) {
+    let runs: Vec<&Trained> = trained.iter().filter(|t| t.method == method).collect();
+    let per_seed: Vec<f64> = runs.iter().map(|t| t.report.headline().unwrap_or(0.0)).collect();
+    let miou = per_seed.iter().sum::<f64>() / per_seed.len().max(1) as f64;
+    let classes = runs.first().map(|t| t.report.classes.len()).unwrap_or(0);
+    let per_class = (0..classes)
+        .map(|c| {
+            let v: Vec<f64> = runs.iter().filter_map(|t| t.report.classes[c].iou).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        })
+        .collect();
+    (miou, per_class, per_seed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_report<B: Backend>(
+    output: &Path,
+    cfg: &RunConfig,
+    trained: &[Trained],
+    iters: usize,
+    warm: usize,
+    elapsed: f64,
+    device_name: &str,
+    device: &B::Device,
+) -> Result<()> {
+    let mut methods: Vec<String> = Vec::new();
+    for t in trained {
+        if !methods.contains(&t.method) {
+            methods.push(t.method.clone());
+        }
+    }
+    let names: Vec<String> = trained.first().map(|t| t.report.classes.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
+    let seeds: Vec<u64> = {
+        let mut s: Vec<u64> = trained.iter().map(|t| t.seed).collect();
+        s.dedup();
+        s
+    };
+
+    // results.json: per method, the mean mIoU and per-class IoU over the seeds (fractions).
+    let mut by_method = serde_json::Map::new();
+    let mut columns = Vec::new();
+    for m in &methods {
+        let (miou, per_class, per_seed) = means(trained, m);
+        let classes: BTreeMap<&str, Option<f64>> = names.iter().map(String::as_str).zip(per_class.iter().copied()).collect();
+        by_method.insert(m.clone(), json!({ "miou": miou, "miou_per_seed": per_seed, "per_class_iou": classes }));
+        columns.push((m.clone(), miou, per_class));
+    }
+    let results = json!({
+        "benchmark": "t2s synthetic (game-like source -> camera-like target), target val split",
+        "units": "fractions of 1 (IoU, mIoU over 19 classes)",
+        "device": device_name,
+        "iterations_per_method": iters,
+        "adaptation_starts_at": warm,
+        "seeds": seeds,
+        "elapsed_seconds": elapsed,
+        "methods": by_method,
+    });
+    write(&output.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
+
+    // The table, Markdown and JSON (percent).
+    let pct = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "–".into());
+    let mut md = format!(
+        "Synthetic target val, IoU % (mean of {} seed(s); {iters} iterations per method, adaptation from iteration {warm})\n\n| class |",
+        seeds.len()
+    );
+    for (m, _, _) in &columns {
+        md.push_str(&format!(" {m} |"));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---:|".repeat(columns.len()));
+    md.push('\n');
+    let mut rows = Vec::new();
+    for (c, name) in names.iter().enumerate() {
+        md.push_str(&format!("| {name} |"));
+        for (_, _, per_class) in &columns {
+            md.push_str(&format!(" {} |", pct(per_class[c])));
+        }
+        md.push('\n');
+        rows.push(json!({ "class": name, "iou": columns.iter().map(|(_, _, p)| p[c].map(|x| 100.0 * x)).collect::<Vec<_>>() }));
+    }
+    md.push_str("| **mIoU** |");
+    for (_, miou, _) in &columns {
+        md.push_str(&format!(" **{:.1}** |", 100.0 * miou));
+    }
+    md.push('\n');
+    write(&output.join("table.md"), &md)?;
+    let table = json!({
+        "units": "percent",
+        "methods": columns.iter().map(|(m, _, _)| m).collect::<Vec<_>>(),
+        "rows": rows,
+        "miou": columns.iter().map(|(_, m, _)| 100.0 * m).collect::<Vec<_>>(),
+    });
+    write(&output.join("table.json"), &serde_json::to_string_pretty(&table)?)?;
+
+    // Curves of the first seed: total loss and mIoU against the iteration.
+    let first = seeds.first().copied().unwrap_or(0);
+    let mut losses = Vec::new();
+    let mut mious = Vec::new();
+    for t in trained.iter().filter(|t| t.seed == first) {
+        let (loss, miou) = read_curves(&t.run_dir.join("metrics.jsonl"), t.offset)?;
+        losses.push(Series { name: t.method.clone(), points: loss });
+        mious.push(Series { name: t.method.clone(), points: miou });
+    }
+    line_chart(&output.join("loss_curves.png"), "Training loss (sum of the method's terms)", "iteration", "loss", &losses)?;
+    line_chart(&output.join("miou_curves.png"), "Synthetic target val mIoU", "iteration", "mIoU %", &mious)?;
+    let groups: Vec<(String, Vec<f64>)> =
+        columns.iter().map(|(m, _, p)| (m.clone(), p.iter().map(|v| 100.0 * v.unwrap_or(0.0)).collect())).collect();
+    grouped_bar_chart(&output.join("per_class_iou.png"), "Per-class IoU on the synthetic target", "IoU %", &names, &groups)?;
+
+    // Picture grid: target image | ground truth | each method's prediction (first seed).
+    let set = cfg.data.eval.first().context("the demo configuration has no evaluation set")?;
+    let opened = open_set(set, SetRole::Eval, "data.eval[0]")?;
+    let models: Vec<_> = trained
+        .iter()
+        .filter(|t| t.seed == first)
+        .map(|t| t2s_train::load_model_from::<B>(None, Some(&t.weights), None, device).map(|l| l.model))
+        .collect::<std::result::Result<_, _>>()?;
+    let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "demo");
+    let shown = 4.min(opened.dataset.len());
+    let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
+    for i in 0..shown {
+        let sample = opened.dataset.get(i)?;
+        let (w, h) = sample.image.dimensions();
+        let space = opened.dataset.label_space();
+        let mut row = vec![sample.image.clone()];
+        if let Some(label) = &sample.label {
+            row.push(colorize(label.as_raw(), w, h, space));
+        }
+        for model in &models {
+            let pred = predict_labels(model, device, &sample.image, w, h, &options)?;
+            row.push(colorize(&pred, w, h, space));
+        }
+        tiles.push(row);
+    }
+    let grid = image_grid(&tiles);
+    save_png(&grid, &output.join("predictions.png"))?;
+    let mut legend = String::from("predictions.png columns: target image | ground truth");
+    for t in trained.iter().filter(|t| t.seed == first) {
+        legend.push_str(&format!(" | {}", t.method));
+    }
+    write(&output.join("predictions.txt"), &(legend + "\n"))?;
+    Ok(())
+}
+
+/// Tiles in rows, 2-pixel white gaps.
+fn image_grid(rows: &[Vec<image::RgbImage>]) -> image::RgbImage {
+    let gap = 2u32;
+    let (tw, th) = rows.first().and_then(|r| r.first()).map(|t| t.dimensions()).unwrap_or((1, 1));
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
+    let mut out = image::RgbImage::from_pixel(cols * (tw + gap), rows.len() as u32 * (th + gap), image::Rgb([255, 255, 255]));
+    for (r, row) in rows.iter().enumerate() {
+        for (c, tile) in row.iter().enumerate() {
+            image::imageops::replace(&mut out, tile, (c as u32 * (tw + gap)) as i64, (r as u32 * (th + gap)) as i64);
+        }
+    }
+    out
+}
+
+/// Points of one curve.
+type Curve = Vec<(f64, f64)>;
+
+/// (iteration, total loss) and (iteration, mIoU %) from a run's metrics.jsonl, shifted by `offset`.
+fn read_curves(path: &Path, offset: usize) -> Result<(Curve, Curve)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut loss, mut miou) = (Vec::new(), Vec::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON lines", path.display()))?;
+        let Some(iter) = v.get("iter").and_then(|i| i.as_f64()) else { continue };
+        let x = iter + offset as f64;
+        if let Some(m) = v.get("mIoU19").and_then(|m| m.as_f64()) {
+            miou.push((x, 100.0 * m));
+        } else if let Some(obj) = v.as_object() {
+            let total: f64 = obj.iter().filter(|(k, _)| k.starts_with("loss_")).filter_map(|(_, v)| v.as_f64()).sum();
+            loss.push((x, total));
+        }
+    }
+    Ok((loss, miou))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    t2s_train::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,55 @@
+//! `t2s demo` end to end on the CPU, shortened with `--iters`: every report file is written and
+//! results.json holds each method's mIoU and per-class IoU, consistent with the table.
+
+use std::process::Command;
+
+#[test]
+fn demo_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .current_dir(dir.path())
+        .args(["--device", "cpu", "demo", "--quick", "--iters", "6", "--with-oracle", "--output"])
+        .arg(&out)
+        // Smaller evaluation split and training set to keep CI fast.
+        .args(["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    for f in [
+        "results.json",
+        "table.md",
+        "table.json",
+        "loss_curves.png",
+        "miou_curves.png",
+        "per_class_iou.png",
+        "predictions.png",
+        "demo_config.toml",
+        "seed_0/warmup.safetensors",
+        "seed_0/t2s/metrics.jsonl",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing; {stderr}");
+    }
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("table.json")).unwrap()).unwrap();
+    let methods = ["source_only", "dacs", "t2s", "oracle"];
+    assert_eq!(table["methods"], serde_json::json!(methods));
+    for (k, m) in methods.iter().enumerate() {
+        let r = &results["methods"][m];
+        let miou = r["miou"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&miou), "{m}: {miou}");
+        assert_eq!(r["per_class_iou"].as_object().unwrap().len(), 19);
+        // The table shows the same number in percent.
+        assert!((table["miou"][k].as_f64().unwrap() - 100.0 * miou).abs() < 1e-9);
+        // mIoU is the mean over the classes that have an IoU.
+        let ious: Vec<f64> = r["per_class_iou"].as_object().unwrap().values().filter_map(|v| v.as_f64()).collect();
+        let mean = ious.iter().sum::<f64>() / ious.len() as f64;
+        assert!((mean - miou).abs() < 1e-9, "{m}: mean of classes {mean} vs miou {miou}");
+    }
+    // The picture grid: 4 rows (images) × (image, ground truth, 4 methods) tiles of 192×96 + gaps.
+    let grid = image::open(out.join("predictions.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (6 * 194, 4 * 98));
+    let md = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(md.contains("| traffic light |") && md.contains("**mIoU**"), "{md}");
+}
