@@ -43,6 +43,11 @@ fn shipped_configs_parse_and_match_their_names() {
             assert_eq!((c.schedule.max_iters, c.data.batch_size, c.data.crop, c.optim.lr), (40_000, 2, [512, 512], 6e-5), "{name}");
         }
     }
+    // The classic DeepLabV2 optimiser (AdaptSegNet/FDA/DACS): SGD, momentum, L2 decay, poly 0.9.
+    let (_, sgd) = all.iter().find(|(n, _)| n == "gta2cs_deeplabv2_t2s_sgd").expect("SGD DeepLabV2 config");
+    assert_eq!(sgd.optim.kind, t2s_train::config::OptimizerKind::Sgd);
+    assert_eq!((sgd.optim.lr, sgd.optim.weight_decay, sgd.optim.momentum, sgd.schedule.power), (2.5e-4, 5e-4, 0.9, 0.9));
+    assert_eq!((sgd.schedule.warmup_iters, sgd.optim.head_lr_mult), (0, 10.0));
     let (_, dg) = all.iter().find(|(n, _)| n == "dg_gta_daformer_source_only").expect("domain generalisation config");
     assert!(dg.data.target.is_none());
     let kinds: Vec<SetKind> = dg.data.eval.iter().map(|e| e.kind).collect();
