@@ -204,6 +204,23 @@ fn t2s_trains_every_term_and_resumes_exactly() {
     let strip = image::open(straight.join("debug/iter_000004.png")).unwrap();
     assert_eq!((strip.width(), strip.height()), (8 * 66, 2 * 34));
 
+    // Without a target set, t2s is domain generalisation: no pseudo-labels or mixing, pseudo-
+    // targets styled after other source images, the contrastive term still on.
+    let dg_config = std::fs::read_to_string(dir.path().join("t2s.toml")).unwrap().replace(TARGET, "");
+    std::fs::write(dir.path().join("dg.toml"), dg_config).unwrap();
+    run(&["--config", "dg.toml", "--set", "run.name=dg", "--set", "schedule.max_iters=2"]);
+    let dg = records(&dir.path().join("runs/dg"));
+    assert_eq!(dg.len(), 2);
+    for r in &dg {
+        assert!(r.get("loss_mix").is_none() && r.get("pseudo_confidence").is_none(), "{r:?}");
+        for k in ["loss_source", "loss_pseudo_target", "loss_t2s"] {
+            assert!(r[k].as_f64().is_some_and(|v| v.is_finite() && v > 0.0), "{k} in {r:?}");
+        }
+    }
+    // Debug strip: source, label, pseudo-target.
+    let strip = image::open(dir.path().join("runs/dg/debug/iter_000002.png")).unwrap();
+    assert_eq!(strip.width(), 3 * 66);
+
     // Two iterations, then resume: every logged number is the same.
     run(&["--config", "t2s.toml", "--set", "run.name=halves", "--until", "2"]);
     run(&["--resume", "runs/halves"]);

@@ -52,4 +52,8 @@ fn shipped_configs_parse_and_match_their_names() {
     assert!(dg.data.target.is_none());
     let kinds: Vec<SetKind> = dg.data.eval.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec![SetKind::Cityscapes, SetKind::Bdd100k, SetKind::Mapillary]);
+    // The T2S variant of domain generalisation: the same sets, no target.
+    let (_, dg_t2s) = all.iter().find(|(n, _)| n == "dg_gta_daformer_t2s").expect("domain generalisation T2S config");
+    assert_eq!((dg_t2s.uda.method, dg_t2s.data.target.is_none()), (Method::T2s, true));
+    assert_eq!(dg_t2s.data.eval, dg.data.eval);
 }

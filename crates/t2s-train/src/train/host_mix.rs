@@ -81,6 +81,16 @@ pub fn pseudo_target(source: &Batch, target: &Batch, fda: &Fda) -> Result<(Vec<f
     Ok((images, raw))
 }
 
+/// The style batch of domain generalisation: image `i` of the result is source image
+/// `(i + 1) mod B` (so each image is paired with another one when B > 1), without labels.
+pub fn rolled_style(source: &Batch) -> Batch {
+    let n = source.len().max(1);
+    let per = source.raw.len() / n;
+    let roll = |v: &[u8]| -> Vec<u8> { (0..n).flat_map(|i| v[((i + 1) % n) * per..((i + 1) % n + 1) * per].iter().copied()).collect() };
+    let rollf = |v: &[f32]| -> Vec<f32> { (0..n).flat_map(|i| v[((i + 1) % n) * per..((i + 1) % n + 1) * per].iter().copied()).collect() };
+    Batch { raw: roll(&source.raw), images: rollf(&source.images), labels: None, ..source.clone() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +137,15 @@ mod tests {
         let plain = class_mix(&source, &target, &[1, 2, 1, 2], &[0.5; 4], false, &none, &mut seeded_rng(1, 2)).unwrap();
         assert_eq!((plain.labels, plain.weights), (vec![1, 2, 1, 2], vec![0.5; 4]));
         assert!(plain.raw.iter().all(|&v| v == 10.0));
+    }
+
+    #[test]
+    fn rolled_style_pairs_each_image_with_the_next() {
+        let b = batch(vec![1, 1, 1, 2, 2, 2, 3, 3, 3], Some(vec![0, 1, 2]), 3, 1, 1);
+        let r = rolled_style(&b);
+        assert_eq!(r.raw, vec![2, 2, 2, 3, 3, 3, 1, 1, 1]);
+        assert_eq!(r.images[0], b.images[3]);
+        assert!(r.labels.is_none());
     }
 
     #[test]

@@ -83,11 +83,17 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
             network.num_classes
         )));
     }
-    let target = match method {
-        Method::SourceOnly => None,
-        Method::Dacs | Method::T2s => {
-            let set = cfg.data.target.as_ref().ok_or_else(|| {
-                TrainError::Usage(format!("uda.method = {method:?} adapts to a target domain: add a [data.target] table"))
+    let target = match (method, &cfg.data.target) {
+        (Method::SourceOnly, _) => None,
+        (Method::T2s, None) => {
+            eprintln!("no [data.target]: domain generalisation, pseudo-targets take the style of other source images");
+            None
+        }
+        (Method::Dacs | Method::T2s, set) => {
+            let set = set.as_ref().ok_or_else(|| {
+                TrainError::Usage(format!(
+                    "uda.method = {method:?} adapts to a target domain: add a [data.target] table (`t2s` without one is domain generalisation)"
+                ))
             })?;
             let opened = open_set(set, SetRole::Target, "data.target")?;
             for note in &opened.notes {
@@ -215,16 +221,19 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         B::seed(device, cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iter as u64 + 1));
         let batch = source_loader.next_batch().ok_or_else(|| TrainError::Usage("the source loader ended".into()))??;
         let debug_now = cfg.run.debug_interval > 0 && (iter + 1) % cfg.run.debug_interval == 0;
-        let step = match (&mut uda, &mut target_loader) {
-            (Some(uda), Some(target_loader)) => {
-                let target = target_loader.next_batch().ok_or_else(|| TrainError::Usage("the target loader ended".into()))??;
-                let step = uda_step(&student, uda, &batch, &target, cfg, iter, debug_now, device)?;
+        let step = match &mut uda {
+            Some(uda) => {
+                let target = match &mut target_loader {
+                    Some(l) => Some(l.next_batch().ok_or_else(|| TrainError::Usage("the target loader ended".into()))??),
+                    None => None,
+                };
+                let step = uda_step(&student, uda, &batch, target.as_ref(), cfg, iter, debug_now, device)?;
                 if let Some(images) = &step.images {
-                    write_debug(&opts.run_dir, iter + 1, &batch, &target, images, &label_space)?;
+                    write_debug(&opts.run_dir, iter + 1, &batch, target.as_ref(), images, &label_space)?;
                 }
                 step
             }
-            _ => {
+            None => {
                 let (loss, losses) = source_step::source_only_loss(&student, &batch, device)?;
                 StepOutput { loss, losses, stats: Vec::new(), images: None }
             }
@@ -290,7 +299,7 @@ fn write_debug(
     run_dir: &Path,
     iter: usize,
     source: &Batch,
-    target: &Batch,
+    target: Option<&Batch>,
     images: &StepImages,
     space: &t2s_data::LabelSpace,
 ) -> Result<()> {
@@ -303,13 +312,15 @@ fn write_debug(
     if let Some(pt) = &images.pseudo_target {
         columns.push(Column::Floats(pt));
     }
-    columns.extend([
-        Column::Bytes(&target.raw),
-        Column::Labels(&images.pseudo_labels),
-        Column::Floats(&images.mixed.raw),
-        Column::Labels(&images.mixed.labels),
-        Column::Labels(&images.prediction),
-    ]);
+    if let (Some(target), Some((pseudo, mixed, prediction))) = (target, &images.dacs) {
+        columns.extend([
+            Column::Bytes(&target.raw),
+            Column::Labels(pseudo),
+            Column::Floats(&mixed.raw),
+            Column::Labels(&mixed.labels),
+            Column::Labels(prediction),
+        ]);
+    }
     debug_strip::write_strip(&run_dir.join("debug").join(format!("iter_{iter:06}.png")), &columns, source.len(), h, w, space)
 }
 

@@ -13,7 +13,7 @@ use t2s_loss::class_weights::{prototype_similarity, target_confidence, true_clas
 use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
 use t2s_model::{resize_bilinear, Segmentor};
 
-use super::host_mix::{class_mix, pseudo_target, MixedBatch};
+use super::host_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
 use super::source_step::batch_tensors;
 use crate::config::{Method, ReweightTarget, RunConfig};
 use crate::self_training::{ema_alpha, ema_update, pseudo_labels};
@@ -36,12 +36,9 @@ pub struct StepImages {
     pub size: (usize, usize),
     /// Pseudo-target raw `[B, 3, H, W]` (`t2s` only).
     pub pseudo_target: Option<Vec<f32>>,
-    /// Target pseudo-labels `[B, H, W]`.
-    pub pseudo_labels: Vec<u8>,
-    /// The mixed batch.
-    pub mixed: MixedBatch,
-    /// Student prediction on the mixed images `[B, H, W]`.
-    pub prediction: Vec<u8>,
+    /// With a target set: its pseudo-labels `[B, H, W]`, the mixed batch and the student's
+    /// prediction on the mixed images `[B, H, W]`.
+    pub dacs: Option<(Vec<u8>, MixedBatch, Vec<u8>)>,
 }
 
 /// The summed loss on the student's graph, its named terms, other logged numbers, and (when
@@ -76,14 +73,16 @@ fn class_pixel_weights<B: burn::tensor::backend::Backend>(weights: &[f32], label
     Tensor::<B, 1>::from_data(TensorData::new(table, [c + 1]), &device).select(0, idx.reshape([n * h * w])).reshape([n, h, w])
 }
 
-/// Runs one self-training iteration (`cfg.uda.method` is `dacs` or `t2s`) at 0-based `iter`.
+/// Runs one self-training iteration (`cfg.uda.method` is `dacs` or `t2s`) at 0-based `iter`;
+/// `t2s` without a `target` batch is domain generalisation (pseudo-targets styled after other
+/// source images, no pseudo-labels or mixing).
 /// `want_images` asks for the host copies of the iteration's images.
 #[allow(clippy::too_many_arguments)]
 pub fn uda_step<B: AutodiffBackend>(
     student: &Segmentor<B>,
     state: &mut UdaState<B>,
     source: &Batch,
-    target: &Batch,
+    target: Option<&Batch>,
     cfg: &RunConfig,
     iter: usize,
     want_images: bool,
@@ -131,44 +130,70 @@ pub fn uda_step<B: AutodiffBackend>(
         loss = loss + fd;
     }
 
-    // 4. Pseudo-labels from the teacher on the clean target images (at crop resolution).
-    let xt = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(target.images.clone(), [n, 3, h, w]), device);
-    let teacher_t = state.teacher.forward(xt);
-    let pl = pseudo_labels(resize_bilinear(teacher_t.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
-    stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
-    let pseudo = to_u8(pl.labels.clone());
-    let pseudo_w: Vec<f32> = pl.weights.clone().into_data().iter::<f32>().collect();
-
-    // 5–7. ClassMix + strong augmentation on the host, then the weighted mixed loss.
-    let strong = StrongAugConfig {
-        color_jitter_strength: uda.color_jitter_strength as f32,
-        color_jitter_prob: uda.color_jitter_prob,
-        blur_prob: uda.blur_prob,
-        ..StrongAugConfig::default()
-    };
-    let mixed = class_mix(source, target, &pseudo, &pseudo_w, uda.classmix, &strong, &mut rng)?;
-    let xm = Tensor::<B, 4>::from_data(TensorData::new(mixed.images.clone(), [n, 3, h, w]), device);
-    let ym = Tensor::<B, 3, Int>::from_data(TensorData::new(mixed.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
-    let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), device);
-    if let Some(cw) = &ce_weights {
-        wm = wm * class_pixel_weights(cw, ym.clone());
+    // 4–7 (with a target set): pseudo-labels from the teacher on the clean target images (at
+    // crop resolution), ClassMix + strong augmentation on the host, the weighted mixed loss.
+    let mut teacher_t = None;
+    let mut target_conf = None;
+    let mut dacs_images = None;
+    if let Some(target) = target {
+        let xt = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(target.images.clone(), [n, 3, h, w]), device);
+        let out = state.teacher.forward(xt);
+        let pl = pseudo_labels(resize_bilinear(out.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
+        teacher_t = Some(out);
+        stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
+        let pseudo = to_u8(pl.labels.clone());
+        let pseudo_w: Vec<f32> = pl.weights.clone().into_data().iter::<f32>().collect();
+        let strong = StrongAugConfig {
+            color_jitter_strength: uda.color_jitter_strength as f32,
+            color_jitter_prob: uda.color_jitter_prob,
+            blur_prob: uda.blur_prob,
+            ..StrongAugConfig::default()
+        };
+        let mixed = class_mix(source, target, &pseudo, &pseudo_w, uda.classmix, &strong, &mut rng)?;
+        let xm = Tensor::<B, 4>::from_data(TensorData::new(mixed.images.clone(), [n, 3, h, w]), device);
+        let ym =
+            Tensor::<B, 3, Int>::from_data(TensorData::new(mixed.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
+        let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), device);
+        if let Some(cw) = &ce_weights {
+            wm = wm * class_pixel_weights(cw, ym.clone());
+        }
+        let logits_m = resize_bilinear(student.forward(xm).logits, h, w);
+        let prediction = if want_images { to_u8(logits_m.clone().inner().argmax(1).reshape([n, h, w])) } else { Vec::new() };
+        let loss_mix = cross_entropy(logits_m, ym, &ce, Some(wm));
+        losses.push(("loss_mix".to_string(), scalar(&loss_mix)));
+        loss = loss + loss_mix;
+        target_conf = Some(pl.probs);
+        if want_images {
+            dacs_images = Some((pseudo, mixed, prediction));
+        }
     }
-    let logits_m = resize_bilinear(student.forward(xm).logits, h, w);
-    let prediction = want_images.then(|| to_u8(logits_m.clone().inner().argmax(1).reshape([n, h, w])));
-    let loss_mix = cross_entropy(logits_m, ym, &ce, Some(wm));
-    losses.push(("loss_mix".to_string(), scalar(&loss_mix)));
-    loss = loss + loss_mix;
 
     // T2S-DA (method.md §4).
     let mut pt_raw = None;
     if t2s_on {
         let t2s = &cfg.t2s;
         let fda = Fda::new(t2s.fda_beta).map_err(|e| TrainError::Usage(format!("t2s.fda_beta: {e}")))?;
-        let (pt_images, raw) = pseudo_target(source, target, &fda)?;
+        // Domain generalisation (no target set, method.md §8): each source image takes the
+        // style of another source image of the batch.
+        let rolled;
+        let style = match target {
+            Some(t) => t,
+            None => {
+                rolled = rolled_style(source);
+                &rolled
+            }
+        };
+        let (pt_images, raw) = pseudo_target(source, style, &fda)?;
         if want_images {
             pt_raw = Some(raw);
         }
         let xpt = Tensor::<B, 4>::from_data(TensorData::new(pt_images, [n, 3, h, w]), device);
+        // Without a target the teacher's view of the pseudo-targets plays the target's part
+        // (unreliable negatives, π, the target prototypes).
+        let teacher_t = match teacher_t.take() {
+            Some(t) => t,
+            None => state.teacher.forward(xpt.clone().inner()),
+        };
         let out_pt = student.forward(xpt);
         let logits_pt = resize_bilinear(out_pt.logits, h, w);
         let probs_pt = softmax(logits_pt.clone().inner(), 1);
@@ -196,6 +221,7 @@ pub fn uda_step<B: AutodiffBackend>(
         let [_, d, _, _] = emb_t.dims();
         let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([n * eh * ew, d]);
         st.target_prototypes.update(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
+        let target_probs_for_stats = target_probs.clone();
         if t2s.contrastive_weight > 0.0 {
             let teacher_s = state.teacher.forward(xs.clone().inner());
             let view = TeacherView {
@@ -216,19 +242,13 @@ pub fn uda_step<B: AutodiffBackend>(
         // Re-weighting statistics after this iteration's use of the weights.
         let batch_values = match st.stats.statistic {
             ReweightStatistic::TrueClassProbability => true_class_probability(probs_pt, ys_inner),
-            ReweightStatistic::TargetConfidence => target_confidence(pl.probs),
+            ReweightStatistic::TargetConfidence => target_confidence(target_conf.take().unwrap_or(target_probs_for_stats)),
             ReweightStatistic::CrossDomainSimilarity => prototype_similarity(&st.prototypes, &st.target_prototypes),
         };
         st.stats.update(&batch_values).map_err(|e| TrainError::Usage(format!("re-weighting statistics: {e}")))?;
     }
 
-    let images = want_images.then(|| StepImages {
-        size: (h, w),
-        pseudo_target: pt_raw,
-        pseudo_labels: pseudo,
-        mixed,
-        prediction: prediction.unwrap_or_default(),
-    });
+    let images = want_images.then_some(StepImages { size: (h, w), pseudo_target: pt_raw, dacs: dacs_images });
     Ok(StepOutput { loss, losses, stats, images })
 }
 
