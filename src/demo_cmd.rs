@@ -120,15 +120,7 @@ impl BackendTask for Demo {
         let config_path = output.join("demo_config.toml");
         std::fs::write(&config_path, base.to_toml()).with_context(|| format!("writing {}", config_path.display()))?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\nCtrl-C: finishing this iteration, saving, then stopping (press again to abort)");
-        })
-        .context("installing the Ctrl-C handler")?;
+        let stop = crate::train_cmd::stop_on_ctrl_c()?;
 
         let want = |m: &str| a.methods.iter().any(|x| x == m);
         let mut plan: Vec<(u64, &str)> = Vec::new();

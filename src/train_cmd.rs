@@ -16,6 +16,21 @@ use t2s_train::{RunConfig, TrainOptions};
 
 use crate::device::BackendTask;
 
+/// A flag that the first Ctrl-C sets (the run saves and stops after the current iteration); a
+/// second Ctrl-C exits at once.
+pub fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: finishing this iteration, saving a checkpoint, then stopping (press again to abort)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
 /// Arguments of `t2s train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -66,16 +81,7 @@ impl BackendTask for Train {
         }
         eprintln!("run folder: {}", run_dir.display());
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        // A second Ctrl-C while saving kills the process as usual.
-        ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\nCtrl-C: finishing this iteration, saving a checkpoint, then stopping (press again to abort)");
-        })
-        .context("installing the Ctrl-C handler")?;
+        let stop = stop_on_ctrl_c()?;
 
         let bar = ProgressBar::new(a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters) as u64);
         bar.set_style(

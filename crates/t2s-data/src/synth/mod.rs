@@ -67,13 +67,20 @@ pub fn render_label(domain: Domain, width: u32, height: u32, seed: u64, index: u
     if width == 0 || height == 0 {
         return GrayImage::new(width, height);
     }
+    let (_, _, canvas) = rasterize_sample(domain, width, height, seed, index);
+    GrayImage::from_raw(width, height, canvas.label).unwrap_or_else(|| GrayImage::new(width, height))
+}
+
+/// The scene, its look and the rasterised canvas of a sample (both renderers start here, so the
+/// label of [`render_label`] is exactly [`render`]'s).
+fn rasterize_sample(domain: Domain, width: u32, height: u32, seed: u64, index: u64) -> (scene::Scene, appearance::Look, raster::Canvas) {
     let mut rng = seeded_rng(seed, stream(domain, index));
     let stats = layout::LayoutStats::of(domain);
     let palette = appearance::Palette::of(domain);
     let scene = street::sample_scene(&stats, &palette, width, height, &mut rng);
     let look = palette.look(scene.sky.0, &mut rng);
     let canvas = render::rasterize(&scene, &look, width as usize, height as usize);
-    GrayImage::from_raw(width, height, canvas.label).unwrap_or_else(|| GrayImage::new(width, height))
+    (scene, look, canvas)
 }
 
 /// [`render`], also returning the scene (for tests that check geometry).
@@ -83,12 +90,7 @@ pub(crate) fn render_scene(domain: Domain, width: u32, height: u32, seed: u64, i
         let label = Some(GrayImage::new(width, height));
         return (Sample { name, image: RgbImage::new(width, height), label }, None);
     }
-    let mut rng = seeded_rng(seed, stream(domain, index));
-    let stats = layout::LayoutStats::of(domain);
-    let palette = appearance::Palette::of(domain);
-    let scene = street::sample_scene(&stats, &palette, width, height, &mut rng);
-    let look = palette.look(scene.sky.0, &mut rng);
-    let canvas = render::rasterize(&scene, &look, width as usize, height as usize);
+    let (scene, look, canvas) = rasterize_sample(domain, width, height, seed, index);
     let image = sensor::develop(&canvas, &look);
     let label = GrayImage::from_raw(width, height, canvas.label).unwrap_or_else(|| GrayImage::new(width, height));
     (Sample { name, image, label: Some(label) }, Some(scene))
