@@ -32,6 +32,9 @@ pub enum Command {
     Prepare(crate::prepare_cmd::PrepareArgs),
     /// Evaluate weights on the evaluation sets of a run configuration: per-class IoU, mIoU (JSON, Markdown), pictures.
     Eval(crate::eval_cmd::EvalArgs),
+    /// Per class, cosine similarity of the source and target prototypes of the contrastive embedding
+    /// against target IoU, for one or several weights (JSON, Markdown, scatter plot).
+    Similarity(crate::similarity_cmd::SimilarityArgs),
     /// Train as a run configuration says (configs/*.toml); Ctrl-C saves and stops, --resume continues.
     Train(crate::train_cmd::TrainArgs),
     /// Train source-only, self-training (dacs) and T2S-DA on the built-in synthetic benchmark and

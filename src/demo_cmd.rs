@@ -63,6 +63,12 @@ pub struct DemoArgs {
     /// Override a key of the demo configuration (repeatable), e.g. `--set t2s.fda_beta=0.05`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+
+    /// Reuse the source-only warm-ups of an earlier report folder (its seed_<S>/warmup.safetensors)
+    /// instead of training them again, for ablations of dacs or t2s. The earlier demo must have
+    /// had the same network, data, optimiser and schedule; source_only must not be in --methods.
+    #[arg(long, value_name = "DIR")]
+    pub warmup_from: Option<PathBuf>,
 }
 
 /// One trained model of the report.
@@ -109,6 +115,9 @@ impl BackendTask for Demo {
         base.schedule.warmup_iters = base.schedule.warmup_iters.min(warm / 2);
         base.eval.interval = if a.quick { warm } else { base.eval.interval.min(warm).max(1) };
         base.run.debug_interval = if a.quick { 0 } else { base.run.debug_interval };
+        if let Some(from) = &a.warmup_from {
+            check_warmups(from, &base, &a.seeds, a.methods.iter().any(|m| m == "source_only"))?;
+        }
         let output = a.output.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             PathBuf::from("runs").join(format!("demo-{secs}"))
@@ -140,6 +149,15 @@ impl BackendTask for Demo {
         );
         let mut trained: Vec<Trained> = Vec::new();
         for (k, &(seed, method)) in plan.iter().enumerate() {
+            if let (Some(from), "source_only") = (&a.warmup_from, method) {
+                let src = from.join(format!("seed_{seed}")).join("warmup.safetensors");
+                let dst_dir = output.join(format!("seed_{seed}"));
+                std::fs::create_dir_all(&dst_dir).with_context(|| format!("creating {}", dst_dir.display()))?;
+                std::fs::copy(&src, dst_dir.join("warmup.safetensors"))
+                    .with_context(|| format!("copying the warm-up {}", src.display()))?;
+                eprintln!("[{}/{}] seed {seed}: source-only warm-up taken from {}", k + 1, plan.len(), src.display());
+                continue;
+            }
             let mut cfg = base.clone();
             cfg.run.seed = seed;
             cfg.run.output = output.join(format!("seed_{seed}"));
@@ -191,6 +209,46 @@ impl BackendTask for Demo {
         eprintln!("demo finished in {:.1} min; report: {}", elapsed / 60.0, output.display());
         Ok(())
     }
+}
+
+/// Checks that `from` (an earlier demo's report folder) holds a warm-up for every seed, trained
+/// with what the warm-up depends on (network, data, optimiser, schedule) equal to `base`'s.
+fn check_warmups(from: &Path, base: &RunConfig, seeds: &[u64], source_only_wanted: bool) -> Result<()> {
+    if source_only_wanted {
+        bail!("--warmup-from reuses source-only warm-ups for dacs and t2s; leave source_only out of --methods");
+    }
+    let path = from.join("demo_config.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("--warmup-from {}: reading {} (is it a `t2s demo` report folder?)", from.display(), path.display()))?;
+    let prev = RunConfig::parse(&text, &[]).map_err(anyhow::Error::msg).with_context(|| format!("parsing {}", path.display()))?;
+    let differs: Vec<&str> = [
+        ("model", prev.model != base.model),
+        ("data", prev.data != base.data),
+        ("optim", prev.optim != base.optim),
+        ("schedule", prev.schedule != base.schedule),
+    ]
+    .into_iter()
+    .filter_map(|(name, d)| d.then_some(name))
+    .collect();
+    if !differs.is_empty() {
+        bail!(
+            "--warmup-from {}: its [{}] differ from this demo's (compare {}); its warm-ups would not be this demo's",
+            from.display(),
+            differs.join("], ["),
+            path.display()
+        );
+    }
+    for seed in seeds {
+        let w = from.join(format!("seed_{seed}")).join("warmup.safetensors");
+        if !w.is_file() {
+            bail!(
+                "--warmup-from {}: no warm-up for seed {seed} ({} is missing); run that demo with --seeds including {seed}",
+                from.display(),
+                w.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One training run with its own progress bar (iterations, ETA, throughput, losses).

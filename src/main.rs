@@ -9,6 +9,7 @@ mod eval_cmd;
 mod gpu_cache;
 mod plots;
 mod prepare_cmd;
+mod similarity_cmd;
 mod synth_cmd;
 mod train_cmd;
 
@@ -57,6 +58,11 @@ fn run(cli: Cli) -> Result<()> {
             let selected = device::select(&cli.device)?;
             eprintln!("device: {selected}");
             dispatch(&selected, eval_cmd::Eval(args))
+        }
+        Command::Similarity(args) => {
+            let selected = device::select(&cli.device)?;
+            eprintln!("device: {selected}");
+            dispatch(&selected, similarity_cmd::Similarity(args))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! PNG charts for `t2s demo`: line charts (training curves) and grouped per-class bar charts (IoU by method).
+//! PNG charts for `t2s demo` and `t2s similarity`: line charts (training curves), grouped per-class bar charts (IoU
+//! by method) and labelled scatter plots (IoU against prototype similarity).
 //!
 //! plotters draws into an RGB buffer that `png` writes out. Text uses the DejaVu Sans embedded from
 //! `assets/fonts/` through plotters' `ab_glyph` feature, so nothing needs system fonts or libraries at run time.
@@ -53,6 +54,23 @@ pub struct Series {
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
     render_png(path, LINE_SIZE, |root| draw_line_chart(root, title, x_label, y_label, series))
         .with_context(|| format!("writing line chart {}", path.display()))?;
+    Ok(())
+}
+
+/// One series of a [`scatter_chart`]: points `(x, y)` with a text label each (may be empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64, String)>,
+}
+
+/// Writes a scatter plot (about 900×500) to `path`: one colour and marker shape (circle, triangle, square, cross,
+/// in turn) per series, a legend with the series names, and each point's label in small text beside it.
+/// Non-finite points are skipped ("no data" when none is left). Both axes span the data with 5% margins; the y axis
+/// starts at min(0, ymin).
+pub fn scatter_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[ScatterSeries]) -> Result<()> {
+    render_png(path, LINE_SIZE, |root| draw_scatter_chart(root, title, x_label, y_label, series))
+        .with_context(|| format!("writing scatter chart {}", path.display()))?;
     Ok(())
 }
 
@@ -217,6 +235,78 @@ fn draw_line_chart(
         no_data(&chart.plotting_area().strip_coord_spec())?;
     }
     Ok(chart.plotting_area().get_pixel_range())
+}
+
+/// Draws series `i`'s marker centred at pixel `at`: a circle, triangle, square or cross by `i`.
+fn marker<'a>(area: &Root<'a>, at: (i32, i32), i: usize) -> Result<()> {
+    let (x, y, r) = (at.0, at.1, 5);
+    let style = palette(i).filled();
+    match i % 4 {
+        0 => area.draw(&Circle::new(at, r, style))?,
+        1 => area.draw(&Polygon::new(vec![(x, y - r - 1), (x - r, y + r), (x + r, y + r)], style))?,
+        2 => area.draw(&Rectangle::new([(x - r + 1, y - r + 1), (x + r - 1, y + r - 1)], style))?,
+        _ => {
+            let stroke = palette(i).stroke_width(3);
+            area.draw(&PathElement::new(vec![(x - r, y - r), (x + r, y + r)], stroke))?;
+            area.draw(&PathElement::new(vec![(x - r, y + r), (x + r, y - r)], stroke))?;
+        }
+    }
+    Ok(())
+}
+
+/// Each drawn point's pixel position, `[series][point]` (`None` where skipped); only the tests read it.
+type PointPixels = Vec<Vec<Option<(i32, i32)>>>;
+
+/// The scatter plot proper.
+fn draw_scatter_chart(root: &Root<'_>, title: &str, x_label: &str, y_label: &str, series: &[ScatterSeries]) -> Result<PointPixels> {
+    let finite = |p: &&(f64, f64, String)| p.0.is_finite() && p.1.is_finite();
+    let all = || series.iter().flat_map(|s| s.points.iter().filter(finite));
+    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    let area = title_and_legend(root, title, &names, marker)?;
+    let has_data = all().next().is_some();
+    let ((x0, x1), (y0, y1)) = if has_data {
+        let (xmin, xmax) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+        let (ymin, ymax) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        let ((xlo, xhi), (ylo, yhi)) = (nonempty(xmin, xmax), nonempty(ymin.min(0.0), ymax));
+        let (dx, dy) = (0.05 * (xhi - xlo), 0.05 * (yhi - ylo));
+        ((xlo - dx, xhi + dx), (ylo, yhi + dy))
+    } else {
+        ((0.0, 1.0), (0.0, 1.0))
+    };
+    let mut chart = ChartBuilder::on(&area).margin(15).x_label_area_size(45).y_label_area_size(70).build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(BLACK.mix(0.05))
+        .bold_line_style(BLACK.mix(0.15))
+        .draw()?;
+    let text = (FONT, 11).into_font().color(&BLACK.mix(0.8)).pos(Pos::new(HPos::Left, VPos::Center));
+    let mut drawn = Vec::with_capacity(series.len());
+    for (i, s) in series.iter().enumerate() {
+        let mut at = Vec::with_capacity(s.points.len());
+        for p in &s.points {
+            if !finite(&p) {
+                at.push(None);
+                continue;
+            }
+            let px = chart.backend_coord(&(p.0, p.1));
+            marker(root, px, i)?;
+            if !p.2.is_empty() {
+                root.draw(&Text::new(p.2.clone(), (px.0 + 7, px.1), text.clone()))?;
+            }
+            at.push(Some(px));
+        }
+        drawn.push(at);
+    }
+    if !has_data {
+        no_data(&chart.plotting_area().strip_coord_spec())?;
+    }
+    Ok(drawn)
 }
 
 /// A bar's pixel rectangle: (left, top), (right, bottom).
@@ -453,6 +543,30 @@ mod tests {
         let path = dir.path().join("empty.png");
         grouped_bar_chart(&path, "t", "y", &[], &[]).unwrap();
         assert_eq!(load(&path).dimensions(), (BAR_MIN_WIDTH, BAR_HEIGHT));
+    }
+
+    #[test]
+    fn scatter_chart_draws_markers_in_series_colours_where_the_points_are() {
+        let label = |x: f64, y: f64, l: &str| (x, y, l.to_string());
+        let data = [
+            ScatterSeries { name: "a".into(), points: vec![label(0.2, 10.0, "road"), label(0.9, 80.0, ""), label(f64::NAN, 1.0, "x")] },
+            ScatterSeries { name: "b".into(), points: vec![label(0.5, 40.0, "car")] },
+        ];
+        let (drawn, img) = render(LINE_SIZE, |root| draw_scatter_chart(root, "t", "cosine", "IoU (%)", &data));
+        assert_eq!(img.dimensions(), LINE_SIZE);
+        assert!(drawn[0][2].is_none(), "the NaN point is skipped");
+        for (i, points) in drawn.iter().enumerate() {
+            for &(x, y) in points.iter().flatten() {
+                assert_eq!(*img.get_pixel(x as u32, y as u32), rgb(palette(i)), "marker of series {i} at {x},{y}");
+            }
+        }
+        // Larger x is further right, larger y higher up.
+        let ((x0, y0), (x1, y1)) = (drawn[0][0].unwrap(), drawn[0][1].unwrap());
+        assert!(x1 > x0 + 100 && y1 + 100 < y0, "{drawn:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scatter.png");
+        scatter_chart(&path, "t", "x", "y", &[]).unwrap();
+        assert_eq!(load(&path).dimensions(), LINE_SIZE);
     }
 
     #[test]

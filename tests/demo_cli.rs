@@ -52,4 +52,39 @@ fn demo_writes_the_report() {
     assert_eq!((grid.width(), grid.height()), (6 * 194, 4 * 98));
     let md = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(md.contains("| traffic light |") && md.contains("**mIoU**"), "{md}");
+
+    // --warmup-from: t2s alone from the first report's warm-up reproduces its t2s exactly.
+    let small = ["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"];
+    let again = dir.path().join("again");
+    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .args(["--device", "cpu", "demo", "--quick", "--iters", "6", "--methods", "t2s", "--warmup-from"])
+        .arg(&out)
+        .arg("--output")
+        .arg(&again)
+        .args(small)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("warm-up taken from"), "{stderr}");
+    assert!(!again.join("seed_0/source_only").exists(), "the warm-up was retrained");
+    assert_eq!(
+        std::fs::read(again.join("seed_0/warmup.safetensors")).unwrap(),
+        std::fs::read(out.join("seed_0/warmup.safetensors")).unwrap()
+    );
+    let redo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.join("results.json")).unwrap()).unwrap();
+    assert_eq!(redo["methods"]["t2s"]["miou"], results["methods"]["t2s"]["miou"]);
+
+    // A different schedule would not have the same warm-up: refused, naming the section.
+    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .args(["--device", "cpu", "demo", "--quick", "--iters", "8", "--methods", "t2s", "--warmup-from"])
+        .arg(&out)
+        .arg("--output")
+        .arg(dir.path().join("refused"))
+        .args(small)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("[schedule]"), "{stderr}");
+    assert!(!dir.path().join("refused").exists(), "a refused demo leaves no folder");
 }
