@@ -114,6 +114,18 @@ pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &
         eprintln!("rare class sampling on {}: {from}", source.name);
         let rcs = RcsConfig { temperature: cfg.data.rcs.temperature, min_pixels: cfg.data.rcs.min_pixels };
         let sampler = RareClassSampler::new(&counts, rcs).map_err(|e| TrainError::Usage(format!("data.rcs: {e}")))?;
+        let pool = sampler.effective_pool();
+        eprintln!("rare class sampling: an effective pool of {pool:.0} of {} images", counts.len());
+        if pool < 0.05 * counts.len() as f64 {
+            // The failure this guards against is silent: the loss drops fast on a few repeated
+            // images while the model generalises badly (docs/results.md, "Rare class sampling").
+            eprintln!(
+                "warning: rare class sampling draws most of its images from about {pool:.0} of {}; data.rcs.min_pixels = {} is probably \
+                 too high for images of this size (DAFormer's 3,000 is 0.15 % of a 1914×1052 GTA5 label), or data.rcs.temperature too low",
+                counts.len(),
+                cfg.data.rcs.min_pixels
+            );
+        }
         SampleOrder::RareClass(Arc::new(sampler))
     } else {
         SampleOrder::Shuffle
