@@ -27,6 +27,7 @@ fn demo_writes_the_report() {
         "predictions.png",
         "demo_config.toml",
         "seed_0/warmup.safetensors",
+        "seed_0/warmup.json",
         "seed_0/t2s/metrics.jsonl",
     ] {
         assert!(out.join(f).is_file(), "{f} missing; {stderr}");
@@ -87,4 +88,16 @@ fn demo_writes_the_report() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("[schedule]"), "{stderr}");
     assert!(!dir.path().join("refused").exists(), "a refused demo leaves no folder");
+    // So would a warm-up of another length (this demo adapts from 6 / 4 = 1).
+    std::fs::write(out.join("seed_0/warmup.json"), r#"{"iteration":2}"#).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
+        .args(["--device", "cpu", "demo", "--quick", "--iters", "6", "--methods", "t2s", "--warmup-from"])
+        .arg(&out)
+        .arg("--output")
+        .arg(dir.path().join("refused"))
+        .args(small)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("ends at iteration 2") && stderr.contains("--adapt-from 2"), "{stderr}");
 }
