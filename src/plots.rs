@@ -186,6 +186,30 @@ fn nonempty(lo: f64, hi: f64) -> (f64, f64) {
     }
 }
 
+/// A chart on `area` over `x` × `y` with the shared mesh style and axis titles drawn.
+fn axes<'a, 'b>(
+    area: &'a Root<'b>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_label: &str,
+    y_label: &str,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>>
+{
+    let mut chart = ChartBuilder::on(area).margin(15).x_label_area_size(45).y_label_area_size(70).build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(BLACK.mix(0.05))
+        .bold_line_style(BLACK.mix(0.15))
+        .draw()?;
+    Ok(chart)
+}
+
 /// The line chart proper; returns the plotting area's pixel ranges (x, y) for tests.
 fn draw_line_chart(
     root: &Root<'_>,
@@ -215,18 +239,7 @@ fn draw_line_chart(
         ((0.0, 1.0), (0.0, 1.0))
     };
 
-    let mut chart = ChartBuilder::on(&area).margin(15).x_label_area_size(45).y_label_area_size(70).build_cartesian_2d(x0..x1, y0..y1)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .x_label_formatter(&tick)
-        .y_label_formatter(&tick)
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 16))
-        .light_line_style(BLACK.mix(0.05))
-        .bold_line_style(BLACK.mix(0.15))
-        .draw()?;
+    let mut chart = axes(&area, x0..x1, y0..y1, x_label, y_label)?;
     for (i, points) in finite.iter().enumerate() {
         let color = palette(i);
         chart.draw_series(LineSeries::new(points.iter().copied(), color.filled().stroke_width(2)).point_size(3))?;
@@ -273,18 +286,7 @@ fn draw_scatter_chart(root: &Root<'_>, title: &str, x_label: &str, y_label: &str
     } else {
         ((0.0, 1.0), (0.0, 1.0))
     };
-    let mut chart = ChartBuilder::on(&area).margin(15).x_label_area_size(45).y_label_area_size(70).build_cartesian_2d(x0..x1, y0..y1)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .x_label_formatter(&tick)
-        .y_label_formatter(&tick)
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 16))
-        .light_line_style(BLACK.mix(0.05))
-        .bold_line_style(BLACK.mix(0.15))
-        .draw()?;
+    let chart = axes(&area, x0..x1, y0..y1, x_label, y_label)?;
     let text = (FONT, 11).into_font().color(&BLACK.mix(0.8)).pos(Pos::new(HPos::Left, VPos::Center));
     let mut drawn = Vec::with_capacity(series.len());
     for (i, s) in series.iter().enumerate() {
