@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Set WGPU=1 to also compare the wgpu backend (needs a Vulkan loader and driver).
 # Checks a CUDA build of t2s on an NVIDIA machine against the CPU backend on the same inputs,
 # and times inference. Usage: scripts/gpu_check.sh <path to t2s binary> <output folder>
+# Environment: DEVICES (default "cuda", e.g. "cuda wgpu"; wgpu needs a Vulkan loader and driver),
+# WGPU=1 (same as adding wgpu), TIMING=0 skips the full-size timing part, PREDICT_TIMEOUT
+# (seconds per prediction run, default 180: a cold kernel cache compiles for minutes, docs/gpu.md).
 # Needs python3 with numpy and Pillow (to make inputs and compare .npy files); for the PyTorch
 # timing row also torch + transformers.
 set -uo pipefail
 T2S="$1"; OUT="$2"; mkdir -p "$OUT"
+DEVICES="${DEVICES:-cuda}${WGPU:+ wgpu}"
 W=$(mktemp -d)
 FIX=crates/t2s-model/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -53,21 +56,35 @@ compare() { # net device
   python3 - "$W/cpu_$1" "$W/$2_$1" "$1 $2" <<'PY'
 import sys, glob, os, numpy as np
 worst = 0.0
-for a in sorted(glob.glob(sys.argv[1] + "/*_logits.npy")):
-    x = np.load(a); y = np.load(os.path.join(sys.argv[2], os.path.basename(a)))
+files = sorted(glob.glob(sys.argv[1] + "/*_logits.npy"))
+if not files:
+    sys.exit(print(f"RESULT {sys.argv[3]} FAIL: no CPU logits to compare with"))
+for a in files:
+    b = os.path.join(sys.argv[2], os.path.basename(a))
+    if not os.path.exists(b):
+        print(f"  {sys.argv[3]} {os.path.basename(a)} missing (the run did not finish)"); worst = float("inf"); continue
+    x = np.load(a); y = np.load(b)
     rel = np.abs(x - y).max() / max(np.abs(x).max(), 1e-12)
     worst = max(worst, rel)
     print(f"  {sys.argv[3]} {os.path.basename(a)} {x.shape} max rel diff vs cpu {rel:.2e}")
-print(f"RESULT {sys.argv[3]} worst rel diff {worst:.2e} {'PASS' if worst < 1e-3 else 'FAIL'}")
+# CUDA multiplies f32 matrices on tensor cores in TF32 (10-bit mantissa; cubek does so whenever the
+# device supports it, docs/gpu.md), so its bar is TF32's; every other backend must agree to 1e-3.
+bar = 1e-2 if sys.argv[3].endswith("cuda") else 1e-3
+print(f"RESULT {sys.argv[3]} worst rel diff {worst:.2e} (bar {bar:.0e}) {'PASS' if worst < bar else 'FAIL'}")
 PY
 }
 for net in daformer deeplabv2; do
   "$T2S" --device cpu predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/cpu_$net" --save-logits 2>&1 | tail -1
-  for dev in cuda ${WGPU:+wgpu}; do
-    timeout 180 "$T2S" --device $dev predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/${dev}_$net" --save-logits 2>&1 | tail -2
+  for dev in $DEVICES; do
+    s=$(date +%s)
+    timeout "${PREDICT_TIMEOUT:-180}" "$T2S" --device $dev predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/${dev}_$net" --save-logits 2>&1 | tail -2
+    rc=${PIPESTATUS[0]}
+    echo "  $net $dev: prediction run took $(( $(date +%s) - s )) s (exit $rc; 124 = timed out)"
     compare $net $dev
   done
 done
+cp -r "$W"/cpu_daformer "$OUT/" 2>/dev/null
+[ "${TIMING:-1}" = 0 ] && exit 0
 
 # Inference time of full-size networks (random weights) on a 2048x1024 image: one image vs
 # nine, so the difference is the steady-state time of eight predictions (JIT compilation and
@@ -91,4 +108,4 @@ with torch.no_grad():
     torch.cuda.synchronize()
 print(f"TIME pytorch {torch.__version__} cuda segformer-b5 2048x1024 fp32 (tf32 {torch.backends.cuda.matmul.allow_tf32}): {(time.time()-t)/8*1000:.0f} ms/image (forward+upsample+argmax, no PNG IO)")
 PY
-cp -r "$W"/cpu_daformer "$OUT/" 2>/dev/null; true
+true

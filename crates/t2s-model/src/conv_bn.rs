@@ -1,6 +1,7 @@
 //! Convolution + batch norm (+ ReLU) blocks, named like mmcv's `ConvModule` (`conv`, `bn`).
 
 use crate::batch_norm::batch_norm_2d;
+use crate::depthwise::conv2d_forward;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -92,7 +93,7 @@ impl<B: Backend> ConvBn<B> {
 
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = batch_norm_2d(&self.bn, self.conv.forward(x));
+        let x = batch_norm_2d(&self.bn, conv2d_forward(&self.conv, x));
         if self.relu {
             relu(x)
         } else {

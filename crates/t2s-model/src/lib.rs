@@ -5,6 +5,7 @@
 
 pub mod batch_norm;
 pub mod conv_bn;
+pub mod depthwise;
 pub mod error;
 pub mod resize;
 

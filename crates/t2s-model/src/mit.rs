@@ -21,6 +21,7 @@ use burn::tensor::{backend::Backend, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::conv_bn::ConvSpec;
+use crate::depthwise::conv2d_forward;
 use crate::error::{ModelError, Result};
 
 fn default_mlp_ratio() -> usize {
@@ -464,7 +465,7 @@ impl<B: Backend> MixFfn<B> {
         let x = self.fc1.forward(x);
         let [n, l, hidden] = x.dims();
         // [N, L, hidden] → [N, hidden, L] → [N, hidden, h, w] → depth-wise conv (same size)
-        let map = self.dwconv.forward(x.swap_dims(1, 2).reshape([n, hidden, h, w]));
+        let map = conv2d_forward(&self.dwconv, x.swap_dims(1, 2).reshape([n, hidden, h, w]));
         // [N, hidden, h, w] → [N, hidden, L] → [N, L, hidden]
         let x = map.reshape([n, hidden, l]).swap_dims(1, 2);
         self.fc2.forward(gelu_exact(x))

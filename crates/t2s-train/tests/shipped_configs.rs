@@ -56,4 +56,14 @@ fn shipped_configs_parse_and_match_their_names() {
     let (_, dg_t2s) = all.iter().find(|(n, _)| n == "dg_gta_daformer_t2s").expect("domain generalisation T2S config");
     assert_eq!((dg_t2s.uda.method, dg_t2s.data.target.is_none()), (Method::T2s, true));
     assert_eq!(dg_t2s.data.eval, dg.data.eval);
+    // The GPU measurement configuration: the DAFormer T2S-DA recipe, synthetic data at the real
+    // datasets' training sizes (GTA5 resized to 1280×720, Cityscapes to 1024×512).
+    let (_, real) = all.iter().find(|(n, _)| n == "gta2cs_daformer_t2s").unwrap();
+    let (_, syn) = all.iter().find(|(n, _)| n == "synthetic_daformer_t2s").expect("synthetic DAFormer config");
+    assert_eq!(syn.model.preset, real.model.preset);
+    assert_eq!((&syn.uda, &syn.t2s, &syn.optim, &syn.schedule), (&real.uda, &real.t2s, &real.optim, &real.schedule));
+    assert_eq!((syn.data.batch_size, syn.data.crop), (real.data.batch_size, real.data.crop));
+    let target = syn.data.target.as_ref().unwrap();
+    assert_eq!((syn.data.source.kind, target.kind), (SetKind::Synthetic, SetKind::Synthetic));
+    assert_eq!((syn.data.source.size, target.size), (Some([1280, 720]), Some([1024, 512])));
 }
