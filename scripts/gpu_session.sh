@@ -12,8 +12,8 @@
 #      PyTorch twin (scripts/bench_contrastive.py).
 #   4. scripts/gpu_check.sh with each build: small networks' logits on CUDA (and wgpu) vs the CPU.
 #
-# Usage: scripts/gpu_session.sh <folder with t2s[.xz], t2s_autotune[.xz], bench[.xz], bench_autotune[.xz]>
-#                               <output folder> [budget in seconds, default 500]
+# Usage: [PROFILE=seconds] scripts/gpu_session.sh <folder with t2s[.xz], t2s_autotune[.xz], bench[.xz],
+#                               bench_autotune[.xz]> <output folder> [budget in seconds, default 500]
 # Missing binaries skip their parts. Needs python3 with numpy and Pillow (and torch for part 3).
 set -uo pipefail
 BIN="$1"; OUT="$2"; BUDGET="${3:-500}"
@@ -75,9 +75,25 @@ icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   PYTHONUNBUFFERED=1 timeout 90 python3 scripts/bench_contrastive.py --device cuda --iters 30
 } > "$W/bench.log" 2>&1
 
-while [ "$(elapsed)" -lt $(( BUDGET - 15 )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
+# PROFILE=<seconds> keeps that much of the budget for a profiled run at the end: CubeCL logs every
+# kernel's time (each launch is synchronised, so the run is slower than the real one); the table
+# below sums them per kernel name, which is how the grouped-convolution problem was found.
+PROFILE=${PROFILE:-0}
+while [ "$(elapsed)" -lt $(( BUDGET - 15 - PROFILE )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
 [ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
 sleep 1
+if [ "$PROFILE" -gt 0 ] && [ -x "$W/t2s" ]; then
+  mkdir -p "$W/profile"
+  ( cd "$W/profile" && CUBECL_DEBUG_LOG="$W/profile/cubecl.log" CUBECL_DEBUG_OPTION=profile T2S_CACHE_DIR="$W/cache_b5" \
+    timeout "$PROFILE" "$W/t2s" --device cuda train --config "$REPO/configs/synthetic_daformer_t2s.toml" \
+    --set run.output="$W/profile" --set run.name=run --set run.log_interval=1 --set run.debug_interval=0 \
+    --set eval.interval=1000000 --set run.checkpoint_interval=1000000 --set data.workers=4 ) > "$W/profile.log" 2>&1
+  echo "==== profiled run (kernel time per name, ms, over the whole log)"
+  tail -n 3 "$W/profile/run/metrics.jsonl" 2>/dev/null
+  awk -F'|' 'NF >= 4 { k = $3; gsub(/ /, "", k); v = $2; gsub(/ /, "", v); n[k]++;
+      if (v ~ /ms$/) t[k] += v + 0; else if (v ~ /µs$/) t[k] += (v + 0) / 1000; else if (v ~ /ns$/) t[k] += (v + 0) / 1e6; else if (v ~ /s$/) t[k] += (v + 0) * 1000 }
+      END { for (k in n) printf "%10.1f ms %8d launches  %s\n", t[k], n[k], k }' "$W/profile/cubecl.log" | sort -rn | head -15
+fi
 
 echo "==== loss kernel"; cat "$W/bench.log"
 for c in check check_autotune; do echo "==== $c"; grep -E "took|RESULT|missing|rror" "$W/$c.log" 2>/dev/null; done
