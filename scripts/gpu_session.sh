@@ -28,10 +28,11 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 nproc
 
-train() { # name binary extra-args...
+train() { # name binary extra-args...; prints the process id. CACHE=<dir> shares a kernel cache,
+  # LIMIT=<seconds> stops the run then (the id is then timeout's, not t2s's).
   local name=$1 bin=$2; shift 2
   mkdir -p "$W/$name"
-  ( cd "$W/$name" && T2S_CACHE_DIR="$W/cache_$name" exec "$bin" --device cuda train \
+  ( cd "$W/$name" && T2S_CACHE_DIR="${CACHE:-$W/cache_$name}" exec ${LIMIT:+timeout "$LIMIT"} "$bin" --device cuda train \
       --config "$REPO/configs/synthetic_daformer_t2s.toml" --set run.output="$W/$name" --set run.name=run \
       --set run.log_interval=10 --set run.debug_interval=0 --set eval.interval=1000000 \
       --set run.checkpoint_interval=1000000 --set data.workers=4 "$@" ) > "$W/$name.log" 2>&1 &
@@ -83,11 +84,9 @@ while [ "$(elapsed)" -lt $(( BUDGET - 15 - PROFILE )) ] && kill -0 "${TRAIN:-0}"
 [ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
 sleep 1
 if [ "$PROFILE" -gt 0 ] && [ -x "$W/t2s" ]; then
-  mkdir -p "$W/profile"
-  ( cd "$W/profile" && CUBECL_DEBUG_LOG="$W/profile/cubecl.log" CUBECL_DEBUG_OPTION=profile T2S_CACHE_DIR="$W/cache_b5" \
-    timeout "$PROFILE" "$W/t2s" --device cuda train --config "$REPO/configs/synthetic_daformer_t2s.toml" \
-    --set run.output="$W/profile" --set run.name=run --set run.log_interval=1 --set run.debug_interval=0 \
-    --set eval.interval=1000000 --set run.checkpoint_interval=1000000 --set data.workers=4 ) > "$W/profile.log" 2>&1
+  P=$(CACHE="$W/cache_b5" LIMIT="$PROFILE" CUBECL_DEBUG_LOG="$W/profile/cubecl.log" CUBECL_DEBUG_OPTION=profile \
+    train profile "$W/t2s" --set run.log_interval=1)
+  while kill -0 "$P" 2>/dev/null; do sleep 1; done
   echo "==== profiled run (kernel time per name, ms, over the whole log)"
   tail -n 3 "$W/profile/run/metrics.jsonl" 2>/dev/null
   awk -F'|' 'NF >= 4 { k = $3; gsub(/ /, "", k); v = $2; gsub(/ /, "", v); n[k]++;

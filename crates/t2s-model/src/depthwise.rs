@@ -35,13 +35,14 @@ pub fn depthwise_conv2d<B: Backend>(
     // gathered with `select`, not sliced: on wgpu, a fused sum of products with all nine column
     // slices of one [C, 9] tensor came out wrong (eight were right; docs/burn-notes.md).
     let taps = weight.reshape([c, kh * kw]);
-    let device = taps.device();
+    // The tap indices go to the device once per call, not once per tap.
+    let tap_ids = Tensor::<B, 1, Int>::arange(0..(kh * kw) as i64, &taps.device());
     let mut out: Option<Tensor<B, 4>> = None;
     for i in 0..kh {
         for j in 0..kw {
             let shifted = xp.clone().slice([0..n, 0..c, i * dh..i * dh + oh, j * dw..j * dw + ow]);
             let k = i * kw + j;
-            let column = taps.clone().select(1, Tensor::<B, 1, Int>::from_ints([k as i64], &device));
+            let column = taps.clone().select(1, tap_ids.clone().slice([k..k + 1]));
             let term = shifted * column.reshape([1, c, 1, 1]);
             out = Some(match out {
                 None => term,
