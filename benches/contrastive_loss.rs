@@ -72,15 +72,45 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, name: &str, device: B::Device
     group.finish();
 }
 
+/// The negatives' scores alone, the loss's largest piece of work: the gathered block
+/// `[Nq, M, D]` against the queries `[Nq, D]`, forward and backward (gradient through the
+/// queries), as the loss computes them (a batched matmul with N = 1) and as an element-wise
+/// product summed over D. Which is faster differs between backends; this measures both.
+fn bench_scores_on<B: AutodiffBackend>(c: &mut Criterion, name: &str, device: B::Device) {
+    let nq = CLASSES * PER_CLASS;
+    let block: Tensor<B, 3> = Tensor::random([nq, NEGATIVES, DIM], Distribution::Normal(0.0, 1.0), &device);
+    let queries: Tensor<B, 2> = Tensor::random([nq, DIM], Distribution::Normal(0.0, 1.0), &device);
+    let run = |product: bool| {
+        let q = queries.clone().require_grad();
+        let scores: Tensor<B, 2> = if product {
+            (block.clone() * q.clone().unsqueeze_dim::<3>(1)).sum_dim(2).reshape([nq, NEGATIVES])
+        } else {
+            block.clone().matmul(q.clone().unsqueeze_dim::<3>(2)).reshape([nq, NEGATIVES])
+        };
+        let grads = scores.exp().sum().backward();
+        q.grad(&grads).expect("query gradient").sum().into_scalar().elem::<f32>()
+    };
+    run(false);
+    run(true);
+    let mut group = c.benchmark_group(format!("negative scores {nq}x{NEGATIVES}x{DIM} fwd+bwd, {name}"));
+    group.sample_size(10);
+    group.bench_function("batched matmul", |b| b.iter(|| run(false)));
+    group.bench_function("product + sum", |b| b.iter(|| run(true)));
+    group.finish();
+}
+
 fn bench_loss(c: &mut Criterion) {
     bench_on::<Autodiff<Flex>>(c, "cpu (Flex)", Default::default());
+    bench_scores_on::<Autodiff<Flex>>(c, "cpu (Flex)", Default::default());
     #[cfg(feature = "wgpu")]
     if std::env::var("T2S_BENCH_WGPU").as_deref() != Ok("0") && has_wgpu_adapter() {
+        // Not the scores alone: their unchunked 250 MB block exceeds wgpu's storage-binding limit.
         bench_on::<Autodiff<burn::backend::Wgpu>>(c, "wgpu", Default::default());
     }
     #[cfg(feature = "cuda")]
     if has_cuda_device() {
         bench_on::<Autodiff<burn::backend::Cuda>>(c, "cuda", Default::default());
+        bench_scores_on::<Autodiff<burn::backend::Cuda>>(c, "cuda", Default::default());
     }
 }
 

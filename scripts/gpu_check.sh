@@ -3,7 +3,8 @@
 # and times inference. Usage: scripts/gpu_check.sh <path to t2s binary> <output folder>
 # Environment: DEVICES (default "cuda", e.g. "cuda wgpu"; wgpu needs a Vulkan loader and driver),
 # WGPU=1 (same as adding wgpu), TIMING=0 skips the full-size timing part, PREDICT_TIMEOUT
-# (seconds per prediction run, default 180: a cold kernel cache compiles for minutes, docs/gpu.md).
+# (seconds per prediction run, default 180: a cold kernel cache compiles for minutes, docs/gpu.md),
+# NETS (default "daformer deeplabv2"). Each prediction's full output is kept in the output folder.
 # Needs python3 with numpy and Pillow (to make inputs and compare .npy files); for the PyTorch
 # timing row also torch + transformers.
 set -uo pipefail
@@ -73,11 +74,11 @@ bar = 1e-2 if sys.argv[3].endswith("cuda") else 1e-3
 print(f"RESULT {sys.argv[3]} worst rel diff {worst:.2e} (bar {bar:.0e}) {'PASS' if worst < bar else 'FAIL'}")
 PY
 }
-for net in daformer deeplabv2; do
+for net in ${NETS:-daformer deeplabv2}; do
   "$T2S" --device cpu predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/cpu_$net" --save-logits 2>&1 | tail -1
   for dev in $DEVICES; do
     s=$(date +%s)
-    timeout "${PREDICT_TIMEOUT:-180}" "$T2S" --device $dev predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/${dev}_$net" --save-logits 2>&1 | tail -2
+    timeout "${PREDICT_TIMEOUT:-180}" "$T2S" --device $dev predict --weights "$W/$net.safetensors" --input "$W/in" --output "$W/${dev}_$net" --save-logits 2>&1 | tee "$OUT/predict_${dev}_$net.log" | tail -2
     rc=${PIPESTATUS[0]}
     echo "  $net $dev: prediction run took $(( $(date +%s) - s )) s (exit $rc; 124 = timed out)"
     compare $net $dev

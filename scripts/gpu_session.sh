@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
-# Everything a short GPU session measures, in one command (docs/gpu.md has the results and why
-# the parts run side by side: a cold CUDA kernel cache means minutes of CPU-bound compilation).
+# Everything a short GPU session measures, in one command, in phases so that the timings are
+# taken with the GPU to themselves (docs/gpu.md has the results):
 #
-#   1. T2S-DA training of MiT-B5 + DAFormer at 512×512 crops, batch 2 + 2
-#      (configs/synthetic_daformer_t2s.toml) on CUDA for the whole budget with the build in
-#      BIN/t2s: seconds per iteration (metrics.jsonl), the process's device memory and host RSS
-#      every 5 s, and the growth of the kernel cache (how long compilation takes).
-#   2. The same training with BIN/t2s_autotune (a build with Burn's autotuning), stopped after
-#      3 iterations: how long a cold autotuning start takes.
-#   3. The loss-kernel benchmark (criterion) of BIN/bench_autotune and BIN/bench on CUDA and the
-#      PyTorch twin (scripts/bench_contrastive.py).
-#   4. scripts/gpu_check.sh with each build: small networks' logits on CUDA (and wgpu) vs the CPU.
+#   1. Loss kernel alone: the criterion benchmark BIN/bench_autotune (else BIN/bench) on CUDA,
+#      its PyTorch twin (scripts/bench_contrastive.py), a per-kernel profile of t2s's loss, and
+#      for scale one PyTorch training step of SegFormer MiT-B5 at 512×512, batch 2.
+#   2. T2S-DA training of MiT-B5 + DAFormer at 512×512 crops, batch 2 + 2
+#      (configs/synthetic_daformer_t2s.toml) on CUDA with BIN/t2s until the tail: seconds per
+#      iteration (metrics.jsonl), the process's device memory and host RSS every 5 s.
+#   3. Tail (TAIL seconds, default 180), side by side: a profiled continuation of the training
+#      (PROFILE seconds, 0 = none; CubeCL times every kernel, summed per name), scripts/gpu_check.sh
+#      with BIN/t2s (CUDA and wgpu logits vs the CPU) and, with BIN/t2s_autotune and BIN/t2s_checks
+#      (`--features cuda,autotune-checks`), wgpu logits vs the CPU with the autotune log on.
 #
-# Usage: [PROFILE=seconds] scripts/gpu_session.sh <folder with t2s[.xz], t2s_autotune[.xz], bench[.xz],
-#                               bench_autotune[.xz]> <output folder> [budget in seconds, default 500]
-# Missing binaries skip their parts. Needs python3 with numpy and Pillow (and torch for part 3).
+# Usage: [PROFILE=s] [TAIL=s] scripts/gpu_session.sh <folder with t2s[.xz], t2s_autotune[.xz], t2s_checks[.xz],
+#                               bench[.xz] or bench_autotune[.xz]> <output folder> [budget s, default 540]
+# Missing binaries skip their parts. Needs python3 with numpy and Pillow (torch, transformers for 1).
 set -uo pipefail
-BIN="$1"; OUT="$2"; BUDGET="${3:-500}"
+BIN="$1"; OUT="$2"; BUDGET="${3:-540}"; TAIL="${TAIL:-180}"; PROFILE=${PROFILE:-0}
 REPO=$(pwd); T0=$(date +%s); mkdir -p "$OUT"
 W=/tmp/t2s_session; rm -rf "$W"; mkdir -p "$W"
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -50,69 +51,119 @@ monitor() { # name pid
     sleep 5
   done
 }
+# CubeCL profile log → milliseconds and launches per kernel name.
+kernel_table() {
+  awk -F'|' 'NF >= 4 { k = $3; gsub(/ /, "", k); v = $2; gsub(/ /, "", v); n[k]++;
+      if (v ~ /ms$/) t[k] += v + 0; else if (v ~ /µs$/) t[k] += (v + 0) / 1000; else if (v ~ /ns$/) t[k] += (v + 0) / 1e6; else if (v ~ /s$/) t[k] += (v + 0) * 1000 }
+      END { for (k in n) printf "%10.2f ms %8d launches  %s\n", t[k], n[k], k }' "$1" | sort -rn | head -"${2:-15}"
+}
 
-TRAIN=""; TUNE=""
+# ---- 1. Loss kernel, alone on the GPU.
+B=""; for b in bench_autotune bench; do [ -x "$W/$b" ] && { B=$b; break; }; done
+{
+  if [ -n "$B" ]; then
+    echo "== $B (started at $(elapsed) s)"
+    T2S_BENCH_WGPU=0 timeout 100 "$W/$B" --bench cuda --warm-up-time 2 --measurement-time 5 2>&1 | grep -v '^$'
+    echo "== $B profiled, loss only (started at $(elapsed) s)"
+    T2S_BENCH_WGPU=0 CUBECL_DEBUG_LOG="$W/bench_profile.log" CUBECL_DEBUG_OPTION=profile timeout 30 \
+      "$W/$B" --bench 't2s loss.*cuda' --profile-time 3 > /dev/null 2>&1
+    echo "kernel time per name over the profiled loop:"; kernel_table "$W/bench_profile.log" 12
+  fi
+  echo "== pytorch loss (started at $(elapsed) s)"
+  PYTHONUNBUFFERED=1 timeout 45 python3 scripts/bench_contrastive.py --device cuda --iters 30
+  echo "== pytorch SegFormer MiT-B5 training step, 2×512×512 (started at $(elapsed) s)"
+  PYTHONUNBUFFERED=1 timeout 50 python3 - <<'PY'
+import time, torch
+from transformers import SegformerConfig, SegformerForSemanticSegmentation
+cfg = SegformerConfig(hidden_sizes=[64, 128, 320, 512], depths=[3, 6, 40, 3], decoder_hidden_size=768, num_labels=19)
+m = SegformerForSemanticSegmentation(cfg).cuda().train()
+opt = torch.optim.AdamW(m.parameters(), lr=6e-5, weight_decay=0.01)
+x = torch.randn(2, 3, 512, 512, device="cuda"); y = torch.randint(0, 19, (2, 512, 512), device="cuda")
+def step():
+    logits = torch.nn.functional.interpolate(m(pixel_values=x).logits, size=(512, 512), mode="bilinear")
+    loss = torch.nn.functional.cross_entropy(logits, y, ignore_index=255)
+    opt.zero_grad(); loss.backward(); opt.step()
+for _ in range(3): step()
+torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); t = time.time()
+for _ in range(10): step()
+torch.cuda.synchronize()
+print(f"TIME pytorch {torch.__version__} SegFormer-B5 train step (fwd+bwd+AdamW, fp32, tf32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
+      f"cudnn tf32 {torch.backends.cudnn.allow_tf32}): {(time.time() - t) / 10 * 1000:.0f} ms, peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+PY
+} > "$W/bench.log" 2>&1
+echo "phase 1 done at $(elapsed) s"
+
+# ---- 2. Training, alone on the GPU, until the tail.
+TRAIN=""
 if [ -x "$W/t2s" ]; then TRAIN=$(train b5 "$W/t2s"); monitor b5 "$TRAIN" > "$W/b5_monitor.log" 2>&1 & fi
-if [ -x "$W/t2s_autotune" ]; then TUNE=$(train b5_autotune "$W/t2s_autotune" --until 3 --set run.log_interval=1); monitor b5_autotune "$TUNE" > "$W/b5_autotune_monitor.log" 2>&1 & fi
+while [ "$(elapsed)" -lt $(( BUDGET - TAIL )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
+[ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
+sleep 1
+echo "phase 2 done at $(elapsed) s"
 
-# Small-network correctness checks, one per build, beside the training runs.
-# The device machine has no Vulkan loader: the debs in .gl (see the device notes) bring it.
+# ---- 3. Tail, side by side.
 if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
-[ -x "$W/t2s" ] && (DEVICES="wgpu cuda" TIMING=0 PREDICT_TIMEOUT=240 T2S_CACHE_DIR="$W/cache_check" \
-  bash scripts/gpu_check.sh "$W/t2s" "$W/check" > "$W/check.log" 2>&1 &)
-[ -x "$W/t2s_autotune" ] && (DEVICES="wgpu cuda" TIMING=0 PREDICT_TIMEOUT=240 T2S_CACHE_DIR="$W/cache_check_autotune" \
-  bash scripts/gpu_check.sh "$W/t2s_autotune" "$W/check_autotune" > "$W/check_autotune.log" 2>&1 &)
-
-# Loss kernel: t2s (criterion, CUDA only) and PyTorch, one after the other.
-{
-  for b in bench_autotune bench; do
-    [ -x "$W/$b" ] || continue
-    echo "== $b (started at $(elapsed) s)"
-    T2S_CACHE_DIR="$W/cache_$b" T2S_BENCH_WGPU=0 timeout 150 "$W/$b" --bench cuda --warm-up-time 2 --measurement-time 5 2>&1 | grep -v '^$'
-  done
-  echo "== pytorch (started at $(elapsed) s)"
-  PYTHONUNBUFFERED=1 timeout 90 python3 scripts/bench_contrastive.py --device cuda --iters 30
-} > "$W/bench.log" 2>&1
-
-# PROFILE=<seconds> keeps that much of the budget for a profiled run at the end: CubeCL logs every
-# kernel's time (each launch is synchronised, so the run is slower than the real one); the table
-# below sums them per kernel name, which is how the grouped-convolution problem was found.
-PROFILE=${PROFILE:-0}
-while [ "$(elapsed)" -lt $(( BUDGET - 15 - PROFILE )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
-[ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
-sleep 1
+P=""
 if [ "$PROFILE" -gt 0 ] && [ -x "$W/t2s" ]; then
   P=$(CACHE="$W/cache_b5" LIMIT="$PROFILE" CUBECL_DEBUG_LOG="$W/profile/cubecl.log" CUBECL_DEBUG_OPTION=profile \
     train profile "$W/t2s" --set run.log_interval=1)
-  while kill -0 "$P" 2>/dev/null; do sleep 1; done
-  echo "==== profiled run (kernel time per name, ms, over the whole log)"
-  tail -n 3 "$W/profile/run/metrics.jsonl" 2>/dev/null
-  awk -F'|' 'NF >= 4 { k = $3; gsub(/ /, "", k); v = $2; gsub(/ /, "", v); n[k]++;
-      if (v ~ /ms$/) t[k] += v + 0; else if (v ~ /µs$/) t[k] += (v + 0) / 1000; else if (v ~ /ns$/) t[k] += (v + 0) / 1e6; else if (v ~ /s$/) t[k] += (v + 0) * 1000 }
-      END { for (k in n) printf "%10.1f ms %8d launches  %s\n", t[k], n[k], k }' "$W/profile/cubecl.log" | sort -rn | head -15
 fi
+CHECKS=()
+if [ -x "$W/t2s" ]; then
+  (DEVICES="cuda wgpu" TIMING=0 PREDICT_TIMEOUT=$(( TAIL - 25 )) T2S_CACHE_DIR="$W/cache_check" \
+    bash scripts/gpu_check.sh "$W/t2s" "$W/check" > "$W/check.log" 2>&1) & CHECKS+=($!)
+fi
+# Builds with autotuning (t2s_checks: with `--features autotune-checks`, which runs every candidate
+# and panics naming the operation whose candidates disagree): wgpu logits vs the CPU, each from a
+# folder whose cubecl.toml turns the autotune log on at full detail (which candidate was picked).
+for b in t2s_autotune t2s_checks; do
+  [ -x "$W/$b" ] || continue
+  mkdir -p "$W/run_$b"; cp -r scripts crates "$W/run_$b/" 2>/dev/null
+  printf '[autotune.logger]\nlevel = "full"\nfile = "%s"\n' "$W/autotune_$b.log" > "$W/run_$b/cubecl.toml"
+  (cd "$W/run_$b" && RUST_BACKTRACE=1 NETS=daformer DEVICES="wgpu" TIMING=0 PREDICT_TIMEOUT=$(( TAIL - 25 )) T2S_CACHE_DIR="$W/cache_$b" \
+    bash scripts/gpu_check.sh "$W/$b" "$W/check_$b" > "$W/check_$b.log" 2>&1) & CHECKS+=($!)
+done
+while [ "$(elapsed)" -lt $(( BUDGET - 12 )) ]; do
+  busy=0; for c in ${P:-} "${CHECKS[@]}"; do kill -0 "$c" 2>/dev/null && busy=1; done
+  [ $busy = 0 ] && break; sleep 2
+done
+for c in ${P:-} "${CHECKS[@]}"; do pkill -9 -P "$c" 2>/dev/null; kill -9 "$c" 2>/dev/null; done
+pkill -9 -f "$W/t2s" 2>/dev/null
 
+# ---- Summary.
 echo "==== loss kernel"; cat "$W/bench.log"
-for c in check check_autotune; do echo "==== $c"; grep -E "took|RESULT|missing|rror" "$W/$c.log" 2>/dev/null; done
-for r in b5 b5_autotune; do
-  [ -f "$W/$r.log" ] || continue
-  echo "==== training $r"; tail -c 1500 "$W/$r.log" | tr '\r' '\n' | tail -6
-  echo "-- monitor (every 5 s; first and last lines)"; head -3 "$W/${r}_monitor.log"; echo ...; tail -4 "$W/${r}_monitor.log"
-  python3 - "$W/$r/run/metrics.jsonl" <<'PY'
+for c in check check_t2s_autotune check_t2s_checks; do echo "==== $c"; grep -E "took|RESULT|missing|rror|diff" "$W/$c.log" 2>/dev/null; done
+for f in "$W"/check_t2s_checks/predict_wgpu_*.log; do
+  [ -f "$f" ] && { echo "==== $f (panics of autotune-checks)"; grep -n -A12 "panicked" "$f" | grep -v "^\s*$" | cut -c1-400 | head -60; }
+done
+for b in t2s_autotune t2s_checks; do
+  [ -f "$W/autotune_$b.log" ] || continue
+  echo "==== wgpu autotune log of $b ($(wc -l < "$W/autotune_$b.log") lines; fastest picks)"
+  grep -i "fastest" "$W/autotune_$b.log" | cut -c1-300 | head -40
+  xz -c "$W/autotune_$b.log" > "$OUT/autotune_$b.log.xz"
+done
+if [ -n "$P" ]; then
+  echo "==== profiled training (kernel time per name, ms, over the whole log)"
+  tail -n 3 "$W/profile/run/metrics.jsonl" 2>/dev/null; kernel_table "$W/profile/cubecl.log" 20
+fi
+if [ -f "$W/b5.log" ]; then
+  echo "==== training b5"; tail -c 1500 "$W/b5.log" | tr '\r' '\n' | tail -6
+  echo "-- monitor (every 5 s)"; cat "$W/b5_monitor.log"
+  python3 - "$W/b5/run/metrics.jsonl" <<'PY'
 import json, sys
 try:
     rows = [json.loads(l) for l in open(sys.argv[1])]
 except OSError:
     sys.exit(print("no metrics.jsonl"))
-print("iterations logged:", [r["iter"] for r in rows][:3], "...", rows[-1]["iter"] if rows else None)
 for r in rows:
     print(f"  iter {r['iter']:4d}: {r['sec_per_iter']:.3f} s/iter  loss_source {r.get('loss_source', 0):.3f}  loss_t2s {r.get('loss_t2s', 0):.3f}")
 if len(rows) > 3:
     steady = [r["sec_per_iter"] for r in rows[2:]]
     print(f"STEADY {sum(steady)/len(steady):.3f} s/iter over iterations {rows[1]['iter']+1}..{rows[-1]['iter']}")
 PY
-done
-tar czf "$OUT/session_logs.tar.gz" -C "$W" $(cd "$W" && ls *.log) b5/run/metrics.jsonl b5_autotune/run/metrics.jsonl check/cpu_daformer 2>/dev/null
+fi
+tar czf "$OUT/session_logs.tar.gz" -C "$W" $(cd "$W" && ls *.log | grep -v '^autotune_\|profile') b5/run/metrics.jsonl profile/run/metrics.jsonl \
+  --exclude='*.npy' --exclude='*.png' $(cd "$W" && ls -d check*/ 2>/dev/null) 2>/dev/null
 echo "total $(elapsed) s"
