@@ -1,9 +1,12 @@
 //! Criterion benchmarks of the network building blocks on the CPU backend:
-//! `cargo bench --bench model_forward`.
+//! `cargo bench --bench model_forward` (`-- depthwise` for the depth-wise convolution alone).
 
-use burn::backend::Flex;
+use burn::backend::{Autodiff, Flex};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
+use t2s_model::conv_bn::ConvSpec;
+use t2s_model::depthwise::depthwise_conv2d;
 use t2s_model::{resize_bilinear, SegmentorConfig};
 
 fn bench_resize(c: &mut Criterion) {
@@ -26,5 +29,34 @@ fn bench_forward(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_resize, bench_forward);
+/// A depth-wise 3×3 convolution, forward and backward (input gradient read back), as Burn's
+/// grouped convolution and as `t2s_model::depthwise`'s shifted multiply-adds: which one
+/// `conv2d_forward` uses on the CPU. Sizes: the DAFormer head's dilated separable ASPP at 1/4
+/// of a 256×256 crop, and a MiT Mix-FFN of stage 1 at 1/4 of 512×512.
+fn bench_depthwise(c: &mut Criterion) {
+    type A = Autodiff<Flex>;
+    let device = Default::default();
+    let mut group = c.benchmark_group("depthwise 3x3 fwd+bwd, cpu");
+    group.sample_size(10);
+    for (channels, size, dilation) in [(256usize, 64usize, 12usize), (128, 128, 1)] {
+        let conv = ConvSpec::new(channels, channels, 3).dilated(dilation).groups(channels).init::<A>(&device);
+        let x0 = Tensor::<A, 4>::random([2, channels, size, size], Distribution::Normal(0.0, 1.0), &device);
+        let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else { unreachable!("ConvSpec pads explicitly") };
+        let run = |taps: bool| {
+            let x = x0.clone().require_grad();
+            let y = if taps {
+                depthwise_conv2d(x.clone(), conv.weight.val(), None, [top, bottom, left, right], conv.dilation)
+            } else {
+                conv.forward(x.clone())
+            };
+            x.grad(&y.sum().backward()).expect("input gradient").into_data()
+        };
+        let name = format!("2x{channels}x{size}x{size} dilation {dilation}");
+        group.bench_function(format!("{name}: grouped conv"), |b| b.iter(|| run(false)));
+        group.bench_function(format!("{name}: shifted multiply-adds"), |b| b.iter(|| run(true)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_resize, bench_forward, bench_depthwise);
 criterion_main!(benches);

@@ -1,5 +1,5 @@
 //! The depth-wise convolution (t2s_model::depthwise) on wgpu: forward pass and the gradients of
-//! input, weight and bias equal the CPU's. It guards a wgpu fusion fault met while writing it (a
+//! input, weight and bias equal the CPU's (where `conv2d_forward` uses Burn's grouped convolution). It guards a wgpu fusion fault met while writing it (a
 //! fused sum over all nine weight-column slices of one tensor came out wrong). Skipped without a
 //! wgpu adapter unless `T2S_REQUIRE_WGPU` is set (CI installs lavapipe and sets it).
 #![cfg(feature = "wgpu")]
@@ -8,7 +8,7 @@ use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::Param;
 use burn::tensor::{backend::AutodiffBackend, Distribution, Tensor, TensorData};
 use t2s_model::conv_bn::ConvSpec;
-use t2s_model::depthwise::conv2d_forward;
+use t2s_model::depthwise::{conv2d_forward, uses_shifted_taps};
 
 /// Output, input gradient, weight gradient and bias gradient of a dilated depth-wise 3×3
 /// convolution on backend `B`, from the given data.
@@ -38,6 +38,10 @@ fn depthwise_forward_and_gradients_match_cpu() {
         return;
     }
     let d = Default::default();
+    // wgpu computes with the shifted multiply-adds, the CPU with Burn's grouped convolution: the
+    // comparison checks the rewrite on wgpu against an independent computation.
+    assert!(uses_shifted_taps::<Autodiff<Wgpu>>(&Default::default()), "{}", <Autodiff<Wgpu> as burn::tensor::backend::Backend>::name(&Default::default()));
+    assert!(!uses_shifted_taps::<Autodiff<Flex>>(&d));
     let r = |shape: [usize; 4]| Tensor::<Flex, 4>::random(shape, Distribution::Normal(0.0, 1.0), &d).into_data();
     let (x, w, field) = (r([2, 12, 9, 14]), r([12, 1, 3, 3]), r([2, 12, 9, 14]));
     let b = Tensor::<Flex, 1>::random([12], Distribution::Normal(0.0, 1.0), &d).into_data();

@@ -64,10 +64,20 @@ fn is_depthwise<B: Backend>(conv: &Conv2d<B>) -> bool {
     conv.groups > 1 && conv.groups == out_c && in_per_group == 1 && conv.stride == [1, 1]
 }
 
+/// Whether [`conv2d_forward`] computes depth-wise convolutions with [`depthwise_conv2d`] on this
+/// backend: yes on the CubeCL backends (CUDA, wgpu), whose grouped-convolution weight gradient
+/// loops over the groups; no on the Flex CPU backend, where Burn's grouped convolution is 9–12×
+/// faster than the shifted multiply-adds, forward and backward (`cargo bench --bench
+/// model_forward -- depthwise`, docs/benchmarks.md).
+pub fn uses_shifted_taps<B: Backend>(device: &B::Device) -> bool {
+    B::name(device).contains("cubecl")
+}
+
 /// `conv.forward(x)` (`[N, C_in, H, W] → [N, C_out, H', W']`), with depth-wise stride-1
-/// convolutions (explicit padding) computed by [`depthwise_conv2d`].
+/// convolutions (explicit padding) computed by [`depthwise_conv2d`] where
+/// [`uses_shifted_taps`] says so.
 pub fn conv2d_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    match (is_depthwise(conv), &conv.padding) {
+    match (is_depthwise(conv) && uses_shifted_taps::<B>(&x.device()), &conv.padding) {
         (true, &PaddingConfig2d::Explicit(top, left, bottom, right)) => depthwise_conv2d(
             x,
             conv.weight.val(),
@@ -128,7 +138,13 @@ mod tests {
 
         let grads = |use_depthwise: bool| {
             let x = x0.clone().require_grad();
-            let y = if use_depthwise { conv2d_forward(&conv, x.clone()) } else { conv.forward(x.clone()) };
+            let y = if use_depthwise {
+                // The rewrite itself: `conv2d_forward` keeps the grouped conv on the CPU backend.
+                let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else { panic!("explicit padding") };
+                depthwise_conv2d(x.clone(), conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), [top, bottom, left, right], conv.dilation)
+            } else {
+                conv.forward(x.clone())
+            };
             let g = (y * field.clone()).sum().backward();
             let dx: Vec<f32> = x.grad(&g).unwrap().into_data().to_vec().unwrap();
             let dw: Vec<f32> = conv.weight.val().grad(&g).unwrap().into_data().to_vec().unwrap();
@@ -155,4 +171,14 @@ mod tests {
         let b: Vec<f32> = strided.forward(x).into_data().to_vec().unwrap();
         assert_eq!(a, b);
     }
+
+    #[test]
+    fn shifted_taps_only_on_cubecl_backends() {
+        // Flex's grouped convolution is faster than the rewrite; the CubeCL backends' names are
+        // `cubecl<…>`, wrapped as `fusion<…>` / `autodiff<…>` (checked in tests/wgpu_depthwise.rs).
+        let device = Default::default();
+        assert!(!uses_shifted_taps::<B>(&device));
+        assert!(!uses_shifted_taps::<A>(&device));
+    }
 }
+
