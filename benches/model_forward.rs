@@ -2,11 +2,10 @@
 //! `cargo bench --bench model_forward` (`-- depthwise` for the depth-wise convolution alone).
 
 use burn::backend::{Autodiff, Flex};
-use burn::nn::PaddingConfig2d;
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 use t2s_model::conv_bn::ConvSpec;
-use t2s_model::depthwise::depthwise_conv2d;
+use t2s_model::depthwise::shifted_taps_forward;
 use t2s_model::{resize_bilinear, SegmentorConfig};
 
 fn bench_resize(c: &mut Criterion) {
@@ -41,14 +40,9 @@ fn bench_depthwise(c: &mut Criterion) {
     for (channels, size, dilation) in [(256usize, 64usize, 12usize), (128, 128, 1)] {
         let conv = ConvSpec::new(channels, channels, 3).dilated(dilation).groups(channels).init::<A>(&device);
         let x0 = Tensor::<A, 4>::random([2, channels, size, size], Distribution::Normal(0.0, 1.0), &device);
-        let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else { unreachable!("ConvSpec pads explicitly") };
         let run = |taps: bool| {
             let x = x0.clone().require_grad();
-            let y = if taps {
-                depthwise_conv2d(x.clone(), conv.weight.val(), None, [top, bottom, left, right], conv.dilation)
-            } else {
-                conv.forward(x.clone())
-            };
+            let y = if taps { shifted_taps_forward(&conv, x.clone()).expect("depth-wise") } else { conv.forward(x.clone()) };
             x.grad(&y.sum().backward()).expect("input gradient").into_data()
         };
         let name = format!("2x{channels}x{size}x{size} dilation {dilation}");

@@ -1,6 +1,7 @@
 //! The depth-wise convolution (t2s_model::depthwise) on wgpu: forward pass and the gradients of
-//! input, weight and bias equal the CPU's (where `conv2d_forward` uses Burn's grouped convolution). It guards a wgpu fusion fault met while writing it (a
-//! fused sum over all nine weight-column slices of one tensor came out wrong). Skipped without a
+//! input, weight and bias equal the CPU's (where `conv2d_forward` uses Burn's grouped
+//! convolution). It guards a wgpu fusion fault met while writing it (a fused sum over all nine
+//! weight-column slices of one tensor came out wrong). Skipped without a
 //! wgpu adapter unless `T2S_REQUIRE_WGPU` is set (CI installs lavapipe and sets it).
 #![cfg(feature = "wgpu")]
 

@@ -73,20 +73,25 @@ pub fn uses_shifted_taps<B: Backend>(device: &B::Device) -> bool {
     B::name(device).contains("cubecl")
 }
 
+/// `conv` computed by [`depthwise_conv2d`] (`[N, C, H, W] → [N, C, H', W']`) whatever the
+/// backend, or `None` when it is not a stride-1 depth-wise convolution with explicit padding.
+pub fn shifted_taps_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Option<Tensor<B, 4>> {
+    let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else { return None };
+    is_depthwise(conv).then(|| {
+        depthwise_conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), [top, bottom, left, right], conv.dilation)
+    })
+}
+
 /// `conv.forward(x)` (`[N, C_in, H, W] → [N, C_out, H', W']`), with depth-wise stride-1
 /// convolutions (explicit padding) computed by [`depthwise_conv2d`] where
 /// [`uses_shifted_taps`] says so.
 pub fn conv2d_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    match (is_depthwise(conv) && uses_shifted_taps::<B>(&x.device()), &conv.padding) {
-        (true, &PaddingConfig2d::Explicit(top, left, bottom, right)) => depthwise_conv2d(
-            x,
-            conv.weight.val(),
-            conv.bias.as_ref().map(|b| b.val()),
-            [top, bottom, left, right],
-            conv.dilation,
-        ),
-        _ => conv.forward(x),
+    if is_depthwise(conv) && uses_shifted_taps::<B>(&x.device()) {
+        if let Some(y) = shifted_taps_forward(conv, x.clone()) {
+            return y;
+        }
     }
+    conv.forward(x)
 }
 
 #[cfg(test)]
@@ -138,13 +143,8 @@ mod tests {
 
         let grads = |use_depthwise: bool| {
             let x = x0.clone().require_grad();
-            let y = if use_depthwise {
-                // The rewrite itself: `conv2d_forward` keeps the grouped conv on the CPU backend.
-                let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else { panic!("explicit padding") };
-                depthwise_conv2d(x.clone(), conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), [top, bottom, left, right], conv.dilation)
-            } else {
-                conv.forward(x.clone())
-            };
+            // The rewrite itself: `conv2d_forward` keeps the grouped conv on the CPU backend.
+            let y = if use_depthwise { shifted_taps_forward(&conv, x.clone()).expect("depth-wise") } else { conv.forward(x.clone()) };
             let g = (y * field.clone()).sum().backward();
             let dx: Vec<f32> = x.grad(&g).unwrap().into_data().to_vec().unwrap();
             let dw: Vec<f32> = conv.weight.val().grad(&g).unwrap().into_data().to_vec().unwrap();
@@ -181,4 +181,3 @@ mod tests {
         assert!(!uses_shifted_taps::<A>(&device));
     }
 }
-
