@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use t2s_loss::t2s_contrastive_loss;
 
+mod common;
+
 const CLASSES: usize = 19;
 const PER_CLASS: usize = 256;
 const DIM: usize = 256;
@@ -103,33 +105,15 @@ fn bench_loss(c: &mut Criterion) {
     bench_on::<Autodiff<Flex>>(c, "cpu (Flex)", Default::default());
     bench_scores_on::<Autodiff<Flex>>(c, "cpu (Flex)", Default::default());
     #[cfg(feature = "wgpu")]
-    if std::env::var("T2S_BENCH_WGPU").as_deref() != Ok("0") && has_wgpu_adapter() {
+    if common::wgpu_wanted() {
         // Not the scores alone: their unchunked 250 MB block exceeds wgpu's storage-binding limit.
         bench_on::<Autodiff<burn::backend::Wgpu>>(c, "wgpu", Default::default());
     }
     #[cfg(feature = "cuda")]
-    if has_cuda_device() {
+    if common::has_cuda_device() {
         bench_on::<Autodiff<burn::backend::Cuda>>(c, "cuda", Default::default());
         bench_scores_on::<Autodiff<burn::backend::Cuda>>(c, "cuda", Default::default());
     }
-}
-
-/// CUDA's runtime panics without a driver or GPU; probe quietly, as `t2s --device` does.
-#[cfg(feature = "cuda")]
-fn has_cuda_device() -> bool {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let ok = std::panic::catch_unwind(|| {
-        Tensor::<burn::backend::Cuda, 1>::ones([4], &Default::default()).sum().into_scalar().elem::<f32>() == 4.0
-    });
-    std::panic::set_hook(hook);
-    ok.unwrap_or(false)
-}
-
-#[cfg(feature = "wgpu")]
-fn has_wgpu_adapter() -> bool {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    !pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY)).is_empty()
 }
 
 criterion_group!(benches, bench_loss);

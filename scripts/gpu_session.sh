@@ -4,17 +4,23 @@
 #
 #   1. Loss kernel alone: the criterion benchmark BIN/bench_autotune (else BIN/bench) on CUDA,
 #      its PyTorch twin (scripts/bench_contrastive.py), a per-kernel profile of t2s's loss, and
-#      for scale one PyTorch training step of SegFormer MiT-B5 at 512×512, batch 2.
+#      for scale one PyTorch training step of SegFormer MiT-B5 at 512×512, batch 2. Then the
+#      host's cost per operation: BIN/dispatch (`cargo bench --bench dispatch`) on CUDA, timed and
+#      then sampled (flamegraphs under OUT/criterion).
 #   2. T2S-DA training of MiT-B5 + DAFormer at 512×512 crops, batch 2 + 2
 #      (configs/synthetic_daformer_t2s.toml) on CUDA with BIN/t2s until the tail: seconds per
-#      iteration (metrics.jsonl), the process's device memory and host RSS every 5 s.
+#      iteration (metrics.jsonl), the process's device memory and host RSS every 5 s, and a
+#      `--profile-host` sample of its threads from HOST_START (default 200) for HOST_SECONDS
+#      (default 60) seconds into OUT/b5_host.svg and .txt (0 seconds: none).
 #   3. Tail (TAIL seconds, default 180), side by side: a profiled continuation of the training
 #      (PROFILE seconds, 0 = none; CubeCL times every kernel, summed per name), scripts/gpu_check.sh
 #      with BIN/t2s (CUDA and wgpu logits vs the CPU) and, with BIN/t2s_autotune and BIN/t2s_checks
 #      (`--features cuda,autotune-checks`), wgpu logits vs the CPU with the autotune log on.
 #
-# Usage: [PROFILE=s] [TAIL=s] scripts/gpu_session.sh <folder with t2s[.xz], t2s_autotune[.xz], t2s_checks[.xz],
-#                               bench[.xz] or bench_autotune[.xz]> <output folder> [budget s, default 540]
+# Usage: [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
+#          t2s_autotune[.xz], t2s_checks[.xz], bench[.xz] or bench_autotune[.xz], dispatch[.xz]>
+#          <output folder> [budget s, default 540]
+# Function names in the host profiles need binaries built with symbols (docs/gpu.md).
 # Missing binaries skip their parts. Needs python3 with numpy and Pillow (torch, transformers for 1).
 set -uo pipefail
 BIN="$1"; OUT="$2"; BUDGET="${3:-540}"; TAIL="${TAIL:-180}"; PROFILE=${PROFILE:-0}
@@ -90,12 +96,19 @@ torch.cuda.synchronize()
 print(f"TIME pytorch {torch.__version__} SegFormer-B5 train step (fwd+bwd+AdamW, fp32, tf32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
       f"cudnn tf32 {torch.backends.cudnn.allow_tf32}): {(time.time() - t) / 10 * 1000:.0f} ms, peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 PY
+  if [ -x "$W/dispatch" ]; then
+    echo "== dispatch: host cost per operation (started at $(elapsed) s)"
+    T2S_BENCH_WGPU=0 timeout 60 "$W/dispatch" --bench cuda --warm-up-time 2 --measurement-time 4 2>&1 | grep -v '^$'
+    echo "== dispatch sampled (flamegraphs; started at $(elapsed) s)"
+    T2S_BENCH_WGPU=0 CRITERION_HOME="$OUT/criterion" timeout 40 "$W/dispatch" --bench cuda --profile-time 8 2>&1 | grep -v '^$'
+  fi
 } > "$W/bench.log" 2>&1
 echo "phase 1 done at $(elapsed) s"
 
 # ---- 2. Training, alone on the GPU, until the tail.
 TRAIN=""
-if [ -x "$W/t2s" ]; then TRAIN=$(train b5 "$W/t2s"); monitor b5 "$TRAIN" > "$W/b5_monitor.log" 2>&1 & fi
+HOST=(); [ "${HOST_SECONDS:-60}" -gt 0 ] && HOST=(--profile-host "$OUT/b5_host.svg" --profile-host-start "${HOST_START:-200}" --profile-host-seconds "${HOST_SECONDS:-60}")
+if [ -x "$W/t2s" ]; then TRAIN=$(train b5 "$W/t2s" "${HOST[@]}"); monitor b5 "$TRAIN" > "$W/b5_monitor.log" 2>&1 & fi
 while [ "$(elapsed)" -lt $(( BUDGET - TAIL )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
 [ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
 sleep 1
@@ -148,6 +161,7 @@ if [ -n "$P" ]; then
   echo "==== profiled training (kernel time per name, ms, over the whole log)"
   tail -n 3 "$W/profile/run/metrics.jsonl" 2>/dev/null; kernel_table "$W/profile/cubecl.log" 20
 fi
+if [ -f "$OUT/b5_host.txt" ]; then echo "==== host profile of training b5 (threads, then each thread's hottest)"; head -n 60 "$OUT/b5_host.txt"; fi
 if [ -f "$W/b5.log" ]; then
   echo "==== training b5"; tail -c 1500 "$W/b5.log" | tr '\r' '\n' | tail -6
   echo "-- monitor (every 5 s)"; cat "$W/b5_monitor.log"

@@ -12,6 +12,20 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "auto")]
     pub device: String,
 
+    /// Sample this command's CPU time and write a flamegraph SVG here, plus a per-thread table of the
+    /// hottest functions beside it (.txt): where a GPU run's host time goes. Needs a binary with
+    /// symbols (built with CARGO_PROFILE_RELEASE_STRIP=false; docs/gpu.md).
+    #[arg(long, global = true, value_name = "SVG")]
+    pub profile_host: Option<PathBuf>,
+
+    /// Seconds after start-up before --profile-host starts sampling (to skip loading and warm-up).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0, requires = "profile_host")]
+    pub profile_host_start: f64,
+
+    /// Seconds --profile-host samples for (default: until the command ends).
+    #[arg(long, global = true, value_name = "SECONDS", requires = "profile_host")]
+    pub profile_host_seconds: Option<f64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

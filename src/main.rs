@@ -5,6 +5,8 @@ mod cli;
 mod demo_cmd;
 mod device;
 mod eval_cmd;
+#[cfg(unix)]
+mod host_profile;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu_cache;
 mod plots;
@@ -24,9 +26,33 @@ fn main() {
     let cli = Cli::parse();
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     gpu_cache::configure();
-    if let Err(err) = run(cli) {
+    let outcome = with_host_profile(cli);
+    if let Err(err) = outcome {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+/// Runs the command, inside a `--profile-host` window when one is asked for; the profile is
+/// written whether the command succeeds or fails.
+fn with_host_profile(mut cli: Cli) -> Result<()> {
+    let Some(svg) = cli.profile_host.take() else { return run(cli) };
+    let seconds = |flag: &str, v: f64| -> Result<std::time::Duration> {
+        std::time::Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("{flag} {v}: must be a number of seconds, 0 or more"))
+    };
+    let after = seconds("--profile-host-start", cli.profile_host_start)?;
+    let length = cli.profile_host_seconds.map(|s| seconds("--profile-host-seconds", s)).transpose()?;
+    #[cfg(unix)]
+    {
+        let profile = host_profile::start(svg, after, length)?;
+        let outcome = run(cli);
+        let written = profile.finish();
+        outcome.and(written)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (svg, after, length);
+        bail!("--profile-host: sampling is only available on Linux and macOS builds")
     }
 }
 
