@@ -3,11 +3,11 @@
 //! A chain of small dependent layers `h ← tanh(h·W + b)` on a 2×64 matrix, whose kernels take
 //! microseconds on a GPU, so the time per layer is the framework's dispatch cost (autodiff
 //! bookkeeping, fusion, CubeCL's task channel to its device thread, the launch) rather than
-//! arithmetic. A MiT-B5 T2S-DA iteration issues ~60,000 such launches (docs/gpu.md), so this
-//! cost times 60,000 is a floor on an iteration's time. Runs on the CPU backend, on wgpu when
+//! arithmetic. A MiT-B5 T2S-DA iteration issues ~60,000 launches (docs/gpu.md), so the cost
+//! per launch times 60,000 bounds an iteration's time from below. Runs on the CPU backend, on wgpu when
 //! an adapter exists (`T2S_BENCH_WGPU=0` skips it) and, built with `--features cuda`, on CUDA.
-//! Divide the reported time by [`LAYERS`] for the cost of one layer (forward: a matmul and a
-//! fused add + tanh; backward: about five more launches). `-- --profile-time 10` samples each
+//! Divide the reported time by [`LAYERS`] for the cost of one layer (forward: a matmul and an
+//! add + tanh, one launch each where fusion fuses them; the backward adds their gradients). `-- --profile-time 10` samples each
 //! benchmark instead and writes `target/criterion/<group>/<bench>/profile/flamegraph.svg`
 //! (which layer of the stack the time goes to; needs symbols: `CARGO_PROFILE_BENCH_STRIP=false`).
 

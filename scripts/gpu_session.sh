@@ -10,7 +10,7 @@
 #   2. T2S-DA training of MiT-B5 + DAFormer at 512×512 crops, batch 2 + 2
 #      (configs/synthetic_daformer_t2s.toml) on CUDA with BIN/t2s until the tail: seconds per
 #      iteration (metrics.jsonl), the process's device memory and host RSS every 5 s, and a
-#      `--profile-host` sample of its threads from HOST_START (default 200) for HOST_SECONDS
+#      `--profile-host` sample of its threads from HOST_START (default 120) for HOST_SECONDS
 #      (default 60) seconds into OUT/b5_host.svg and .txt (0 seconds: none).
 #   3. Tail (TAIL seconds, default 180), side by side: a profiled continuation of the training
 #      (PROFILE seconds, 0 = none; CubeCL times every kernel, summed per name), scripts/gpu_check.sh
@@ -107,7 +107,7 @@ echo "phase 1 done at $(elapsed) s"
 
 # ---- 2. Training, alone on the GPU, until the tail.
 TRAIN=""
-HOST=(); [ "${HOST_SECONDS:-60}" -gt 0 ] && HOST=(--profile-host "$OUT/b5_host.svg" --profile-host-start "${HOST_START:-200}" --profile-host-seconds "${HOST_SECONDS:-60}")
+HOST=(); [ "${HOST_SECONDS:-60}" -gt 0 ] && HOST=(--profile-host "$OUT/b5_host.svg" --profile-host-start "${HOST_START:-120}" --profile-host-seconds "${HOST_SECONDS:-60}")
 if [ -x "$W/t2s" ]; then TRAIN=$(train b5 "$W/t2s" "${HOST[@]}"); monitor b5 "$TRAIN" > "$W/b5_monitor.log" 2>&1 & fi
 while [ "$(elapsed)" -lt $(( BUDGET - TAIL )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
 [ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null

@@ -26,8 +26,7 @@ fn main() {
     let cli = Cli::parse();
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     gpu_cache::configure();
-    let outcome = with_host_profile(cli);
-    if let Err(err) = outcome {
+    if let Err(err) = with_host_profile(cli) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
