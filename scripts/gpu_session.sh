@@ -6,7 +6,7 @@
 #      its PyTorch twin (scripts/bench_contrastive.py), a per-kernel profile of t2s's loss, and
 #      for scale one PyTorch training step of SegFormer MiT-B5 at 512×512, batch 2. Then the
 #      host's cost per operation: BIN/dispatch (`cargo bench --bench dispatch`) on CUDA, timed and
-#      then sampled (flamegraphs under OUT/criterion).
+#      then sampled (flamegraphs in OUT/dispatch_flamegraphs.tar.gz).
 #   2. T2S-DA training of MiT-B5 + DAFormer at 512×512 crops, batch 2 + 2
 #      (configs/synthetic_daformer_t2s.toml) on CUDA with BIN/t2s until the tail: seconds per
 #      iteration (metrics.jsonl), the process's device memory and host RSS every 5 s, and a
@@ -100,7 +100,9 @@ PY
     echo "== dispatch: host cost per operation (started at $(elapsed) s)"
     T2S_BENCH_WGPU=0 timeout 60 "$W/dispatch" --bench cuda --warm-up-time 2 --measurement-time 4 2>&1 | grep -v '^$'
     echo "== dispatch sampled (flamegraphs; started at $(elapsed) s)"
-    T2S_BENCH_WGPU=0 CRITERION_HOME="$OUT/criterion" timeout 40 "$W/dispatch" --bench cuda --profile-time 8 2>&1 | grep -v '^$'
+    T2S_BENCH_WGPU=0 CRITERION_HOME="$W/criterion" timeout 40 "$W/dispatch" --bench cuda --profile-time 8 2>&1 | grep -v '^$'
+    # Criterion's folder names have spaces and brackets, which do not come back from the device: a tarball does.
+    tar czf "$OUT/dispatch_flamegraphs.tar.gz" -C "$W" criterion 2>/dev/null
   fi
 } > "$W/bench.log" 2>&1
 echo "phase 1 done at $(elapsed) s"
