@@ -150,11 +150,8 @@ mod tests {
     #[test]
     fn table_counts_self_and_inclusive_once_per_sample() {
         // main: 3 samples in leaf_a under run, 1 in a recursive f → f → run; worker: 2 samples.
-        let stacks = vec![
-            stack("main (1)", &["leaf_a", "run"], 3),
-            stack("main (1)", &["f", "f", "run"], 1),
-            stack("worker (2)", &["spin"], 2),
-        ];
+        let stacks =
+            vec![stack("main (1)", &["leaf_a", "run"], 3), stack("main (1)", &["f", "f", "run"], 1), stack("worker (2)", &["spin"], 2)];
         let t = hot_functions(stacks.into_iter(), 1.0);
         assert!(t.starts_with("6 samples at 199 Hz"), "{t}");
         // Threads by samples, main first.

@@ -5,10 +5,10 @@ mod cli;
 mod demo_cmd;
 mod device;
 mod eval_cmd;
-#[cfg(unix)]
-mod host_profile;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu_cache;
+#[cfg(unix)]
+mod host_profile;
 mod plots;
 mod prepare_cmd;
 mod similarity_cmd;

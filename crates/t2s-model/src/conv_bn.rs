@@ -1,7 +1,7 @@
 //! Convolution + batch norm (+ ReLU) blocks, named like mmcv's `ConvModule` (`conv`, `bn`).
 
 use crate::batch_norm::batch_norm_2d;
-use crate::depthwise::conv2d_forward;
+use crate::conv::conv2d_forward;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};

@@ -9,6 +9,7 @@
 //! `fuse_layer.aspp_modules.{i}.{depthwise_conv,pointwise_conv}.{conv,bn}` (dilated branches),
 //! `fuse_layer.bottleneck.{conv,bn}`, `conv_seg`.
 
+use crate::conv::conv2d_forward;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Dropout, DropoutConfig};
@@ -138,7 +139,7 @@ impl<B: Backend> DaFormerHead<B> {
         // [N, 4E, H_1, W_1] → [N, channels, H_1, W_1]
         let feature = self.fuse_layer.forward(Tensor::cat(embedded, 1));
         // [N, classes, H_1, W_1]
-        let logits = self.conv_seg.forward(channel_dropout(&self.dropout, feature.clone()));
+        let logits = conv2d_forward(&self.conv_seg, channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
     }
 }

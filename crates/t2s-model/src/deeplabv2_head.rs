@@ -1,6 +1,7 @@
 //! DeepLabV2's ASPP classifier: four dilated 3×3 convolutions straight to class logits, summed
 //! (DAFormer's `DLV2Head`; parameter names `aspp_modules.{i}.conv`).
 
+use crate::conv::conv2d_forward;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{backend::Backend, Tensor};
@@ -58,7 +59,7 @@ pub struct DeepLabV2Head<B: Backend> {
 impl<B: Backend> DeepLabV2Head<B> {
     /// `[N, C_in, h, w]` (layer4) → logits `[N, classes, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut branches = self.aspp_modules.iter().map(|m| m.conv.forward(x.clone()));
+        let mut branches = self.aspp_modules.iter().map(|m| conv2d_forward(&m.conv, x.clone()));
         let first = branches.next().expect("validated: at least one branch");
         branches.fold(first, |acc, b| acc + b)
     }

@@ -1,5 +1,5 @@
 //! Depth-wise convolution written as shifted multiply-adds, so that its backward pass is fast on
-//! every backend.
+//! the CubeCL backends (CUDA, wgpu), where [`crate::conv::conv2d_forward`] uses it.
 //!
 //! Why not `Conv2d` with `groups = C`: Burn 0.21's CubeCL backends (CUDA, wgpu) compute the weight
 //! gradient of a grouped convolution one group at a time (`conv_weight_backward_fallback` slices
@@ -58,40 +58,18 @@ pub fn depthwise_conv2d<B: Backend>(
 }
 
 /// Whether `conv` is depth-wise with stride 1 (`groups = C_in = C_out`), the case
-/// [`conv2d_forward`] computes with [`depthwise_conv2d`].
-fn is_depthwise<B: Backend>(conv: &Conv2d<B>) -> bool {
+/// [`shifted_taps_forward`] computes with [`depthwise_conv2d`].
+pub fn is_depthwise<B: Backend>(conv: &Conv2d<B>) -> bool {
     let [out_c, in_per_group, _, _] = conv.weight.dims();
     conv.groups > 1 && conv.groups == out_c && in_per_group == 1 && conv.stride == [1, 1]
-}
-
-/// Whether [`conv2d_forward`] computes depth-wise convolutions with [`depthwise_conv2d`] on this
-/// backend: yes on the CubeCL backends (CUDA, wgpu), whose grouped-convolution weight gradient
-/// loops over the groups; no on the Flex CPU backend, where Burn's grouped convolution is 9–12×
-/// faster than the shifted multiply-adds, forward and backward (`cargo bench --bench
-/// model_forward -- depthwise`, docs/benchmarks.md).
-pub fn uses_shifted_taps<B: Backend>(device: &B::Device) -> bool {
-    B::name(device).contains("cubecl")
 }
 
 /// `conv` computed by [`depthwise_conv2d`] (`[N, C, H, W] → [N, C, H', W']`) whatever the
 /// backend, or `None` when it is not a stride-1 depth-wise convolution with explicit padding.
 pub fn shifted_taps_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Option<Tensor<B, 4>> {
     let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else { return None };
-    is_depthwise(conv).then(|| {
-        depthwise_conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), [top, bottom, left, right], conv.dilation)
-    })
-}
-
-/// `conv.forward(x)` (`[N, C_in, H, W] → [N, C_out, H', W']`), with depth-wise stride-1
-/// convolutions (explicit padding) computed by [`depthwise_conv2d`] where
-/// [`uses_shifted_taps`] says so.
-pub fn conv2d_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if is_depthwise(conv) && uses_shifted_taps::<B>(&x.device()) {
-        if let Some(y) = shifted_taps_forward(conv, x.clone()) {
-            return y;
-        }
-    }
-    conv.forward(x)
+    is_depthwise(conv)
+        .then(|| depthwise_conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), [top, bottom, left, right], conv.dilation))
 }
 
 #[cfg(test)]
@@ -143,7 +121,6 @@ mod tests {
 
         let grads = |use_depthwise: bool| {
             let x = x0.clone().require_grad();
-            // The rewrite itself: `conv2d_forward` keeps the grouped conv on the CPU backend.
             let y = if use_depthwise { shifted_taps_forward(&conv, x.clone()).expect("depth-wise") } else { conv.forward(x.clone()) };
             let g = (y * field.clone()).sum().backward();
             let dx: Vec<f32> = x.grad(&g).unwrap().into_data().to_vec().unwrap();
@@ -158,26 +135,17 @@ mod tests {
         assert!(max_rel(&db, &rb) < 1e-5, "db {}", max_rel(&db, &rb));
     }
 
-    /// Grouped convolutions that are not depth-wise, and strided ones, go to `Conv2d::forward`.
+    /// Grouped convolutions that are not depth-wise, and strided ones, are not rewritten.
     #[test]
-    fn other_convolutions_use_conv2d() {
+    fn other_convolutions_are_not_rewritten() {
         let device = Default::default();
         let grouped = ConvSpec::new(6, 6, 3).groups(3).init::<B>(&device);
         let strided = ConvSpec::new(6, 6, 3).groups(6).stride(2).init::<B>(&device);
         let dense = ConvSpec::new(6, 6, 3).init::<B>(&device);
-        assert!(!is_depthwise(&grouped) && !is_depthwise(&strided) && !is_depthwise(&dense));
         let x = Tensor::<B, 4>::from_data(TensorData::new((0..2 * 6 * 5 * 5).map(|v| v as f32 * 0.01).collect(), [2, 6, 5, 5]), &device);
-        let a: Vec<f32> = conv2d_forward(&strided, x.clone()).into_data().to_vec().unwrap();
-        let b: Vec<f32> = strided.forward(x).into_data().to_vec().unwrap();
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn shifted_taps_only_on_cubecl_backends() {
-        // Flex's grouped convolution is faster than the rewrite; the CubeCL backends' names are
-        // `cubecl<…>`, wrapped as `fusion<…>` / `autodiff<…>` (checked in tests/wgpu_depthwise.rs).
-        let device = Default::default();
-        assert!(!uses_shifted_taps::<B>(&device));
-        assert!(!uses_shifted_taps::<A>(&device));
+        for conv in [grouped, strided, dense] {
+            assert!(!is_depthwise(&conv));
+            assert!(shifted_taps_forward(&conv, x.clone()).is_none());
+        }
     }
 }

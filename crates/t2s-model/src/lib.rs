@@ -4,7 +4,9 @@
 //! segmentor that combines them, and PyTorch checkpoint loading.
 
 pub mod batch_norm;
+pub mod conv;
 pub mod conv_bn;
+pub mod conv_gemm;
 pub mod depthwise;
 pub mod error;
 pub mod resize;

@@ -20,8 +20,8 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::conv::conv2d_forward;
 use crate::conv_bn::ConvSpec;
-use crate::depthwise::conv2d_forward;
 use crate::error::{ModelError, Result};
 
 fn default_mlp_ratio() -> usize {
@@ -309,7 +309,7 @@ impl<B: Backend> OverlapPatchEmbed<B> {
     /// `h = ⌊(H + 2⌊p/2⌋ − p)/s⌋ + 1` (likewise w).
     pub fn forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 3>, usize, usize) {
         // [N, C, h, w]
-        let x = self.proj.forward(x);
+        let x = conv2d_forward(&self.proj, x);
         let [n, c, h, w] = x.dims();
         // [N, C, h, w] → [N, C, L] → [N, L, C]
         let tokens = x.reshape([n, c, h * w]).swap_dims(1, 2);
@@ -411,7 +411,7 @@ impl<B: Backend> EfficientAttention<B> {
         let source = match &self.sr {
             Some(sr) => {
                 // [N, L, C] → [N, C, L] → [N, C, h, w] → conv → [N, C, h/R, w/R]
-                let map = sr.forward(x.swap_dims(1, 2).reshape([n, c, h, w]));
+                let map = conv2d_forward(sr, x.swap_dims(1, 2).reshape([n, c, h, w]));
                 let [_, _, hr, wr] = map.dims();
                 // [N, C, h/R, w/R] → [N, C, L'] → [N, L', C]
                 let reduced = map.reshape([n, c, hr * wr]).swap_dims(1, 2);

@@ -2,6 +2,7 @@
 //! over channels (SePiCo's `ProjectionHead`, which T2S-DA's embeddings follow).
 
 use crate::batch_norm::batch_norm_2d;
+use crate::conv::conv2d_forward;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
@@ -59,7 +60,7 @@ pub struct ProjectionHead<B: Backend> {
 impl<B: Backend> ProjectionHead<B> {
     /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let z = self.conv2.forward(relu(batch_norm_2d(&self.bn, self.conv1.forward(x))));
+        let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x))));
         l2_normalize_channels(z)
     }
 }

@@ -6,6 +6,7 @@
 //! the V1c stem `stem.{0,1,3,4,6,7}` to `stem.{0,1,2}.{conv,bn}`.
 
 use crate::batch_norm::batch_norm_2d;
+use crate::conv::conv2d_forward;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
@@ -253,13 +254,13 @@ impl<B: Backend> ResBlock<B> {
     /// `[N, C_in, H, W] → [N, planes·expansion, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm_2d(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm_2d(&d.bn, conv2d_forward(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm_2d(&self.bn2, self.conv2.forward(out));
+        let out = relu(batch_norm_2d(&self.bn1, conv2d_forward(&self.conv1, x)));
+        let out = batch_norm_2d(&self.bn2, conv2d_forward(&self.conv2, out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(c3), Some(b3)) => batch_norm_2d(b3, c3.forward(relu(out))),
+            (Some(c3), Some(b3)) => batch_norm_2d(b3, conv2d_forward(c3, relu(out))),
             _ => out,
         };
         relu(out + identity)
@@ -285,7 +286,7 @@ impl<B: Backend> ResNet<B> {
     /// strides are 4, 8, 8, 8 (16: 4, 8, 16, 16; 32: 4, 8, 16, 32).
     pub fn forward(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
         let mut x = match (&self.conv1, &self.bn1) {
-            (Some(c), Some(b)) => relu(batch_norm_2d(b, c.forward(x))),
+            (Some(c), Some(b)) => relu(batch_norm_2d(b, conv2d_forward(c, x))),
             _ => self.stem.iter().fold(x, |x, layer| layer.forward(x)),
         };
         // [N, stem, H/2, W/2] -> [N, stem, H/4, W/4]

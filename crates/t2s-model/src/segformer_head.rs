@@ -5,6 +5,7 @@
 //! Parameter paths: `linear_c.{k}.proj` (original `linear_c{k+1}.proj`, renamed by the loader),
 //! `linear_fuse.{conv,bn}`, `linear_pred`. The original's unused `conv_seg` is not built.
 
+use crate::conv::conv2d_forward;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Dropout, DropoutConfig};
@@ -99,7 +100,7 @@ impl<B: Backend> SegFormerHead<B> {
         // [N, 4E, H_1, W_1] → [N, E, H_1, W_1]
         let feature = self.linear_fuse.forward(Tensor::cat(embedded, 1));
         // [N, classes, H_1, W_1]
-        let logits = self.linear_pred.forward(channel_dropout(&self.dropout, feature.clone()));
+        let logits = conv2d_forward(&self.linear_pred, channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
     }
 }

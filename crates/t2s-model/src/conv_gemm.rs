@@ -1,0 +1,193 @@
+//! Dense (`groups = 1`) 2-D convolution written as one matrix product, so that the CubeCL
+//! backends run it on their matmul kernels instead of a direct convolution.
+//!
+//! Why: without autotuning, Burn 0.21's CubeCL backends compute every convolution with a direct
+//! kernel (`DirectConv2dKernel` forward and for the weight gradient, `ConvTranspose2dDirectKernel`
+//! for the input gradient), which reads its operands from global memory once per
+//! multiply-add. In a profiled MiT-B5 T2S-DA iteration on an H100 these two kernels were half of
+//! all kernel time (docs/gpu.md), mostly the DAFormer head's 1×1 and 3×3 convolutions over 1,024
+//! channels at 128×128 and MiT's spatial-reduction convolutions. As a product
+//! `W [C_out, C_in·kh·kw] × columns [C_in·kh·kw, h'·w']` (batched over N, W broadcast) the same
+//! arithmetic goes through the tiled matmul, forward and for both gradients (autodiff of the
+//! product and of the slices that build the columns).
+//!
+//! How the columns are built, cheapest first:
+//! - 1×1, stride 1, no padding: the input itself, `[N, C, H·W]` (a free reshape);
+//! - kernel = stride, no padding, no dilation (MiT's spatial reduction, patchify): one permute of
+//!   `[N, C, h', k, w', k]` to `[N, C, k, k, h', w']`;
+//! - otherwise: one (strided, dilated) slice of the padded input per kernel tap, stacked.
+
+use burn::tensor::{backend::Backend, ops::PadMode, Tensor};
+
+/// Geometry of a dense convolution: stride, zero padding `(top, bottom, left, right)` and
+/// dilation, each `[vertical, horizontal]` where paired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub stride: [usize; 2],
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// Output size `(h', w')` of a `kh×kw` kernel over an `h×w` input, PyTorch's formula
+    /// `⌊(H + pads − d(k − 1) − 1)/s⌋ + 1`; `None` when the kernel does not fit.
+    pub fn output_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
+        let [top, bottom, left, right] = self.padding;
+        let span_h = self.dilation[0] * (kh - 1) + 1;
+        let span_w = self.dilation[1] * (kw - 1) + 1;
+        let (ph, pw) = (h + top + bottom, w + left + right);
+        (ph >= span_h && pw >= span_w).then(|| ((ph - span_h) / self.stride[0] + 1, (pw - span_w) / self.stride[1] + 1))
+    }
+
+    /// Whether the kernel tiles the input without overlap or gaps (kernel = stride, no padding,
+    /// no dilation), so the columns are a permutation of the input.
+    fn is_patchify(&self, kh: usize, kw: usize) -> bool {
+        self.stride == [kh, kw] && self.padding == [0; 4] && self.dilation == [1, 1]
+    }
+}
+
+/// `x: [N, C_in, H, W]` convolved with `weight: [C_out, C_in, kh, kw]` (+ `bias: [C_out]`) →
+/// `[N, C_out, h', w']`, equal to `F.conv2d` with `groups = 1` up to float summation order.
+///
+/// Panics when the kernel does not fit the padded input or the channel counts disagree; callers
+/// ([`crate::conv::conv2d_forward`]) have checked the layer's geometry.
+pub fn conv2d_gemm<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, bias: Option<Tensor<B, 1>>, geometry: ConvGeometry) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let [co, ci, kh, kw] = weight.dims();
+    assert_eq!(ci, c, "convolution weight {:?} does not take {c} input channels", weight.dims());
+    let (oh, ow) =
+        geometry.output_size(h, w, kh, kw).unwrap_or_else(|| panic!("a {kh}×{kw} kernel with {geometry:?} does not fit a {h}×{w} input"));
+    let columns = columns(x, kh, kw, geometry, oh, ow);
+    // [1, C_out, C_in·kh·kw] × [N, C_in·kh·kw, h'·w'] → [N, C_out, h'·w']: the weight is broadcast
+    // over the batch (autodiff sums its gradient back over N).
+    let out = weight.reshape([1, co, ci * kh * kw]).matmul(columns).reshape([n, co, oh, ow]);
+    match bias {
+        Some(b) => out + b.reshape([1, co, 1, 1]),
+        None => out,
+    }
+}
+
+/// The im2col matrix `[N, C·kh·kw, h'·w']`, rows ordered (channel, tap row, tap column) like a
+/// flattened `[C_out, C_in, kh, kw]` weight, columns ordered (output row, output column).
+fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, oh: usize, ow: usize) -> Tensor<B, 3> {
+    let [n, c, _, _] = x.dims();
+    if kh == 1 && kw == 1 && g.stride == [1, 1] && g.padding == [0; 4] {
+        return x.reshape([n, c, oh * ow]);
+    }
+    if g.is_patchify(kh, kw) {
+        // Rows and columns that no window covers are dropped first, as the convolution does.
+        let x = x.slice([0..n, 0..c, 0..oh * kh, 0..ow * kw]);
+        // [N, C, h', kh, w', kw] → [N, C, kh, kw, h', w']
+        return x.reshape([n, c, oh, kh, ow, kw]).permute([0, 1, 3, 5, 2, 4]).reshape([n, c * kh * kw, oh * ow]);
+    }
+    let [top, bottom, left, right] = g.padding;
+    let xp = if g.padding == [0; 4] { x } else { x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0)) };
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let mut taps = Vec::with_capacity(kh * kw);
+    for i in 0..kh {
+        for j in 0..kw {
+            // Tap (i, j) of output (y, x) reads padded row i·dh + y·sh and column j·dw + x·sw.
+            let (r0, c0) = (i * dh, j * dw);
+            let rows = burn::tensor::s![r0..r0 + sh * (oh - 1) + 1; sh as isize];
+            let cols = burn::tensor::s![c0..c0 + sw * (ow - 1) + 1; sw as isize];
+            taps.push(xp.clone().slice([burn::tensor::s![..], burn::tensor::s![..], rows, cols]));
+        }
+    }
+    // [N, C, kh·kw, h', w'] → [N, C·kh·kw, h'·w']
+    Tensor::stack::<5>(taps, 2).reshape([n, c * kh * kw, oh * ow])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mit::tests::{conv2d, rand_nd};
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::Distribution;
+
+    type B = Flex;
+    type A = Autodiff<Flex>;
+
+    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    fn geometry(stride: usize, pad: usize, dil: usize) -> ConvGeometry {
+        ConvGeometry { stride: [stride; 2], padding: [pad; 4], dilation: [dil; 2] }
+    }
+
+    /// (kernel, stride, padding, dilation) of every layer kind the networks have: 1×1, strided
+    /// 1×1 (ResNet's downsample), patchify (MiT's spatial reduction, with a remainder row and
+    /// column to drop), 3×3 "same", dilated 3×3 (DeepLabV2), strided overlapping 3×3 and 7×7
+    /// (patch embeddings, stems).
+    const CASES: [(usize, usize, usize, usize); 8] =
+        [(1, 1, 0, 1), (1, 2, 0, 1), (2, 2, 0, 1), (4, 4, 0, 1), (3, 1, 1, 1), (3, 1, 2, 2), (3, 2, 1, 1), (7, 4, 3, 1)];
+
+    /// Forward pass against the f64 loop reference of `F.conv2d` (mit.rs's test helper).
+    #[test]
+    fn matches_loop_reference() {
+        for (k, s, p, d) in CASES {
+            let x = rand_nd(&[2, 3, 13, 11], 1, 1.0);
+            let w = rand_nd(&[5, 3, k, k], 2, 1.0);
+            let b = rand_nd(&[5], 3, 1.0);
+            let want = conv2d(&x, &w, Some(&b), s, p, d, 1);
+            let got = conv2d_gemm::<B>(x.tensor(), w.tensor(), Some(b.tensor()), geometry(s, p, d));
+            assert_eq!(got.dims().to_vec(), want.dims, "k{k} s{s} p{p} d{d}");
+            let got: Vec<f32> = got.into_data().to_vec().unwrap();
+            let want: Vec<f32> = want.data.iter().map(|&v| v as f32).collect();
+            assert!(max_rel(&got, &want) < 1e-5, "k{k} s{s} p{p} d{d}: rel error {}", max_rel(&got, &want));
+        }
+    }
+
+    /// Gradients of input, weight and bias equal those of Burn's convolution on the CPU, for
+    /// every case, with asymmetric padding added.
+    #[test]
+    fn gradients_match_burn_conv() {
+        let device = Default::default();
+        let mut cases: Vec<ConvGeometry> = CASES.iter().map(|&(_, s, p, d)| geometry(s, p, d)).collect();
+        let kernels: Vec<usize> = CASES.iter().map(|c| c.0).chain([3]).collect();
+        cases.push(ConvGeometry { stride: [1, 2], padding: [0, 2, 1, 0], dilation: [1, 1] });
+        for (k, g) in kernels.into_iter().zip(cases) {
+            let r = |shape: [usize; 4]| Tensor::<A, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let (x0, w0) = (r([2, 4, 12, 10]), r([6, 4, k, k]));
+            let b0 = Tensor::<A, 1>::random([6], Distribution::Normal(0.0, 1.0), &device);
+            let (oh, ow) = g.output_size(12, 10, k, k).expect("fits");
+            // A fixed, non-uniform upstream gradient: the sum of the output times this field.
+            let field = Tensor::<A, 4>::random([2, 6, oh, ow], Distribution::Normal(0.0, 1.0), &device);
+            let grads = |gemm: bool| {
+                let (x, w, b) = (x0.clone().require_grad(), w0.clone().require_grad(), b0.clone().require_grad());
+                let y = if gemm {
+                    conv2d_gemm(x.clone(), w.clone(), Some(b.clone()), g)
+                } else {
+                    // Burn's padding is symmetric per axis: pad explicitly, for asymmetric cases.
+                    let [t, bo, l, r] = g.padding;
+                    let xp = x.clone().pad([(t, bo), (l, r)], PadMode::Constant(0.0));
+                    burn_conv2d(xp, w.clone(), Some(b.clone()), ConvOptions::new(g.stride, [0, 0], g.dilation, 1))
+                };
+                let dims = y.dims();
+                let gr = (y * field.clone()).sum().backward();
+                let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+                (dims, v(x.grad(&gr).unwrap()), v(w.grad(&gr).unwrap()), b.grad(&gr).unwrap().into_data().to_vec::<f32>().unwrap())
+            };
+            let (d1, dx, dw, db) = grads(true);
+            let (d2, rx, rw, rb) = grads(false);
+            assert_eq!(d1, d2, "k{k} {g:?}");
+            assert!(max_rel(&dx, &rx) < 1e-5, "k{k} {g:?}: dx {}", max_rel(&dx, &rx));
+            assert!(max_rel(&dw, &rw) < 1e-5, "k{k} {g:?}: dw {}", max_rel(&dw, &rw));
+            assert!(max_rel(&db, &rb) < 1e-5, "k{k} {g:?}: db {}", max_rel(&db, &rb));
+        }
+    }
+
+    #[test]
+    fn output_size_follows_pytorch() {
+        // 512 → 128 for MiT's 7×7 stride-4 stem; 128 → 16 for the stage-1 reduction; 13 → 3 for
+        // a 4×4 patchify (one remainder row dropped); a kernel larger than the input.
+        assert_eq!(geometry(4, 3, 1).output_size(512, 512, 7, 7), Some((128, 128)));
+        assert_eq!(geometry(8, 0, 1).output_size(128, 128, 8, 8), Some((16, 16)));
+        assert_eq!(geometry(4, 0, 1).output_size(13, 12, 4, 4), Some((3, 3)));
+        assert_eq!(geometry(1, 0, 1).output_size(2, 2, 3, 3), None);
+    }
+}
