@@ -60,30 +60,68 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: B::Dev
 }
 
 /// A depth-wise 3×3 convolution (MiT's Mix-FFN at reduced size), forward and backward, as Burn's
-/// grouped convolution (whose weight gradient loops over the channels on CubeCL) and as
-/// `t2s_model::depthwise`'s shifted multiply-adds. `T2S_BENCH_DEPTHWISE_ONCE=grouped|taps` runs
+/// grouped convolution (whose weight gradient loops over the channels on CubeCL), as
+/// `t2s_model::depthwise`'s shifted multiply-adds and [`stacked`]. `T2S_BENCH_DEPTHWISE_ONCE=grouped|taps|stacked` runs
 /// that variant once instead and returns, to count its launches with
 /// `CUBECL_DEBUG_OPTION=profile` (docs/benchmarks.md).
+/// The depth-wise convolution with its taps stacked into `[N, C, k², H, W]`: one broadcast
+/// product and one sum, so the weight gradient is one reduction instead of one per tap (79
+/// launches forward + backward against the shifted multiply-adds' 139 on wgpu), for k² times the
+/// input's memory saved for the backward pass.
+fn stacked<B: AutodiffBackend>(conv: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let w = conv.weight.val();
+    let [c, _, kh, kw] = w.dims();
+    let [n, _, h, wd] = x.dims();
+    let (d, pad) = (conv.dilation[0], conv.dilation[0] * (kh - 1) / 2);
+    let xp = x.pad([(pad, pad), (pad, pad)], burn::tensor::ops::PadMode::Constant(0.0));
+    let mut taps = Vec::new();
+    for i in 0..kh {
+        for j in 0..kw {
+            taps.push(xp.clone().slice([0..n, 0..c, i * d..i * d + h, j * d..j * d + wd]));
+        }
+    }
+    let cols = Tensor::stack::<5>(taps, 2);
+    let y = (cols * w.reshape([1, c, kh * kw, 1, 1])).sum_dim(2).reshape([n, c, h, wd]);
+    y + conv.bias.as_ref().unwrap().val().reshape([1, c, 1, 1])
+}
+
 fn bench_depthwise<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: B::Device) {
     let mut group = c.benchmark_group(format!("depthwise 3x3 on 2x256x32x32 fwd+bwd, {backend}"));
     group.sample_size(10);
     let (ch, size) = (256usize, 32usize);
     let conv = ConvSpec::new(ch, ch, 3).groups(ch).bias(true).init::<B>(&device);
     let x0 = Tensor::<B, 4>::random([2, ch, size, size], Distribution::Normal(0.0, 1.0), &device);
-    let run = |taps: bool| {
+    let run = |v: u8| {
         let x = x0.clone().require_grad();
-        let y = if taps { shifted_taps_forward(&conv, x.clone()).expect("depth-wise") } else { conv.forward(x.clone()) };
+        let y = match v {
+            0 => conv.forward(x.clone()),
+            1 => shifted_taps_forward(&conv, x.clone()).expect("depth-wise"),
+            _ => stacked(&conv, x.clone()),
+        };
         let grads = y.sum().backward();
         let dx: f32 = x.grad(&grads).expect("input gradient").sum().into_scalar().elem();
         let dw: f32 = conv.weight.val().grad(&grads).expect("weight gradient").sum().into_scalar().elem();
         dx + dw
     };
     if let Ok(v) = std::env::var("T2S_BENCH_DEPTHWISE_ONCE") {
-        println!("depth-wise {v}: {}", run(v == "taps"));
+        println!(
+            "depth-wise {v}: {}",
+            run(if v == "taps" {
+                1
+            } else if v == "stacked" {
+                2
+            } else {
+                0
+            })
+        );
         return;
     }
-    group.bench_function("grouped conv", |b| b.iter(|| run(false)));
-    group.bench_function("shifted multiply-adds", |b| b.iter(|| run(true)));
+    // The three compute the same thing: the summed gradients agree.
+    let (g, t, st) = (run(0), run(1), run(2));
+    assert!((g - t).abs() <= 1e-3 * g.abs().max(1.0) && (g - st).abs() <= 1e-3 * g.abs().max(1.0), "{g} {t} {st}");
+    group.bench_function("grouped conv", |b| b.iter(|| run(0)));
+    group.bench_function("shifted multiply-adds", |b| b.iter(|| run(1)));
+    group.bench_function("stacked", |b| b.iter(|| run(2)));
     group.finish();
 }
 
