@@ -116,5 +116,9 @@ fn bench_loss(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_loss);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = bench_loss
+}
 criterion_main!(benches);

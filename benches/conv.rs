@@ -139,5 +139,9 @@ fn bench_conv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_conv);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = bench_conv
+}
 criterion_main!(benches);

@@ -68,12 +68,12 @@ fn bench_dispatch(c: &mut Criterion) {
 #[cfg(unix)]
 fn config() -> Criterion {
     use pprof::criterion::{Output, PProfProfiler};
-    Criterion::default().with_profiler(PProfProfiler::new(199, Output::Flamegraph(None)))
+    common::criterion().with_profiler(PProfProfiler::new(199, Output::Flamegraph(None)))
 }
 
 #[cfg(not(unix))]
 fn config() -> Criterion {
-    Criterion::default()
+    common::criterion()
 }
 
 criterion_group! {

@@ -20,6 +20,8 @@ use image::{GrayImage, RgbImage};
 use t2s_data::transforms::{augment, to_planar_f32, AugmentConfig, CropConfig, Resize};
 use t2s_data::{read_rgb, seeded_rng, Dataset, Fda, LabelSpace, Loader, LoaderConfig, Result, Sample, SampleOrder};
 
+mod common;
+
 /// GTA5's frame size.
 const GTA_W: u32 = 1914;
 const GTA_H: u32 = 1052;
@@ -136,5 +138,9 @@ fn bench_fda(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_fda, bench_pipeline);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = bench_fda, bench_pipeline
+}
 criterion_main!(benches);

@@ -8,6 +8,8 @@ use t2s_model::conv_bn::ConvSpec;
 use t2s_model::depthwise::shifted_taps_forward;
 use t2s_model::{resize_bilinear, SegmentorConfig};
 
+mod common;
+
 fn bench_resize(c: &mut Criterion) {
     let device = Default::default();
     // DAFormer's logits (19 classes at 1/4 of a 512×512 crop) upsampled to the crop.
@@ -52,5 +54,9 @@ fn bench_depthwise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_resize, bench_forward, bench_depthwise);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = bench_resize, bench_forward, bench_depthwise
+}
 criterion_main!(benches);

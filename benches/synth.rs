@@ -5,6 +5,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use t2s_data::synth::{render, Domain};
 
+mod common;
+
 fn bench_render(c: &mut Criterion) {
     let mut group = c.benchmark_group("synth render 256x128");
     for domain in Domain::ALL {
@@ -20,5 +22,9 @@ fn bench_render(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_render);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = bench_render
+}
 criterion_main!(benches);

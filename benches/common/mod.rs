@@ -1,4 +1,19 @@
-//! Which GPU backends the benchmarks can run on here (shared by the bench targets).
+//! Shared by the bench targets: criterion's configuration, and which GPU backends the benchmarks
+//! can run on here. Not every bench uses every item.
+#![allow(dead_code)]
+
+use criterion::Criterion;
+
+/// Criterion with a font for its plots. pprof's `criterion` feature (the dispatch bench's
+/// flamegraphs) turns on criterion's plotters backend, and plotters is built here with `ab_glyph`
+/// (t2s's own plots embed their font), which draws only registered fonts: without this every
+/// bench panicked at its first plot (`FontUnavailable`). Criterion draws all text in sans-serif.
+pub fn criterion() -> Criterion {
+    static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+    // A second registration (several groups in one process) is harmless.
+    let _ = plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT);
+    Criterion::default()
+}
 
 #[cfg(feature = "cuda")]
 use burn::tensor::{ElementConversion, Tensor};
