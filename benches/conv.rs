@@ -6,7 +6,7 @@
 //! choice. Runs on the CPU backend (for reference: there the networks keep Burn's convolution),
 //! on wgpu when an adapter exists (`T2S_BENCH_WGPU=0` skips it) and, built with
 //! `--features cuda`, on CUDA. Shapes are the layer kinds of MiT + DAFormer at reduced size. On
-//! wgpu and CUDA a second group compares the depth-wise convolution both ways.
+//! wgpu and CUDA a second group compares three formulations of the depth-wise convolution.
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
