@@ -101,7 +101,7 @@ fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, o
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{conv2d, rand_nd};
+    use crate::mit::tests::{conv2d, max_rel, rand_nd};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::ConvOptions;
@@ -109,11 +109,6 @@ mod tests {
 
     type B = Flex;
     type A = Autodiff<Flex>;
-
-    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-    }
 
     fn geometry(stride: usize, pad: usize, dil: usize) -> ConvGeometry {
         ConvGeometry { stride: [stride; 2], padding: [pad; 4], dilation: [dil; 2] }

@@ -76,18 +76,13 @@ pub fn shifted_taps_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Op
 mod tests {
     use super::*;
     use crate::conv_bn::ConvSpec;
-    use crate::mit::tests::{conv2d, rand_nd};
+    use crate::mit::tests::{conv2d, max_rel, rand_nd};
     use burn::backend::{Autodiff, Flex};
     use burn::module::Param;
     use burn::tensor::{Distribution, Tensor, TensorData};
 
     type B = Flex;
     type A = Autodiff<Flex>;
-
-    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-    }
 
     /// Forward pass against the f64 loop reference of `F.conv2d(..., groups=C)`, for dilations 1
     /// and 3 and a non-square kernel position.

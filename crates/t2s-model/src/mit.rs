@@ -545,6 +545,12 @@ pub(crate) mod tests {
     }
 
     /// Deterministic values uniform in `[-scale, scale]`, exactly representable in f32.
+    /// Largest absolute difference of `a` from `b`, relative to `b`'s largest magnitude.
+    pub(crate) fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
     pub(crate) fn rand_nd(dims: &[usize], seed: u64, scale: f64) -> Nd {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let n: usize = dims.iter().product();
