@@ -15,7 +15,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use t2s_model::conv::gemm_geometry;
 use t2s_model::conv_bn::ConvSpec;
 use t2s_model::conv_gemm::conv2d_gemm;
-use t2s_model::depthwise::shifted_taps_forward;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use t2s_model::depthwise::depthwise_forward;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use t2s_model::T2sAutodiffBackend;
 
 mod common;
 
@@ -59,44 +62,56 @@ fn bench_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: B::Dev
     group.finish();
 }
 
-/// A depth-wise 3×3 convolution (MiT's Mix-FFN at reduced size), forward and backward, as Burn's
-/// grouped convolution (whose weight gradient loops over the channels on CubeCL), as
-/// `t2s_model::depthwise`'s shifted multiply-adds and [`stacked`]. `T2S_BENCH_DEPTHWISE_ONCE=grouped|taps|stacked` runs
-/// that variant once instead and returns, to count its launches with
-/// `CUBECL_DEBUG_OPTION=profile` (docs/benchmarks.md).
-/// The depth-wise convolution with its taps stacked into `[N, C, k², H, W]`: one broadcast
-/// product and one sum, so the weight gradient is one reduction instead of one per tap (79
-/// launches forward + backward against the shifted multiply-adds' 139 on wgpu), for k² times the
-/// input's memory saved for the backward pass.
-fn stacked<B: AutodiffBackend>(conv: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// The depth-wise convolution as t2s computed it before `T2sBackend::depthwise_conv2d`: k²
+/// shifted slices of the padded input, each times its weight column, summed, with bias;
+/// differentiated by Burn operation by operation (139 launches forward + backward on wgpu).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn shifted_taps<B: AutodiffBackend>(conv: &burn::nn::conv::Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let w = conv.weight.val();
     let [c, _, kh, kw] = w.dims();
     let [n, _, h, wd] = x.dims();
     let (d, pad) = (conv.dilation[0], conv.dilation[0] * (kh - 1) / 2);
     let xp = x.pad([(pad, pad), (pad, pad)], burn::tensor::ops::PadMode::Constant(0.0));
-    let mut taps = Vec::new();
+    let taps = w.reshape([c, kh * kw]);
+    let ids = Tensor::<B, 1, burn::tensor::Int>::arange(0..(kh * kw) as i64, &taps.device());
+    let mut out = conv.bias.as_ref().unwrap().val().reshape([1, c, 1, 1]);
     for i in 0..kh {
         for j in 0..kw {
-            taps.push(xp.clone().slice([0..n, 0..c, i * d..i * d + h, j * d..j * d + wd]));
+            let k = i * kw + j;
+            let column = taps.clone().select(1, ids.clone().slice([k..k + 1])).reshape([1, c, 1, 1]);
+            out = out + xp.clone().slice([0..n, 0..c, i * d..i * d + h, j * d..j * d + wd]) * column;
         }
     }
-    let cols = Tensor::stack::<5>(taps, 2);
-    let y = (cols * w.reshape([1, c, kh * kw, 1, 1])).sum_dim(2).reshape([n, c, h, wd]);
-    y + conv.bias.as_ref().unwrap().val().reshape([1, c, 1, 1])
+    out
 }
 
-fn bench_depthwise<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: B::Device) {
+/// The depth-wise formulations [`bench_depthwise`] compares, by the name
+/// `T2S_BENCH_DEPTHWISE_ONCE` takes.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+const DEPTHWISE_VARIANTS: [(&str, &str); 3] =
+    [("grouped", "grouped conv"), ("taps", "shifted multiply-adds, differentiated by Burn"), ("windows", "tap windows, own backward")];
+
+/// A depth-wise 3×3 convolution (MiT's Mix-FFN at reduced size), forward and backward, as Burn's
+/// grouped convolution (whose weight gradient loops over the channels on CubeCL), as
+/// [`shifted_taps`] differentiated by Burn operation by operation, and as what the networks use,
+/// `T2sBackend::depthwise_conv2d`: one product over the tap windows, recorded as one autodiff
+/// operation with its own backward pass. `T2S_BENCH_DEPTHWISE_ONCE=<variant>` (a
+/// name in [`DEPTHWISE_VARIANTS`]) runs that variant once instead and returns, to count its
+/// launches with `CUBECL_DEBUG_OPTION=profile` (docs/benchmarks.md).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn bench_depthwise<B: T2sAutodiffBackend>(c: &mut Criterion, backend: &str, device: B::Device) {
     let mut group = c.benchmark_group(format!("depthwise 3x3 on 2x256x32x32 fwd+bwd, {backend}"));
     group.sample_size(10);
     let (ch, size) = (256usize, 32usize);
     let conv = ConvSpec::new(ch, ch, 3).groups(ch).bias(true).init::<B>(&device);
     let x0 = Tensor::<B, 4>::random([2, ch, size, size], Distribution::Normal(0.0, 1.0), &device);
-    let run = |v: u8| {
+    let run = |variant: &str| {
         let x = x0.clone().require_grad();
-        let y = match v {
-            0 => conv.forward(x.clone()),
-            1 => shifted_taps_forward(&conv, x.clone()).expect("depth-wise"),
-            _ => stacked(&conv, x.clone()),
+        let y = match variant {
+            "grouped" => conv.forward(x.clone()),
+            "taps" => shifted_taps(&conv, x.clone()),
+            "windows" => depthwise_forward(&conv, x.clone()).expect("depth-wise"),
+            other => panic!("T2S_BENCH_DEPTHWISE_ONCE={other}: not one of {DEPTHWISE_VARIANTS:?}"),
         };
         let grads = y.sum().backward();
         let dx: f32 = x.grad(&grads).expect("input gradient").sum().into_scalar().elem();
@@ -104,24 +119,18 @@ fn bench_depthwise<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device:
         dx + dw
     };
     if let Ok(v) = std::env::var("T2S_BENCH_DEPTHWISE_ONCE") {
-        println!(
-            "depth-wise {v}: {}",
-            run(if v == "taps" {
-                1
-            } else if v == "stacked" {
-                2
-            } else {
-                0
-            })
-        );
+        println!("depth-wise {v}: {}", run(&v));
         return;
     }
-    // The three compute the same thing: the summed gradients agree.
-    let (g, t, st) = (run(0), run(1), run(2));
-    assert!((g - t).abs() <= 1e-3 * g.abs().max(1.0) && (g - st).abs() <= 1e-3 * g.abs().max(1.0), "{g} {t} {st}");
-    group.bench_function("grouped conv", |b| b.iter(|| run(0)));
-    group.bench_function("shifted multiply-adds", |b| b.iter(|| run(1)));
-    group.bench_function("stacked", |b| b.iter(|| run(2)));
+    // They compute the same thing: the summed gradients agree.
+    let reference = run("grouped");
+    for (variant, _) in &DEPTHWISE_VARIANTS[1..] {
+        let v = run(variant);
+        assert!((reference - v).abs() <= 1e-3 * reference.abs().max(1.0), "{variant}: {v} against the grouped conv's {reference}");
+    }
+    for (variant, name) in DEPTHWISE_VARIANTS {
+        group.bench_function(name, |b| b.iter(|| run(variant)));
+    }
     group.finish();
 }
 

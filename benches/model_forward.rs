@@ -5,7 +5,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 use t2s_model::conv_bn::ConvSpec;
-use t2s_model::depthwise::shifted_taps_forward;
+use t2s_model::depthwise::depthwise_forward;
 use t2s_model::{resize_bilinear, SegmentorConfig};
 
 mod common;
@@ -31,7 +31,8 @@ fn bench_forward(c: &mut Criterion) {
 }
 
 /// A depth-wise 3×3 convolution, forward and backward (input gradient read back), as Burn's
-/// grouped convolution and as `t2s_model::depthwise`'s shifted multiply-adds: which one
+/// grouped convolution and as `t2s_model::depthwise`'s products over shifted windows (with their
+/// own backward pass): which one
 /// `conv2d_forward` uses on the CPU. Sizes: the DAFormer head's dilated separable ASPP at 1/4
 /// of a 256×256 crop, and a MiT Mix-FFN of stage 1 at 1/4 of 512×512.
 fn bench_depthwise(c: &mut Criterion) {
@@ -44,12 +45,12 @@ fn bench_depthwise(c: &mut Criterion) {
         let x0 = Tensor::<A, 4>::random([2, channels, size, size], Distribution::Normal(0.0, 1.0), &device);
         let run = |taps: bool| {
             let x = x0.clone().require_grad();
-            let y = if taps { shifted_taps_forward(&conv, x.clone()).expect("depth-wise") } else { conv.forward(x.clone()) };
+            let y = if taps { depthwise_forward(&conv, x.clone()).expect("depth-wise") } else { conv.forward(x.clone()) };
             x.grad(&y.sum().backward()).expect("input gradient").into_data()
         };
         let name = format!("2x{channels}x{size}x{size} dilation {dilation}");
         group.bench_function(format!("{name}: grouped conv"), |b| b.iter(|| run(false)));
-        group.bench_function(format!("{name}: shifted multiply-adds"), |b| b.iter(|| run(true)));
+        group.bench_function(format!("{name}: tap windows"), |b| b.iter(|| run(true)));
     }
     group.finish();
 }

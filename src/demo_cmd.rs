@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use t2s_model::T2sBackend;
 
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -100,7 +100,7 @@ pub struct Demo {
 impl BackendTask for Demo {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = &self.args;
         let started = Instant::now();
         let iters = a.iters.unwrap_or(if a.quick { 60 } else { 0 });
@@ -276,7 +276,7 @@ fn check_warmups(from: &Path, base: &RunConfig, seeds: &[u64], warm: usize, sour
 }
 
 /// One training run with its own progress bar (iterations, ETA, throughput, losses).
-fn train_with_bar<B: Backend>(
+fn train_with_bar<B: T2sBackend>(
     cfg: &RunConfig,
     run_dir: PathBuf,
     until: usize,
@@ -320,7 +320,7 @@ fn means(trained: &[Trained], method: &str) -> (f64, Vec<Option<f64>>, Vec<f64>)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_report<B: Backend>(
+fn write_report<B: T2sBackend>(
     output: &Path,
     cfg: &RunConfig,
     trained: &[Trained],

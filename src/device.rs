@@ -1,7 +1,7 @@
 //! Run-time choice among the backends compiled in: `--device auto|cpu|wgpu|cuda|cuda:N`.
 
 use anyhow::{bail, Result};
-use burn::tensor::backend::Backend;
+use t2s_model::T2sBackend;
 
 /// A backend and device, chosen at run time.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ fn cuda(_index: usize) -> Result<Selected> {
 pub trait BackendTask {
     type Output;
     /// Runs on backend `B` (inference backend; training wraps it in `Autodiff`).
-    fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output>;
+    fn run<B: T2sBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
 /// Runs `task` on the selected backend.

@@ -2,9 +2,9 @@
 //! per-class IoU tables (JSON and Markdown) and prediction pictures.
 
 use std::path::PathBuf;
+use t2s_model::T2sBackend;
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use t2s_data::visualize::{colorize, save_png};
@@ -47,7 +47,7 @@ pub struct Eval(pub EvalArgs);
 impl BackendTask for Eval {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
         let config = RunConfig::load(&a.config, &a.overrides)?;
         if config.data.eval.is_empty() {

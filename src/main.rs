@@ -18,6 +18,7 @@ mod train_cmd;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Parser;
+use t2s_model::T2sBackend;
 
 use cli::{Cli, Command, ImportArgs, PredictArgs};
 use device::{dispatch, BackendTask};
@@ -97,7 +98,7 @@ struct Predict(PredictArgs);
 impl BackendTask for Predict {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
         if !(0.0..=1.0).contains(&a.overlay_alpha) {
             bail!("--overlay-alpha {}: must be between 0 and 1", a.overlay_alpha);

@@ -3,9 +3,9 @@
 //! of the T2S-DA paper), for one or several weight files in one table and one plot.
 
 use std::path::{Path, PathBuf};
+use t2s_model::T2sBackend;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -68,7 +68,7 @@ struct RunResult {
 impl BackendTask for Similarity {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
         if a.images == 0 {
             bail!("--images must be at least 1");

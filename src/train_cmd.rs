@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use t2s_model::T2sBackend;
 
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use t2s_train::train::run_dir::create_run_dir;
@@ -60,7 +60,7 @@ pub struct Train {
 impl BackendTask for Train {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.args;
         let (cfg, run_dir) = match &a.resume {
             Some(dir) => {

@@ -1,20 +1,20 @@
-//! The convolution rewrites of `t2s_model::conv` on wgpu (depth-wise as shifted multiply-adds,
-//! dense as one matrix product): forward pass and the gradients of input, weight and bias equal
-//! the CPU's, where `conv2d_forward` uses Burn's own convolutions, an independent computation.
-//! It also guards a wgpu fusion fault met while writing the depth-wise one (a fused sum over all
-//! nine weight-column slices of one tensor came out wrong). Skipped without a wgpu adapter unless
+//! The convolution rewrites of `t2s_model::conv` on wgpu (depth-wise as one product over the
+//! shifted windows with its own backward pass, dense as one matrix product): forward pass and
+//! the gradients of input, weight and bias equal the CPU's, where `conv2d_forward` uses Burn's
+//! own convolutions, an independent computation. Skipped without a wgpu adapter unless
 //! `T2S_REQUIRE_WGPU` is set (CI installs lavapipe and sets it).
 #![cfg(feature = "wgpu")]
 
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::Param;
-use burn::tensor::{backend::AutodiffBackend, Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor, TensorData};
 use t2s_model::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
 use t2s_model::conv_bn::ConvSpec;
+use t2s_model::T2sAutodiffBackend;
 
 /// Output, input gradient, weight gradient and bias gradient of the convolution `spec` (with a
 /// bias) on backend `B`, from the given data.
-fn run<B: AutodiffBackend>(spec: ConvSpec, x: &TensorData, w: &TensorData, b: &TensorData, field: &TensorData) -> [Vec<f32>; 4] {
+fn run<B: T2sAutodiffBackend>(spec: ConvSpec, x: &TensorData, w: &TensorData, b: &TensorData, field: &TensorData) -> [Vec<f32>; 4] {
     let device = Default::default();
     let mut conv = spec.bias(true).init::<B>(&device);
     conv.weight = Param::from_tensor(Tensor::from_data(w.clone(), &device).require_grad());
@@ -51,6 +51,7 @@ fn rewritten_convolutions_match_cpu() {
     // (dilated depth-wise), 1×1 projections, MiT's spatial reduction (patchify, with a remainder
     // row to drop), DeepLabV2's dilated 3×3, the patch embeddings' strided 3×3.
     let cases = [
+        ("depth-wise 3×3 (Mix-FFN)", ConvSpec::new(c, c, 3).groups(c)),
         ("depth-wise 3×3 dilation 2", ConvSpec::new(c, c, 3).dilated(2).groups(c)),
         ("1×1", ConvSpec::new(c, 8, 1)),
         ("2×2 stride 2", ConvSpec::new(c, 8, 2).stride(2).padding(0)),

@@ -2,15 +2,17 @@
 //! [`conv2d_forward`] instead of `Conv2d::forward`.
 //!
 //! On the CubeCL backends (CUDA, wgpu) two layer kinds are rewritten, because Burn 0.21's
-//! kernels for them are slow there (docs/gpu.md): depth-wise convolutions become shifted
-//! multiply-adds ([`crate::depthwise`]; the grouped weight gradient loops over the channels) and
+//! kernels for them are slow there (docs/gpu.md): depth-wise convolutions become products over
+//! shifted windows with their own backward pass ([`crate::depthwise`]; the grouped weight
+//! gradient loops over the channels) and
 //! dense convolutions with at most 9 kernel taps, or whose kernel equals their stride, become one
 //! matrix product ([`crate::conv_gemm`]; without autotuning, every convolution is a direct
 //! kernel). On the Flex CPU backend Burn's own convolutions are the faster ones, except 1×1
 //! (measured, [`conv_route`]).
 
+use crate::backend::T2sBackend;
 use crate::conv_gemm::{conv2d_gemm, ConvGeometry};
-use crate::depthwise::{is_depthwise, shifted_taps_forward};
+use crate::depthwise::{depthwise_forward, is_depthwise};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Tensor};
@@ -26,8 +28,8 @@ pub fn uses_conv_rewrites<B: Backend>(device: &B::Device) -> bool {
 pub enum ConvRoute {
     /// One matrix product over im2col columns ([`conv2d_gemm`]).
     Gemm(ConvGeometry),
-    /// Shifted multiply-adds ([`crate::depthwise::depthwise_conv2d`]).
-    ShiftedTaps,
+    /// Products over shifted windows ([`crate::depthwise::depthwise_conv2d`]).
+    Depthwise,
     /// `Conv2d::forward`.
     Burn,
 }
@@ -35,7 +37,7 @@ pub enum ConvRoute {
 /// The route of `conv` over an `h×w` input, on a CubeCL backend (`cubecl`) or the CPU.
 ///
 /// CubeCL: every layer [`gemm_geometry`] accepts goes to [`ConvRoute::Gemm`], stride-1 depth-wise
-/// ones to [`ConvRoute::ShiftedTaps`]. CPU (Flex): only 1×1 convolutions go to the matrix
+/// ones to [`ConvRoute::Depthwise`]. CPU (Flex): only 1×1 convolutions go to the matrix
 /// product, 2.4× faster than Burn's there forward + backward, while Burn's 3×3 and strided
 /// convolutions are 1.5–3× faster than the rewrite and its grouped convolution 9–12× faster
 /// than the shifted multiply-adds (`cargo bench --bench conv`, `--bench model_forward --
@@ -49,18 +51,18 @@ pub fn conv_route<B: Backend>(conv: &Conv2d<B>, h: usize, w: usize, cubecl: bool
         }
     }
     if cubecl && is_depthwise(conv) {
-        return ConvRoute::ShiftedTaps;
+        return ConvRoute::Depthwise;
     }
     ConvRoute::Burn
 }
 
 /// `conv.forward(x)` (`[N, C_in, H, W] → [N, C_out, H', W']`), computed the way [`conv_route`]
 /// says for this backend.
-pub fn conv2d_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn conv2d_forward<B: T2sBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
     match conv_route(conv, h, w, uses_conv_rewrites::<B>(&x.device())) {
         ConvRoute::Gemm(g) => conv2d_gemm(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), g),
-        ConvRoute::ShiftedTaps => shifted_taps_forward(conv, x.clone()).unwrap_or_else(|| conv.forward(x)),
+        ConvRoute::Depthwise => depthwise_forward(conv, x.clone()).unwrap_or_else(|| conv.forward(x)),
         ConvRoute::Burn => conv.forward(x),
     }
 }
@@ -117,7 +119,7 @@ mod tests {
         assert!(matches!(route(one, false), ConvRoute::Gemm(_)), "1×1 is faster as a product on the CPU too");
         assert!(matches!(route(three, true), ConvRoute::Gemm(_)));
         assert_eq!(route(three, false), ConvRoute::Burn);
-        assert_eq!(route(depthwise, true), ConvRoute::ShiftedTaps);
+        assert_eq!(route(depthwise, true), ConvRoute::Depthwise);
         assert_eq!(route(depthwise, false), ConvRoute::Burn);
         assert_eq!(route(stem, true), ConvRoute::Burn);
         // A kernel larger than the padded input is left to Burn (which reports it).

@@ -2,6 +2,7 @@
 
 use crate::batch_norm::batch_norm_2d;
 use crate::conv::conv2d_forward;
+use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -90,7 +91,9 @@ impl<B: Backend> ConvBn<B> {
         ));
         Self { conv, bn: batch_norm(spec.out_channels, device), relu }
     }
+}
 
+impl<B: T2sBackend> ConvBn<B> {
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = batch_norm_2d(&self.bn, conv2d_forward(&self.conv, x));

@@ -10,6 +10,7 @@
 //! `fuse_layer.bottleneck.{conv,bn}`, `conv_seg`.
 
 use crate::conv::conv2d_forward;
+use crate::T2sBackend;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Dropout, DropoutConfig};
@@ -126,7 +127,7 @@ pub struct DaFormerHead<B: Backend> {
     pub conv_seg: Conv2d<B>,
 }
 
-impl<B: Backend> DaFormerHead<B> {
+impl<B: T2sBackend> DaFormerHead<B> {
     /// The four backbone stages `[N, C_k, H_k, W_k]` (k = 1…4) → logits
     /// `[N, classes, H_1, W_1]` and the fused feature `[N, channels, H_1, W_1]` (the
     /// bottleneck's output, before dropout).
@@ -154,7 +155,7 @@ pub struct AsppFusion<B: Backend> {
     pub bottleneck: ConvBn<B>,
 }
 
-impl<B: Backend> AsppFusion<B> {
+impl<B: T2sBackend> AsppFusion<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         // Each branch: [N, channels, H, W]; concatenated: [N, branches·channels, H, W].
@@ -176,7 +177,7 @@ pub enum AsppBranch<B: Backend> {
     Separable(SeparableConvBn<B>),
 }
 
-impl<B: Backend> AsppBranch<B> {
+impl<B: T2sBackend> AsppBranch<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
@@ -196,7 +197,7 @@ pub struct SeparableConvBn<B: Backend> {
     pub pointwise_conv: ConvBn<B>,
 }
 
-impl<B: Backend> SeparableConvBn<B> {
+impl<B: T2sBackend> SeparableConvBn<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]` (the size is kept: padding = dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.pointwise_conv.forward(self.depthwise_conv.forward(x))

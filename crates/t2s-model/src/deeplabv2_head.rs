@@ -2,6 +2,7 @@
 //! (DAFormer's `DLV2Head`; parameter names `aspp_modules.{i}.conv`).
 
 use crate::conv::conv2d_forward;
+use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{backend::Backend, Tensor};
@@ -56,7 +57,7 @@ pub struct DeepLabV2Head<B: Backend> {
     pub aspp_modules: Vec<AsppConv<B>>,
 }
 
-impl<B: Backend> DeepLabV2Head<B> {
+impl<B: T2sBackend> DeepLabV2Head<B> {
     /// `[N, C_in, h, w]` (layer4) → logits `[N, classes, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut branches = self.aspp_modules.iter().map(|m| conv2d_forward(&m.conv, x.clone()));

@@ -3,14 +3,17 @@
 //! (MiT-B0…B5) with the DAFormer and SegFormer heads, the contrastive projection head, the
 //! segmentor that combines them, and PyTorch checkpoint loading.
 
+pub mod backend;
 pub mod batch_norm;
 pub mod conv;
 pub mod conv_bn;
 pub mod conv_gemm;
 pub mod depthwise;
+mod depthwise_autodiff;
 pub mod error;
 pub mod resize;
 
+pub use backend::{T2sAutodiffBackend, T2sBackend};
 pub use error::{ModelError, Result};
 pub use resize::{bilinear_matrix, resize_bilinear};
 pub mod deeplabv2_head;

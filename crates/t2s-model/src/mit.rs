@@ -11,6 +11,7 @@
 //! Tokens are `[N, L, C]` with `L = h·w` in row-major `(h, w)` order, as in the original
 //! (`x.flatten(2).transpose(1, 2)`).
 
+use crate::T2sBackend;
 use core::f64::consts::SQRT_2;
 
 use burn::module::{Initializer, Module};
@@ -243,7 +244,7 @@ pub struct MixTransformer<B: Backend> {
     pub stages: Vec<MitStage<B>>,
 }
 
-impl<B: Backend> MixTransformer<B> {
+impl<B: T2sBackend> MixTransformer<B> {
     /// `[N, C_in, H, W]` → the four stage outputs `[N, C_i, H_i, W_i]`, where each stage's
     /// size follows its patch embedding: `H_i = ⌊(H_{i−1} + 2⌊p_i/2⌋ − p_i)/s_i⌋ + 1` (for the
     /// default odd patches, `⌈H_{i−1}/s_i⌉`: 1/4, 1/8, 1/16, 1/32).
@@ -273,7 +274,7 @@ pub struct MitStage<B: Backend> {
     pub norm: LayerNorm<B>,
 }
 
-impl<B: Backend> MitStage<B> {
+impl<B: T2sBackend> MitStage<B> {
     /// `[N, C_in, H, W]` → `[N, C, h, w]` (h, w: the patch embedding's output size).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         // [N, L, C] tokens with L = h·w.
@@ -304,7 +305,9 @@ impl<B: Backend> OverlapPatchEmbed<B> {
         let spec = ConvSpec::new(in_channels, dim, patch).stride(stride).padding(patch / 2);
         Self { proj: mit_conv(spec, device), norm: layer_norm(dim, 1e-5, device) }
     }
+}
 
+impl<B: T2sBackend> OverlapPatchEmbed<B> {
     /// `[N, C_in, H, W]` → (tokens `[N, h·w, C]`, h, w) with
     /// `h = ⌊(H + 2⌊p/2⌋ − p)/s⌋ + 1` (likewise w).
     pub fn forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 3>, usize, usize) {
@@ -346,7 +349,9 @@ impl<B: Backend> MitBlock<B> {
             drop_path,
         }
     }
+}
 
+impl<B: T2sBackend> MitBlock<B> {
     /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`.
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
         let branch = self.attn.forward(self.norm1.forward(x.clone()), h, w);
@@ -398,7 +403,9 @@ impl<B: Backend> EfficientAttention<B> {
     pub fn num_heads(&self) -> usize {
         self.num_heads
     }
+}
 
+impl<B: T2sBackend> EfficientAttention<B> {
     /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`.
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
         let [n, l, c] = x.dims();
@@ -458,7 +465,9 @@ impl<B: Backend> MixFfn<B> {
         let dw = ConvSpec::new(hidden, hidden, 3).padding(1).groups(hidden);
         Self { fc1: mit_linear(dim, hidden, device), dwconv: mit_conv(dw, device), fc2: mit_linear(hidden, dim, device) }
     }
+}
 
+impl<B: T2sBackend> MixFfn<B> {
     /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`.
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
         // [N, L, hidden]

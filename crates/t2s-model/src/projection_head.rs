@@ -3,6 +3,7 @@
 
 use crate::batch_norm::batch_norm_2d;
 use crate::conv::conv2d_forward;
+use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
@@ -57,7 +58,7 @@ pub struct ProjectionHead<B: Backend> {
     pub conv2: Conv2d<B>,
 }
 
-impl<B: Backend> ProjectionHead<B> {
+impl<B: T2sBackend> ProjectionHead<B> {
     /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x))));

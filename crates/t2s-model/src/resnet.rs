@@ -7,6 +7,7 @@
 
 use crate::batch_norm::batch_norm_2d;
 use crate::conv::conv2d_forward;
+use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
@@ -250,7 +251,9 @@ impl<B: Backend> ResBlock<B> {
             },
         }
     }
+}
 
+impl<B: T2sBackend> ResBlock<B> {
     /// `[N, C_in, H, W] → [N, planes·expansion, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
@@ -281,7 +284,7 @@ pub struct ResNet<B: Backend> {
     pub layer4: Vec<ResBlock<B>>,
 }
 
-impl<B: Backend> ResNet<B> {
+impl<B: T2sBackend> ResNet<B> {
     /// `[N, 3, H, W]` → the four stage outputs `[N, C_i, H_i, W_i]`; at output stride 8 the
     /// strides are 4, 8, 8, 8 (16: 4, 8, 16, 16; 32: 4, 8, 16, 32).
     pub fn forward(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {

@@ -6,6 +6,7 @@
 //! `linear_fuse.{conv,bn}`, `linear_pred`. The original's unused `conv_seg` is not built.
 
 use crate::conv::conv2d_forward;
+use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Dropout, DropoutConfig};
@@ -86,7 +87,7 @@ pub struct SegFormerHead<B: Backend> {
     pub linear_pred: Conv2d<B>,
 }
 
-impl<B: Backend> SegFormerHead<B> {
+impl<B: T2sBackend> SegFormerHead<B> {
     /// The four backbone stages `[N, C_k, H_k, W_k]` (k = 1…4) → logits
     /// `[N, classes, H_1, W_1]` and the fused feature `[N, E, H_1, W_1]` (before dropout).
     ///

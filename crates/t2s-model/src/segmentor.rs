@@ -1,6 +1,7 @@
 //! The segmentor: backbone + decode head + (optional) contrastive projection head, built from a
 //! serde configuration, returning logits and embeddings.
 
+use crate::T2sBackend;
 use std::collections::HashSet;
 
 use burn::module::{Module, ParamId};
@@ -211,7 +212,7 @@ pub struct Segmentor<B: Backend> {
     pub proj_head: Option<ProjectionHead<B>>,
 }
 
-impl<B: Backend> Segmentor<B> {
+impl<B: T2sBackend> Segmentor<B> {
     /// Backbone stage outputs for an image batch `[N, 3, H, W]`.
     pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
         match &self.backbone {
@@ -260,7 +261,9 @@ impl<B: Backend> Segmentor<B> {
         // [N, classes, ph, pw] -> [N, classes, H, W]
         logits.slice([0..n, 0..classes, 0..h, 0..w])
     }
+}
 
+impl<B: Backend> Segmentor<B> {
     /// Parameters split for the optimiser the way DAFormer's mmcv `paramwise_cfg` splits them:
     /// `custom_keys = {head: lr_mult 10, norm: decay_mult 0, pos_block: decay_mult 0}` matches
     /// substrings of the parameter name. Our names mirror mmseg's, so the same substring rule

@@ -3,9 +3,9 @@
 //! logits resized bilinearly to the label's full resolution, argmax, accumulated into one
 //! confusion matrix.
 
-use burn::tensor::backend::Backend;
 use t2s_data::transforms::resize::{rescale_size, resize_bilinear};
 use t2s_data::{Dataset, IGNORE_LABEL};
+use t2s_model::T2sBackend;
 use t2s_model::{resize_bilinear as resize_logits, Segmentor};
 
 use crate::eval_report::EvalReport;
@@ -34,7 +34,7 @@ pub struct EvalOptions {
 /// Evaluates `model` on every sample of `dataset` (which must have labels); `progress` is
 /// called after each image with the number done. Also returns the first `keep` predictions
 /// (train-id maps at label resolution) for pictures.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: T2sBackend>(
     model: &Segmentor<B>,
     device: &B::Device,
     dataset: &dyn Dataset,
@@ -64,7 +64,7 @@ pub fn evaluate<B: Backend>(
 }
 
 /// Train-id prediction `[H·W]` (row-major) of one image at the label size `width × height`.
-pub fn predict_labels<B: Backend>(
+pub fn predict_labels<B: T2sBackend>(
     model: &Segmentor<B>,
     device: &B::Device,
     image: &image::RgbImage,

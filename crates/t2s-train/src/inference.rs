@@ -1,9 +1,10 @@
 //! Whole-image and sliding-window inference (method.md §7, mmseg's `whole_inference` and
 //! `slide_inference`): logits at the input's resolution, to be resized to the label's.
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use t2s_model::Segmentor;
+use t2s_model::T2sBackend;
 
 /// How a network sees a test image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -31,7 +32,7 @@ pub fn window_starts(size: usize, crop: usize, stride: usize) -> Vec<usize> {
 }
 
 /// Logits `[1, C, H, W]` of `image` `[1, 3, H, W]` (normalised) with the given mode.
-pub fn infer_logits<B: Backend>(model: &Segmentor<B>, image: Tensor<B, 4>, mode: InferenceMode) -> Tensor<B, 4> {
+pub fn infer_logits<B: T2sBackend>(model: &Segmentor<B>, image: Tensor<B, 4>, mode: InferenceMode) -> Tensor<B, 4> {
     match mode {
         InferenceMode::Whole => model.predict(image),
         InferenceMode::Slide { crop, stride } => {

@@ -1,6 +1,7 @@
 //! Whole-image inference on image files: label PNGs, colourised overlays and optional logits.
 
 use std::path::{Path, PathBuf};
+use t2s_model::T2sBackend;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,7 +39,7 @@ pub struct PredictionFiles {
 
 /// Runs `model` on every image and writes its predictions (see [`PredictionFiles`]). Any input
 /// size works: the logits are bilinearly upsampled to the image's size before the argmax.
-pub fn predict_images<B: Backend>(
+pub fn predict_images<B: T2sBackend>(
     model: &Segmentor<B>,
     device: &B::Device,
     images: &[PathBuf],
@@ -68,7 +69,7 @@ pub(crate) fn image_tensor<B: Backend>(img: &image::RgbImage, device: &B::Device
     Tensor::from_data(TensorData::new(normalize_imagenet(img), [1, 3, h as usize, w as usize]), device)
 }
 
-fn predict_one<B: Backend>(
+fn predict_one<B: T2sBackend>(
     model: &Segmentor<B>,
     device: &B::Device,
     path: &Path,

@@ -10,6 +10,7 @@ use t2s_data::transforms::resize::{rescale_size, resize_bilinear, resize_nearest
 use t2s_data::{Dataset, IGNORE_LABEL};
 use t2s_model::segmentor::MIN_PREDICT_SIDE;
 use t2s_model::Segmentor;
+use t2s_model::T2sBackend;
 
 use crate::{Result, TrainError};
 
@@ -145,7 +146,7 @@ pub struct PrototypeOptions {
 /// zero-padded (the ImageNet mean after normalisation) at the bottom and right to a multiple of
 /// `options.stride` of at least [`MIN_PREDICT_SIDE`], their labels padded with the ignore label,
 /// so that every embedding pixel covers exactly one `stride × stride` label block.
-pub fn embedding_class_sums<B: Backend>(
+pub fn embedding_class_sums<B: T2sBackend>(
     model: &Segmentor<B>,
     device: &B::Device,
     dataset: &dyn Dataset,

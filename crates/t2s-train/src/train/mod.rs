@@ -16,6 +16,7 @@ pub mod uda_step;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use t2s_model::{T2sAutodiffBackend, T2sBackend};
 
 use burn::module::{AutodiffModule, Module};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
@@ -62,7 +63,7 @@ pub struct TrainSummary {
 }
 
 /// Trains on backend `B` (an autodiff backend) as `cfg` says.
-pub fn train<B: AutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
+pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
     let method = cfg.uda.method;
     let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
     if method == Method::T2s && network.projection.is_none() {
@@ -375,7 +376,7 @@ fn save<B: AutodiffBackend>(
 }
 
 /// Evaluates on every evaluation set, logs and writes the reports; returns them.
-fn run_evals<B: Backend>(
+fn run_evals<B: T2sBackend>(
     cfg: &RunConfig,
     model: &Segmentor<B>,
     device: &B::Device,

@@ -5,6 +5,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use t2s_data::Batch;
 use t2s_loss::{cross_entropy, CrossEntropyOptions};
+use t2s_model::T2sAutodiffBackend;
 use t2s_model::{resize_bilinear, Segmentor};
 
 use crate::{Result, TrainError};
@@ -20,7 +21,7 @@ pub(crate) fn batch_tensors<B: AutodiffBackend>(batch: &Batch, device: &B::Devic
 
 /// The source cross-entropy (logits upsampled to the crop, as mmseg's decode head loss) and the
 /// named loss values for logging.
-pub(crate) fn source_only_loss<B: AutodiffBackend>(
+pub(crate) fn source_only_loss<B: T2sAutodiffBackend>(
     student: &Segmentor<B>,
     batch: &Batch,
     device: &B::Device,

@@ -11,6 +11,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use t2s_data::{seeded_rng, Batch, Fda, StrongAugConfig};
 use t2s_loss::class_weights::{prototype_similarity, target_confidence, true_class_probability};
 use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
+use t2s_model::T2sAutodiffBackend;
 use t2s_model::{resize_bilinear, Segmentor};
 
 use super::host_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
@@ -78,7 +79,7 @@ fn class_pixel_weights<B: burn::tensor::backend::Backend>(weights: &[f32], label
 /// source images, no pseudo-labels or mixing).
 /// `want_images` asks for the host copies of the iteration's images.
 #[allow(clippy::too_many_arguments)]
-pub fn uda_step<B: AutodiffBackend>(
+pub fn uda_step<B: T2sAutodiffBackend>(
     student: &Segmentor<B>,
     state: &mut UdaState<B>,
     source: &Batch,

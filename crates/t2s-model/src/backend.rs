@@ -1,0 +1,56 @@
+//! The backends t2s's networks run on: Burn's [`Backend`] plus the operations t2s computes its own
+//! way on some of them ([`T2sBackend`]).
+//!
+//! Why a backend extension trait and not plain tensor code: a depth-wise convolution written with
+//! tensor operations (`crate::depthwise`) gets a backward pass from Burn's autodiff that takes
+//! one operation per primitive (slice gradients into zero-filled buffers, per-tap products and
+//! reductions: 139 kernel launches per layer forward + backward on wgpu, docs/benchmarks.md).
+//! Autodiff is a backend decorator, so the only place to give an operation its own, shorter
+//! backward pass is an implementation for [`Autodiff`] ([`crate::depthwise_autodiff`]). Every
+//! other backend takes the trait's default bodies, the operations written with tensors.
+
+use crate::depthwise::{windowed_taps, DepthwiseGeometry};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+
+/// A Burn backend with t2s's own operations. Implemented for every backend t2s builds with
+/// (Flex, CubeBackend, Fusion, Autodiff of any of them); networks are generic over it.
+pub trait T2sBackend: Backend {
+    /// Depth-wise 2-D convolution, stride 1, no bias: `x: [N, C, H, W]`, `weight: [C, 1, kh, kw]`
+    /// → `[N, C, H + top + bottom − dh(kh − 1), W + left + right − dw(kw − 1)]`, computed as
+    /// one product over the tap windows ([`windowed_taps`]); [`Autodiff`] gives it a backward
+    /// pass of its own.
+    fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+        windowed_taps(x, weight, geometry)
+    }
+}
+
+/// An autodiff backend whose inner backend (teacher, evaluation, pseudo-labels) is a
+/// [`T2sBackend`] too.
+pub trait T2sAutodiffBackend: AutodiffBackend<InnerBackend: T2sBackend> + T2sBackend {}
+
+impl<B> T2sAutodiffBackend for B where B: AutodiffBackend<InnerBackend: T2sBackend> + T2sBackend {}
+
+impl T2sBackend for Flex {}
+
+impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> T2sBackend for Autodiff<B, C> {
+    fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+        crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry)
+    }
+}
+
+#[cfg(feature = "cubecl")]
+impl<R, F, I, BT> T2sBackend for burn_cubecl::CubeBackend<R, F, I, BT>
+where
+    R: burn_cubecl::CubeRuntime,
+    R::Server: burn_cubecl::cubecl::server::ComputeServer,
+    R::Device: burn::tensor::backend::DeviceOps,
+    F: burn_cubecl::FloatElement,
+    I: burn_cubecl::IntElement,
+    BT: burn_cubecl::BoolElement,
+{
+}
+
+#[cfg(feature = "fusion")]
+impl<B: burn_fusion::FusionBackend> T2sBackend for burn_fusion::Fusion<B> {}

@@ -1,0 +1,72 @@
+//! The depth-wise convolution as one autodiff operation with its own backward pass
+//! ([`T2sBackend::depthwise_conv2d`] on [`Autodiff`]).
+//!
+//! Why: differentiated by Burn operation by operation, a depth-wise convolution written as k²
+//! shifted slices times weight columns keeps every tap's slice and product for the backward
+//! pass and scatters each slice's gradient into a zero-filled padded buffer: 139 kernel launches
+//! per layer forward + backward on wgpu (docs/benchmarks.md). As one operation, the backward
+//! pass is two depth-wise computations written directly: the input gradient is the depth-wise
+//! correlation of the output gradient with the flipped kernel (the forward computation itself),
+//! the weight gradient one product of the tap windows with the output gradient, summed over
+//! batch and space. The saved state is the input and the weight. On the CPU (Flex) networks use Burn's grouped convolution instead
+//! (`crate::conv::conv_route`); the operation is defined for every inner backend all the same.
+
+use crate::backend::T2sBackend;
+use crate::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+#[derive(Debug)]
+struct DepthwiseBackward;
+
+impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
+    /// The input, the weight and the geometry.
+    type State = (FloatTensor<B>, FloatTensor<B>, DepthwiseGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = tensor::<B>(grads.consume::<B>(&ops.node));
+        let (x, weight, geometry) = ops.state;
+        let weight = tensor::<B>(weight);
+        let [_, _, kh, kw] = weight.dims();
+        if let Some(node) = node_x {
+            let dx = depthwise_input_grad(grad.clone(), weight, geometry);
+            grads.register::<B>(node.id, dx.into_primitive().tensor());
+        }
+        if let Some(node) = node_weight {
+            let dw = depthwise_weight_grad(tensor::<B>(x), grad, geometry, [kh, kw]);
+            grads.register::<B>(node.id, dw.into_primitive().tensor());
+        }
+    }
+}
+
+fn tensor<B: burn::tensor::backend::Backend>(primitive: FloatTensor<B>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// [`T2sBackend::depthwise_conv2d`] on [`Autodiff`]: the inner backend's forward pass, recorded
+/// as one operation whose backward pass is [`DepthwiseBackward`].
+pub(crate) fn depthwise_conv2d_autodiff<B: T2sBackend, C: CheckpointStrategy>(
+    x: Tensor<Autodiff<B, C>, 4>,
+    weight: Tensor<Autodiff<B, C>, 4>,
+    geometry: DepthwiseGeometry,
+) -> Tensor<Autodiff<B, C>, 4> {
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let forward = |x: FloatTensor<B>, weight: FloatTensor<B>| {
+        B::depthwise_conv2d(tensor::<B>(x), tensor::<B>(weight), geometry).into_primitive().tensor()
+    };
+    let out = match DepthwiseBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let out = forward(x.primitive.clone(), weight.primitive.clone());
+            prep.finish((x.primitive, weight.primitive, geometry), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, weight.primitive)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
