@@ -38,15 +38,9 @@ impl DepthwiseGeometry {
 /// `x` zero-padded by `[top, bottom, left, right]`; a negative amount crops that side instead.
 fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4]) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
-    let crop = |a: isize| (-a).max(0) as usize;
-    let [top, bottom, left, right] = amounts;
-    let x =
-        if amounts.iter().any(|&a| a < 0) { x.slice([0..n, 0..c, crop(top)..h - crop(bottom), crop(left)..w - crop(right)]) } else { x };
-    let grow = |a: isize| a.max(0) as usize;
-    if amounts.iter().all(|&a| a <= 0) {
-        return x;
-    }
-    x.pad([(grow(top), grow(bottom)), (grow(left), grow(right))], PadMode::Constant(0.0))
+    let [top, bottom, left, right] = amounts.map(|a| (-a).max(0) as usize);
+    let x = if amounts.iter().any(|&a| a < 0) { x.slice([0..n, 0..c, top..h - bottom, left..w - right]) } else { x };
+    pad(x, amounts.map(|a| a.max(0) as usize))
 }
 
 /// The k² shifted copies of the padded input as one strided view, `[N, C, kh, kw, H', W']`:
@@ -70,7 +64,8 @@ fn pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tensor<B, 4> {
 /// `weight: [C, 1, kh, kw]` → `[N, C, H', W']` ([`DepthwiseGeometry::output_size`]). The forward
 /// pass of [`T2sBackend::depthwise_conv2d`] on every backend: a handful of kernels whatever the
 /// kernel size, where k² separate shifted slices took one copy each (their offsets rarely meet
-/// the device's alignment for a view), one product and one accumulation each.
+/// the device's alignment for a view), one product and one accumulation each. The product is a
+/// transient k² times the output's size, freed by the sum; nothing of it is kept for backward.
 pub fn windowed_taps<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, geometry: DepthwiseGeometry) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     let [wc, one, kh, kw] = weight.dims();
