@@ -80,8 +80,7 @@ fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, o
         // [N, C, h', kh, w', kw] → [N, C, kh, kw, h', w']
         return x.reshape([n, c, oh, kh, ow, kw]).permute([0, 1, 3, 5, 2, 4]).reshape([n, c * kh * kw, oh * ow]);
     }
-    let [top, bottom, left, right] = g.padding;
-    let xp = if g.padding == [0; 4] { x } else { x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0)) };
+    let xp = zero_pad(x, g.padding);
     let [sh, sw] = g.stride;
     let [dh, dw] = g.dilation;
     let mut taps = Vec::with_capacity(kh * kw);
@@ -96,6 +95,16 @@ fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, o
     }
     // [N, C, kh·kw, h', w'] → [N, C·kh·kw, h'·w']
     Tensor::stack::<5>(taps, 2).reshape([n, c * kh * kw, oh * ow])
+}
+
+/// `x: [N, C, H, W]` zero-padded by `[top, bottom, left, right]` (no operation when all are 0).
+pub(crate) fn zero_pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tensor<B, 4> {
+    let [top, bottom, left, right] = padding;
+    if padding == [0; 4] {
+        x
+    } else {
+        x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0))
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@
 //! float summation order (tested against it and against a loop reference).
 
 use crate::backend::T2sBackend;
+use crate::conv_gemm::zero_pad;
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
-use burn::tensor::{backend::Backend, ops::PadMode, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
 /// Zero padding `[top, bottom, left, right]` and dilation `[dh, dw]` of a stride-1 depth-wise
 /// convolution.
@@ -40,7 +41,7 @@ fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4]) -> Tensor<B, 4> 
     let [n, c, h, w] = x.dims();
     let [top, bottom, left, right] = amounts.map(|a| (-a).max(0) as usize);
     let x = if amounts.iter().any(|&a| a < 0) { x.slice([0..n, 0..c, top..h - bottom, left..w - right]) } else { x };
-    pad(x, amounts.map(|a| a.max(0) as usize))
+    zero_pad(x, amounts.map(|a| a.max(0) as usize))
 }
 
 /// The k² shifted copies of the padded input as one strided view, `[N, C, kh, kw, H', W']`:
@@ -48,15 +49,6 @@ fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4]) -> Tensor<B, 4> 
 /// CubeCL backends (the windows run over the output positions, stepping by the dilation).
 fn tap_windows<B: Backend>(xp: Tensor<B, 4>, out: [usize; 2], dilation: [usize; 2]) -> Tensor<B, 6> {
     xp.unfold::<5, usize>(2, out[0], dilation[0]).unfold::<6, usize>(3, out[1], dilation[1])
-}
-
-fn pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tensor<B, 4> {
-    let [top, bottom, left, right] = padding;
-    if padding == [0; 4] {
-        x
-    } else {
-        x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0))
-    }
 }
 
 /// Depth-wise convolution as one product of the tap windows ([`tap_windows`]) with the weight
@@ -71,7 +63,7 @@ pub fn windowed_taps<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, geometry
     let [wc, one, kh, kw] = weight.dims();
     assert!(wc == c && one == 1, "depth-wise weight must be [C, 1, kh, kw] with C = {c}, got {:?}", weight.dims());
     let [oh, ow] = geometry.output_size(h, w, kh, kw);
-    let windows = tap_windows(pad(x, geometry.padding), [oh, ow], geometry.dilation);
+    let windows = tap_windows(zero_pad(x, geometry.padding), [oh, ow], geometry.dilation);
     let products = windows * weight.reshape([1, c, kh, kw, 1, 1]);
     products.reshape([n, c, kh * kw, oh, ow]).sum_dim(2).reshape([n, c, oh, ow])
 }
@@ -102,7 +94,7 @@ pub fn depthwise_weight_grad<B: Backend>(
 ) -> Tensor<B, 4> {
     let [n, c, oh, ow] = grad.dims();
     let [kh, kw] = kernel;
-    let windows = tap_windows(pad(x, geometry.padding), [oh, ow], geometry.dilation);
+    let windows = tap_windows(zero_pad(x, geometry.padding), [oh, ow], geometry.dilation);
     let products = windows * grad.reshape([n, c, 1, 1, oh, ow]);
     // Space first (the long axis), then the batch: [N, C, k², L] → [1, C, k², 1].
     products.reshape([n, c, kh * kw, oh * ow]).sum_dim(3).sum_dim(0).reshape([c, 1, kh, kw])
@@ -152,6 +144,7 @@ mod tests {
     use crate::mit::tests::{conv2d, max_rel, rand_nd};
     use burn::backend::{Autodiff, Flex};
     use burn::module::Param;
+    use burn::tensor::ops::PadMode;
     use burn::tensor::{Distribution, Tensor, TensorData};
 
     type B = Flex;
