@@ -7,7 +7,8 @@
 #      for scale one PyTorch training step of SegFormer MiT-B5 at 512×512, batch 2. Then the
 #      host's cost per operation: BIN/dispatch (`cargo bench --bench dispatch`) on CUDA, timed and
 #      then sampled (flamegraphs in OUT/dispatch_flamegraphs.tar.gz); BIN/conv (`cargo bench
-#      --bench conv`): Burn's convolutions against t2s's matrix-product rewrite on CUDA.
+#      --bench conv`): Burn's convolutions against t2s's matrix-product rewrite on CUDA; BIN/transformer
+#      (`cargo bench --bench transformer`): MiT's LayerNorm, softmax and GELU, Burn's against t2s's.
 #   2. T2S-DA training of MiT-B5 + DAFormer at 512×512 crops, batch 2 + 2
 #      (configs/synthetic_daformer_t2s.toml) on CUDA with BIN/t2s until the tail: seconds per
 #      iteration (metrics.jsonl), the process's device memory and host RSS every 5 s, and a
@@ -19,7 +20,8 @@
 #      (`--features cuda,autotune-checks`), wgpu logits vs the CPU with the autotune log on.
 #
 # Usage: [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
-#          t2s_autotune[.xz], t2s_checks[.xz], bench[.xz] or bench_autotune[.xz], dispatch[.xz], conv[.xz]>
+#          t2s_autotune[.xz], t2s_checks[.xz], bench[.xz] or bench_autotune[.xz], dispatch[.xz], conv[.xz],
+#          transformer[.xz]>
 #          <output folder> [budget s, default 540]
 # Function names in the host profiles need binaries built with symbols (docs/gpu.md).
 # Missing binaries skip their parts. Needs python3 with numpy and Pillow (torch, transformers for 1).
@@ -108,6 +110,10 @@ PY
   if [ -x "$W/conv" ]; then
     echo "== conv: Burn's convolutions vs the matmul rewrite, fwd+bwd (started at $(elapsed) s)"
     T2S_BENCH_WGPU=0 timeout 90 "$W/conv" --bench cuda --warm-up-time 1 --measurement-time 3 2>&1 | grep -v '^$'
+  fi
+  if [ -x "$W/transformer" ]; then
+    echo "== transformer: MiT's LayerNorm, softmax, GELU as Burn vs t2s's own backward, a B5 block, fwd+bwd (started at $(elapsed) s)"
+    T2S_BENCH_WGPU=0 timeout 60 "$W/transformer" --bench cuda --warm-up-time 1 --measurement-time 2 2>&1 | grep -v '^$'
   fi
 } > "$W/bench.log" 2>&1
 echo "phase 1 done at $(elapsed) s"

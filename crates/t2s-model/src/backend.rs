@@ -4,12 +4,16 @@
 //! Why a backend extension trait and not plain tensor code: a depth-wise convolution written with
 //! tensor operations (`crate::depthwise`) gets a backward pass from Burn's autodiff that takes
 //! one operation per primitive (slice gradients into zero-filled buffers, per-tap products and
-//! reductions: 139 kernel launches per layer forward + backward on wgpu, docs/benchmarks.md).
+//! reductions: 139 kernel launches per layer forward + backward on wgpu, docs/benchmarks.md);
+//! LayerNorm, softmax and the exact GELU likewise take several operations each way where a
+//! closed-form backward pass takes one or a few.
 //! Autodiff is a backend decorator, so the only place to give an operation its own, shorter
 //! backward pass is an implementation for [`Autodiff`] ([`crate::depthwise_autodiff`]). Every
 //! other backend takes the trait's default bodies, the operations written with tensors.
 
 use crate::depthwise::{windowed_taps, DepthwiseGeometry};
+use crate::layer_norm::burn_layer_norm;
+use burn::tensor::activation::{gelu, softmax};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
@@ -24,6 +28,28 @@ pub trait T2sBackend: Backend {
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         windowed_taps(x, weight, geometry)
     }
+
+    /// LayerNorm over the last dimension, `[..., C]` → `[..., C]`, with scale `gamma: [C]` and
+    /// shift `beta: [C]` (PyTorch's `nn.LayerNorm`, biased variance). Burn's computation
+    /// ([`burn_layer_norm`]); [`Autodiff`] gives it a backward pass of its own
+    /// (`crate::layer_norm`).
+    fn layer_norm_last_dim<const D: usize>(x: Tensor<Self, D>, gamma: Tensor<Self, 1>, beta: Tensor<Self, 1>, epsilon: f64) -> Tensor<Self, D> {
+        burn_layer_norm(x, gamma, beta, epsilon)
+    }
+
+    /// Softmax over the last dimension (attention weights), shape kept. Burn's `softmax`;
+    /// [`Autodiff`] gives it a backward pass of its own (`crate::activation`).
+    fn softmax_last_dim<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
+        softmax(x, D - 1)
+    }
+
+    /// The exact (erf) GELU `x·Φ(x)`, PyTorch's `nn.GELU()`, shape kept. Burn's `gelu`, whose
+    /// forward pass is exact on every backend; [`Autodiff`] gives it the exact derivative as one
+    /// operation (`crate::activation`), where Burn's CubeCL backward is the tanh
+    /// approximation's.
+    fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
+        gelu(x)
+    }
 }
 
 /// An autodiff backend whose inner backend (teacher, evaluation, pseudo-labels) is a
@@ -37,6 +63,18 @@ impl T2sBackend for Flex {}
 impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> T2sBackend for Autodiff<B, C> {
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry)
+    }
+
+    fn layer_norm_last_dim<const D: usize>(x: Tensor<Self, D>, gamma: Tensor<Self, 1>, beta: Tensor<Self, 1>, epsilon: f64) -> Tensor<Self, D> {
+        crate::layer_norm::layer_norm_autodiff(x, gamma, beta, epsilon)
+    }
+
+    fn softmax_last_dim<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
+        crate::activation::softmax_autodiff(x)
+    }
+
+    fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
+        crate::activation::gelu_autodiff(x)
     }
 }
 

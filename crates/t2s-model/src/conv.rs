@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(route(stem, true), ConvRoute::Burn);
         // A kernel larger than the padded input is left to Burn (which reports it).
         assert_eq!(conv_route(&ConvSpec::new(8, 4, 3).padding(0).init::<B>(&device), 2, 2, true), ConvRoute::Burn);
-        // The CubeCL backends' names are checked in tests/wgpu_conv_rewrites.rs.
+        // The CubeCL backends' names are checked in tests/wgpu_own_ops.rs.
         assert!(!uses_conv_rewrites::<B>(&device));
         assert!(!uses_conv_rewrites::<Autodiff<B>>(&device));
     }

@@ -3,6 +3,7 @@
 //! (MiT-B0…B5) with the DAFormer and SegFormer heads, the contrastive projection head, the
 //! segmentor that combines them, and PyTorch checkpoint loading.
 
+pub mod activation;
 pub mod backend;
 pub mod batch_norm;
 pub mod conv;
@@ -11,6 +12,7 @@ pub mod conv_gemm;
 pub mod depthwise;
 mod depthwise_autodiff;
 pub mod error;
+pub mod layer_norm;
 pub mod resize;
 
 pub use backend::{T2sAutodiffBackend, T2sBackend};
@@ -33,3 +35,4 @@ pub mod head_output;
 pub mod mit;
 pub mod mlp_embed;
 pub mod segformer_head;
+pub mod token_linear;

@@ -12,18 +12,18 @@
 //! (`x.flatten(2).transpose(1, 2)`).
 
 use crate::T2sBackend;
-use core::f64::consts::SQRT_2;
 
 use burn::module::{Initializer, Module};
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::conv::conv2d_forward;
 use crate::conv_bn::ConvSpec;
 use crate::error::{ModelError, Result};
+use crate::layer_norm::LayerNorm;
+use crate::token_linear::linear_tokens;
 
 fn default_mlp_ratio() -> usize {
     4
@@ -201,24 +201,7 @@ fn mit_conv<B: Backend>(spec: ConvSpec, device: &B::Device) -> Conv2d<B> {
 }
 
 fn layer_norm<B: Backend>(dim: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(dim).with_epsilon(eps).init(device)
-}
-
-/// Exact (erf) GELU, `x·Φ(x)`, as PyTorch's `nn.GELU()`.
-///
-/// Burn's `activation::gelu` computes the erf form, but the default `gelu_backward` that the
-/// CubeCL backends (CUDA, wgpu) use is the derivative of the *tanh approximation* (up to ~9e-4
-/// off). When gradients are recorded, the function is therefore composed from `erf` and
-/// products, whose derivatives autodiff gets exactly (at the cost of keeping two more
-/// activations for the backward pass).
-fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if B::ad_enabled(&x.device()) {
-        // Same operation order as Burn's default `gelu`: x·(erf(x/√2) + 1)/2.
-        let cdf = x.clone().div_scalar(SQRT_2).erf().add_scalar(1.0);
-        (x * cdf).div_scalar(2.0)
-    } else {
-        gelu(x)
-    }
+    LayerNorm::new(dim, eps, device)
 }
 
 /// Stochastic depth (timm's `DropPath`): during training each sample's residual branch
@@ -412,7 +395,7 @@ impl<B: T2sBackend> EfficientAttention<B> {
         let heads = self.num_heads;
         let d = c / heads;
         // [N, L, C] → [N, L, heads, d] → [N, heads, L, d]
-        let q = self.q.forward(x.clone()).reshape([n, l, heads, d]).swap_dims(1, 2);
+        let q = linear_tokens(&self.q, x.clone()).reshape([n, l, heads, d]).swap_dims(1, 2);
 
         // Key/value source tokens [N, L', C]: L' = ⌊h/R⌋·⌊w/R⌋ with reduction, else L.
         let source = match &self.sr {
@@ -432,17 +415,17 @@ impl<B: T2sBackend> EfficientAttention<B> {
         let [_, lk, _] = source.dims();
         // [N, L', 2C]: the original reshapes to [N, L', 2, heads, d], so the first C outputs
         // are the keys and the next C the values.
-        let kv = self.kv.forward(source);
+        let kv = linear_tokens(&self.kv, source);
         // [N, L', C] → [N, L', heads, d] → [N, heads, L', d]
         let k = kv.clone().narrow(2, 0, c).reshape([n, lk, heads, d]).swap_dims(1, 2);
         let v = kv.narrow(2, c, c).reshape([n, lk, heads, d]).swap_dims(1, 2);
 
         // [N, heads, L, L'], scaled after the product as the original (`(q @ kᵀ) * scale`).
         let scale = (d as f64).powf(-0.5);
-        let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
+        let attn = B::softmax_last_dim(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale));
         // [N, heads, L, d] → [N, L, heads, d] → [N, L, C]
         let out = attn.matmul(v).swap_dims(1, 2).reshape([n, l, c]);
-        self.proj.forward(out)
+        linear_tokens(&self.proj, out)
     }
 }
 
@@ -471,13 +454,14 @@ impl<B: T2sBackend> MixFfn<B> {
     /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`.
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
         // [N, L, hidden]
-        let x = self.fc1.forward(x);
+        let x = linear_tokens(&self.fc1, x);
         let [n, l, hidden] = x.dims();
         // [N, L, hidden] → [N, hidden, L] → [N, hidden, h, w] → depth-wise conv (same size)
         let map = conv2d_forward(&self.dwconv, x.swap_dims(1, 2).reshape([n, hidden, h, w]));
         // [N, hidden, h, w] → [N, hidden, L] → [N, L, hidden]
         let x = map.reshape([n, hidden, l]).swap_dims(1, 2);
-        self.fc2.forward(gelu_exact(x))
+        // Exact (erf) GELU as PyTorch's `nn.GELU()`, with its exact derivative.
+        linear_tokens(&self.fc2, B::gelu_exact(x))
     }
 }
 
@@ -782,7 +766,7 @@ pub(crate) mod tests {
     }
 
     fn ln(l: &LayerNorm<B>) -> (Nd, Nd) {
-        (Nd::of(&l.gamma.val()), Nd::of(&l.beta.as_ref().expect("beta").val()))
+        (Nd::of(&l.gamma.val()), Nd::of(&l.beta.val()))
     }
 
     pub(crate) fn conv(c: &Conv2d<B>) -> (Nd, Nd) {
@@ -976,7 +960,7 @@ pub(crate) mod tests {
                 sr_conv.bias = Some(rand_nd(&[dim], 8, 0.5).param());
                 let norm = a.norm.as_mut().expect("sr norm");
                 norm.gamma = rand_nd(&[dim], 9, 0.5).map(|v| 1.0 + v).param();
-                norm.beta = Some(rand_nd(&[dim], 10, 0.5).param());
+                norm.beta = rand_nd(&[dim], 10, 0.5).param();
             } else {
                 assert!(a.sr.is_none() && a.norm.is_none());
             }
@@ -1231,11 +1215,11 @@ pub(crate) mod tests {
     fn gelu_is_exact_in_value_and_gradient() {
         let xs = rand_nd(&[41], 3, 4.0);
         // Inference backend (Burn's fused GELU).
-        assert_close(&gelu_exact(xs.tensor::<1>()), &xs.map(gelu_ref), "gelu");
-        // Autodiff backend: composed form, derivative Φ(x) + x·φ(x).
+        assert_close(&B::gelu_exact(xs.tensor::<1>()), &xs.map(gelu_ref), "gelu");
+        // Autodiff backend: t2s's own operation, derivative Φ(x) + x·φ(x).
         type A = Autodiff<Flex>;
         let x = Tensor::<A, 1>::from_inner(xs.tensor::<1>()).require_grad();
-        let y = gelu_exact(x.clone());
+        let y = A::gelu_exact(x.clone());
         assert_close(&y, &xs.map(gelu_ref), "gelu (autodiff)");
         let grads = y.sum().backward();
         let g = x.grad(&grads).expect("gradient");
