@@ -48,7 +48,9 @@ impl<B: Backend, const D: usize> Backward<B, 1> for GeluBackward<D> {
 
 /// [`T2sBackend::gelu_exact`] on [`Autodiff`]: the inner backend's GELU, recorded as one
 /// operation whose backward pass is [`GeluBackward`].
-pub(crate) fn gelu_autodiff<B: T2sBackend, C: CheckpointStrategy, const D: usize>(x: Tensor<Autodiff<B, C>, D>) -> Tensor<Autodiff<B, C>, D> {
+pub(crate) fn gelu_autodiff<B: T2sBackend, C: CheckpointStrategy, const D: usize>(
+    x: Tensor<Autodiff<B, C>, D>,
+) -> Tensor<Autodiff<B, C>, D> {
     let x = x.into_primitive().tensor();
     let forward = |x: FloatTensor<B>| B::gelu_exact(tensor::<B, D>(x)).into_primitive().tensor();
     let out = match GeluBackward::<D>.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
@@ -81,7 +83,9 @@ impl<B: Backend, const D: usize> Backward<B, 1> for SoftmaxBackward<D> {
 
 /// [`T2sBackend::softmax_last_dim`] on [`Autodiff`]: the inner backend's softmax, recorded as one
 /// operation whose backward pass is [`SoftmaxBackward`].
-pub(crate) fn softmax_autodiff<B: T2sBackend, C: CheckpointStrategy, const D: usize>(x: Tensor<Autodiff<B, C>, D>) -> Tensor<Autodiff<B, C>, D> {
+pub(crate) fn softmax_autodiff<B: T2sBackend, C: CheckpointStrategy, const D: usize>(
+    x: Tensor<Autodiff<B, C>, D>,
+) -> Tensor<Autodiff<B, C>, D> {
     let x = x.into_primitive().tensor();
     let forward = |x: FloatTensor<B>| B::softmax_last_dim(tensor::<B, D>(x)).into_primitive().tensor();
     let out = match SoftmaxBackward::<D>.prepare::<C>([x.node.clone()]).compute_bound().stateful() {

@@ -13,8 +13,8 @@
 
 use crate::depthwise::{windowed_taps, DepthwiseGeometry};
 use crate::layer_norm::burn_layer_norm;
-use burn::tensor::activation::{gelu, softmax};
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
@@ -33,7 +33,12 @@ pub trait T2sBackend: Backend {
     /// shift `beta: [C]` (PyTorch's `nn.LayerNorm`, biased variance). Burn's computation
     /// ([`burn_layer_norm`]); [`Autodiff`] gives it a backward pass of its own
     /// (`crate::layer_norm`).
-    fn layer_norm_last_dim<const D: usize>(x: Tensor<Self, D>, gamma: Tensor<Self, 1>, beta: Tensor<Self, 1>, epsilon: f64) -> Tensor<Self, D> {
+    fn layer_norm_last_dim<const D: usize>(
+        x: Tensor<Self, D>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        epsilon: f64,
+    ) -> Tensor<Self, D> {
         burn_layer_norm(x, gamma, beta, epsilon)
     }
 
@@ -65,7 +70,12 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
         crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry)
     }
 
-    fn layer_norm_last_dim<const D: usize>(x: Tensor<Self, D>, gamma: Tensor<Self, 1>, beta: Tensor<Self, 1>, epsilon: f64) -> Tensor<Self, D> {
+    fn layer_norm_last_dim<const D: usize>(
+        x: Tensor<Self, D>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        epsilon: f64,
+    ) -> Tensor<Self, D> {
         crate::layer_norm::layer_norm_autodiff(x, gamma, beta, epsilon)
     }
 

@@ -167,7 +167,11 @@ mod tests {
         let weights = Tensor::<AD, 3>::random([2, 5, 7], Distribution::Normal(0.0, 1.0), &device);
         let run = |own: bool| {
             let (x, g, b) = (x0.clone().require_grad(), g0.clone().require_grad(), b0.clone().require_grad());
-            let y = if own { AD::layer_norm_last_dim(x.clone(), g.clone(), b.clone(), 1e-6) } else { burn_layer_norm(x.clone(), g.clone(), b.clone(), 1e-6) };
+            let y = if own {
+                AD::layer_norm_last_dim(x.clone(), g.clone(), b.clone(), 1e-6)
+            } else {
+                burn_layer_norm(x.clone(), g.clone(), b.clone(), 1e-6)
+            };
             let grads = (y.clone() * weights.clone()).sum().backward();
             let d = |t: &Tensor<AD, 3>| t.grad(&grads).unwrap().into_data();
             let d1 = |t: &Tensor<AD, 1>| t.grad(&grads).unwrap().into_data();
