@@ -11,7 +11,7 @@
 //!   division's broadcast. As one operation: `dx = y·(g − Σ g·y)`, keeping only the output y
 //!   (which the attention's product with the values keeps anyway).
 
-use crate::backend::T2sBackend;
+use crate::backend::{tensor, T2sBackend};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -21,10 +21,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 use core::f64::consts::{PI, SQRT_2};
-
-fn tensor<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
-}
 
 #[derive(Debug)]
 struct GeluBackward<const D: usize>;

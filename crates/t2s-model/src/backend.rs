@@ -57,6 +57,12 @@ pub trait T2sBackend: Backend {
     }
 }
 
+/// A float primitive as a tensor of rank D: what t2s's own backward passes (`crate::depthwise_autodiff`,
+/// `crate::layer_norm`, `crate::activation`) receive and keep, as tensors again.
+pub(crate) fn tensor<B: Backend, const D: usize>(primitive: burn::tensor::ops::FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
+}
+
 /// An autodiff backend whose inner backend (teacher, evaluation, pseudo-labels) is a
 /// [`T2sBackend`] too.
 pub trait T2sAutodiffBackend: AutodiffBackend<InnerBackend: T2sBackend> + T2sBackend {}

@@ -11,7 +11,7 @@
 //! batch and space. The saved state is the zero-padded input and the weight. On the CPU (Flex) networks use Burn's grouped convolution instead
 //! (`crate::conv::conv_route`); the operation is defined for every inner backend all the same.
 
-use crate::backend::T2sBackend;
+use crate::backend::{tensor, T2sBackend};
 use crate::conv_gemm::zero_pad;
 use crate::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -31,16 +31,16 @@ impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
-        let grad = tensor::<B>(grads.consume::<B>(&ops.node));
+        let grad = tensor::<B, 4>(grads.consume::<B>(&ops.node));
         let (padded, weight, geometry) = ops.state;
-        let weight = tensor::<B>(weight);
+        let weight = tensor::<B, 4>(weight);
         let [_, _, kh, kw] = weight.dims();
         if let Some(node) = node_x {
             let dx = depthwise_input_grad(grad.clone(), weight, geometry);
             grads.register::<B>(node.id, dx.into_primitive().tensor());
         }
         if let Some(node) = node_weight {
-            let dw = depthwise_weight_grad(tensor::<B>(padded), grad, unpadded(geometry), [kh, kw]);
+            let dw = depthwise_weight_grad(tensor::<B, 4>(padded), grad, unpadded(geometry), [kh, kw]);
             grads.register::<B>(node.id, dw.into_primitive().tensor());
         }
     }
@@ -49,10 +49,6 @@ impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
 /// The same geometry for an input that is already padded.
 fn unpadded(geometry: DepthwiseGeometry) -> DepthwiseGeometry {
     DepthwiseGeometry { padding: [0; 4], ..geometry }
-}
-
-fn tensor<B: burn::tensor::backend::Backend>(primitive: FloatTensor<B>) -> Tensor<B, 4> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
 /// [`T2sBackend::depthwise_conv2d`] on [`Autodiff`]: the inner backend's forward pass, recorded
@@ -65,14 +61,14 @@ pub(crate) fn depthwise_conv2d_autodiff<B: T2sBackend, C: CheckpointStrategy>(
     let x = x.into_primitive().tensor();
     let weight = weight.into_primitive().tensor();
     let forward = |x: FloatTensor<B>, weight: FloatTensor<B>| {
-        B::depthwise_conv2d(tensor::<B>(x), tensor::<B>(weight), geometry).into_primitive().tensor()
+        B::depthwise_conv2d(tensor::<B, 4>(x), tensor::<B, 4>(weight), geometry).into_primitive().tensor()
     };
     let out = match DepthwiseBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             // Padded once and kept: the weight gradient reads the same padded input, which it
             // would otherwise pad again (a fill and a copy).
-            let padded = zero_pad(tensor::<B>(x.primitive), geometry.padding);
-            let out = B::depthwise_conv2d(padded.clone(), tensor::<B>(weight.primitive.clone()), unpadded(geometry));
+            let padded = zero_pad(tensor::<B, 4>(x.primitive), geometry.padding);
+            let out = B::depthwise_conv2d(padded.clone(), tensor::<B, 4>(weight.primitive.clone()), unpadded(geometry));
             prep.finish((padded.into_primitive().tensor(), weight.primitive, geometry), out.into_primitive().tensor())
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, weight.primitive)),

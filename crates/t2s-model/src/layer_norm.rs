@@ -15,7 +15,7 @@
 //! (x̂ the normalised input, r = 1/√(var + ε)), four reductions, keeping only x̂ and r.
 //! docs/benchmarks.md has the launch counts.
 
-use crate::backend::T2sBackend;
+use crate::backend::{tensor, T2sBackend};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -115,10 +115,6 @@ impl<B: Backend, const D: usize> Backward<B, 3> for LayerNormBackward<D> {
             grads.register::<B>(node.id, dx.into_primitive().tensor());
         }
     }
-}
-
-fn tensor<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
 /// [`T2sBackend::layer_norm_last_dim`] on [`Autodiff`]: when gradients are tracked, the forward
