@@ -18,36 +18,60 @@ use burn::tensor::{backend::Backend, Tensor};
 /// Normalises `x` `[N, C, H, W]` → `[N, C, H, W]` with `bn`'s parameters. Training statistics
 /// (and a running-statistics update) when the backend records gradients, the running
 /// statistics otherwise, exactly as `BatchNorm::forward` decides.
-pub fn batch_norm_2d<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+///
+/// `sub_batches` (k ≥ 1, dividing N) says that `x` is k independent batches of N/k images
+/// concatenated along N, as one forward pass over several of a training step's batches is
+/// (`Segmentor::forward_sub_batches`). Each sub-batch is then normalised with its own
+/// statistics, and the running statistics take k successive updates in sub-batch order:
+/// what k separate forward passes would have done, in one pass (one kernel launch per
+/// operation instead of k).
+///
+/// # Panics
+/// When `sub_batches` is 0 or does not divide N.
+pub fn batch_norm_2d<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
+    let k = sub_batches;
+    assert!(k > 0 && n % k == 0, "batch_norm_2d: {k} sub-batches do not divide a batch of {n}");
     let device = x.device();
-    // `[C]` → `[N·C, 1]`, materialised so the full-size ops see a plain per-row scalar.
-    let rows = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n).reshape([n * c, 1]);
+    // Per-sub-batch `[K, C]` (or shared `[1, C]`) → `[N·C, 1]`, materialised so the full-size
+    // ops see a plain per-row scalar.
+    let rows = |v: Tensor<B, 2>| {
+        let groups = v.dims()[0];
+        v.reshape([groups, 1, c]).repeat_dim(1, n / groups).reshape([n * c, 1])
+    };
+    let shared = |v: Tensor<B, 1>| v.reshape([1, c]);
     let x = x.reshape([n * c, h * w]);
     let gamma = bn.gamma.val();
     let beta = bn.beta.val();
     let out = if B::ad_enabled(&device) {
         // Every (image, channel) row has H·W elements, so the mean of row means is the mean.
-        let channel_mean = |t: Tensor<B, 2>| t.mean_dim(1).reshape([n, c]).mean_dim(0).reshape([c]);
+        // [N·C, H·W] → [K, C]
+        let channel_mean = |t: Tensor<B, 2>| t.mean_dim(1).reshape([k, n / k, c]).mean_dim(1).reshape([k, c]);
         let mean = channel_mean(x.clone());
         let centered = x - rows(mean.clone());
         let var = channel_mean(centered.clone().square());
-        let count = (n * h * w) as f64;
+        let count = (n / k * h * w) as f64;
         let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
+        // The k updates r ← (1 − m)·r + m·s_j of k separate passes, in sub-batch order.
         let m = bn.momentum;
-        let running_mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m));
-        let running_var =
-            bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m).add(var.clone().detach().mul_scalar(m * unbiased));
+        let blend = |running: Tensor<B, 1>, batch: Tensor<B, 2>| {
+            let batch = batch.detach();
+            (0..k).fold(running.to_device(&device), |r, j| {
+                r.mul_scalar(1.0 - m).add(batch.clone().narrow(0, j, 1).reshape([c]).mul_scalar(m))
+            })
+        };
+        let running_mean = blend(bn.running_mean.value_sync(), mean);
+        let running_var = blend(bn.running_var.value_sync(), var.clone().mul_scalar(unbiased));
         bn.running_mean.update(running_mean.detach());
         bn.running_var.update(running_var.detach());
-        let scale = gamma.div(var.add_scalar(bn.epsilon).sqrt());
-        centered * rows(scale) + rows(beta)
+        let scale = shared(gamma).div(var.add_scalar(bn.epsilon).sqrt());
+        centered * rows(scale) + rows(shared(beta))
     } else {
         let mean = bn.running_mean.value().to_device(&device);
         let var = bn.running_var.value().to_device(&device);
         let scale = gamma.div(var.add_scalar(bn.epsilon).sqrt());
         let shift = beta - mean * scale.clone();
-        x * rows(scale) + rows(shift)
+        x * rows(shared(scale)) + rows(shared(shift))
     };
     out.reshape([n, c, h, w])
 }
@@ -96,7 +120,7 @@ mod tests {
         let beta = [0.1f32, -0.2, 0.3, 0.0];
         bn.gamma = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(gamma.to_vec(), [4]), &device));
         bn.beta = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(beta.to_vec(), [4]), &device));
-        let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device));
+        let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device), 1);
         let (want, means, vars) = reference(&x, shape, &gamma, &beta, 1e-5);
         for (g, w) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
@@ -116,7 +140,7 @@ mod tests {
         let x = input(shape);
         let device = Default::default();
         let bn = crate::conv_bn::batch_norm::<Flex>(3, &device);
-        let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device));
+        let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device), 1);
         // Fresh running stats (mean 0, var 1): y = x / sqrt(1 + ε).
         for (g, v) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&x) {
             assert!((*g as f64 - *v as f64 / (1.0f64 + 1e-5).sqrt()).abs() < 1e-6);
@@ -127,7 +151,7 @@ mod tests {
             Tensor::<AB, 4>::from_data(TensorData::new(input([2, 3, 3, 2]).iter().rev().cloned().collect::<Vec<_>>(), shape), &device);
         let grad_of = |ours: bool| {
             let xt = Tensor::<AB, 4>::from_data(TensorData::new(x.clone(), shape), &device).require_grad();
-            let y = if ours { batch_norm_2d(&bn, xt.clone()) } else { bn.forward(xt.clone()) };
+            let y = if ours { batch_norm_2d(&bn, xt.clone(), 1) } else { bn.forward(xt.clone()) };
             let g = (y * weights.clone()).sum().backward();
             (xt.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(), bn.gamma.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap())
         };

@@ -95,8 +95,10 @@ impl<B: Backend> ConvBn<B> {
 
 impl<B: T2sBackend> ConvBn<B> {
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = batch_norm_2d(&self.bn, conv2d_forward(&self.conv, x));
+    /// `sub_batches`: how many independent batches `x` concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
+        let x = batch_norm_2d(&self.bn, conv2d_forward(&self.conv, x), sub_batches);
         if self.relu {
             relu(x)
         } else {

@@ -134,11 +134,13 @@ impl<B: T2sBackend> DaFormerHead<B> {
     ///
     /// # Panics
     /// When `features` does not hold one map per embedding layer (4).
-    pub fn forward(&self, features: Vec<Tensor<B, 4>>) -> HeadOutput<B> {
+    /// `sub_batches`: how many independent batches the features concatenate along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, features: Vec<Tensor<B, 4>>, sub_batches: usize) -> HeadOutput<B> {
         // Each stage embedded and resized to [N, E, H_1, W_1], concatenated in stage order.
         let embedded = embed_stages(features, &self.embed_layers, "DaFormerHead");
         // [N, 4E, H_1, W_1] → [N, channels, H_1, W_1]
-        let feature = self.fuse_layer.forward(Tensor::cat(embedded, 1));
+        let feature = self.fuse_layer.forward(Tensor::cat(embedded, 1), sub_batches);
         // [N, classes, H_1, W_1]
         let logits = conv2d_forward(&self.conv_seg, channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
@@ -157,10 +159,12 @@ pub struct AsppFusion<B: Backend> {
 
 impl<B: T2sBackend> AsppFusion<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         // Each branch: [N, channels, H, W]; concatenated: [N, branches·channels, H, W].
-        let branches: Vec<Tensor<B, 4>> = self.aspp_modules.iter().map(|m| m.forward(x.clone())).collect();
-        self.bottleneck.forward(Tensor::cat(branches, 1))
+        let branches: Vec<Tensor<B, 4>> = self.aspp_modules.iter().map(|m| m.forward(x.clone(), sub_batches)).collect();
+        self.bottleneck.forward(Tensor::cat(branches, 1), sub_batches)
     }
 }
 
@@ -179,10 +183,12 @@ pub enum AsppBranch<B: Backend> {
 
 impl<B: T2sBackend> AsppBranch<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         match self {
-            Self::Pointwise(m) => m.forward(x),
-            Self::Separable(m) => m.forward(x),
+            Self::Pointwise(m) => m.forward(x, sub_batches),
+            Self::Separable(m) => m.forward(x, sub_batches),
         }
     }
 }
@@ -199,8 +205,10 @@ pub struct SeparableConvBn<B: Backend> {
 
 impl<B: T2sBackend> SeparableConvBn<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]` (the size is kept: padding = dilation).
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.pointwise_conv.forward(self.depthwise_conv.forward(x))
+    /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
+        self.pointwise_conv.forward(self.depthwise_conv.forward(x, sub_batches), sub_batches)
     }
 }
 
@@ -222,7 +230,7 @@ mod tests {
         let head = Randomize::apply(cfg.init::<B>([3, 4, 5, 6], 3, &device), 11);
         let sizes = [(3, 8, 10), (4, 4, 5), (5, 2, 3), (6, 1, 2)];
         let xs: Vec<_> = sizes.iter().enumerate().map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 40 + k as u64, 1.0)).collect();
-        let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect());
+        let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect(), 1);
 
         // Stage order 0, 1, 2, 3.
         let e: Vec<_> = xs.iter().zip(&head.embed_layers).map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10)).collect();

@@ -60,8 +60,10 @@ pub struct ProjectionHead<B: Backend> {
 
 impl<B: T2sBackend> ProjectionHead<B> {
     /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x))));
+    /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
+        let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x), sub_batches)));
         l2_normalize_channels(z)
     }
 }
@@ -84,7 +86,7 @@ mod tests {
         let device = Default::default();
         let head = ProjectionConfig { dim: 4, hidden: Some(3) }.init::<Flex>(5, &device).unwrap();
         let x = Tensor::<Flex, 4>::random([2, 5, 3, 2], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let z = head.forward(x);
+        let z = head.forward(x, 1);
         assert_eq!(z.dims(), [2, 4, 3, 2]);
         let norms = z.square().sum_dim(1).sqrt().into_data().to_vec::<f32>().unwrap();
         for n in norms {

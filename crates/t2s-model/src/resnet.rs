@@ -255,15 +255,17 @@ impl<B: Backend> ResBlock<B> {
 
 impl<B: T2sBackend> ResBlock<B> {
     /// `[N, C_in, H, W] → [N, planes·expansion, H/stride, W/stride]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// `sub_batches`: how many independent batches `x` concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm_2d(&d.bn, conv2d_forward(&d.conv, x.clone())),
+            Some(d) => batch_norm_2d(&d.bn, conv2d_forward(&d.conv, x.clone()), sub_batches),
             None => x.clone(),
         };
-        let out = relu(batch_norm_2d(&self.bn1, conv2d_forward(&self.conv1, x)));
-        let out = batch_norm_2d(&self.bn2, conv2d_forward(&self.conv2, out));
+        let out = relu(batch_norm_2d(&self.bn1, conv2d_forward(&self.conv1, x), sub_batches));
+        let out = batch_norm_2d(&self.bn2, conv2d_forward(&self.conv2, out), sub_batches);
         let out = match (&self.conv3, &self.bn3) {
-            (Some(c3), Some(b3)) => batch_norm_2d(b3, conv2d_forward(c3, relu(out))),
+            (Some(c3), Some(b3)) => batch_norm_2d(b3, conv2d_forward(c3, relu(out)), sub_batches),
             _ => out,
         };
         relu(out + identity)
@@ -287,16 +289,18 @@ pub struct ResNet<B: Backend> {
 impl<B: T2sBackend> ResNet<B> {
     /// `[N, 3, H, W]` → the four stage outputs `[N, C_i, H_i, W_i]`; at output stride 8 the
     /// strides are 4, 8, 8, 8 (16: 4, 8, 16, 16; 32: 4, 8, 16, 32).
-    pub fn forward(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
+    /// `sub_batches`: how many independent batches `x` concatenates along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
         let mut x = match (&self.conv1, &self.bn1) {
-            (Some(c), Some(b)) => relu(batch_norm_2d(b, conv2d_forward(c, x))),
-            _ => self.stem.iter().fold(x, |x, layer| layer.forward(x)),
+            (Some(c), Some(b)) => relu(batch_norm_2d(b, conv2d_forward(c, x), sub_batches)),
+            _ => self.stem.iter().fold(x, |x, layer| layer.forward(x, sub_batches)),
         };
         // [N, stem, H/2, W/2] -> [N, stem, H/4, W/4]
         x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         let mut outs = Vec::with_capacity(4);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
-            x = layer.iter().fold(x, |x, block| block.forward(x));
+            x = layer.iter().fold(x, |x, block| block.forward(x, sub_batches));
             outs.push(x.clone());
         }
         outs
@@ -365,7 +369,7 @@ mod tests {
             cfg.output_stride = os;
             cfg.base_width = 8;
             cfg.stem_width = 8;
-            let outs = cfg.init::<B>(&device).unwrap().forward(x.clone());
+            let outs = cfg.init::<B>(&device).unwrap().forward(x.clone(), 1);
             for (i, o) in outs.iter().enumerate() {
                 assert_eq!(o.dims(), [1, 8 << i, sizes[i].0, sizes[i].1], "OS {os} stage {i}");
             }
@@ -376,7 +380,7 @@ mod tests {
         cfg.widths = Some([4, 6, 5, 3]);
         cfg.layers = Some([1, 1, 1, 1]);
         assert_eq!(cfg.out_channels().unwrap(), [16, 24, 20, 12]);
-        let outs = cfg.init::<B>(&device).unwrap().forward(x);
+        let outs = cfg.init::<B>(&device).unwrap().forward(x, 1);
         assert_eq!(outs.iter().map(|o| o.dims()[1]).collect::<Vec<_>>(), vec![16, 24, 20, 12]);
     }
 

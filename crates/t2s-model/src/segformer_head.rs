@@ -93,13 +93,15 @@ impl<B: T2sBackend> SegFormerHead<B> {
     ///
     /// # Panics
     /// When `features` does not hold one map per embedding layer (4).
-    pub fn forward(&self, features: Vec<Tensor<B, 4>>) -> HeadOutput<B> {
+    /// `sub_batches`: how many independent batches the features concatenate along N (batch-norm
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    pub fn forward(&self, features: Vec<Tensor<B, 4>>, sub_batches: usize) -> HeadOutput<B> {
         // Each stage embedded and resized to [N, E, H_1, W_1].
         let mut embedded = embed_stages(features, &self.linear_c, "SegFormerHead");
         // The original concatenates `[_c4, _c3, _c2, _c1]`: deepest stage first.
         embedded.reverse();
         // [N, 4E, H_1, W_1] → [N, E, H_1, W_1]
-        let feature = self.linear_fuse.forward(Tensor::cat(embedded, 1));
+        let feature = self.linear_fuse.forward(Tensor::cat(embedded, 1), sub_batches);
         // [N, classes, H_1, W_1]
         let logits = conv2d_forward(&self.linear_pred, channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
@@ -124,7 +126,7 @@ mod tests {
         // Stage sizes need not divide each other: 8×10, 4×5, 2×3, 1×2.
         let sizes = [(3, 8, 10), (4, 4, 5), (5, 2, 3), (6, 1, 2)];
         let xs: Vec<_> = sizes.iter().enumerate().map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 20 + k as u64, 1.0)).collect();
-        let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect());
+        let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect(), 1);
 
         let e: Vec<_> = xs.iter().zip(&head.linear_c).map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10)).collect();
         // Deepest stage first, as the original `torch.cat([_c4, _c3, _c2, _c1], dim=1)`.

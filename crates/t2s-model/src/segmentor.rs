@@ -215,8 +215,12 @@ pub struct Segmentor<B: Backend> {
 impl<B: T2sBackend> Segmentor<B> {
     /// Backbone stage outputs for an image batch `[N, 3, H, W]`.
     pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
+        self.features_of(x, 1)
+    }
+
+    fn features_of(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
         match &self.backbone {
-            Backbone::ResNet(r) => r.forward(x),
+            Backbone::ResNet(r) => r.forward(x, sub_batches),
             Backbone::Mit(m) => m.forward(x),
         }
     }
@@ -224,22 +228,37 @@ impl<B: T2sBackend> Segmentor<B> {
     /// `[N, 3, H, W]` (normalised RGB) → logits, embedding and backbone features (see
     /// [`SegOutput`] for shapes).
     pub fn forward(&self, x: Tensor<B, 4>) -> SegOutput<B> {
-        let features = self.extract_features(x);
+        self.forward_sub_batches(x, 1)
+    }
+
+    /// The forward pass over k = `sub_batches` independent batches concatenated along N
+    /// (`[k·n, 3, H, W]`, e.g. a training step's source, mixed and pseudo-target images): the
+    /// same outputs, and in training the same gradients and batch-norm running statistics, as
+    /// k [`forward`](Self::forward) calls on the parts in order, since every layer treats
+    /// images independently except batch norm, which takes statistics per sub-batch
+    /// ([`batch_norm_2d`](crate::batch_norm::batch_norm_2d)). Only the random draws of
+    /// dropout and stochastic depth differ (same distribution). One pass launches each
+    /// kernel once instead of k times, which is what bounds a GPU's training step (docs/gpu.md).
+    ///
+    /// # Panics
+    /// When `sub_batches` is 0 or does not divide N.
+    pub fn forward_sub_batches(&self, x: Tensor<B, 4>, sub_batches: usize) -> SegOutput<B> {
+        let features = self.features_of(x, sub_batches);
         let (logits, head_feature) = match &self.decode_head {
             DecodeHead::DeepLabV2(h) => {
                 let last = features[features.len() - 1].clone();
                 (h.forward(last.clone()), last)
             }
             DecodeHead::DaFormer(h) => {
-                let o = h.forward(features.clone());
+                let o = h.forward(features.clone(), sub_batches);
                 (o.logits, o.feature)
             }
             DecodeHead::SegFormer(h) => {
-                let o = h.forward(features.clone());
+                let o = h.forward(features.clone(), sub_batches);
                 (o.logits, o.feature)
             }
         };
-        let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature));
+        let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature, sub_batches));
         SegOutput { logits, embedding, features }
     }
 
@@ -344,6 +363,109 @@ mod tests {
         assert_eq!(net.predict(x).dims(), [2, 5, 64, 96]);
         // Inputs too small for the strided convolutions are padded and cropped back.
         assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 7], &device)).dims(), [1, 5, 20, 7]);
+    }
+
+    /// One pass over three concatenated batches against three passes, on the autodiff
+    /// backend in training mode: the same logits and embeddings per part, the same gradients
+    /// of a loss that weights each part differently, and the same batch-norm running
+    /// statistics (DAFormer head, projection head and a deep-stem ResNet all hold batch norms
+    /// whose statistics must stay per part). Dropout and stochastic depth are off, since their
+    /// random draws differ between the two.
+    #[test]
+    fn sub_batches_equal_separate_passes() {
+        type AB = burn::backend::Autodiff<Flex>;
+        let mit = r#"{"backbone":{"type":"mit","embed_dims":[8,16,24,32],"depths":[1,1,1,1],"num_heads":[1,2,3,4],"sr_ratios":[8,4,2,1],"drop_path_rate":0.0},
+            "decode_head":{"type":"daformer","embed_dim":16,"channels":16,"dropout":0.0},"num_classes":5,"projection":{"dim":8}}"#;
+        let resnet = r#"{"backbone":{"type":"resnet","depth":0,"layers":[1,1,1,1],"block":"bottleneck","stem":"deep","stem_width":8,"base_width":4},
+            "decode_head":{"type":"deeplabv2"},"num_classes":5,"projection":{"dim":8}}"#;
+        let device = Default::default();
+        for json in [mit, resnet] {
+            let cfg: SegmentorConfig = serde_json::from_str(json).unwrap();
+            let net = cfg.init::<AB>(&device).unwrap();
+            // Burn draws parameters lazily, per clone: read them all once so copies agree.
+            net.visit(&mut Touch);
+            let (n, parts) = (2, 3);
+            // Parts with different means and spreads, so per-part statistics differ.
+            let x = Tensor::<AB, 4>::random([parts * n, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+            let scale: Vec<f32> = (0..parts * n).map(|i| 0.5 + (i / n) as f32).collect();
+            let x = x * Tensor::<AB, 1>::from_floats(scale.as_slice(), &device).reshape([parts * n, 1, 1, 1])
+                + Tensor::<AB, 1>::from_floats(scale.as_slice(), &device).reshape([parts * n, 1, 1, 1]).sub_scalar(1.0);
+            let x = Tensor::<AB, 4>::from_data(x.into_data(), &device);
+            // The loss weights part i by (i + 1) and reads logits and embedding.
+            let loss_of = |outs: Vec<(Tensor<AB, 4>, Tensor<AB, 4>)>| {
+                outs.into_iter()
+                    .enumerate()
+                    .map(|(i, (l, e))| (l.sin().sum() + e.cos().sum()).mul_scalar((i + 1) as f64))
+                    .reduce(|a, b| a + b)
+                    .unwrap()
+            };
+            // A fresh copy per run: clones share their running statistics.
+            let run = |joint: bool| {
+                let net = cfg.init::<AB>(&device).unwrap().load_record(net.clone().into_record());
+                let outs: Vec<(Tensor<AB, 4>, Tensor<AB, 4>)> = if joint {
+                    let out = net.forward_sub_batches(x.clone(), parts);
+                    let emb = out.embedding.unwrap();
+                    (0..parts).map(|i| (out.logits.clone().narrow(0, i * n, n), emb.clone().narrow(0, i * n, n))).collect()
+                } else {
+                    (0..parts)
+                        .map(|i| {
+                            let out = net.forward(x.clone().narrow(0, i * n, n));
+                            (out.logits, out.embedding.unwrap())
+                        })
+                        .collect()
+                };
+                let values: Vec<f32> = outs
+                    .iter()
+                    .flat_map(|(l, e)| [l.to_data().to_vec::<f32>().unwrap(), e.to_data().to_vec::<f32>().unwrap()])
+                    .flatten()
+                    .collect();
+                let grads = loss_of(outs).backward();
+                let mut grad_values = Vec::new();
+                let mut stats = Vec::new();
+                // `valid()` folds the pending running-statistic updates into their values.
+                let _ = burn::module::AutodiffModule::valid(&net);
+                net.visit(&mut Gather { grads: &grads, grad_values: &mut grad_values, stats: &mut stats });
+                (values, grad_values, stats)
+            };
+            let (v1, g1, s1) = run(true);
+            let (v2, g2, s2) = run(false);
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_eq!(a.len(), b.len(), "{what}");
+                for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                    assert!((p - q).abs() <= 2e-4 * (1.0 + q.abs()), "{what} [{i}]: joint {p} vs separate {q}");
+                }
+            };
+            close(&v1, &v2, "outputs");
+            close(&g1, &g2, "parameter gradients");
+            close(&s1, &s2, "running statistics");
+            // The running statistics moved from their initial 0 and 1.
+            assert!(s1.iter().any(|v| *v != 0.0 && *v != 1.0));
+        }
+    }
+
+    struct Touch;
+
+    impl burn::module::ModuleVisitor<burn::backend::Autodiff<Flex>> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<burn::backend::Autodiff<Flex>, D>>) {
+            let _ = param.val();
+        }
+    }
+
+    /// Every parameter's gradient (trainable ones) and every running statistic, in visit order.
+    struct Gather<'a> {
+        grads: &'a <burn::backend::Autodiff<Flex> as burn::tensor::backend::AutodiffBackend>::Gradients,
+        grad_values: &'a mut Vec<f32>,
+        stats: &'a mut Vec<f32>,
+    }
+
+    impl burn::module::ModuleVisitor<burn::backend::Autodiff<Flex>> for Gather<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<burn::backend::Autodiff<Flex>, D>>) {
+            let t = param.val();
+            match t.grad(self.grads) {
+                Some(g) => self.grad_values.extend(g.into_data().to_vec::<f32>().unwrap()),
+                None => self.stats.extend(t.into_data().to_vec::<f32>().unwrap()),
+            }
+        }
     }
 
     #[test]

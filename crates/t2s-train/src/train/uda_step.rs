@@ -12,10 +12,9 @@ use t2s_data::{seeded_rng, Batch, Fda, StrongAugConfig};
 use t2s_loss::class_weights::{prototype_similarity, target_confidence, true_class_probability};
 use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
 use t2s_model::T2sAutodiffBackend;
-use t2s_model::{resize_bilinear, Segmentor};
+use t2s_model::{resize_bilinear, SegOutput, Segmentor};
 
 use super::host_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
-use super::source_step::batch_tensors;
 use crate::config::{Method, ReweightTarget, RunConfig};
 use crate::self_training::{ema_alpha, ema_update, pseudo_labels};
 use crate::t2s_term::{t2s_contrastive_term, T2sState, TeacherView};
@@ -106,12 +105,89 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         _ => None,
     };
     let ce = CrossEntropyOptions::default();
+    let (n, h, w) = (source.len(), source.height, source.width);
+    let labels = source.labels.as_ref().ok_or_else(|| TrainError::Usage("the source batch has no labels".into()))?;
+    let ys = Tensor::<B, 3, Int>::from_data(TensorData::new(labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
+    let upload = |parts: &[&[f32]]| -> Tensor<B::InnerBackend, 4> {
+        Tensor::from_data(TensorData::new(parts.concat(), [parts.len() * n, 3, h, w]), device)
+    };
+
+    // The FDA pseudo-targets (`t2s`, method.md §4), made on the host. Domain generalisation
+    // (no target set, method.md §8): each source image takes the style of another source
+    // image of the batch.
+    let mut pt_raw = None;
+    let pt_images = if t2s_on {
+        let fda = Fda::new(cfg.t2s.fda_beta).map_err(|e| TrainError::Usage(format!("t2s.fda_beta: {e}")))?;
+        let rolled;
+        let style = match target {
+            Some(t) => t,
+            None => {
+                rolled = rolled_style(source);
+                &rolled
+            }
+        };
+        let (images, raw) = pseudo_target(source, style, &fda)?;
+        if want_images {
+            pt_raw = Some(raw);
+        }
+        Some(images)
+    } else {
+        None
+    };
+
+    // The teacher's passes, as one batch: the target images (without a target set, the
+    // pseudo-targets play the target's part: unreliable negatives, π, the target prototypes)
+    // and, for the contrastive term, the source images (its keys).
+    let contrastive = t2s_on && cfg.t2s.contrastive_weight > 0.0;
+    let teacher_view = target.map(|t| t.images.as_slice()).or(pt_images.as_deref());
+    let mut teacher_parts: Vec<&[f32]> = teacher_view.into_iter().collect();
+    if contrastive {
+        teacher_parts.push(&source.images);
+    }
+    let (mut teacher_t, mut teacher_s) = (None, None);
+    if !teacher_parts.is_empty() {
+        let out = state.teacher.forward_sub_batches(upload(&teacher_parts), teacher_parts.len());
+        let mut parts = split_output(out, teacher_parts.len(), n).into_iter();
+        if teacher_view.is_some() {
+            teacher_t = parts.next();
+        }
+        teacher_s = parts.next();
+    }
+
+    // Pseudo-labels from the teacher on the clean target images (at crop resolution), then
+    // ClassMix + strong augmentation on the host (method.md §3 steps 4–6).
+    let mut mixed = None;
+    let mut target_conf = None;
+    if let (Some(target), Some(out)) = (target, &teacher_t) {
+        let pl = pseudo_labels(resize_bilinear(out.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
+        stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
+        let pseudo = to_u8(pl.labels.clone());
+        let pseudo_w: Vec<f32> = pl.weights.clone().into_data().iter::<f32>().collect();
+        let strong = StrongAugConfig {
+            color_jitter_strength: uda.color_jitter_strength as f32,
+            color_jitter_prob: uda.color_jitter_prob,
+            blur_prob: uda.blur_prob,
+            ..StrongAugConfig::default()
+        };
+        mixed = Some((class_mix(source, target, &pseudo, &pseudo_w, uda.classmix, &strong, &mut rng)?, pseudo));
+        target_conf = Some(pl.probs);
+    }
+
+    // The student's passes as one batch of sub-batches: source, mixed (with a target set),
+    // pseudo-target (`t2s`). Batch norm keeps per-sub-batch statistics, so this is the three
+    // passes of DAFormer's step in one (`Segmentor::forward_sub_batches`).
+    let mut student_parts: Vec<&[f32]> = vec![&source.images];
+    student_parts.extend(mixed.as_ref().map(|(m, _)| m.images.as_slice()));
+    student_parts.extend(pt_images.as_deref());
+    let xs = Tensor::<B, 4>::from_inner(upload(&student_parts));
+    let out = student.forward_sub_batches(xs.clone(), student_parts.len());
+    let num_classes = out.logits.dims()[1];
+    let mut outs = split_output(out, student_parts.len(), n).into_iter();
+    let out_s = outs.next().expect("the source part");
+    let out_m = mixed.as_ref().and_then(|_| outs.next());
+    let out_pt = outs.next();
 
     // 2. Source cross-entropy.
-    let (xs, ys) = batch_tensors::<B>(source, device)?;
-    let [n, _, h, w] = xs.dims();
-    let out_s = student.forward(xs.clone());
-    let num_classes = out_s.logits.dims()[1];
     let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
     let loss_source = cross_entropy(resize_bilinear(out_s.logits, h, w), ys.clone(), &ce, pixel_w);
     losses.push(("loss_source".to_string(), scalar(&loss_source)));
@@ -120,7 +196,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     // 3. ImageNet feature distance on thing-class source pixels (deepest backbone feature).
     if let (Some(imagenet), true) = (&state.imagenet, uda.fdist_lambda > 0.0) {
         let feat = out_s.features[out_s.features.len() - 1].clone();
-        let imnet = imagenet.extract_features(xs.clone().inner());
+        let imnet = imagenet.extract_features(upload(&[&source.images]));
         let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
         let [_, _, fh, _] = feat.dims();
         let factor = (h / fh).max(1);
@@ -131,71 +207,28 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         loss = loss + fd;
     }
 
-    // 4–7 (with a target set): pseudo-labels from the teacher on the clean target images (at
-    // crop resolution), ClassMix + strong augmentation on the host, the weighted mixed loss.
-    let mut teacher_t = None;
-    let mut target_conf = None;
+    // 7. The mixed loss, weighted by the pseudo-labels' confidence.
     let mut dacs_images = None;
-    if let Some(target) = target {
-        let xt = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(target.images.clone(), [n, 3, h, w]), device);
-        let out = state.teacher.forward(xt);
-        let pl = pseudo_labels(resize_bilinear(out.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
-        teacher_t = Some(out);
-        stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
-        let pseudo = to_u8(pl.labels.clone());
-        let pseudo_w: Vec<f32> = pl.weights.clone().into_data().iter::<f32>().collect();
-        let strong = StrongAugConfig {
-            color_jitter_strength: uda.color_jitter_strength as f32,
-            color_jitter_prob: uda.color_jitter_prob,
-            blur_prob: uda.blur_prob,
-            ..StrongAugConfig::default()
-        };
-        let mixed = class_mix(source, target, &pseudo, &pseudo_w, uda.classmix, &strong, &mut rng)?;
-        let xm = Tensor::<B, 4>::from_data(TensorData::new(mixed.images.clone(), [n, 3, h, w]), device);
+    if let (Some((mixed, pseudo)), Some(out_m)) = (mixed, out_m) {
         let ym =
             Tensor::<B, 3, Int>::from_data(TensorData::new(mixed.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
         let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), device);
         if let Some(cw) = &ce_weights {
             wm = wm * class_pixel_weights(cw, ym.clone());
         }
-        let logits_m = resize_bilinear(student.forward(xm).logits, h, w);
+        let logits_m = resize_bilinear(out_m.logits, h, w);
         let prediction = if want_images { to_u8(logits_m.clone().inner().argmax(1).reshape([n, h, w])) } else { Vec::new() };
         let loss_mix = cross_entropy(logits_m, ym, &ce, Some(wm));
         losses.push(("loss_mix".to_string(), scalar(&loss_mix)));
         loss = loss + loss_mix;
-        target_conf = Some(pl.probs);
         if want_images {
             dacs_images = Some((pseudo, mixed, prediction));
         }
     }
 
     // T2S-DA (method.md §4).
-    let mut pt_raw = None;
-    if t2s_on {
+    if let (true, Some(out_pt), Some(teacher_t)) = (t2s_on, out_pt, teacher_t) {
         let t2s = &cfg.t2s;
-        let fda = Fda::new(t2s.fda_beta).map_err(|e| TrainError::Usage(format!("t2s.fda_beta: {e}")))?;
-        // Domain generalisation (no target set, method.md §8): each source image takes the
-        // style of another source image of the batch.
-        let rolled;
-        let style = match target {
-            Some(t) => t,
-            None => {
-                rolled = rolled_style(source);
-                &rolled
-            }
-        };
-        let (pt_images, raw) = pseudo_target(source, style, &fda)?;
-        if want_images {
-            pt_raw = Some(raw);
-        }
-        let xpt = Tensor::<B, 4>::from_data(TensorData::new(pt_images, [n, 3, h, w]), device);
-        // Without a target the teacher's view of the pseudo-targets plays the target's part
-        // (unreliable negatives, π, the target prototypes).
-        let teacher_t = match teacher_t.take() {
-            Some(t) => t,
-            None => state.teacher.forward(xpt.clone().inner()),
-        };
-        let out_pt = student.forward(xpt);
         let logits_pt = resize_bilinear(out_pt.logits, h, w);
         let probs_pt = softmax(logits_pt.clone().inner(), 1);
         if t2s.pseudo_target_ce > 0.0 {
@@ -223,8 +256,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([n * eh * ew, d]);
         st.target_prototypes.update(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
         let target_probs_for_stats = target_probs.clone();
-        if t2s.contrastive_weight > 0.0 {
-            let teacher_s = state.teacher.forward(xs.clone().inner());
+        if let (true, Some(teacher_s)) = (contrastive, teacher_s) {
             let view = TeacherView {
                 source_keys: teacher_s.embedding.ok_or_else(no_projection)?,
                 target_keys: emb_t,
@@ -251,6 +283,19 @@ pub fn uda_step<B: T2sAutodiffBackend>(
 
     let images = want_images.then_some(StepImages { size: (h, w), pseudo_target: pt_raw, dacs: dacs_images });
     Ok(StepOutput { loss, losses, stats, images })
+}
+
+/// The outputs of a pass over `parts` sub-batches of `n` images each, split back per sub-batch
+/// (logits, embedding and features narrowed along N; their gradients flow back into the joint
+/// pass).
+fn split_output<B: burn::tensor::backend::Backend>(out: SegOutput<B>, parts: usize, n: usize) -> Vec<SegOutput<B>> {
+    (0..parts)
+        .map(|i| SegOutput {
+            logits: out.logits.clone().narrow(0, i * n, n),
+            embedding: out.embedding.as_ref().map(|e| e.clone().narrow(0, i * n, n)),
+            features: out.features.iter().map(|f| f.clone().narrow(0, i * n, n)).collect(),
+        })
+        .collect()
 }
 
 fn no_projection() -> TrainError {
