@@ -1,6 +1,9 @@
-//! The T2S-DA contrastive term of one iteration (method.md §4.3–4.8): read the per-pixel
-//! scalars the samplers need, draw queries and negatives, update the prototypes, weight the
-//! classes, and evaluate the loss on the student's pseudo-target embedding.
+//! The T2S-DA contrastive term of one iteration (method.md §4.3–4.8), in two parts. The teacher
+//! side ([`plan_t2s_term`]) reads the per-pixel scalars the samplers need, draws queries and
+//! negatives, updates the prototypes and weights the classes; it needs nothing of the student,
+//! so the training step runs it before queueing the student's pass, and its reads from the
+//! device wait for the teacher's work only. The student side ([`T2sPlan::loss`]) evaluates the
+//! loss on the student's pseudo-target embedding without reading anything back.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -103,22 +106,39 @@ pub struct T2sLog {
     pub unreliable_percent: f32,
 }
 
-/// The weighted contrastive loss `λ·L_T2S` (a one-element tensor on the student's graph) for the
-/// student's pseudo-target embedding `student` `[N, D, h, w]` (its labels are the source labels).
-pub fn t2s_contrastive_term<B: AutodiffBackend, R: Rng + ?Sized>(
-    student: Tensor<B, 4>,
-    teacher: TeacherView<B::InnerBackend>,
-    state: &mut T2sState<B::InnerBackend>,
+/// What [`plan_t2s_term`] decided, for [`T2sPlan::loss`]: the sampled pixels, the keys, the
+/// prototypes and the class weights, all off the graph.
+pub struct T2sPlan<B: Backend> {
+    /// Query pixels (indices into the `N·h·w` pixels, pixel-major) and their classes.
+    query_indices: Vec<usize>,
+    query_classes: Vec<usize>,
+    /// `m` negative key indices per query (into `keys`), query-major.
+    negatives: Vec<usize>,
+    m: usize,
+    /// Source then target keys `[2P, D]`.
+    keys: Tensor<B, 2>,
+    /// Source prototypes `[C, D]` after this batch's update.
+    prototypes: Tensor<B, 2>,
+    /// Class weights `[C]`.
+    weights: Vec<f32>,
+    temperature: f32,
+    contrastive_weight: f64,
+}
+
+/// The teacher side of the term: per-pixel scalars to the host, π, queries, unreliable target
+/// pixels and negatives drawn, the source prototypes updated with this batch's source keys.
+pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
+    teacher: TeacherView<B>,
+    state: &mut T2sState<B>,
     cfg: &T2sSection,
     iter: usize,
     max_iters: usize,
     rng: &mut R,
-) -> Result<(Tensor<B, 1>, T2sLog)> {
-    let [n, d, h, w] = student.dims();
+) -> Result<(T2sPlan<B>, T2sLog)> {
+    let [n, d, h, w] = teacher.source_keys.dims();
     let c = teacher.target_probs.dims()[1];
     let p = n * h * w;
     let loss_err = |e: t2s_loss::LossError| TrainError::Usage(format!("T2S sampling: {e}"));
-
     // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device).
     let labels: Vec<u8> = teacher.source_labels.clone().into_data().iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
     let ent: Vec<f32> = entropy(teacher.target_probs.clone()).into_data().iter::<f32>().collect();
@@ -160,13 +180,12 @@ pub fn t2s_contrastive_term<B: AutodiffBackend, R: Rng + ?Sized>(
         sample_negatives(&queries, &labels, c, 255, &candidates, p, cfg.negatives, cfg.domain_equalized, rng).map_err(loss_err)?;
 
     // Keys [P, D] (pixel-major), prototypes updated with this batch's source keys.
-    let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([p, d]);
+    let flat = |t: Tensor<B, 4>| t.permute([0, 2, 3, 1]).reshape([p, d]);
     let source_keys = flat(teacher.source_keys);
     state.prototypes.update(source_keys.clone(), teacher.source_labels.reshape([p]));
     let weights: Vec<f32> =
         if cfg.reweight { state.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1]) } else { vec![1.0; c] };
 
-    let device = student.device();
     let nq = negatives.queries.indices.len();
     let log = T2sLog {
         queries: nq,
@@ -175,15 +194,46 @@ pub fn t2s_contrastive_term<B: AutodiffBackend, R: Rng + ?Sized>(
         target_negative_fraction: if nq == 0 { 0.0 } else { negatives.from_target as f64 / (nq * negatives.m) as f64 },
         unreliable_percent: percent,
     };
-    let idx =
-        |v: &[usize]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), &device);
-    let q = student.permute([0, 2, 3, 1]).reshape([p, d]).select(0, idx(&negatives.queries.indices)); // [Nq, D]
-    let keys = Tensor::<B, 2>::from_inner(Tensor::cat(vec![source_keys, flat(teacher.target_keys)], 0)); // [2P, D]
-    let neg = idx(&negatives.indices).reshape([nq, negatives.m]);
-    let prototypes = Tensor::<B, 2>::from_inner(state.prototypes.prototypes());
-    let class_weights = Tensor::<B, 1>::from_data(TensorData::new(weights, [c]), &device);
-    let loss = t2s_contrastive_loss(q, idx(&negatives.queries.classes), prototypes, keys, neg, class_weights, cfg.temperature);
-    Ok((loss.mul_scalar(cfg.contrastive_weight), log))
+    let plan = T2sPlan {
+        query_indices: negatives.queries.indices,
+        query_classes: negatives.queries.classes,
+        negatives: negatives.indices,
+        m: negatives.m,
+        keys: Tensor::cat(vec![source_keys, flat(teacher.target_keys)], 0),
+        prototypes: state.prototypes.prototypes(),
+        weights,
+        temperature: cfg.temperature,
+        contrastive_weight: cfg.contrastive_weight,
+    };
+    Ok((plan, log))
+}
+
+impl<B: Backend> T2sPlan<B> {
+    /// The weighted contrastive loss `λ·L_T2S` (a one-element tensor on the student's graph) for
+    /// the student's pseudo-target embedding `student` `[N, D, h, w]` (its labels are the source
+    /// labels), the embedding the plan's teacher view was made for.
+    pub fn loss<AB: AutodiffBackend<InnerBackend = B>>(self, student: Tensor<AB, 4>) -> Tensor<AB, 1> {
+        let [n, d, h, w] = student.dims();
+        let device = student.device();
+        let nq = self.query_indices.len();
+        let idx = |v: &[usize]| {
+            Tensor::<AB, 1, Int>::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), &device)
+        };
+        let q = student.permute([0, 2, 3, 1]).reshape([n * h * w, d]).select(0, idx(&self.query_indices)); // [Nq, D]
+        let neg = idx(&self.negatives).reshape([nq, self.m]);
+        let c = self.weights.len();
+        let class_weights = Tensor::<AB, 1>::from_data(TensorData::new(self.weights, [c]), &device);
+        let loss = t2s_contrastive_loss(
+            q,
+            idx(&self.query_classes),
+            Tensor::from_inner(self.prototypes),
+            Tensor::from_inner(self.keys),
+            neg,
+            class_weights,
+            self.temperature,
+        );
+        loss.mul_scalar(self.contrastive_weight)
+    }
 }
 
 #[cfg(test)]
@@ -222,7 +272,8 @@ mod tests {
             target_probs: Tensor::from_data(TensorData::new(probs, [1, 4, 2, 2]), &Default::default()),
         };
         let student = embed::<AB>([0, 0, 1, 1]).require_grad();
-        let (loss, log) = t2s_contrastive_term(student.clone(), view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let loss = plan.loss(student.clone());
         let want = -((5.0f64).exp() / ((5.0f64).exp() + 6.0)).ln();
         let got = loss.clone().into_scalar() as f64;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");

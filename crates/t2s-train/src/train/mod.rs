@@ -21,6 +21,7 @@ use t2s_model::{T2sAutodiffBackend, T2sBackend};
 use burn::module::{AutodiffModule, Module};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ElementConversion;
 use t2s_data::{AugmentConfig, Batch, CropConfig, Loader, LoaderConfig, RareClassSampler, RcsConfig, Resize, SampleOrder};
 use t2s_model::Segmentor;
 
@@ -248,10 +249,16 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
             }
             None => {
                 let (loss, losses) = source_step::source_only_loss(&student, &batch, device)?;
-                StepOutput { loss, losses, stats: Vec::new(), images: None }
+                StepOutput { loss, losses, stats: Vec::new(), images: None, statistic: None }
             }
         };
-        let losses = step.losses;
+        let grads = step.loss.backward();
+        // The loss terms are read only now, with the backward pass queued: one wait for the
+        // device per step (StepOutput::losses).
+        let losses: Vec<(String, f64)> = step.losses.into_iter().map(|(k, t)| (k, t.into_scalar().elem::<f64>())).collect();
+        if let (Some(uda), Some(pending)) = (uda.as_mut(), step.statistic) {
+            uda.update_statistic(pending)?;
+        }
         let total_loss: f64 = losses.iter().map(|(_, v)| v).sum();
         if !total_loss.is_finite() {
             let last = last_checkpoint.as_ref().map(|p: &PathBuf| p.display().to_string()).unwrap_or_else(|| "none yet".into());
@@ -260,7 +267,7 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
                 iter + 1
             )));
         }
-        student = optim.step(iter, student, step.loss.backward());
+        student = optim.step(iter, student, grads);
         state.iter = iter + 1;
         (opts.progress)(state.iter, until, &losses);
         clock_iters += 1;

@@ -2,7 +2,7 @@
 //! step 2), the base every other method adds to.
 
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use t2s_data::Batch;
 use t2s_loss::{cross_entropy, CrossEntropyOptions};
 use t2s_model::T2sAutodiffBackend;
@@ -20,16 +20,16 @@ pub(crate) fn batch_tensors<B: AutodiffBackend>(batch: &Batch, device: &B::Devic
 }
 
 /// The source cross-entropy (logits upsampled to the crop, as mmseg's decode head loss) and the
-/// named loss values for logging.
+/// named loss terms for logging (off the graph, not yet read; see `StepOutput::losses`).
 pub(crate) fn source_only_loss<B: T2sAutodiffBackend>(
     student: &Segmentor<B>,
     batch: &Batch,
     device: &B::Device,
-) -> Result<(Tensor<B, 1>, Vec<(String, f64)>)> {
+) -> Result<(Tensor<B, 1>, Vec<(String, Tensor<B::InnerBackend, 1>)>)> {
     let (x, y) = batch_tensors::<B>(batch, device)?;
     let [_, _, h, w] = x.dims();
     let logits = resize_bilinear(student.forward(x).logits, h, w); // [B, C, H, W]
     let loss = cross_entropy(logits, y, &CrossEntropyOptions::default(), None);
-    let value: f64 = loss.clone().into_scalar().elem();
-    Ok((loss, vec![("loss_source".into(), value)]))
+    let term = loss.clone().inner();
+    Ok((loss, vec![("loss_source".into(), term)]))
 }

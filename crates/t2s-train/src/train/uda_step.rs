@@ -7,7 +7,7 @@
 use burn::module::AutodiffModule;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use t2s_data::{seeded_rng, Batch, Fda, StrongAugConfig};
 use t2s_loss::class_weights::{prototype_similarity, target_confidence, true_class_probability};
 use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
@@ -17,7 +17,7 @@ use t2s_model::{resize_bilinear, SegOutput, Segmentor};
 use super::host_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
 use crate::config::{Method, ReweightTarget, RunConfig};
 use crate::self_training::{ema_alpha, ema_update, pseudo_labels};
-use crate::t2s_term::{t2s_contrastive_term, T2sState, TeacherView};
+use crate::t2s_term::{plan_t2s_term, T2sState, TeacherView};
 use crate::{Result, TrainError};
 
 /// What the self-training methods carry from one iteration to the next.
@@ -45,17 +45,40 @@ pub struct StepImages {
 /// asked) the images of the iteration.
 pub struct StepOutput<B: AutodiffBackend> {
     pub loss: Tensor<B, 1>,
-    pub losses: Vec<(String, f64)>,
+    /// The named terms, off the graph and not yet read: reading a device value waits for the
+    /// device to finish all work queued so far, so the caller reads them all at once, after
+    /// queueing the backward pass, instead of one wait per term in the middle of the step.
+    pub losses: Vec<(String, Tensor<B::InnerBackend, 1>)>,
     pub stats: Vec<(String, f64)>,
     pub images: Option<StepImages>,
+    /// The student's re-weighting statistic of this iteration, for [`UdaState::update_statistic`]
+    /// once the backward pass is queued (`t2s` with `true_class_probability` only).
+    pub statistic: Option<PendingStatistic<B::InnerBackend>>,
+}
+
+/// Batch values of [`ReweightStatistic::TrueClassProbability`] not yet read from the device: the
+/// student's pseudo-target probabilities `[N, C, H, W]` and the source labels `[N, H, W]`.
+pub struct PendingStatistic<B: burn::tensor::backend::Backend> {
+    probs: Tensor<B, 4>,
+    labels: Tensor<B, 3, Int>,
+}
+
+impl<B: AutodiffBackend> UdaState<B> {
+    /// Folds a step's [`PendingStatistic`] into the re-weighting statistics (reads it back).
+    pub fn update_statistic(&mut self, pending: PendingStatistic<B::InnerBackend>) -> Result<()> {
+        let st = self.t2s.as_mut().ok_or_else(|| TrainError::Usage("uda.method = t2s without its state".into()))?;
+        let values = true_class_probability(pending.probs, pending.labels);
+        st.stats.update(&values).map_err(|e| TrainError::Usage(format!("re-weighting statistics: {e}")))
+    }
 }
 
 /// The seed of every host-side draw of the step (ClassMix, strong augmentation, T2S sampling):
 /// a stream per iteration, so a resumed run draws what an uninterrupted one would.
 const STEP_SEED_SALT: u64 = 0x7432_735f_7374_6570;
 
-fn scalar<B: burn::tensor::backend::Backend>(t: &Tensor<B, 1>) -> f64 {
-    t.clone().into_scalar().elem::<f64>()
+/// A loss term for [`StepOutput::losses`].
+fn term<B: AutodiffBackend>(name: &str, t: &Tensor<B, 1>) -> (String, Tensor<B::InnerBackend, 1>) {
+    (name.to_string(), t.clone().inner())
 }
 
 fn to_u8<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<u8> {
@@ -173,6 +196,58 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         target_conf = Some(pl.probs);
     }
 
+    // T2S-DA's teacher side (method.md §4), before the student's pass is queued, so that what
+    // it reads back (the samplers' per-pixel scalars, prototype counts) waits for the teacher's
+    // work only: the target prototypes, the contrastive term's plan (sampling and the source
+    // prototypes), and the re-weighting statistics that need no student output.
+    let mut t2s_plan = None;
+    let mut ys_inner = None;
+    if let (true, Some(teacher_t)) = (t2s_on, &teacher_t) {
+        let t2s = &cfg.t2s;
+        let st = state.t2s.as_mut().ok_or_else(|| TrainError::Usage("uda.method = t2s without its state".into()))?;
+        let emb_t = teacher_t.embedding.clone().ok_or_else(no_projection)?;
+        let [_, d, eh, ew] = emb_t.dims();
+        if h % eh != 0 || w % ew != 0 || h / eh != w / ew {
+            return Err(TrainError::Usage(format!(
+                "data.crop {h}×{w} is not a whole multiple of the embedding's {eh}×{ew}; choose a crop divisible by the network's stride"
+            )));
+        }
+        let num_classes = teacher_t.logits.dims()[1];
+        // Teacher probabilities at embedding resolution (logits resized, then softmax).
+        let target_probs = softmax(resize_bilinear(teacher_t.logits.clone(), eh, ew), 1);
+        let labels = ys.clone().inner();
+        // The target bank follows the teacher's own predictions (for the similarity statistic).
+        let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([n * eh * ew, d]);
+        st.target_prototypes.update(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
+        if let (true, Some(teacher_s)) = (contrastive, teacher_s.take()) {
+            let source_labels = downscale_labels_majority(labels.clone(), num_classes, h / eh, t2s.label_min_fraction, 255)
+                .map_err(|e| TrainError::Usage(format!("t2s.label_min_fraction: {e}")))?;
+            let view = TeacherView {
+                source_keys: teacher_s.embedding.ok_or_else(no_projection)?,
+                target_keys: emb_t,
+                source_labels,
+                target_probs: target_probs.clone(),
+            };
+            let (plan, log) = plan_t2s_term(view, st, t2s, iter, cfg.schedule.max_iters, &mut rng)?;
+            stats.push(("t2s_queries".to_string(), log.queries as f64));
+            stats.push(("t2s_classes".to_string(), log.classes as f64));
+            stats.push(("t2s_unreliable".to_string(), log.unreliable as f64));
+            stats.push(("t2s_target_negatives".to_string(), log.target_negative_fraction));
+            t2s_plan = Some(plan);
+        }
+        // Re-weighting statistics after this iteration's use of the weights (the CE weights
+        // above, the plan's class weights); the student's own statistic waits for its pass.
+        let batch_values = match st.stats.statistic {
+            ReweightStatistic::TrueClassProbability => None,
+            ReweightStatistic::TargetConfidence => Some(target_confidence(target_conf.take().unwrap_or(target_probs))),
+            ReweightStatistic::CrossDomainSimilarity => Some(prototype_similarity(&st.prototypes, &st.target_prototypes)),
+        };
+        if let Some(values) = batch_values {
+            st.stats.update(&values).map_err(|e| TrainError::Usage(format!("re-weighting statistics: {e}")))?;
+        }
+        ys_inner = Some(labels);
+    }
+
     // The student's passes as one batch of sub-batches: source, mixed (with a target set),
     // pseudo-target (`t2s`). Batch norm keeps per-sub-batch statistics, so this is the three
     // passes of DAFormer's step in one (`Segmentor::forward_sub_batches`).
@@ -190,7 +265,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     // 2. Source cross-entropy.
     let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
     let loss_source = cross_entropy(resize_bilinear(out_s.logits, h, w), ys.clone(), &ce, pixel_w);
-    losses.push(("loss_source".to_string(), scalar(&loss_source)));
+    losses.push(term("loss_source", &loss_source));
     let mut loss = loss_source;
 
     // 3. ImageNet feature distance on thing-class source pixels (deepest backbone feature).
@@ -203,7 +278,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         let lab = downscale_labels_majority(ys.clone(), num_classes, factor, uda.fdist_scale_min_ratio, 255)
             .map_err(|e| TrainError::Usage(format!("uda.fdist: {e}")))?;
         let fd = feature_distance(feat, imnet, Some(class_mask(lab, &uda.fdist_classes))).mul_scalar(uda.fdist_lambda);
-        losses.push(("loss_fdist".to_string(), scalar(&fd)));
+        losses.push(term("loss_fdist", &fd));
         loss = loss + fd;
     }
 
@@ -219,70 +294,36 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         let logits_m = resize_bilinear(out_m.logits, h, w);
         let prediction = if want_images { to_u8(logits_m.clone().inner().argmax(1).reshape([n, h, w])) } else { Vec::new() };
         let loss_mix = cross_entropy(logits_m, ym, &ce, Some(wm));
-        losses.push(("loss_mix".to_string(), scalar(&loss_mix)));
+        losses.push(term("loss_mix", &loss_mix));
         loss = loss + loss_mix;
         if want_images {
             dacs_images = Some((pseudo, mixed, prediction));
         }
     }
 
-    // T2S-DA (method.md §4).
-    if let (true, Some(out_pt), Some(teacher_t)) = (t2s_on, out_pt, teacher_t) {
+    // T2S-DA's student side: the pseudo-target cross-entropy and the contrastive loss.
+    let mut statistic = None;
+    if let (true, Some(out_pt)) = (t2s_on, out_pt) {
         let t2s = &cfg.t2s;
         let logits_pt = resize_bilinear(out_pt.logits, h, w);
-        let probs_pt = softmax(logits_pt.clone().inner(), 1);
+        if let (Some(labels), Some(ReweightStatistic::TrueClassProbability)) = (ys_inner, state.t2s.as_ref().map(|st| st.stats.statistic)) {
+            statistic = Some(PendingStatistic { probs: softmax(logits_pt.clone().inner(), 1), labels });
+        }
         if t2s.pseudo_target_ce > 0.0 {
             let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
             let l = cross_entropy(logits_pt, ys.clone(), &ce, pixel_w).mul_scalar(t2s.pseudo_target_ce);
-            losses.push(("loss_pseudo_target".to_string(), scalar(&l)));
+            losses.push(term("loss_pseudo_target", &l));
             loss = loss + l;
         }
-        let st = state.t2s.as_mut().ok_or_else(|| TrainError::Usage("uda.method = t2s without its state".into()))?;
-        let emb_t = teacher_t.embedding.clone().ok_or_else(no_projection)?;
-        let [_, _, eh, ew] = emb_t.dims();
-        if h % eh != 0 || w % ew != 0 || h / eh != w / ew {
-            return Err(TrainError::Usage(format!(
-                "data.crop {h}×{w} is not a whole multiple of the embedding's {eh}×{ew}; choose a crop divisible by the network's stride"
-            )));
-        }
-        let factor = h / eh;
-        // Teacher probabilities at embedding resolution (logits resized, then softmax).
-        let target_probs = softmax(resize_bilinear(teacher_t.logits, eh, ew), 1);
-        let ys_inner = ys.clone().inner();
-        let source_labels = downscale_labels_majority(ys_inner.clone(), num_classes, factor, t2s.label_min_fraction, 255)
-            .map_err(|e| TrainError::Usage(format!("t2s.label_min_fraction: {e}")))?;
-        // The target bank follows the teacher's own predictions (for the similarity statistic).
-        let [_, d, _, _] = emb_t.dims();
-        let flat = |t: Tensor<B::InnerBackend, 4>| t.permute([0, 2, 3, 1]).reshape([n * eh * ew, d]);
-        st.target_prototypes.update(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
-        let target_probs_for_stats = target_probs.clone();
-        if let (true, Some(teacher_s)) = (contrastive, teacher_s) {
-            let view = TeacherView {
-                source_keys: teacher_s.embedding.ok_or_else(no_projection)?,
-                target_keys: emb_t,
-                source_labels,
-                target_probs,
-            };
-            let emb_pt = out_pt.embedding.ok_or_else(no_projection)?;
-            let (l, log) = t2s_contrastive_term(emb_pt, view, st, t2s, iter, cfg.schedule.max_iters, &mut rng)?;
-            losses.push(("loss_t2s".to_string(), scalar(&l)));
-            stats.push(("t2s_queries".to_string(), log.queries as f64));
-            stats.push(("t2s_classes".to_string(), log.classes as f64));
-            stats.push(("t2s_unreliable".to_string(), log.unreliable as f64));
-            stats.push(("t2s_target_negatives".to_string(), log.target_negative_fraction));
+        if let Some(plan) = t2s_plan {
+            let l = plan.loss(out_pt.embedding.ok_or_else(no_projection)?);
+            losses.push(term("loss_t2s", &l));
             loss = loss + l;
         }
-        // Re-weighting statistics after this iteration's use of the weights.
-        let batch_values = match st.stats.statistic {
-            ReweightStatistic::TrueClassProbability => true_class_probability(probs_pt, ys_inner),
-            ReweightStatistic::TargetConfidence => target_confidence(target_conf.take().unwrap_or(target_probs_for_stats)),
-            ReweightStatistic::CrossDomainSimilarity => prototype_similarity(&st.prototypes, &st.target_prototypes),
-        };
-        st.stats.update(&batch_values).map_err(|e| TrainError::Usage(format!("re-weighting statistics: {e}")))?;
     }
 
     let images = want_images.then_some(StepImages { size: (h, w), pseudo_target: pt_raw, dacs: dacs_images });
-    Ok(StepOutput { loss, losses, stats, images })
+    Ok(StepOutput { loss, losses, stats, images, statistic })
 }
 
 /// The outputs of a pass over `parts` sub-batches of `n` images each, split back per sub-batch
