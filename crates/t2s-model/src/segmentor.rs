@@ -443,6 +443,7 @@ mod tests {
         }
     }
 
+    /// Reads every parameter once, which fixes Burn's lazily drawn initial values.
     struct Touch;
 
     impl burn::module::ModuleVisitor<burn::backend::Autodiff<Flex>> for Touch {

@@ -139,6 +139,7 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     let c = teacher.target_probs.dims()[1];
     let p = n * h * w;
     let loss_err = |e: t2s_loss::LossError| TrainError::Usage(format!("T2S sampling: {e}"));
+
     // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device).
     let labels: Vec<u8> = teacher.source_labels.clone().into_data().iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
     let ent: Vec<f32> = entropy(teacher.target_probs.clone()).into_data().iter::<f32>().collect();
