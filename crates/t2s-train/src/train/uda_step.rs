@@ -15,6 +15,7 @@ use t2s_model::T2sAutodiffBackend;
 use t2s_model::{resize_bilinear, SegOutput, Segmentor};
 
 use super::host_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
+use super::source_step::{batch_labels, label_tensor};
 use crate::config::{Method, ReweightTarget, RunConfig};
 use crate::self_training::{ema_alpha, ema_update, pseudo_labels};
 use crate::t2s_term::{plan_t2s_term, T2sState, TeacherView};
@@ -129,8 +130,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     };
     let ce = CrossEntropyOptions::default();
     let (n, h, w) = (source.len(), source.height, source.width);
-    let labels = source.labels.as_ref().ok_or_else(|| TrainError::Usage("the source batch has no labels".into()))?;
-    let ys = Tensor::<B, 3, Int>::from_data(TensorData::new(labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
+    let ys = batch_labels::<B>(source, device)?;
     let upload = |parts: &[&[f32]]| -> Tensor<B::InnerBackend, 4> {
         Tensor::from_data(TensorData::new(parts.concat(), [parts.len() * n, 3, h, w]), device)
     };
@@ -271,7 +271,8 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     // 3. ImageNet feature distance on thing-class source pixels (deepest backbone feature).
     if let (Some(imagenet), true) = (&state.imagenet, uda.fdist_lambda > 0.0) {
         let feat = out_s.features[out_s.features.len() - 1].clone();
-        let imnet = imagenet.extract_features(upload(&[&source.images]));
+        // The source images are the first sub-batch of the student's input.
+        let imnet = imagenet.extract_features(xs.clone().inner().narrow(0, 0, n));
         let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
         let [_, _, fh, _] = feat.dims();
         let factor = (h / fh).max(1);
@@ -285,8 +286,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     // 7. The mixed loss, weighted by the pseudo-labels' confidence.
     let mut dacs_images = None;
     if let (Some((mixed, pseudo)), Some(out_m)) = (mixed, out_m) {
-        let ym =
-            Tensor::<B, 3, Int>::from_data(TensorData::new(mixed.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), [n, h, w]), device);
+        let ym = label_tensor::<B>(&mixed.labels, [n, h, w], device);
         let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), device);
         if let Some(cw) = &ce_weights {
             wm = wm * class_pixel_weights(cw, ym.clone());
