@@ -19,14 +19,22 @@
 #      with BIN/t2s (CUDA and wgpu logits vs the CPU) and, with BIN/t2s_autotune and BIN/t2s_checks
 #      (`--features cuda,autotune-checks`), wgpu logits vs the CPU with the autotune log on.
 #
-# Usage: [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
+# A session that wants the longest training run instead: BENCH=0 skips phase 1, and CHECKS_AT=S starts
+# phase 3's checks S seconds in, beside the training (whose first iterations compile kernels anyway),
+# so that TAIL can be short; the training's steady seconds per iteration are then read after the checks end.
+#
+# The training's compiled kernels come back as OUT/kernel_cache_b5.tar.gz; KERNEL_CACHE=<that file>, carried
+# into a later session on the same GPU and driver, seeds the training's cache (about 100 s less compiling).
+#
+# Usage: [BENCH=0] [CHECKS_AT=s] [CHECK_TIMEOUT=s] [KERNEL_CACHE=file] [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
 #          t2s_autotune[.xz], t2s_checks[.xz], bench[.xz] or bench_autotune[.xz], dispatch[.xz], conv[.xz],
 #          transformer[.xz]>
 #          <output folder> [budget s, default 540]
 # Function names in the host profiles need binaries built with symbols (docs/gpu.md).
 # Missing binaries skip their parts. Needs python3 with numpy and Pillow (torch, transformers for 1).
 set -uo pipefail
-BIN="$1"; OUT="$2"; BUDGET="${3:-540}"; TAIL="${TAIL:-180}"; PROFILE=${PROFILE:-0}
+BIN="$1"; OUT="$2"; BUDGET="${3:-540}"; TAIL="${TAIL:-180}"; PROFILE=${PROFILE:-0}; BENCH=${BENCH:-1}; CHECKS_AT=${CHECKS_AT:-}
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-$(( TAIL - 25 ))} # seconds per prediction run of the checks
 REPO=$(pwd); T0=$(date +%s); mkdir -p "$OUT"
 W=/tmp/t2s_session; rm -rf "$W"; mkdir -p "$W"
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -67,9 +75,33 @@ kernel_table() {
       END { for (k in n) printf "%10.2f ms %8d launches  %s\n", t[k], n[k], k }' "$1" | sort -rn | head -"${2:-15}"
 }
 
+# Vulkan loaders for wgpu (carried as .gl/*.deb where the machine has none).
+if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
+# Phase 3's correctness checks, each in the background (their ids in CHECKS).
+CHECKS=(); CHECKS_STARTED=0
+start_checks() {
+  CHECKS_STARTED=1; echo "checks started at $(elapsed) s"
+  if [ -x "$W/t2s" ]; then
+    (DEVICES="cuda wgpu" TIMING=0 PREDICT_TIMEOUT=$CHECK_TIMEOUT T2S_CACHE_DIR="$W/cache_check" \
+      bash scripts/gpu_check.sh "$W/t2s" "$W/check" > "$W/check.log" 2>&1) & CHECKS+=($!)
+  fi
+  # Builds with autotuning (t2s_checks: with `--features autotune-checks`, which runs every candidate
+  # and panics naming the operation whose candidates disagree): wgpu logits vs the CPU, each from a
+  # folder whose cubecl.toml turns the autotune log on at full detail (which candidate was picked).
+  for b in t2s_autotune t2s_checks; do
+    [ -x "$W/$b" ] || continue
+    mkdir -p "$W/run_$b"; cp -r scripts crates "$W/run_$b/" 2>/dev/null
+    printf '[autotune.logger]\nlevel = "full"\nfile = "%s"\n' "$W/autotune_$b.log" > "$W/run_$b/cubecl.toml"
+    (cd "$W/run_$b" && RUST_BACKTRACE=1 NETS=daformer DEVICES="wgpu" TIMING=0 PREDICT_TIMEOUT=$CHECK_TIMEOUT T2S_CACHE_DIR="$W/cache_$b" \
+      bash scripts/gpu_check.sh "$W/$b" "$W/check_$b" > "$W/check_$b.log" 2>&1) & CHECKS+=($!)
+  done
+}
+
 # ---- 1. Loss kernel, alone on the GPU.
 B=""; for b in bench_autotune bench; do [ -x "$W/$b" ] && { B=$b; break; }; done
-{
+[ "$BENCH" = 1 ] && {
   if [ -n "$B" ]; then
     echo "== $B (started at $(elapsed) s)"
     T2S_BENCH_WGPU=0 timeout 100 "$W/$B" --bench cuda --warm-up-time 2 --measurement-time 5 2>&1 | grep -v '^$'
@@ -121,36 +153,23 @@ echo "phase 1 done at $(elapsed) s"
 # ---- 2. Training, alone on the GPU, until the tail.
 TRAIN=""
 HOST=(); [ "${HOST_SECONDS:-60}" -gt 0 ] && HOST=(--profile-host "$OUT/b5_host.svg" --profile-host-start "${HOST_START:-120}" --profile-host-seconds "${HOST_SECONDS:-60}")
+[ -f "${KERNEL_CACHE:-}" ] && { mkdir -p "$W/cache_b5"; tar xzf "$KERNEL_CACHE" -C "$W/cache_b5"; echo "kernel cache seeded from $KERNEL_CACHE"; }
 if [ -x "$W/t2s" ]; then TRAIN=$(train b5 "$W/t2s" "${HOST[@]}"); monitor b5 "$TRAIN" > "$W/b5_monitor.log" 2>&1 & fi
-while [ "$(elapsed)" -lt $(( BUDGET - TAIL )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do sleep 2; done
+while [ "$(elapsed)" -lt $(( BUDGET - TAIL )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do
+  [ -n "$CHECKS_AT" ] && [ "$CHECKS_STARTED" = 0 ] && [ "$(elapsed)" -ge "$CHECKS_AT" ] && start_checks
+  sleep 2
+done
 [ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
 sleep 1
 echo "phase 2 done at $(elapsed) s"
 
 # ---- 3. Tail, side by side.
-if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan.so.1; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
 P=""
 if [ "$PROFILE" -gt 0 ] && [ -x "$W/t2s" ]; then
   P=$(CACHE="$W/cache_b5" LIMIT="$PROFILE" CUBECL_DEBUG_LOG="$W/profile/cubecl.log" CUBECL_DEBUG_OPTION=profile \
     train profile "$W/t2s" --set run.log_interval=1)
 fi
-CHECKS=()
-if [ -x "$W/t2s" ]; then
-  (DEVICES="cuda wgpu" TIMING=0 PREDICT_TIMEOUT=$(( TAIL - 25 )) T2S_CACHE_DIR="$W/cache_check" \
-    bash scripts/gpu_check.sh "$W/t2s" "$W/check" > "$W/check.log" 2>&1) & CHECKS+=($!)
-fi
-# Builds with autotuning (t2s_checks: with `--features autotune-checks`, which runs every candidate
-# and panics naming the operation whose candidates disagree): wgpu logits vs the CPU, each from a
-# folder whose cubecl.toml turns the autotune log on at full detail (which candidate was picked).
-for b in t2s_autotune t2s_checks; do
-  [ -x "$W/$b" ] || continue
-  mkdir -p "$W/run_$b"; cp -r scripts crates "$W/run_$b/" 2>/dev/null
-  printf '[autotune.logger]\nlevel = "full"\nfile = "%s"\n' "$W/autotune_$b.log" > "$W/run_$b/cubecl.toml"
-  (cd "$W/run_$b" && RUST_BACKTRACE=1 NETS=daformer DEVICES="wgpu" TIMING=0 PREDICT_TIMEOUT=$(( TAIL - 25 )) T2S_CACHE_DIR="$W/cache_$b" \
-    bash scripts/gpu_check.sh "$W/$b" "$W/check_$b" > "$W/check_$b.log" 2>&1) & CHECKS+=($!)
-done
+[ "$CHECKS_STARTED" = 0 ] && start_checks
 while [ "$(elapsed)" -lt $(( BUDGET - 12 )) ]; do
   busy=0; for c in ${P:-} "${CHECKS[@]}"; do kill -0 "$c" 2>/dev/null && busy=1; done
   [ $busy = 0 ] && break; sleep 2
@@ -159,7 +178,7 @@ for c in ${P:-} "${CHECKS[@]}"; do pkill -9 -P "$c" 2>/dev/null; kill -9 "$c" 2>
 pkill -9 -f "$W/t2s" 2>/dev/null
 
 # ---- Summary.
-echo "==== loss kernel"; cat "$W/bench.log"
+[ -f "$W/bench.log" ] && { echo "==== loss kernel"; cat "$W/bench.log"; }
 for c in check check_t2s_autotune check_t2s_checks; do echo "==== $c"; grep -E "took|RESULT|missing|rror|diff" "$W/$c.log" 2>/dev/null; done
 for f in "$W"/check_t2s_checks/predict_wgpu_*.log; do
   [ -f "$f" ] && { echo "==== $f (panics of autotune-checks)"; grep -n -A12 "panicked" "$f" | grep -v "^\s*$" | cut -c1-400 | head -60; }
@@ -178,6 +197,7 @@ if [ -f "$OUT/b5_host.txt" ]; then echo "==== host profile of training b5 (threa
 if [ -f "$W/b5.log" ]; then
   echo "==== training b5"; tail -c 1500 "$W/b5.log" | tr '\r' '\n' | tail -6
   echo "-- monitor (every 5 s)"; cat "$W/b5_monitor.log"
+  awk '{ for (i = 1; i <= NF; i++) if ($i == "device" && $(i+1) == "MiB" && $(i+2) + 0 > m) m = $(i+2) + 0 } END { print "PEAK device MiB (nvidia-smi, the process) " m }' "$W/b5_monitor.log"
   python3 - "$W/b5/run/metrics.jsonl" <<'PY'
 import json, sys
 try:
@@ -191,6 +211,7 @@ if len(rows) > 3:
     print(f"STEADY {sum(steady)/len(steady):.3f} s/iter over iterations {rows[1]['iter']+1}..{rows[-1]['iter']}")
 PY
 fi
+[ -d "$W/cache_b5" ] && tar czf "$OUT/kernel_cache_b5.tar.gz" -C "$W/cache_b5" .
 tar czf "$OUT/session_logs.tar.gz" -C "$W" $(cd "$W" && ls *.log | grep -v '^autotune_\|profile') b5/run/metrics.jsonl profile/run/metrics.jsonl \
   --exclude='*.npy' --exclude='*.png' $(cd "$W" && ls -d check*/ 2>/dev/null) 2>/dev/null
 echo "total $(elapsed) s"

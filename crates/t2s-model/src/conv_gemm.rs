@@ -17,7 +17,7 @@
 //!   `[N, C, h', k, w', k]` to `[N, C, k, k, h', w']`;
 //! - otherwise: one (strided, dilated) slice of the padded input per kernel tap, stacked.
 
-use burn::tensor::{backend::Backend, ops::PadMode, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
 /// Geometry of a dense convolution: stride, zero padding `(top, bottom, left, right)` and
 /// dilation, each `[vertical, horizontal]` where paired.
@@ -98,13 +98,19 @@ fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, o
 }
 
 /// `x: [N, C, H, W]` zero-padded by `[top, bottom, left, right]` (no operation when all are 0).
+///
+/// Why not `Tensor::pad`: Burn 0.21 pads into a `Tensor::full`, and `Autodiff` does not pass
+/// `float_full` on to its inner backend, so the default fills the whole padded tensor on the
+/// host and uploads it. In a MiT-B5 T2S-DA iteration on the H100 that was 15 % of the main
+/// thread's time (the DAFormer head's 3×3 convolutions pad `[6, 1024, 128, 128]` maps) and
+/// gigabytes of host-to-device copies (docs/gpu.md). `zeros` is created on the device.
 pub(crate) fn zero_pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tensor<B, 4> {
     let [top, bottom, left, right] = padding;
     if padding == [0; 4] {
-        x
-    } else {
-        x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0))
+        return x;
     }
+    let [n, c, h, w] = x.dims();
+    Tensor::zeros([n, c, h + top + bottom, w + left + right], &x.device()).slice_assign([0..n, 0..c, top..top + h, left..left + w], x)
 }
 
 #[cfg(test)]
@@ -113,11 +119,33 @@ mod tests {
     use crate::mit::tests::{conv2d, max_rel, rand_nd};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::module::conv2d as burn_conv2d;
-    use burn::tensor::ops::ConvOptions;
-    use burn::tensor::Distribution;
+    use burn::tensor::ops::{ConvOptions, PadMode};
+    use burn::tensor::{Distribution, TensorData};
 
     type B = Flex;
     type A = Autodiff<Flex>;
+
+    /// Asymmetric zero padding, by hand: values, and the gradient, which is the upstream
+    /// gradient with the padding cropped off.
+    #[test]
+    fn zero_pad_places_input_and_crops_gradient() {
+        let device = Default::default();
+        let x = Tensor::<A, 4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 2, 2]), &device).require_grad();
+        let y = zero_pad(x.clone(), [1, 0, 0, 2]);
+        #[rustfmt::skip]
+        let expected = [
+            0.0, 0.0, 0.0, 0.0,
+            1.0, 2.0, 0.0, 0.0,
+            3.0, 4.0, 0.0, 0.0f32,
+        ];
+        assert_eq!(y.dims(), [1, 1, 3, 4]);
+        assert_eq!(y.clone().into_data().to_vec::<f32>().unwrap(), expected);
+        let field: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        let field = Tensor::<A, 4>::from_data(TensorData::new(field, [1, 1, 3, 4]), &device);
+        let grads = (y * field).sum().backward();
+        let dx = x.grad(&grads).expect("x is tracked").into_data().to_vec::<f32>().unwrap();
+        assert_eq!(dx, [5.0, 6.0, 9.0, 10.0]);
+    }
 
     fn geometry(stride: usize, pad: usize, dil: usize) -> ConvGeometry {
         ConvGeometry { stride: [stride; 2], padding: [pad; 4], dilation: [dil; 2] }
