@@ -90,7 +90,8 @@ fn wgpu_trains_t2s_like_the_cpu() {
     let train = |device: &str, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_t2s"))
             .current_dir(dir.path())
-            // Autotuning every kernel variant is slow on lavapipe (docs/burn-notes.md).
+            // In builds with `--features autotune`: tuning every kernel variant is slow on lavapipe
+            // (docs/burn-notes.md). The default build does not autotune.
             .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
             .args(["--device", device, "train", "--config", "t2s.toml"])
             .args(args)

@@ -11,9 +11,28 @@ pub fn entropy<B: Backend>(probs: Tensor<B, 4>) -> Tensor<B, 3> {
     (probs.clone() * probs.add_scalar(1e-10).log()).sum_dim(1).neg().reshape([n, h, w])
 }
 
-/// The `k` most probable classes per pixel, `[N, C, H, W]` → `[N, k, H, W]`, most probable first.
+/// The `k ≤ C` most probable classes per pixel, `[N, C, H, W]` → `[N, k, H, W]`, most probable first.
+///
+/// Why `k` arg-maxes instead of `topk_with_indices`: that sorts with `float_sort_with_indices`,
+/// which Burn 0.21's CubeCL backends do not implement, so the default reads the tensor, sorts
+/// every pixel's classes on the host and uploads the result, on the main thread while the GPU
+/// idles (about 30 ms per MiT-B5 T2S-DA iteration in the H100 profile, docs/gpu.md). Here each rank is an arg-max over the classes
+/// not yet taken: a few device kernels per rank, and only the `[N, k, H, W]` result is read.
 pub fn top_classes<B: Backend>(probs: Tensor<B, 4>, k: usize) -> Tensor<B, 4, Int> {
-    probs.topk_with_indices(k, 1).1
+    let [n, c, h, w] = probs.dims();
+    let classes = Tensor::<B, 1, Int>::arange(0..c as i64, &probs.device()).reshape([1, c, 1, 1]).expand([n, c, h, w]);
+    let mut remaining = probs;
+    let mut ranks = Vec::with_capacity(k);
+    for rank in 0..k.min(c) {
+        let best = remaining.clone().argmax(1); // [N, 1, H, W]
+        if rank + 1 < k {
+            // Below any probability: the taken class is never picked again.
+            let taken = classes.clone().equal(best.clone().expand([n, c, h, w]));
+            remaining = remaining.mask_fill(taken, -1.0);
+        }
+        ranks.push(best);
+    }
+    Tensor::cat(ranks, 1)
 }
 
 /// The probability of each pixel's labelled class, `probs` `[N, C, H, W]` and `labels`
@@ -44,6 +63,25 @@ mod tests {
         let h = |p: &[f64]| -p.iter().map(|x| x * (x + 1e-10).ln()).sum::<f64>();
         assert!((e[0] as f64 - h(&[0.7, 0.2, 0.1])).abs() < 1e-6);
         assert!((e[1] as f64 - h(&[0.3, 0.3, 0.4])).abs() < 1e-6);
+    }
+
+    /// Against a host sort of each pixel's scores (distinct values, so the order is unique).
+    #[test]
+    fn top_classes_match_a_sorted_reference() {
+        let (n, c, h, w, k) = (2, 5, 3, 4, 3);
+        // A fixed permutation-like pattern: distinct per pixel, different orders across pixels.
+        let v: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 37 + 11) % 101) as f32 / 101.0).collect();
+        let probs = Tensor::<Flex, 4>::from_data(TensorData::new(v.clone(), [n, c, h, w]), &Default::default());
+        let top = top_classes(probs, k).into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        for img in 0..n {
+            for pix in 0..h * w {
+                let mut order: Vec<usize> = (0..c).collect();
+                order.sort_by(|&a, &b| v[(img * c + b) * h * w + pix].total_cmp(&v[(img * c + a) * h * w + pix]));
+                for r in 0..k {
+                    assert_eq!(top[(img * k + r) * h * w + pix], order[r] as i64, "image {img} pixel {pix} rank {r}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -102,8 +102,8 @@ fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, o
 /// Why not `Tensor::pad`: Burn 0.21 pads into a `Tensor::full`, and `Autodiff` does not pass
 /// `float_full` on to its inner backend, so the default fills the whole padded tensor on the
 /// host and uploads it. In a MiT-B5 T2S-DA iteration on the H100 that was 15 % of the main
-/// thread's time (the DAFormer head's 3×3 convolutions pad `[6, 1024, 128, 128]` maps) and
-/// gigabytes of host-to-device copies (docs/gpu.md). `zeros` is created on the device.
+/// thread's time, plus the uploads (the DAFormer head's 3×3 bottleneck alone pads the student's
+/// `[6, 1024, 128, 128]` input into 415 MB; docs/gpu.md). `zeros` is created on the device.
 pub(crate) fn zero_pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tensor<B, 4> {
     let [top, bottom, left, right] = padding;
     if padding == [0; 4] {

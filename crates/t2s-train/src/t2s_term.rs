@@ -6,7 +6,7 @@
 //! loss on the student's pseudo-target embedding without reading anything back.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData, Transaction};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use t2s_loss::pixel_stats::{entropy, top_classes};
@@ -140,11 +140,18 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     let p = n * h * w;
     let loss_err = |e: t2s_loss::LossError| TrainError::Usage(format!("T2S sampling: {e}"));
 
-    // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device).
-    let labels: Vec<u8> = teacher.source_labels.clone().into_data().iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
-    let ent: Vec<f32> = entropy(teacher.target_probs.clone()).into_data().iter::<f32>().collect();
+    // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device),
+    // in one transaction: one wait for the device instead of one per map.
     let k = 3.min(c);
-    let top = top_classes(teacher.target_probs.clone(), k).into_data().iter::<i64>().collect::<Vec<i64>>(); // [N, k, h, w]
+    let read = Transaction::default()
+        .register(teacher.source_labels.clone())
+        .register(entropy(teacher.target_probs.clone()))
+        .register(top_classes(teacher.target_probs.clone(), k))
+        .execute();
+    let [labels, ent, top]: [TensorData; 3] = read.try_into().expect("a transaction returns one result per registered tensor");
+    let labels: Vec<u8> = labels.iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
+    let ent: Vec<f32> = ent.iter::<f32>().collect();
+    let top: Vec<i64> = top.iter::<i64>().collect(); // [N, k, h, w]
 
     // π: EMA of the class frequencies of the chosen distribution.
     let mut freq = vec![0.0f64; c];

@@ -13,8 +13,9 @@ pub fn ema_alpha(iter: usize, max_alpha: f64) -> f64 {
 pub struct PseudoLabels<B: Backend> {
     /// Teacher argmax, `[N, H, W]`.
     pub labels: Tensor<B, 3, Int>,
-    /// Pixel weights `[N, H, W]`: the confident fraction, 0 in the margins.
-    pub weights: Tensor<B, 3>,
+    /// Pixel weights `[N, H, W]` (row-major, on the host, where ClassMix uses them): the
+    /// confident fraction, 0 in the margins.
+    pub weights: Vec<f32>,
     /// The confident fraction itself (for logs).
     pub confident_fraction: f32,
     /// Teacher softmax `[N, C, H, W]` (for the T2S statistics and entropy).
@@ -37,8 +38,7 @@ pub fn pseudo_labels<B: Backend>(teacher_logits: Tensor<B, 4>, threshold: f64, m
     let mut row_weight = vec![fraction; h];
     row_weight[..top].iter_mut().for_each(|v| *v = 0.0);
     row_weight[h - bottom..].iter_mut().for_each(|v| *v = 0.0);
-    let device = probs.device();
-    let weights = Tensor::<B, 1>::from_data(burn::tensor::TensorData::new(row_weight, [h]), &device).reshape([1, h, 1]).expand([n, h, w]);
+    let weights = (0..n).flat_map(|_| row_weight.iter().flat_map(|&v| std::iter::repeat_n(v, w))).collect();
     PseudoLabels { labels: labels.reshape([n, h, w]), weights, confident_fraction: fraction, probs }
 }
 
@@ -66,12 +66,19 @@ mod tests {
             v.extend_from_slice(&a[img * 4..img * 4 + 4]); // class 0 logits
             v.extend_from_slice(&[0.0; 4]); // class 1 logits
         }
-        let logits = Tensor::<Flex, 4>::from_data(TensorData::new(v, [2, 2, 4, 1]), &Default::default());
+        let logits = Tensor::<Flex, 4>::from_data(TensorData::new(v.clone(), [2, 2, 4, 1]), &Default::default());
         // Margins [128, 128] at 512 rows → 1 row each at H = 4.
         let p = pseudo_labels(logits, 0.968, [128, 128]);
         // Confident pixels: 5, −5, 5 in image 0 and −5 in image 1 → 4 of 8 = 0.5 for the batch.
         assert!((p.confident_fraction - 0.5).abs() < 1e-7);
         assert_eq!(p.labels.into_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![0, 0, 1, 0, 0, 0, 0, 1]);
-        assert_eq!(p.weights.into_data().to_vec::<f32>().unwrap(), vec![0.0, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 0.0]);
+        assert_eq!(p.weights, vec![0.0, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 0.0]);
+
+        // The same pixels twice across (W = 2): weights are `[N, H, W]` row-major, each row's
+        // weight repeated along it.
+        let wide: Vec<f32> = v.iter().flat_map(|&x| [x, x]).collect();
+        let p = pseudo_labels(Tensor::<Flex, 4>::from_data(TensorData::new(wide, [2, 2, 4, 2]), &Default::default()), 0.968, [128, 128]);
+        let row = [0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0];
+        assert_eq!(p.weights, [row, row].concat());
     }
 }

@@ -185,14 +185,13 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         let pl = pseudo_labels(resize_bilinear(out.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
         stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
         let pseudo = to_u8(pl.labels.clone());
-        let pseudo_w: Vec<f32> = pl.weights.clone().into_data().iter::<f32>().collect();
         let strong = StrongAugConfig {
             color_jitter_strength: uda.color_jitter_strength as f32,
             color_jitter_prob: uda.color_jitter_prob,
             blur_prob: uda.blur_prob,
             ..StrongAugConfig::default()
         };
-        mixed = Some((class_mix(source, target, &pseudo, &pseudo_w, uda.classmix, &strong, &mut rng)?, pseudo));
+        mixed = Some((class_mix(source, target, &pseudo, &pl.weights, uda.classmix, &strong, &mut rng)?, pseudo));
         target_conf = Some(pl.probs);
     }
 
