@@ -117,7 +117,7 @@ impl StrongAug {
             return;
         }
         // Images in parallel: the training step applies this between the teacher's pass and the
-        // student's, while the GPU waits (ClassMix + this were ~4 % of the main thread in the
+        // student's, while the GPU waits (ClassMix with this was ~5 % of the main thread in the
         // H100 MiT-B5 profile, docs/gpu.md). The draw is fixed, so the result does not depend
         // on the thread count.
         images.par_chunks_exact_mut(per_image).enumerate().for_each(|(i, img)| self.apply(i, img, height, width));
