@@ -21,7 +21,7 @@ use t2s_model::{T2sAutodiffBackend, T2sBackend};
 use burn::module::{AutodiffModule, Module};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ElementConversion;
+use burn::tensor::Transaction;
 use t2s_data::{AugmentConfig, Batch, CropConfig, Loader, LoaderConfig, RareClassSampler, RcsConfig, Resize, SampleOrder};
 use t2s_model::Segmentor;
 
@@ -253,9 +253,12 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
             }
         };
         let grads = step.loss.backward();
-        // The loss terms are read only now, with the backward pass queued: one wait for the
-        // device per step (StepOutput::losses).
-        let losses: Vec<(String, f64)> = step.losses.into_iter().map(|(k, t)| (k, t.into_scalar().elem::<f64>())).collect();
+        // The loss terms are read only now, with the backward pass queued, in one transaction:
+        // one wait for the device per step (StepOutput::losses).
+        let (names, terms): (Vec<String>, Vec<_>) = step.losses.into_iter().unzip();
+        let values = terms.into_iter().fold(Transaction::default(), |tx, t| tx.register(t)).execute();
+        let losses: Vec<(String, f64)> =
+            names.into_iter().zip(values).map(|(k, v)| (k, v.iter::<f64>().next().unwrap_or(f64::NAN))).collect();
         if let (Some(uda), Some(pending)) = (uda.as_mut(), step.statistic) {
             uda.update_statistic(pending)?;
         }

@@ -262,8 +262,9 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     let out_pt = outs.next();
 
     // 2. Source cross-entropy.
-    let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
-    let loss_source = cross_entropy(resize_bilinear(out_s.logits, h, w), ys.clone(), &ce, pixel_w);
+    // The source labels' class weights, shared by the source and the pseudo-target CE.
+    let source_pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
+    let loss_source = cross_entropy(resize_bilinear(out_s.logits, h, w), ys.clone(), &ce, source_pixel_w.clone());
     losses.push(term("loss_source", &loss_source));
     let mut loss = loss_source;
 
@@ -309,8 +310,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
             statistic = Some(PendingStatistic { probs: softmax(logits_pt.clone().inner(), 1), labels });
         }
         if t2s.pseudo_target_ce > 0.0 {
-            let pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
-            let l = cross_entropy(logits_pt, ys.clone(), &ce, pixel_w).mul_scalar(t2s.pseudo_target_ce);
+            let l = cross_entropy(logits_pt, ys.clone(), &ce, source_pixel_w).mul_scalar(t2s.pseudo_target_ce);
             losses.push(term("loss_pseudo_target", &l));
             loss = loss + l;
         }
