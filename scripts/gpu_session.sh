@@ -26,7 +26,15 @@
 # The training's compiled kernels come back as OUT/kernel_cache_b5.tar.gz; KERNEL_CACHE=<that file>, carried
 # into a later session on the same GPU and driver, seeds the training's cache (about 100 s less compiling).
 #
-# Usage: [BENCH=0] [CHECKS_AT=s] [CHECK_TIMEOUT=s] [KERNEL_CACHE=file] [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
+# A training longer than one command (at most 600 s) takes two calls on the same warm machine (docs/gpu.md,
+# "Two calls, one run"): the first with SAVE=1 ends phase 2 with a Ctrl-C (SIGINT: t2s finishes the
+# iteration and writes a checkpoint) instead of a kill; the second, sent at once, with CONTINUE=1 keeps the
+# working folder and its kernel cache and resumes the run (`t2s train --resume`). CHECKS=0 skips the
+# correctness checks. DEVICE (default cuda) and CONFIG (default configs/synthetic_daformer_t2s.toml) let
+# the same flow be tried on the CPU first (TRAIN_ARGS: more arguments for `t2s train`, e.g. a smaller crop);
+# without nvidia-smi the memory columns are empty.
+#
+# Usage: [BENCH=0] [CHECKS=0] [SAVE=1] [CONTINUE=1] [DEVICE=d] [CONFIG=toml] [CHECKS_AT=s] [CHECK_TIMEOUT=s] [KERNEL_CACHE=file] [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
 #          t2s_autotune[.xz], t2s_checks[.xz], bench[.xz] or bench_autotune[.xz], dispatch[.xz], conv[.xz],
 #          transformer[.xz]>
 #          <output folder> [budget s, default 540]
@@ -35,25 +43,30 @@
 set -uo pipefail
 BIN="$1"; OUT="$2"; BUDGET="${3:-540}"; TAIL="${TAIL:-180}"; PROFILE=${PROFILE:-0}; BENCH=${BENCH:-1}; CHECKS_AT=${CHECKS_AT:-}
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-$(( TAIL - 25 ))} # seconds per prediction run of the checks
-REPO=$(pwd); T0=$(date +%s); mkdir -p "$OUT"
-W=/tmp/t2s_session; rm -rf "$W"; mkdir -p "$W"
+CHECKS_ON=${CHECKS:-1}; SAVE=${SAVE:-0}; CONTINUE=${CONTINUE:-0}; DEVICE=${DEVICE:-cuda}
+REPO=$(pwd); T0=$(date +%s); mkdir -p "$OUT"; CONFIG=$(realpath "${CONFIG:-configs/synthetic_daformer_t2s.toml}")
+# The working folder outlives the command on a warm machine (processes do not): CONTINUE=1 keeps it.
+W=${SESSION_DIR:-/tmp/t2s_session}; [ "$CONTINUE" = 1 ] || rm -rf "$W"; mkdir -p "$W"
+[ "$CONTINUE" = 1 ] && { [ -f "$W/b5/run/config.toml" ] || { echo "CONTINUE=1: no run in $W/b5 to resume (the machine was given back?)"; exit 2; }; }
 elapsed() { echo $(( $(date +%s) - T0 )); }
 for f in "$BIN"/*; do
   n=$(basename "$f" .xz)
   case "$f" in *.xz) xz -dc "$f" > "$W/$n" ;; *) cp "$f" "$W/$n" ;; esac
   chmod +x "$W/$n"
 done
+command -v nvidia-smi >/dev/null || nvidia-smi() { :; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 nproc
 
 train() { # name binary extra-args...; prints the process id. CACHE=<dir> shares a kernel cache,
-  # LIMIT=<seconds> stops the run then (the id is then timeout's, not t2s's).
+  # LIMIT=<seconds> stops the run then (the id is then timeout's, not t2s's); RESUME=1 continues $W/name/run.
   local name=$1 bin=$2; shift 2
   mkdir -p "$W/$name"
-  ( cd "$W/$name" && T2S_CACHE_DIR="${CACHE:-$W/cache_$name}" exec ${LIMIT:+timeout "$LIMIT"} "$bin" --device cuda train \
-      --config "$REPO/configs/synthetic_daformer_t2s.toml" --set run.output="$W/$name" --set run.name=run \
-      --set run.log_interval=10 --set run.debug_interval=0 --set eval.interval=1000000 \
-      --set run.checkpoint_interval=1000000 --set data.workers=4 "$@" ) > "$W/$name.log" 2>&1 &
+  local what=(--config "$CONFIG" --set run.output="$W/$name" --set run.name=run)
+  [ "${RESUME:-0}" = 1 ] && what=(--resume "$W/$name/run")
+  ( cd "$W/$name" && T2S_CACHE_DIR="${CACHE:-$W/cache_$name}" exec ${LIMIT:+timeout "$LIMIT"} "$bin" --device "$DEVICE" train \
+      "${what[@]}" --set run.log_interval=10 --set run.debug_interval=0 --set eval.interval=1000000 \
+      --set run.checkpoint_interval=1000000 --set data.workers=4 ${TRAIN_ARGS:-} "$@" ) >> "$W/$name.log" 2>&1 &
   echo $!
 }
 monitor() { # name pid
@@ -154,11 +167,24 @@ echo "phase 1 done at $(elapsed) s"
 TRAIN=""
 HOST=(); [ "${HOST_SECONDS:-60}" -gt 0 ] && HOST=(--profile-host "$OUT/b5_host.svg" --profile-host-start "${HOST_START:-120}" --profile-host-seconds "${HOST_SECONDS:-60}")
 [ -f "${KERNEL_CACHE:-}" ] && { mkdir -p "$W/cache_b5"; tar xzf "$KERNEL_CACHE" -C "$W/cache_b5"; echo "kernel cache seeded from $KERNEL_CACHE"; }
-if [ -x "$W/t2s" ]; then TRAIN=$(train b5 "$W/t2s" "${HOST[@]}"); monitor b5 "$TRAIN" > "$W/b5_monitor.log" 2>&1 & fi
-while [ "$(elapsed)" -lt $(( BUDGET - TAIL )) ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do
-  [ -n "$CHECKS_AT" ] && [ "$CHECKS_STARTED" = 0 ] && [ "$(elapsed)" -ge "$CHECKS_AT" ] && start_checks
+if [ -x "$W/t2s" ]; then
+  [ "$CONTINUE" = 1 ] && echo "== resumed at $(elapsed) s (call $(( $(ls "$W"/b5_monitor*.log 2>/dev/null | wc -l) + 1 )))" >> "$W/b5.log"
+  TRAIN=$(RESUME=$CONTINUE train b5 "$W/t2s" "${HOST[@]}")
+  monitor b5 "$TRAIN" > "$W/b5_monitor$([ "$CONTINUE" = 1 ] && date +_%s).log" 2>&1 &
+fi
+STOP_GRACE=${STOP_GRACE:-60} # seconds a SAVE=1 stop may take: the iteration under way, then the checkpoint
+END2=$(( BUDGET - TAIL - ( SAVE == 1 ? STOP_GRACE : 0 ) ))
+while [ "$(elapsed)" -lt "$END2" ] && kill -0 "${TRAIN:-0}" 2>/dev/null; do
+  [ -n "$CHECKS_AT" ] && [ "$CHECKS_ON" = 1 ] && [ "$CHECKS_STARTED" = 0 ] && [ "$(elapsed)" -ge "$CHECKS_AT" ] && start_checks
   sleep 2
 done
+if [ -n "$TRAIN" ] && [ "$SAVE" = 1 ] && kill -0 "$TRAIN" 2>/dev/null; then
+  echo "SIGINT to the training at $(elapsed) s (save and stop)"
+  kill -INT "$TRAIN"
+  while kill -0 "$TRAIN" 2>/dev/null && [ "$(elapsed)" -lt $(( END2 + STOP_GRACE )) ]; do sleep 1; done
+  kill -0 "$TRAIN" 2>/dev/null && echo "the training had not stopped $STOP_GRACE s after SIGINT: killed, no checkpoint" \
+    || echo "training stopped at $(elapsed) s: $(tr '\r' '\n' < "$W/b5.log" | grep -E '^(stopped|finished) after' | tail -n 1)"
+fi
 [ -n "$TRAIN" ] && kill -9 "$TRAIN" 2>/dev/null
 sleep 1
 echo "phase 2 done at $(elapsed) s"
@@ -169,7 +195,7 @@ if [ "$PROFILE" -gt 0 ] && [ -x "$W/t2s" ]; then
   P=$(CACHE="$W/cache_b5" LIMIT="$PROFILE" CUBECL_DEBUG_LOG="$W/profile/cubecl.log" CUBECL_DEBUG_OPTION=profile \
     train profile "$W/t2s" --set run.log_interval=1)
 fi
-[ "$CHECKS_STARTED" = 0 ] && start_checks
+[ "$CHECKS_STARTED" = 0 ] && [ "$CHECKS_ON" = 1 ] && start_checks
 while [ "$(elapsed)" -lt $(( BUDGET - 12 )) ]; do
   busy=0; for c in ${P:-} "${CHECKS[@]}"; do kill -0 "$c" 2>/dev/null && busy=1; done
   [ $busy = 0 ] && break; sleep 2
@@ -179,7 +205,7 @@ pkill -9 -f "$W/t2s" 2>/dev/null
 
 # ---- Summary.
 [ -f "$W/bench.log" ] && { echo "==== loss kernel"; cat "$W/bench.log"; }
-for c in check check_t2s_autotune check_t2s_checks; do echo "==== $c"; grep -E "took|RESULT|missing|rror|diff" "$W/$c.log" 2>/dev/null; done
+[ "$CHECKS_ON" = 1 ] && for c in check check_t2s_autotune check_t2s_checks; do echo "==== $c"; grep -E "took|RESULT|missing|rror|diff" "$W/$c.log" 2>/dev/null; done
 for f in "$W"/check_t2s_checks/predict_wgpu_*.log; do
   [ -f "$f" ] && { echo "==== $f (panics of autotune-checks)"; grep -n -A12 "panicked" "$f" | grep -v "^\s*$" | cut -c1-400 | head -60; }
 done
@@ -196,19 +222,30 @@ fi
 if [ -f "$OUT/b5_host.txt" ]; then echo "==== host profile of training b5 (threads, then each thread's hottest)"; head -n 60 "$OUT/b5_host.txt"; fi
 if [ -f "$W/b5.log" ]; then
   echo "==== training b5"; tail -c 1500 "$W/b5.log" | tr '\r' '\n' | tail -6
-  echo "-- monitor (every 5 s)"; cat "$W/b5_monitor.log"
-  awk '{ for (i = 1; i <= NF; i++) if ($i == "device" && $(i+1) == "MiB" && $(i+2) + 0 > m) m = $(i+2) + 0 } END { print "PEAK device MiB (nvidia-smi, the process) " m }' "$W/b5_monitor.log"
-  python3 - "$W/b5/run/metrics.jsonl" <<'PY'
+  MON=$(ls "$W"/b5_monitor*.log) # this call's and, after CONTINUE=1, the earlier calls' (oldest first)
+  for m in $MON; do echo "-- monitor (every 5 s): $(basename "$m")"; cat "$m"; done
+  awk '{ for (i = 1; i <= NF; i++) if ($i == "device" && $(i+1) == "MiB" && $(i+2) + 0 > m) m = $(i+2) + 0 } END { print "PEAK device MiB (nvidia-smi, the process) " m }' $MON
+  # The iterations at which a call stopped with a checkpoint: the next logged interval after each
+  # includes the resumed process's start-up and is left out of the steady mean, like the first two.
+  STOPS=$(tr '\r' '\n' < "$W/b5.log" | grep -oE '^stopped after [0-9]+' | grep -oE '[0-9]+' | tr '\n' ' ')
+  python3 - "$W/b5/run/metrics.jsonl" $STOPS <<'PY'
 import json, sys
 try:
     rows = [json.loads(l) for l in open(sys.argv[1])]
 except OSError:
     sys.exit(print("no metrics.jsonl"))
-for r in rows:
-    print(f"  iter {r['iter']:4d}: {r['sec_per_iter']:.3f} s/iter  loss_source {r.get('loss_source', 0):.3f}  loss_t2s {r.get('loss_t2s', 0):.3f}")
-if len(rows) > 3:
-    steady = [r["sec_per_iter"] for r in rows[2:]]
-    print(f"STEADY {sum(steady)/len(steady):.3f} s/iter over iterations {rows[1]['iter']+1}..{rows[-1]['iter']}")
+stops = sorted(int(s) for s in sys.argv[2:])
+skip = {0, 1}
+for s in stops:
+    after = [i for i, r in enumerate(rows) if r["iter"] > s]
+    if after:
+        skip.add(after[0])
+        print(f"  resumed after iteration {s}")
+for i, r in enumerate(rows):
+    print(f"  iter {r['iter']:4d}: {r['sec_per_iter']:.3f} s/iter  loss_source {r.get('loss_source', 0):.3f}  loss_t2s {r.get('loss_t2s', 0):.3f}{'' if i not in skip else '  (not in the steady mean)'}")
+steady = [r["sec_per_iter"] for i, r in enumerate(rows) if i not in skip]
+if steady:
+    print(f"STEADY {sum(steady)/len(steady):.3f} s/iter over {len(steady)} logged intervals; iterations 1..{rows[-1]['iter']} in all")
 PY
 fi
 [ -d "$W/cache_b5" ] && tar czf "$OUT/kernel_cache_b5.tar.gz" -C "$W/cache_b5" .

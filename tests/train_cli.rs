@@ -150,6 +150,76 @@ fn bad_runs_fail_before_training() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("projection"));
 }
 
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), CONFIG).unwrap();
+    // A learning rate of 1e30 (1e24 after the warm-up ratio): AdamW moves every weight by about
+    // the learning rate, batch norm's γ and β too, so the second iteration's logits overflow f32
+    // and its loss is not finite. The first iteration's loss, before any step, is.
+    let o = t2s(dir.path())
+        .args([
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "run.name=overflow",
+            "--set",
+            "optim.lr=1e30",
+            "--set",
+            "run.checkpoint_interval=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("the loss became") && e.contains("at iteration 2") && e.contains("iter_000001"), "{e}");
+    let run = dir.path().join("runs/overflow");
+    // The checkpoint of iteration 1 is the latest, complete, and no partial one is left behind.
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), "iter_000001");
+    for f in ["student.mpk", "student.safetensors", "state.json"] {
+        assert!(run.join("checkpoints/iter_000001").join(f).is_file(), "{f} missing");
+    }
+    let names: Vec<String> =
+        std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| n == "latest" || n == "iter_000001"), "{names:?}");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), CONFIG).unwrap();
+    // A long schedule with no periodic checkpoint: only the Ctrl-C writes one.
+    let child = t2s(dir.path())
+        .args(["train", "--config", "tiny.toml", "--set", "run.name=int", "--set", "schedule.max_iters=100000"])
+        .args(["--set", "run.checkpoint_interval=0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = dir.path().join("runs/int");
+    let started = std::time::Instant::now();
+    // Whole lines only: the log may be read mid-write.
+    let logged = || std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.matches('\n').count()).unwrap_or(0);
+    while logged() < 2 {
+        assert!(started.elapsed().as_secs() < 300, "no two logged iterations within 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    // "stopped after N iterations; checkpoint …/iter_N" and how to continue.
+    let n: usize = e.split("stopped after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&e);
+    assert!(n >= 2 && e.contains("--resume"), "{e}");
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), format!("iter_{n:06}"));
+    // The resumed run starts at iteration n + 1.
+    let o = t2s(dir.path()).args(["train", "--resume", "runs/int", "--until", &(n + 2).to_string()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let iters: Vec<u64> = losses(&run).into_iter().map(|(i, _)| i).collect();
+    assert_eq!(iters[iters.len() - 2..], [n as u64 + 1, n as u64 + 2], "{iters:?}");
+}
+
 const TARGET: &str = "\n[data.target]\nkind = \"synthetic\"\ndomain = \"target\"\nlen = 16\nsize = [64, 32]\n";
 
 /// Every logged number of every iteration, by name.

@@ -1,6 +1,6 @@
 //! Pseudo-labels and their pixel weights, as DAFormer's `dacs.py` computes them.
 
-use burn::tensor::{activation::softmax, backend::Backend, Int, Tensor};
+use burn::tensor::{activation::softmax, backend::Backend, Tensor, TensorData, Transaction};
 
 /// DAFormer's EMA coefficient at (0-based) iteration `iter`: `min(1 − 1/(iter + 1), max_alpha)`,
 /// so the teacher copies the student at the first step and then follows it ever more slowly.
@@ -11,8 +11,8 @@ pub fn ema_alpha(iter: usize, max_alpha: f64) -> f64 {
 /// Pseudo-labels of a target batch.
 #[derive(Debug, Clone)]
 pub struct PseudoLabels<B: Backend> {
-    /// Teacher argmax, `[N, H, W]`.
-    pub labels: Tensor<B, 3, Int>,
+    /// Teacher argmax `[N, H, W]` (row-major, on the host, where ClassMix pastes them).
+    pub labels: Vec<u8>,
     /// Pixel weights `[N, H, W]` (row-major, on the host, where ClassMix uses them): the
     /// confident fraction, 0 in the margins.
     pub weights: Vec<f32>,
@@ -26,20 +26,24 @@ pub struct PseudoLabels<B: Backend> {
 /// of every pixel is the fraction of pixels **of the whole batch** whose max-probability is at
 /// least `threshold` (DAFormer: `torch.sum(ps_large_p).item() / ps_size`, one scalar for the
 /// batch), and 0 on the top `margin[0]` and bottom `margin[1]` rows, given for a 512-high crop and
-/// scaled to `H` (DAFormer's `psweight_ignore_top/bottom` = 15/120 at 512). Reads back one number.
+/// scaled to `H` (DAFormer's `psweight_ignore_top/bottom` = 15/120 at 512). Reads back the labels
+/// and the fraction in one transaction (one wait for the device).
 pub fn pseudo_labels<B: Backend>(teacher_logits: Tensor<B, 4>, threshold: f64, margin: [usize; 2]) -> PseudoLabels<B> {
     let [n, _, h, w] = teacher_logits.dims();
     let probs = softmax(teacher_logits.detach(), 1);
     let (max, labels) = probs.clone().max_dim_with_indices(1);
-    let confident = max.greater_equal_elem(threshold).float().mean().into_scalar();
-    let fraction: f32 = burn::tensor::ElementConversion::elem(confident);
+    let read =
+        Transaction::default().register(labels.reshape([n * h * w])).register(max.greater_equal_elem(threshold).float().mean()).execute();
+    let [labels, confident]: [TensorData; 2] = read.try_into().expect("a transaction returns one result per registered tensor");
+    let labels: Vec<u8> = labels.iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
+    let fraction = confident.iter::<f32>().next().unwrap_or(0.0);
     let scale = |rows: usize| ((rows * h) as f64 / 512.0).round() as usize;
     let (top, bottom) = (scale(margin[0]).min(h), scale(margin[1]).min(h));
     let mut row_weight = vec![fraction; h];
     row_weight[..top].iter_mut().for_each(|v| *v = 0.0);
     row_weight[h - bottom..].iter_mut().for_each(|v| *v = 0.0);
     let weights = (0..n).flat_map(|_| row_weight.iter().flat_map(|&v| std::iter::repeat_n(v, w))).collect();
-    PseudoLabels { labels: labels.reshape([n, h, w]), weights, confident_fraction: fraction, probs }
+    PseudoLabels { labels, weights, confident_fraction: fraction, probs }
 }
 
 #[cfg(test)]
@@ -71,7 +75,7 @@ mod tests {
         let p = pseudo_labels(logits, 0.968, [128, 128]);
         // Confident pixels: 5, −5, 5 in image 0 and −5 in image 1 → 4 of 8 = 0.5 for the batch.
         assert!((p.confident_fraction - 0.5).abs() < 1e-7);
-        assert_eq!(p.labels.into_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![0, 0, 1, 0, 0, 0, 0, 1]);
+        assert_eq!(p.labels, vec![0, 0, 1, 0, 0, 0, 0, 1]);
         assert_eq!(p.weights, vec![0.0, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 0.0]);
 
         // The same pixels twice across (W = 2): weights are `[N, H, W]` row-major, each row's

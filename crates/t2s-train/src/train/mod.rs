@@ -253,8 +253,14 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
             }
         };
         let grads = step.loss.backward();
-        // The loss terms are read only now, with the backward pass queued, in one transaction:
-        // one wait for the device per step (StepOutput::losses).
+        // The optimiser's step is queued before anything is read: a read waits for all queued
+        // work, so the host records the step's many small operations (a dozen per parameter
+        // tensor) while the device still runs the backward pass, instead of after it with the
+        // device idle. A non-finite loss still stops the run below before anything is saved: the
+        // stepped weights only live in memory.
+        student = optim.step(iter, student, grads);
+        // The loss terms are read only now, in one transaction: one wait for the device per step
+        // (StepOutput::losses).
         let (names, terms): (Vec<String>, Vec<_>) = step.losses.into_iter().unzip();
         let values = terms.into_iter().fold(Transaction::default(), |tx, t| tx.register(t)).execute();
         let losses: Vec<(String, f64)> =
@@ -270,7 +276,6 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
                 iter + 1
             )));
         }
-        student = optim.step(iter, student, grads);
         state.iter = iter + 1;
         (opts.progress)(state.iter, until, &losses);
         clock_iters += 1;

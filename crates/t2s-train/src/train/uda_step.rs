@@ -184,7 +184,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     if let (Some(target), Some(out)) = (target, &teacher_t) {
         let pl = pseudo_labels(resize_bilinear(out.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
         stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
-        let pseudo = to_u8(pl.labels.clone());
+        let pseudo = pl.labels;
         let strong = StrongAugConfig {
             color_jitter_strength: uda.color_jitter_strength as f32,
             color_jitter_prob: uda.color_jitter_prob,
