@@ -193,7 +193,8 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     let child = t2s(dir.path())
         .args(["train", "--config", "tiny.toml", "--set", "run.name=int", "--set", "schedule.max_iters=100000"])
         .args(["--set", "run.checkpoint_interval=0"])
-        .stderr(std::process::Stdio::piped())
+        // A file, not a pipe: nothing reads a pipe while the run goes on, and a full one would block it.
+        .stderr(std::fs::File::create(dir.path().join("stderr.txt")).unwrap())
         .spawn()
         .unwrap();
     let run = dir.path().join("runs/int");
@@ -206,9 +207,9 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     }
     let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
-    let o = child.wait_with_output().unwrap();
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{e}");
+    let status = child.wait_with_output().unwrap().status;
+    let e = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap();
+    assert!(status.success(), "{e}");
     // "stopped after N iterations; checkpoint …/iter_N" and how to continue.
     let n: usize = e.split("stopped after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&e);
     assert!(n >= 2 && e.contains("--resume"), "{e}");
