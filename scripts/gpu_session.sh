@@ -34,7 +34,7 @@
 # the same flow be tried on the CPU first (TRAIN_ARGS: more arguments for `t2s train`, e.g. a smaller crop);
 # without nvidia-smi the memory columns are empty.
 #
-# Usage: [BENCH=0] [CHECKS=0] [SAVE=1] [CONTINUE=1] [DEVICE=d] [CONFIG=toml] [CHECKS_AT=s] [CHECK_TIMEOUT=s] [KERNEL_CACHE=file] [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
+# Usage: [BENCH=0] [CHECKS=0] [SAVE=1] [CONTINUE=1] [STOP_GRACE=s] [SESSION_DIR=dir] [DEVICE=d] [CONFIG=toml] [TRAIN_ARGS=...] [CHECKS_AT=s] [CHECK_TIMEOUT=s] [KERNEL_CACHE=file] [PROFILE=s] [TAIL=s] [HOST_START=s] [HOST_SECONDS=s] scripts/gpu_session.sh <folder with t2s[.xz],
 #          t2s_autotune[.xz], t2s_checks[.xz], bench[.xz] or bench_autotune[.xz], dispatch[.xz], conv[.xz],
 #          transformer[.xz]>
 #          <output folder> [budget s, default 540]
@@ -168,7 +168,7 @@ TRAIN=""
 HOST=(); [ "${HOST_SECONDS:-60}" -gt 0 ] && HOST=(--profile-host "$OUT/b5_host.svg" --profile-host-start "${HOST_START:-120}" --profile-host-seconds "${HOST_SECONDS:-60}")
 [ -f "${KERNEL_CACHE:-}" ] && { mkdir -p "$W/cache_b5"; tar xzf "$KERNEL_CACHE" -C "$W/cache_b5"; echo "kernel cache seeded from $KERNEL_CACHE"; }
 if [ -x "$W/t2s" ]; then
-  [ "$CONTINUE" = 1 ] && echo "== resumed at $(elapsed) s (call $(( $(ls "$W"/b5_monitor*.log 2>/dev/null | wc -l) + 1 )))" >> "$W/b5.log"
+  [ "$CONTINUE" = 1 ] && echo "== resumed by a CONTINUE=1 call, $(date -u)" >> "$W/b5.log"
   TRAIN=$(RESUME=$CONTINUE train b5 "$W/t2s" "${HOST[@]}")
   monitor b5 "$TRAIN" > "$W/b5_monitor$([ "$CONTINUE" = 1 ] && date +_%s).log" 2>&1 &
 fi

@@ -158,17 +158,8 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     // the learning rate, batch norm's γ and β too, so the second iteration's logits overflow f32
     // and its loss is not finite. The first iteration's loss, before any step, is.
     let o = t2s(dir.path())
-        .args([
-            "train",
-            "--config",
-            "tiny.toml",
-            "--set",
-            "run.name=overflow",
-            "--set",
-            "optim.lr=1e30",
-            "--set",
-            "run.checkpoint_interval=1",
-        ])
+        .args(["train", "--config", "tiny.toml", "--set", "run.name=overflow"])
+        .args(["--set", "optim.lr=1e30", "--set", "run.checkpoint_interval=1"])
         .output()
         .unwrap();
     assert!(!o.status.success());
