@@ -2,9 +2,9 @@
 //!
 //! `checkpoints/iter_<N>/` holds `student.mpk` (Burn module record: weights with their parameter
 //! ids, which the optimiser state is keyed by), `student.safetensors` (the t2s weight file for
-//! `predict` / `eval`), `teacher.mpk` for self-training methods, the optimiser state and
-//! `state.json`. It is written as `iter_<N>.tmp/` and renamed when complete; `checkpoints/latest`
-//! names the newest complete one. A crash or Ctrl-C at any point leaves the previous one intact.
+//! `predict` / `eval`), `teacher.mpk` for self-training methods, the optimiser state
+//! (`optimizer.safetensors`, `crate::optimizer`) and `state.json`. It is written as
+//! `iter_<N>.tmp/` and renamed when complete; `checkpoints/latest` names the newest complete one. A crash or Ctrl-C at any point leaves the previous one intact.
 
 use std::path::{Path, PathBuf};
 

@@ -192,9 +192,9 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         }
     };
     // Groups are taken after a resume's record is loaded: parameter ids are random per process.
-    let mut optim = crate::GroupedOptimizer::<Segmentor<B>, B>::new(&cfg.optim, &cfg.schedule, &student.param_groups());
+    let mut optim = crate::GroupedOptimizer::<B>::new(&cfg.optim, &cfg.schedule, &student.param_groups());
     if let Some(dir) = &resume_from {
-        optim = optim.load(dir, device)?;
+        optim = optim.load(dir, &student, device)?;
         eprintln!("resuming {} at iteration {}", opts.run_dir.display(), state.iter);
     }
 
@@ -372,7 +372,7 @@ fn save<B: AutodiffBackend>(
     student: &Segmentor<B>,
     teacher: Option<&Segmentor<B::InnerBackend>>,
     network: &t2s_model::SegmentorConfig,
-    optim: &crate::GroupedOptimizer<Segmentor<B>, B>,
+    optim: &crate::GroupedOptimizer<B>,
     recorder: &NamedMpkFileRecorder<FullPrecisionSettings>,
 ) -> Result<PathBuf> {
     write_checkpoint(run_dir, state, keep_last, |dir| {
