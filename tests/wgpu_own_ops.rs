@@ -5,7 +5,9 @@
 //!   convolutions;
 //! - LayerNorm, softmax and the exact GELU with their own backward passes
 //!   (`T2sBackend::layer_norm_last_dim`, `softmax_last_dim`, `gelu_exact`): forward pass and
-//!   gradients equal Burn's formulations differentiated operation by operation on the CPU.
+//!   gradients equal Burn's formulations differentiated operation by operation on the CPU;
+//! - the channels-last depth-wise convolution of MiT's Mix-FFN (`T2sBackend::depthwise_conv2d_nhwc`,
+//!   Burn's direct kernel as one fusion operation) with its backward pass.
 //!
 //! Skipped without a wgpu adapter unless `T2S_REQUIRE_WGPU` is set (CI installs lavapipe and
 //! sets it).
@@ -17,6 +19,7 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use core::f64::consts::SQRT_2;
 use t2s_model::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
 use t2s_model::conv_bn::ConvSpec;
+use t2s_model::depthwise::DepthwiseGeometry;
 use t2s_model::layer_norm::burn_layer_norm;
 use t2s_model::{T2sAutodiffBackend, T2sBackend};
 
@@ -149,4 +152,41 @@ fn own_transformer_ops_match_burn_on_cpu() {
     let cpu = op_grads::<Cpu>(&logits, &field, &[], |x, _| (x.clone() * x.div_scalar(SQRT_2).erf().add_scalar(1.0)).div_scalar(2.0));
     let gpu = op_grads::<Gpu>(&logits, &field, &[], |x, _| Gpu::gelu_exact(x));
     assert_close("GELU", &names[..2], &cpu, &gpu, 1e-5);
+}
+
+/// Output, input gradient and weight gradient of the channels-last depth-wise convolution
+/// (`T2sBackend::depthwise_conv2d_nhwc`) on backend `B`.
+fn depthwise_nhwc<B: T2sAutodiffBackend>(x: &TensorData, w: &TensorData, field: &TensorData, geometry: DepthwiseGeometry) -> [Vec<f32>; 3] {
+    let device = Default::default();
+    let x = Tensor::<B, 4>::from_data(x.clone(), &device).require_grad();
+    let w = Tensor::<B, 4>::from_data(w.clone(), &device).require_grad();
+    let y = B::depthwise_conv2d_nhwc(x.clone(), w.clone(), geometry);
+    let grads = (y.clone() * Tensor::from_data(field.clone(), &device)).sum().backward();
+    let v = |t: Tensor<B::InnerBackend, 4>| t.into_data().to_vec::<f32>().unwrap();
+    [y.into_data().to_vec().unwrap(), v(x.grad(&grads).unwrap()), v(w.grad(&grads).unwrap())]
+}
+
+/// MiT's Mix-FFN depth-wise layer channels-last: on wgpu Burn's direct convolution kernel run
+/// through fusion as one operation (symmetric padding), or the channels-first path (asymmetric),
+/// with t2s's backward pass; against the CPU, where it goes through the channels-first operation.
+#[test]
+fn channels_last_depthwise_matches_cpu() {
+    if !wgpu_available() {
+        return;
+    }
+    let d = Default::default();
+    let (n, h, w, c) = (2, 9, 14, 12);
+    for (kernel, geometry) in [
+        ([3, 3], DepthwiseGeometry { padding: [1; 4], dilation: [1, 1] }),
+        ([3, 3], DepthwiseGeometry { padding: [2; 4], dilation: [2, 2] }),
+        ([3, 3], DepthwiseGeometry { padding: [0; 4], dilation: [1, 1] }),
+        ([3, 3], DepthwiseGeometry { padding: [2, 0, 1, 3], dilation: [1, 2] }),
+    ] {
+        let [oh, ow] = geometry.output_size(h, w, kernel[0], kernel[1]);
+        let r = |shape: [usize; 4]| Tensor::<Flex, 4>::random(shape, Distribution::Normal(0.0, 1.0), &d).into_data();
+        let (x, wt, field) = (r([n, h, w, c]), r([c, 1, kernel[0], kernel[1]]), r([n, oh, ow, c]));
+        let cpu = depthwise_nhwc::<Autodiff<Flex>>(&x, &wt, &field, geometry);
+        let gpu = depthwise_nhwc::<Autodiff<Wgpu>>(&x, &wt, &field, geometry);
+        assert_close(&format!("{geometry:?}"), &["output", "input gradient", "weight gradient"], &cpu, &gpu, 1e-5);
+    }
 }

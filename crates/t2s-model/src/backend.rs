@@ -11,7 +11,7 @@
 //! backward pass is an implementation for [`Autodiff`] ([`crate::depthwise_autodiff`]). Every
 //! other backend takes the trait's default bodies, the operations written with tensors.
 
-use crate::depthwise::{windowed_taps, DepthwiseGeometry};
+use crate::depthwise::{depthwise_nhwc_via_nchw, windowed_taps, DepthwiseGeometry};
 use crate::layer_norm::burn_layer_norm;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{gelu, softmax};
@@ -27,6 +27,16 @@ pub trait T2sBackend: Backend {
     /// pass of its own.
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         windowed_taps(x, weight, geometry)
+    }
+
+    /// The same depth-wise convolution channels-last: `x: [N, H, W, C]` (MiT's tokens `[N, h·w,
+    /// C]` without a copy), `weight: [C, 1, kh, kw]` → `[N, H', W', C]`. By default through
+    /// [`T2sBackend::depthwise_conv2d`] with the views between the layouts
+    /// ([`depthwise_nhwc_via_nchw`]); the CubeCL backends run Burn's direct convolution kernel on
+    /// the channels-last tensors, one kernel with the padding read as zeros (`crate::depthwise_cube`),
+    /// and [`Autodiff`] gives it a channels-last backward pass (`crate::depthwise_autodiff`).
+    fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+        depthwise_nhwc_via_nchw(x, weight, geometry)
     }
 
     /// LayerNorm over the last dimension, `[..., C]` → `[..., C]`, with scale `gamma: [C]` and
@@ -76,6 +86,10 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
         crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry)
     }
 
+    fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+        crate::depthwise_autodiff::depthwise_conv2d_nhwc_autodiff(x, weight, geometry)
+    }
+
     fn layer_norm_last_dim<const D: usize>(
         x: Tensor<Self, D>,
         gamma: Tensor<Self, 1>,
@@ -94,17 +108,5 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
     }
 }
 
-#[cfg(feature = "cubecl")]
-impl<R, F, I, BT> T2sBackend for burn_cubecl::CubeBackend<R, F, I, BT>
-where
-    R: burn_cubecl::CubeRuntime,
-    R::Server: burn_cubecl::cubecl::server::ComputeServer,
-    R::Device: burn::tensor::backend::DeviceOps,
-    F: burn_cubecl::FloatElement,
-    I: burn_cubecl::IntElement,
-    BT: burn_cubecl::BoolElement,
-{
-}
-
-#[cfg(feature = "fusion")]
-impl<B: burn_fusion::FusionBackend> T2sBackend for burn_fusion::Fusion<B> {}
+// The CubeCL backends (`CubeBackend`, and `Fusion` over it) are implemented in
+// `crate::depthwise_cube`, next to the kernel call they add.

@@ -100,6 +100,66 @@ pub fn depthwise_weight_grad<B: Backend>(
     products.reshape([n, c, kh * kw, oh * ow]).sum_dim(3).sum_dim(0).reshape([c, 1, kh, kw])
 }
 
+/// [`T2sBackend::depthwise_conv2d_nhwc`] through the `[N, C, H, W]` operation: `x: [N, H, W, C]`
+/// is viewed as `[N, C, H, W]` and the result viewed back, `[N, H', W', C]` (the backends that
+/// have no channels-last kernel; the views cost the copies that the channels-last kernels save).
+pub fn depthwise_nhwc_via_nchw<B: T2sBackend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, geometry: DepthwiseGeometry) -> Tensor<B, 4> {
+    B::depthwise_conv2d(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1])
+}
+
+/// `x: [N, H, W, C]` zero-padded by `[top, bottom, left, right]` in height and width, a negative
+/// amount cropping that side instead.
+pub(crate) fn pad_signed_nhwc<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4]) -> Tensor<B, 4> {
+    let [n, h, w, c] = x.dims();
+    let [top, bottom, left, right] = amounts.map(|a| (-a).max(0) as usize);
+    let x = if amounts.iter().any(|&a| a < 0) { x.slice([0..n, top..h - bottom, left..w - right, 0..c]) } else { x };
+    let [n, h, w, c] = x.dims();
+    let [top, bottom, left, right] = amounts.map(|a| a.max(0) as usize);
+    if [top, bottom, left, right] == [0; 4] {
+        return x;
+    }
+    Tensor::zeros([n, h + top + bottom, w + left + right, c], &x.device()).slice_assign([0..n, top..top + h, left..left + w, 0..c], x)
+}
+
+/// Gradient of [`T2sBackend::depthwise_conv2d_nhwc`] with respect to its input, `[N, H, W, C]`,
+/// from the output gradient `grad: [N, H', W', C]`: the same operation on `grad` with the kernel
+/// flipped in both axes, under padding `d(k − 1) − p` per side (as [`depthwise_input_grad`]); a
+/// side that would be padded negatively is cropped first.
+pub fn depthwise_input_grad_nhwc<B: T2sBackend>(grad: Tensor<B, 4>, weight: Tensor<B, 4>, geometry: DepthwiseGeometry) -> Tensor<B, 4> {
+    let [_, _, kh, kw] = weight.dims();
+    let [top, bottom, left, right] = geometry.padding.map(|p| p as isize);
+    let [dh, dw] = geometry.dilation.map(|d| d as isize);
+    let (reach_h, reach_w) = (dh * (kh as isize - 1), dw * (kw as isize - 1));
+    let amounts = [reach_h - top, reach_h - bottom, reach_w - left, reach_w - right];
+    // Crop what is negative; what is positive the operation pads itself (a channels-last kernel
+    // reads zeros outside the input instead of materialising a padded copy).
+    let grad = pad_signed_nhwc(grad, amounts.map(|a| a.min(0)));
+    let padding = amounts.map(|a| a.max(0) as usize);
+    B::depthwise_conv2d_nhwc(grad, weight.flip([2, 3]), DepthwiseGeometry { padding, dilation: geometry.dilation })
+}
+
+/// Gradient of [`T2sBackend::depthwise_conv2d_nhwc`] with respect to its weight, `[C, 1, kh, kw]`,
+/// from the input `x: [N, H, W, C]` and the output gradient `grad: [N, H', W', C]`: the tap
+/// windows of the padded input (two `unfold`s, a view) times the output gradient, summed over
+/// batch and space, as [`depthwise_weight_grad`] does channels-first.
+pub fn depthwise_weight_grad_nhwc<B: Backend>(
+    x: Tensor<B, 4>,
+    grad: Tensor<B, 4>,
+    geometry: DepthwiseGeometry,
+    kernel: [usize; 2],
+) -> Tensor<B, 4> {
+    let [n, oh, ow, c] = grad.dims();
+    let [kh, kw] = kernel;
+    let [dh, dw] = geometry.dilation;
+    let xp = pad_signed_nhwc(x, geometry.padding.map(|p| p as isize));
+    // [N, Hp, Wp, C] → [N, kh, Wp, C, H'] → [N, kh, kw, C, H', W'] → [N, kh, kw, H', W', C]
+    let windows = xp.unfold::<5, usize>(1, oh, dh).unfold::<6, usize>(2, ow, dw).permute([0, 1, 2, 4, 5, 3]);
+    let products = windows * grad.reshape([n, 1, 1, oh, ow, c]);
+    // Space first (the long axis), then the batch: [N, k², L, C] → [1, k², 1, C] → [C, 1, kh, kw].
+    let sums = products.reshape([n, kh * kw, oh * ow, c]).sum_dim(2).sum_dim(0);
+    sums.reshape([kh * kw, c]).swap_dims(0, 1).reshape([c, 1, kh, kw])
+}
+
 /// Depth-wise 2-D convolution, stride 1: `x: [N, C, H, W]`, `weight: [C, 1, kh, kw]`,
 /// `bias: [C]` → `[N, C, H', W']` ([`DepthwiseGeometry::output_size`]), by
 /// [`T2sBackend::depthwise_conv2d`].
@@ -256,6 +316,53 @@ mod tests {
                     assert!(max_rel(a, b) < 1e-5, "case {case}: weight gradient, rel error {}", max_rel(a, b));
                 }
             }
+        }
+    }
+
+    /// The channels-last operation (`T2sBackend::depthwise_conv2d_nhwc`) and its own backward
+    /// pass against the channels-first one (checked above against Burn's grouped convolution) on
+    /// the same data, transposed: "same" padding, dilation, asymmetric padding, padding beyond the
+    /// kernel's reach (the input gradient then crops), a non-square kernel.
+    #[test]
+    fn channels_last_matches_channels_first_with_gradients() {
+        let device = Default::default();
+        let cases = [
+            ([3, 3], DepthwiseGeometry { padding: [1, 1, 1, 1], dilation: [1, 1] }),
+            ([3, 3], DepthwiseGeometry { padding: [2, 2, 2, 2], dilation: [2, 2] }),
+            ([3, 3], DepthwiseGeometry { padding: [2, 0, 1, 3], dilation: [1, 2] }),
+            ([3, 3], DepthwiseGeometry { padding: [3, 4, 2, 5], dilation: [1, 1] }),
+            ([2, 3], DepthwiseGeometry { padding: [1, 0, 2, 2], dilation: [3, 2] }),
+        ];
+        for (case, ([kh, kw], geometry)) in cases.into_iter().enumerate() {
+            let (n, c, h, w) = (2, 5, 7, 9);
+            let seeded = |shape: [usize; 4], seed: u64| {
+                let v = rand_nd(&shape, seed, 1.0);
+                Tensor::<A, 4>::from_data(TensorData::new(v.data.iter().map(|&x| x as f32).collect(), shape), &device)
+            };
+            let x0 = seeded([n, c, h, w], 40 + case as u64);
+            let w0 = seeded([c, 1, kh, kw], 50 + case as u64);
+            let [oh, ow] = geometry.output_size(h, w, kh, kw);
+            let field = seeded([n, c, oh, ow], 60 + case as u64);
+            let run = |last: bool| {
+                let x = x0.clone().require_grad();
+                let wt = w0.clone().require_grad();
+                let y = if last {
+                    // Channels-last in and out, compared channels-first.
+                    let y = A::depthwise_conv2d_nhwc(x.clone().permute([0, 2, 3, 1]), wt.clone(), geometry);
+                    assert_eq!(y.dims(), [n, oh, ow, c]);
+                    y.permute([0, 3, 1, 2])
+                } else {
+                    A::depthwise_conv2d(x.clone(), wt.clone(), geometry)
+                };
+                let out: Vec<f32> = y.clone().into_data().to_vec().unwrap();
+                let g = (y * field.clone()).sum().backward();
+                let v = |t: Tensor<B, 4>| t.into_data().to_vec::<f32>().unwrap();
+                (out, v(x.grad(&g).unwrap()), v(wt.grad(&g).unwrap()))
+            };
+            let (last, first) = (run(true), run(false));
+            assert!(max_rel(&last.0, &first.0) < 1e-5, "case {case}: output");
+            assert!(max_rel(&last.1, &first.1) < 1e-5, "case {case}: input gradient, rel error {}", max_rel(&last.1, &first.1));
+            assert!(max_rel(&last.2, &first.2) < 1e-5, "case {case}: weight gradient, rel error {}", max_rel(&last.2, &first.2));
         }
     }
 

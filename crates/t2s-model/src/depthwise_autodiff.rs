@@ -13,7 +13,9 @@
 
 use crate::backend::{tensor, T2sBackend};
 use crate::conv_gemm::zero_pad;
-use crate::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry};
+use crate::depthwise::{
+    depthwise_input_grad, depthwise_input_grad_nhwc, depthwise_weight_grad, depthwise_weight_grad_nhwc, DepthwiseGeometry,
+};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -70,6 +72,54 @@ pub(crate) fn depthwise_conv2d_autodiff<B: T2sBackend, C: CheckpointStrategy>(
             let padded = zero_pad(tensor::<B, 4>(x.primitive), geometry.padding);
             let out = B::depthwise_conv2d(padded.clone(), tensor::<B, 4>(weight.primitive.clone()), unpadded(geometry));
             prep.finish((padded.into_primitive().tensor(), weight.primitive, geometry), out.into_primitive().tensor())
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, weight.primitive)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+#[derive(Debug)]
+struct DepthwiseNhwcBackward;
+
+impl<B: T2sBackend> Backward<B, 2> for DepthwiseNhwcBackward {
+    /// The input (not padded: the channels-last kernels pad as they read), the weight and the
+    /// geometry.
+    type State = (FloatTensor<B>, FloatTensor<B>, DepthwiseGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = tensor::<B, 4>(grads.consume::<B>(&ops.node));
+        let (x, weight, geometry) = ops.state;
+        let weight = tensor::<B, 4>(weight);
+        let [_, _, kh, kw] = weight.dims();
+        if let Some(node) = node_x {
+            let dx = depthwise_input_grad_nhwc(grad.clone(), weight, geometry);
+            grads.register::<B>(node.id, dx.into_primitive().tensor());
+        }
+        if let Some(node) = node_weight {
+            let dw = depthwise_weight_grad_nhwc(tensor::<B, 4>(x), grad, geometry, [kh, kw]);
+            grads.register::<B>(node.id, dw.into_primitive().tensor());
+        }
+    }
+}
+
+/// [`T2sBackend::depthwise_conv2d_nhwc`] on [`Autodiff`]: the inner backend's forward pass,
+/// recorded as one operation whose backward pass is [`DepthwiseNhwcBackward`] (both gradients
+/// channels-last too, so a MiT Mix-FFN's tokens never change layout either way).
+pub(crate) fn depthwise_conv2d_nhwc_autodiff<B: T2sBackend, C: CheckpointStrategy>(
+    x: Tensor<Autodiff<B, C>, 4>,
+    weight: Tensor<Autodiff<B, C>, 4>,
+    geometry: DepthwiseGeometry,
+) -> Tensor<Autodiff<B, C>, 4> {
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let forward = |x: FloatTensor<B>, weight: FloatTensor<B>| {
+        B::depthwise_conv2d_nhwc(tensor::<B, 4>(x), tensor::<B, 4>(weight), geometry).into_primitive().tensor()
+    };
+    let out = match DepthwiseNhwcBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let out = forward(x.primitive.clone(), weight.primitive.clone());
+            prep.finish((x.primitive, weight.primitive, geometry), out)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, weight.primitive)),
     };

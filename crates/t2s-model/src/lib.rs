@@ -11,6 +11,8 @@ pub mod conv_bn;
 pub mod conv_gemm;
 pub mod depthwise;
 mod depthwise_autodiff;
+#[cfg(any(feature = "cubecl", feature = "fusion"))]
+mod depthwise_cube;
 pub mod error;
 pub mod layer_norm;
 pub mod resize;

@@ -19,8 +19,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv::conv2d_forward;
+use crate::conv::{conv2d_forward, uses_conv_rewrites};
 use crate::conv_bn::ConvSpec;
+use crate::depthwise::depthwise_geometry;
 use crate::error::{ModelError, Result};
 use crate::layer_norm::LayerNorm;
 use crate::token_linear::linear_tokens;
@@ -456,10 +457,21 @@ impl<B: T2sBackend> MixFfn<B> {
         // [N, L, hidden]
         let x = linear_tokens(&self.fc1, x);
         let [n, l, hidden] = x.dims();
-        // [N, L, hidden] → [N, hidden, L] → [N, hidden, h, w] → depth-wise conv (same size)
-        let map = conv2d_forward(&self.dwconv, x.swap_dims(1, 2).reshape([n, hidden, h, w]));
-        // [N, hidden, h, w] → [N, hidden, L] → [N, L, hidden]
-        let x = map.reshape([n, hidden, l]).swap_dims(1, 2);
+        let x = match depthwise_geometry(&self.dwconv).filter(|_| uses_conv_rewrites::<B>(&x.device())) {
+            // CubeCL backends: the tokens are the map channels-last, [N, h, w, hidden], and the
+            // depth-wise convolution runs on them as they lie (`T2sBackend::depthwise_conv2d_nhwc`).
+            Some(geometry) => {
+                let map = B::depthwise_conv2d_nhwc(x.reshape([n, h, w, hidden]), self.dwconv.weight.val(), geometry);
+                let map = map.reshape([n, l, hidden]);
+                match &self.dwconv.bias {
+                    Some(b) => map + b.val().reshape([1, 1, hidden]),
+                    None => map,
+                }
+            }
+            // [N, L, hidden] → [N, hidden, L] → [N, hidden, h, w] → depth-wise conv (same size)
+            // → [N, hidden, L] → [N, L, hidden]: the CPU's grouped convolution is channels-first.
+            None => conv2d_forward(&self.dwconv, x.swap_dims(1, 2).reshape([n, hidden, h, w])).reshape([n, hidden, l]).swap_dims(1, 2),
+        };
         // Exact (erf) GELU as PyTorch's `nn.GELU()`, with its exact derivative.
         linear_tokens(&self.fc2, B::gelu_exact(x))
     }
