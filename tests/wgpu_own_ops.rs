@@ -7,7 +7,8 @@
 //!   (`T2sBackend::layer_norm_last_dim`, `softmax_last_dim`, `gelu_exact`): forward pass and
 //!   gradients equal Burn's formulations differentiated operation by operation on the CPU;
 //! - the channels-last depth-wise convolution of MiT's Mix-FFN (`T2sBackend::depthwise_conv2d_nhwc`,
-//!   Burn's direct kernel as one fusion operation) with its backward pass.
+//!   Burn's direct kernel as one fusion operation) with its backward pass, and MiT's spatial
+//!   reduction on the tokens (`conv_gemm::patchify_tokens`).
 //!
 //! Skipped without a wgpu adapter unless `T2S_REQUIRE_WGPU` is set (CI installs lavapipe and
 //! sets it).
@@ -19,6 +20,7 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use core::f64::consts::SQRT_2;
 use t2s_model::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
 use t2s_model::conv_bn::ConvSpec;
+use t2s_model::conv_gemm::patchify_tokens;
 use t2s_model::depthwise::DepthwiseGeometry;
 use t2s_model::layer_norm::burn_layer_norm;
 use t2s_model::{T2sAutodiffBackend, T2sBackend};
@@ -189,4 +191,41 @@ fn channels_last_depthwise_matches_cpu() {
         let gpu = depthwise_nhwc::<Autodiff<Wgpu>>(&x, &wt, &field, geometry);
         assert_close(&format!("{geometry:?}"), &["output", "input gradient", "weight gradient"], &cpu, &gpu, 1e-5);
     }
+}
+
+/// Output and the gradients of input, weight and bias of MiT's spatial reduction on tokens
+/// (`conv_gemm::patchify_tokens`) on backend `B`.
+fn patchify<B: T2sAutodiffBackend>(x: &TensorData, hw: [usize; 2], w: &TensorData, b: &TensorData, field: &TensorData) -> [Vec<f32>; 4] {
+    let device = Default::default();
+    let x = Tensor::<B, 3>::from_data(x.clone(), &device).require_grad();
+    let w = Tensor::<B, 4>::from_data(w.clone(), &device).require_grad();
+    let b = Tensor::<B, 1>::from_data(b.clone(), &device).require_grad();
+    let y = patchify_tokens(x.clone(), hw[0], hw[1], w.clone(), Some(b.clone()));
+    let grads = (y.clone() * Tensor::from_data(field.clone(), &device)).sum().backward();
+    [
+        y.into_data().to_vec().unwrap(),
+        x.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+        w.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+        b.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+    ]
+}
+
+/// MiT's spatial reduction channels-last (a 2-D product over the tokens' patches) on wgpu equals
+/// the CPU's, with a remainder row and column to drop.
+#[test]
+fn patchify_tokens_match_cpu() {
+    if !wgpu_available() {
+        return;
+    }
+    let (n, h, w, c, co, k) = (2, 13, 11, 8, 6, 4);
+    let r = |shape: &[usize]| {
+        TensorData::new(
+            (0..shape.iter().product::<usize>()).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect::<Vec<f32>>(),
+            shape.to_vec(),
+        )
+    };
+    let (x, wt, b, field) = (r(&[n, h * w, c]), r(&[co, c, k, k]), r(&[co]), r(&[n, (h / k) * (w / k), co]));
+    let cpu = patchify::<Autodiff<Flex>>(&x, [h, w], &wt, &b, &field);
+    let gpu = patchify::<Autodiff<Wgpu>>(&x, [h, w], &wt, &b, &field);
+    assert_close("patchify tokens", &["output", "input gradient", "weight gradient", "bias gradient"], &cpu, &gpu, 1e-5);
 }

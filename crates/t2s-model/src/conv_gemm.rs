@@ -41,7 +41,7 @@ impl ConvGeometry {
 
     /// Whether the kernel tiles the input without overlap or gaps (kernel = stride, no padding,
     /// no dilation), so the columns are a permutation of the input.
-    fn is_patchify(&self, kh: usize, kw: usize) -> bool {
+    pub fn is_patchify(&self, kh: usize, kw: usize) -> bool {
         self.stride == [kh, kw] && self.padding == [0; 4] && self.dilation == [1, 1]
     }
 }
@@ -65,6 +65,34 @@ pub fn conv2d_gemm<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, bias: Opti
         Some(b) => out + b.reshape([1, co, 1, 1]),
         None => out,
     }
+}
+
+/// A patchify convolution (kernel = stride, no padding, no dilation: [`ConvGeometry::is_patchify`])
+/// on channels-last tokens: `x: [N, h·w, C_in]` of an `h×w` map, `weight: [C_out, C_in, kh, kw]`
+/// (+ `bias: [C_out]`) → tokens `[N, h'·w', C_out]` of the `h'×w'` output map, with
+/// `h' = ⌊h/kh⌋`, `w' = ⌊w/kw⌋` (rows and columns no window covers are dropped, as the
+/// convolution does). Equal to [`conv2d_gemm`] between the token layouts, in fewer kernels: the
+/// patches are one copy of the tokens, `[N·h'·w', kh·kw·C_in]`, and the product one 2-D matmul
+/// with the weight as `[kh·kw·C_in, C_out]` (MiT's spatial reduction, which took a copy into
+/// channels-first, a batched product whose weight gradient is summed over the batch, and a
+/// transposed view back).
+pub fn patchify_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize, weight: Tensor<B, 4>, bias: Option<Tensor<B, 1>>) -> Tensor<B, 3> {
+    let [n, l, c] = x.dims();
+    let [co, ci, kh, kw] = weight.dims();
+    assert!(l == h * w && ci == c, "patchify: tokens {:?} of a {h}×{w} map, weight {:?}", x.dims(), weight.dims());
+    let (oh, ow) = (h / kh, w / kw);
+    let x = x.reshape([n, h, w, c]);
+    let x = if (oh * kh, ow * kw) != (h, w) { x.slice([0..n, 0..oh * kh, 0..ow * kw, 0..c]) } else { x };
+    // [N, h', kh, w', kw, C] → [N, h', w', kh, kw, C] → rows [N·h'·w', kh·kw·C]
+    let patches = x.reshape([n, oh, kh, ow, kw, c]).permute([0, 1, 3, 2, 4, 5]).reshape([n * oh * ow, kh * kw * c]);
+    // [C_out, C_in, kh, kw] → [kh, kw, C_in, C_out] → [kh·kw·C_in, C_out], the patches' order.
+    let weight = weight.permute([2, 3, 1, 0]).reshape([kh * kw * c, co]);
+    let out = patches.matmul(weight);
+    let out = match bias {
+        Some(b) => out + b.reshape([1, co]),
+        None => out,
+    };
+    out.reshape([n, oh * ow, co])
 }
 
 /// The im2col matrix `[N, C·kh·kw, h'·w']`, rows ordered (channel, tap row, tap column) like a
@@ -210,6 +238,43 @@ mod tests {
             assert!(max_rel(&dx, &rx) < 1e-5, "k{k} {g:?}: dx {}", max_rel(&dx, &rx));
             assert!(max_rel(&dw, &rw) < 1e-5, "k{k} {g:?}: dw {}", max_rel(&dw, &rw));
             assert!(max_rel(&db, &rb) < 1e-5, "k{k} {g:?}: db {}", max_rel(&db, &rb));
+        }
+    }
+
+    /// The channels-last patchify on tokens equals Burn's convolution on the same map
+    /// channels-first, output and gradients of input, weight and bias, with remainder rows and
+    /// columns to drop (13×11 by 4 and 2) and without (12×10 by 2).
+    #[test]
+    fn patchify_tokens_match_burn_conv() {
+        let device = Default::default();
+        for (h, w, k) in [(13, 11, 4), (13, 11, 2), (12, 10, 2)] {
+            let (n, c, co) = (2, 5, 6);
+            let r = |shape: [usize; 4]| Tensor::<A, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let (map0, w0) = (r([n, c, h, w]), r([co, c, k, k]));
+            let b0 = Tensor::<A, 1>::random([co], Distribution::Normal(0.0, 1.0), &device);
+            let (oh, ow) = (h / k, w / k);
+            let field = Tensor::<A, 4>::random([n, co, oh, ow], Distribution::Normal(0.0, 1.0), &device);
+            let grads = |tokens: bool| {
+                let (map, wt, b) = (map0.clone().require_grad(), w0.clone().require_grad(), b0.clone().require_grad());
+                let y = if tokens {
+                    // [N, C, h, w] → tokens [N, h·w, C] → [N, h'·w', C_out] → [N, C_out, h', w']
+                    let x = map.clone().reshape([n, c, h * w]).swap_dims(1, 2);
+                    let t = patchify_tokens(x, h, w, wt.clone(), Some(b.clone()));
+                    assert_eq!(t.dims(), [n, oh * ow, co]);
+                    t.swap_dims(1, 2).reshape([n, co, oh, ow])
+                } else {
+                    burn_conv2d(map.clone(), wt.clone(), Some(b.clone()), ConvOptions::new([k, k], [0, 0], [1, 1], 1))
+                };
+                let out = y.clone().into_data().to_vec::<f32>().unwrap();
+                let gr = (y * field.clone()).sum().backward();
+                let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+                (out, v(map.grad(&gr).unwrap()), v(wt.grad(&gr).unwrap()), b.grad(&gr).unwrap().into_data().to_vec::<f32>().unwrap())
+            };
+            let (a, r) = (grads(true), grads(false));
+            assert!(max_rel(&a.0, &r.0) < 1e-5, "{h}×{w}/{k}: output {}", max_rel(&a.0, &r.0));
+            assert!(max_rel(&a.1, &r.1) < 1e-5, "{h}×{w}/{k}: dx {}", max_rel(&a.1, &r.1));
+            assert!(max_rel(&a.2, &r.2) < 1e-5, "{h}×{w}/{k}: dw {}", max_rel(&a.2, &r.2));
+            assert!(max_rel(&a.3, &r.3) < 1e-5, "{h}×{w}/{k}: db {}", max_rel(&a.3, &r.3));
         }
     }
 

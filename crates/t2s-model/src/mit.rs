@@ -19,8 +19,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv::{conv2d_forward, uses_conv_rewrites};
+use crate::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
 use crate::conv_bn::ConvSpec;
+use crate::conv_gemm::patchify_tokens;
 use crate::depthwise::depthwise_geometry;
 use crate::error::{ModelError, Result};
 use crate::layer_norm::LayerNorm;
@@ -395,11 +396,25 @@ impl<B: T2sBackend> EfficientAttention<B> {
         let [n, l, c] = x.dims();
         let heads = self.num_heads;
         let d = c / heads;
-        // [N, L, C] → [N, L, heads, d] → [N, heads, L, d]
-        let q = linear_tokens(&self.q, x.clone()).reshape([n, l, heads, d]).swap_dims(1, 2);
+        // [N, L, C] → [N, L, heads, d] → [N, heads, L, d], made contiguous here (one copy; none
+        // for one head) rather than by the matrix products that read it.
+        let q = heads_first(linear_tokens(&self.q, x.clone()), heads);
 
         // Key/value source tokens [N, L', C]: L' = ⌊h/R⌋·⌊w/R⌋ with reduction, else L.
+        let patchify = |sr: &Conv2d<B>| {
+            let [kh, kw] = sr.kernel_size;
+            gemm_geometry(sr).is_some_and(|g| g.is_patchify(kh, kw)) && uses_conv_rewrites::<B>(&x.device())
+        };
         let source = match &self.sr {
+            // CubeCL backends: the reduction on the tokens as they lie, channels-last
+            // (`conv_gemm::patchify_tokens`), straight into the tokens [N, L', C].
+            Some(sr) if patchify(sr) => {
+                let reduced = patchify_tokens(x, h, w, sr.weight.val(), sr.bias.as_ref().map(|b| b.val()));
+                match &self.norm {
+                    Some(norm) => norm.forward(reduced),
+                    None => reduced,
+                }
+            }
             Some(sr) => {
                 // [N, L, C] → [N, C, L] → [N, C, h, w] → conv → [N, C, h/R, w/R]
                 let map = conv2d_forward(sr, x.swap_dims(1, 2).reshape([n, c, h, w]));
@@ -417,17 +432,31 @@ impl<B: T2sBackend> EfficientAttention<B> {
         // [N, L', 2C]: the original reshapes to [N, L', 2, heads, d], so the first C outputs
         // are the keys and the next C the values.
         let kv = linear_tokens(&self.kv, source);
-        // [N, L', C] → [N, L', heads, d] → [N, heads, L', d]
-        let k = kv.clone().narrow(2, 0, c).reshape([n, lk, heads, d]).swap_dims(1, 2);
-        let v = kv.narrow(2, c, c).reshape([n, lk, heads, d]).swap_dims(1, 2);
+        // [N, L', 2C] → [N, L', 2, heads, d] → [2, N, heads, L', d] in one copy, of which the keys
+        // and the values are the two contiguous halves (no copy each).
+        let kv = kv.reshape([n, lk, 2, heads, d]).permute([2, 0, 3, 1, 4]).reshape([2 * n * heads * lk, d]);
+        let k = kv.clone().narrow(0, 0, n * heads * lk).reshape([n, heads, lk, d]);
+        let v = kv.narrow(0, n * heads * lk, n * heads * lk).reshape([n, heads, lk, d]);
 
         // [N, heads, L, L'], scaled after the product as the original (`(q @ kᵀ) * scale`).
         let scale = (d as f64).powf(-0.5);
         let attn = B::softmax_last_dim(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale));
-        // [N, heads, L, d] → [N, L, heads, d] → [N, L, C]
-        let out = attn.matmul(v).swap_dims(1, 2).reshape([n, l, c]);
+        // [N, heads, L, d] → [N, L, heads, d] → [N, L, C] (a copy, none for one head)
+        let out = attn.matmul(v);
+        let out = if heads == 1 { out.reshape([n, l, c]) } else { out.swap_dims(1, 2).reshape([n, l, c]) };
         linear_tokens(&self.proj, out)
     }
+}
+
+/// Tokens `[N, L, heads·d]` → the heads' queries `[N, heads, L, d]`, contiguous: a free reshape
+/// for one head (MiT's first stage), else one copy.
+fn heads_first<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [n, l, c] = x.dims();
+    let d = c / heads;
+    if heads == 1 {
+        return x.reshape([n, 1, l, d]);
+    }
+    x.reshape([n, l, heads, d]).permute([0, 2, 1, 3]).reshape([n * heads * l, d]).reshape([n, heads, l, d])
 }
 
 /// Mix-FFN: `fc2(GELU(dwconv(fc1(x))))`, where the 3×3 depth-wise convolution runs on the
