@@ -156,21 +156,33 @@ fn own_transformer_ops_match_burn_on_cpu() {
     assert_close("GELU", &names[..2], &cpu, &gpu, 1e-5);
 }
 
-/// Output, input gradient and weight gradient of the channels-last depth-wise convolution
-/// (`T2sBackend::depthwise_conv2d_nhwc`) on backend `B`.
-fn depthwise_nhwc<B: T2sAutodiffBackend>(x: &TensorData, w: &TensorData, field: &TensorData, geometry: DepthwiseGeometry) -> [Vec<f32>; 3] {
+/// Output, input gradient and weight gradient of the depth-wise convolution on backend `B`, of
+/// channels-last data: the channels-last operation (`T2sBackend::depthwise_conv2d_nhwc`), or
+/// with `first` the channels-first one (`depthwise_conv2d`) between transposed views.
+fn depthwise_nhwc<B: T2sAutodiffBackend>(
+    x: &TensorData,
+    w: &TensorData,
+    field: &TensorData,
+    geometry: DepthwiseGeometry,
+    first: bool,
+) -> [Vec<f32>; 3] {
     let device = Default::default();
     let x = Tensor::<B, 4>::from_data(x.clone(), &device).require_grad();
     let w = Tensor::<B, 4>::from_data(w.clone(), &device).require_grad();
-    let y = B::depthwise_conv2d_nhwc(x.clone(), w.clone(), geometry);
+    let y = if first {
+        B::depthwise_conv2d(x.clone().permute([0, 3, 1, 2]), w.clone(), geometry).permute([0, 2, 3, 1])
+    } else {
+        B::depthwise_conv2d_nhwc(x.clone(), w.clone(), geometry)
+    };
     let grads = (y.clone() * Tensor::from_data(field.clone(), &device)).sum().backward();
     let v = |t: Tensor<B::InnerBackend, 4>| t.into_data().to_vec::<f32>().unwrap();
     [y.into_data().to_vec().unwrap(), v(x.grad(&grads).unwrap()), v(w.grad(&grads).unwrap())]
 }
 
-/// MiT's Mix-FFN depth-wise layer channels-last: on wgpu Burn's direct convolution kernel run
-/// through fusion as one operation (symmetric padding), or the channels-first path (asymmetric),
-/// with t2s's backward pass; against the CPU, where it goes through the channels-first operation.
+/// Depth-wise convolutions on wgpu, channels-last (MiT's Mix-FFN) and channels-first (the
+/// DAFormer head's separable ASPP): Burn's direct convolution kernel run through fusion as one
+/// operation (symmetric padding) or the tap windows (one-sided padding), with t2s's backward
+/// passes; against the CPU, where both go through the tap windows.
 #[test]
 fn channels_last_depthwise_matches_cpu() {
     if !wgpu_available() {
@@ -187,9 +199,17 @@ fn channels_last_depthwise_matches_cpu() {
         let [oh, ow] = geometry.output_size(h, w, kernel[0], kernel[1]);
         let r = |shape: [usize; 4]| Tensor::<Flex, 4>::random(shape, Distribution::Normal(0.0, 1.0), &d).into_data();
         let (x, wt, field) = (r([n, h, w, c]), r([c, 1, kernel[0], kernel[1]]), r([n, oh, ow, c]));
-        let cpu = depthwise_nhwc::<Autodiff<Flex>>(&x, &wt, &field, geometry);
-        let gpu = depthwise_nhwc::<Autodiff<Wgpu>>(&x, &wt, &field, geometry);
-        assert_close(&format!("{geometry:?}"), &["output", "input gradient", "weight gradient"], &cpu, &gpu, 1e-5);
+        let cpu = depthwise_nhwc::<Autodiff<Flex>>(&x, &wt, &field, geometry, false);
+        for first in [false, true] {
+            let gpu = depthwise_nhwc::<Autodiff<Wgpu>>(&x, &wt, &field, geometry, first);
+            assert_close(
+                &format!("{geometry:?}, channels-first {first}"),
+                &["output", "input gradient", "weight gradient"],
+                &cpu,
+                &gpu,
+                1e-5,
+            );
+        }
     }
 }
 

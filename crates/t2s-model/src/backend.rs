@@ -23,8 +23,9 @@ use burn::tensor::Tensor;
 pub trait T2sBackend: Backend {
     /// Depth-wise 2-D convolution, stride 1, no bias: `x: [N, C, H, W]`, `weight: [C, 1, kh, kw]`
     /// → `[N, C, H + top + bottom − dh(kh − 1), W + left + right − dw(kw − 1)]`, computed as
-    /// one product over the tap windows ([`windowed_taps`]); [`Autodiff`] gives it a backward
-    /// pass of its own.
+    /// one product over the tap windows ([`windowed_taps`]); the CubeCL backends run Burn's
+    /// direct convolution kernel instead (`crate::depthwise_cube`), and [`Autodiff`] gives it a
+    /// backward pass of its own.
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         windowed_taps(x, weight, geometry)
     }

@@ -78,9 +78,11 @@ pub fn depthwise_input_grad<B: T2sBackend>(grad: Tensor<B, 4>, weight: Tensor<B,
     let [dh, dw] = geometry.dilation.map(|d| d as isize);
     let (reach_h, reach_w) = (dh * (kh as isize - 1), dw * (kw as isize - 1));
     let amounts = [reach_h - top, reach_h - bottom, reach_w - left, reach_w - right];
-    let grad = pad_signed(grad, amounts);
-    let flipped = DepthwiseGeometry { padding: [0; 4], dilation: geometry.dilation };
-    B::depthwise_conv2d(grad, weight.flip([2, 3]), flipped)
+    // Crop what is negative; what is positive the operation pads itself (the CubeCL backends'
+    // direct kernel reads zeros outside the input instead of materialising a padded copy).
+    let grad = pad_signed(grad, amounts.map(|a| a.min(0)));
+    let padding = amounts.map(|a| a.max(0) as usize);
+    B::depthwise_conv2d(grad, weight.flip([2, 3]), DepthwiseGeometry { padding, dilation: geometry.dilation })
 }
 
 /// Gradient of [`windowed_taps`] with respect to its weight, `[C, 1, kh, kw]`: for each tap, the

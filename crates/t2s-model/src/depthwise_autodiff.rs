@@ -8,11 +8,10 @@
 //! pass is two depth-wise computations written directly: the input gradient is the depth-wise
 //! correlation of the output gradient with the flipped kernel (the forward computation itself),
 //! the weight gradient one product of the tap windows with the output gradient, summed over
-//! batch and space. The saved state is the zero-padded input and the weight. On the CPU (Flex) networks use Burn's grouped convolution instead
+//! batch and space. The saved state is the input and the weight. On the CPU (Flex) networks use Burn's grouped convolution instead
 //! (`crate::conv::conv_route`); the operation is defined for every inner backend all the same.
 
 use crate::backend::{tensor, T2sBackend};
-use crate::conv_gemm::zero_pad;
 use crate::depthwise::{
     depthwise_input_grad, depthwise_input_grad_nhwc, depthwise_weight_grad, depthwise_weight_grad_nhwc, DepthwiseGeometry,
 };
@@ -28,13 +27,13 @@ use burn::tensor::{Tensor, TensorPrimitive};
 struct DepthwiseBackward;
 
 impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
-    /// The zero-padded input, the weight and the geometry.
+    /// The input, the weight and the geometry.
     type State = (FloatTensor<B>, FloatTensor<B>, DepthwiseGeometry);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
         let grad = tensor::<B, 4>(grads.consume::<B>(&ops.node));
-        let (padded, weight, geometry) = ops.state;
+        let (x, weight, geometry) = ops.state;
         let weight = tensor::<B, 4>(weight);
         let [_, _, kh, kw] = weight.dims();
         if let Some(node) = node_x {
@@ -42,15 +41,10 @@ impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
             grads.register::<B>(node.id, dx.into_primitive().tensor());
         }
         if let Some(node) = node_weight {
-            let dw = depthwise_weight_grad(tensor::<B, 4>(padded), grad, unpadded(geometry), [kh, kw]);
+            let dw = depthwise_weight_grad(tensor::<B, 4>(x), grad, geometry, [kh, kw]);
             grads.register::<B>(node.id, dw.into_primitive().tensor());
         }
     }
-}
-
-/// The same geometry for an input that is already padded.
-fn unpadded(geometry: DepthwiseGeometry) -> DepthwiseGeometry {
-    DepthwiseGeometry { padding: [0; 4], ..geometry }
 }
 
 /// [`T2sBackend::depthwise_conv2d`] on [`Autodiff`]: the inner backend's forward pass, recorded
@@ -67,11 +61,11 @@ pub(crate) fn depthwise_conv2d_autodiff<B: T2sBackend, C: CheckpointStrategy>(
     };
     let out = match DepthwiseBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            // Padded once and kept: the weight gradient reads the same padded input, which it
-            // would otherwise pad again (a fill and a copy).
-            let padded = zero_pad(tensor::<B, 4>(x.primitive), geometry.padding);
-            let out = B::depthwise_conv2d(padded.clone(), tensor::<B, 4>(weight.primitive.clone()), unpadded(geometry));
-            prep.finish((padded.into_primitive().tensor(), weight.primitive, geometry), out.into_primitive().tensor())
+            // The input is kept unpadded: the CubeCL backends' forward kernel pads as it reads, so
+            // the padded copy is made by the weight gradient alone and not held from the forward
+            // pass to the backward pass.
+            let out = forward(x.primitive.clone(), weight.primitive.clone());
+            prep.finish((x.primitive, weight.primitive, geometry), out)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, weight.primitive)),
     };

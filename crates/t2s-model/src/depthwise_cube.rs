@@ -1,17 +1,19 @@
 //! [`T2sBackend`] for the CubeCL backends (CUDA, wgpu) and for Burn's fusion wrapper over them:
-//! the channels-last depth-wise convolution ([`T2sBackend::depthwise_conv2d_nhwc`]) as one
-//! kernel, Burn's direct convolution (`burn_cubecl::kernel::conv::conv_forward_nhwc`) with
-//! `groups = C`; every other operation takes the trait's default body.
+//! depth-wise convolutions, channels-last ([`T2sBackend::depthwise_conv2d_nhwc`]) and
+//! channels-first ([`T2sBackend::depthwise_conv2d`]), as one kernel, Burn's direct convolution
+//! (`burn_cubecl::kernel::conv::conv_forward_nhwc`) with `groups = C`; every other operation
+//! takes the trait's default body.
 //!
 //! Why: MiT's Mix-FFN holds its activations as tokens `[N, h·w, C]`, which are `[N, h, w, C]`
-//! channels-last with no copy. Through the channels-first operation each depth-wise layer cost
-//! a copy into `[N, C, h, w]` and one back, each way, plus a zero-filled padded copy of its
-//! input and a product k² times the output's size; Burn's direct kernel reads the channels-last
-//! input where it lies and treats the padding as zeros. Burn's grouped-convolution *backward*
-//! passes are what t2s avoids on these backends (one launch per channel, `crate::depthwise`):
-//! the input gradient is this same forward operation on the output gradient
-//! (`crate::depthwise::depthwise_input_grad_nhwc`), and the weight gradient stays a tap-window
-//! product (`crate::depthwise::depthwise_weight_grad_nhwc`).
+//! channels-last with no copy. Through the tap windows (`crate::depthwise::windowed_taps`) each
+//! depth-wise layer cost a copy into `[N, C, h, w]` and one back, each way, plus a zero-filled
+//! padded copy of its input and a product k² times the output's size (3.6 GB for each of the
+//! DAFormer head's dilated depth-wise convolutions over `[6, 1024, 128, 128]`); Burn's direct
+//! kernel reads the input in place (a channels-first map after one copy into channels-last) and
+//! treats the padding as zeros. Burn's grouped-convolution *backward* passes are what t2s avoids
+//! on these backends (one launch per channel, `crate::depthwise`): the input gradient is this
+//! same forward operation on the output gradient (`crate::depthwise::depthwise_input_grad`,
+//! `depthwise_input_grad_nhwc`), and the weight gradient stays a tap-window product.
 
 use crate::backend::{tensor, T2sBackend};
 use crate::depthwise::DepthwiseGeometry;
@@ -27,32 +29,56 @@ where
     I: burn_cubecl::IntElement,
     BT: burn_cubecl::BoolElement,
 {
-    fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
-        use crate::depthwise::depthwise_nhwc_via_nchw;
-        use burn::tensor::ops::ConvOptions;
-        use burn_cubecl::kernel::conv::{conv_forward_nhwc, ConvStrategy};
-        let [top, bottom, left, right] = geometry.padding;
-        // Burn's convolution options pad both sides alike; the networks' depth-wise layers do.
-        if top != bottom || left != right {
-            return depthwise_nhwc_via_nchw(x, weight, geometry);
-        }
-        let [c, _, kh, kw] = weight.dims();
-        // [C, 1, kh, kw] and [C, kh, kw, 1] (output channels, kernel, input channels per group
-        // last, as the channels-last kernel takes it) are the same memory.
-        let kernel = weight.clone().reshape([c, kh, kw, 1]);
-        let options = ConvOptions::new([1, 1], [top, left], geometry.dilation, c);
-        match conv_forward_nhwc::<R, 2>(
-            x.clone().into_primitive().tensor(),
-            kernel.into_primitive().tensor(),
-            None,
-            options,
-            ConvStrategy::Direct,
-        ) {
-            Ok(out) => tensor(out),
-            // The direct kernel has no shape constraints; should Burn's add one, stay correct.
-            Err(_) => depthwise_nhwc_via_nchw(x, weight, geometry),
+    fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+        // Channels-first maps (the DAFormer head's separable ASPP, the input gradients) as a
+        // channels-last view: the kernel copies the input into that layout once, which is
+        // cheaper than the padded copy and the k²-fold product of the tap windows.
+        match direct_nhwc(x.clone().permute([0, 2, 3, 1]), weight.clone(), geometry) {
+            Some(out) => out.permute([0, 3, 1, 2]),
+            None => crate::depthwise::windowed_taps(x, weight, geometry),
         }
     }
+
+    fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+        match direct_nhwc(x.clone(), weight.clone(), geometry) {
+            Some(out) => out,
+            None => crate::depthwise::windowed_taps(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1]),
+        }
+    }
+}
+
+/// Burn's direct convolution kernel with `groups = C` on channels-last `x: [N, H, W, C]` (made
+/// contiguous in that layout if it is not), `weight: [C, 1, kh, kw]` → `[N, H', W', C]`; `None`
+/// for padding that differs between the two sides of an axis, which Burn's options cannot say.
+#[cfg(feature = "cubecl")]
+fn direct_nhwc<R, F, I, BT>(
+    x: Tensor<burn_cubecl::CubeBackend<R, F, I, BT>, 4>,
+    weight: Tensor<burn_cubecl::CubeBackend<R, F, I, BT>, 4>,
+    geometry: DepthwiseGeometry,
+) -> Option<Tensor<burn_cubecl::CubeBackend<R, F, I, BT>, 4>>
+where
+    R: burn_cubecl::CubeRuntime,
+    R::Server: burn_cubecl::cubecl::server::ComputeServer,
+    R::Device: burn::tensor::backend::DeviceOps,
+    F: burn_cubecl::FloatElement,
+    I: burn_cubecl::IntElement,
+    BT: burn_cubecl::BoolElement,
+{
+    use burn::tensor::ops::ConvOptions;
+    use burn_cubecl::kernel::conv::{conv_forward_nhwc, ConvStrategy};
+    let [top, bottom, left, right] = geometry.padding;
+    if top != bottom || left != right {
+        return None;
+    }
+    let [c, _, kh, kw] = weight.dims();
+    // [C, 1, kh, kw] and [C, kh, kw, 1] (output channels, kernel, input channels per group last,
+    // as the channels-last kernel takes it) are the same memory.
+    let kernel = weight.reshape([c, kh, kw, 1]);
+    let options = ConvOptions::new([1, 1], [top, left], geometry.dilation, c);
+    // The direct kernel has no shape constraints; should Burn's add one, the caller falls back.
+    conv_forward_nhwc::<R, 2>(x.into_primitive().tensor(), kernel.into_primitive().tensor(), None, options, ConvStrategy::Direct)
+        .ok()
+        .map(tensor)
 }
 
 #[cfg(feature = "fusion")]
@@ -85,6 +111,16 @@ mod fusion {
     }
 
     impl<B: FusionBackend + T2sBackend> T2sBackend for Fusion<B> {
+        fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
+            // The wrapped backend's kernel through the channels-last operation below (its
+            // fallback for one-sided padding is the tap windows, which fusion runs as they are).
+            let [top, bottom, left, right] = geometry.padding;
+            if top != bottom || left != right {
+                return crate::depthwise::windowed_taps(x, weight, geometry);
+            }
+            Self::depthwise_conv2d_nhwc(x.permute([0, 2, 3, 1]), weight, geometry).permute([0, 3, 1, 2])
+        }
+
         fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
             let [n, h, w, c] = x.dims();
             let [_, _, kh, kw] = weight.dims();
