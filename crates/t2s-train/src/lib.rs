@@ -7,6 +7,7 @@ pub mod data_sets;
 pub mod error;
 pub mod eval_report;
 pub mod evaluate;
+pub mod fusion_order;
 pub mod inference;
 pub mod metrics;
 pub mod model_source;

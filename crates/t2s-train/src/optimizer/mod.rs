@@ -6,9 +6,9 @@
 //! The update rules are t2s's own (`rule`), with PyTorch's arithmetic, rather than Burn's
 //! optimisers: Burn steps each parameter tensor by itself in module order (once per parameter
 //! group), a dozen small operations per tensor and ~1,100 tensors for MiT-B5 + DAFormer, so the
-//! step was about a thousand small kernels. Here one step updates every group's tensors in order
-//! of size, which lets Burn's fusion join the updates of equal-sized tensors into one kernel (as
-//! `self_training::ema` does for the teacher). The state is saved in a format of t2s's own
+//! step was about a thousand small kernels. Here one step updates every group's tensors with
+//! equal-sized ones back to back (`crate::fusion_order`), which lets Burn's fusion join their
+//! updates into shared kernels (as `self_training::ema` does for the teacher). The state is saved in a format of t2s's own
 //! (`state_file`).
 
 mod rule;
@@ -23,6 +23,7 @@ use burn::tensor::Tensor;
 use t2s_model::ParamGroups;
 
 use crate::config::{OptimSection, ScheduleSection};
+use crate::fusion_order::fusion_order;
 use crate::Result;
 use rule::{Rule, Slot};
 pub use state_file::STATE_FILE;
@@ -93,14 +94,16 @@ impl<B: AutodiffBackend> GroupedOptimizer<B> {
         let mut gather = Gather::<B> { group_of: &self.group_of, grads: &mut grads, items: Vec::new() };
         module.visit(&mut gather);
         let mut items = gather.items;
-        // In order of size, so that equal-sized updates follow each other and fusion joins them
-        // (every operation of an update is element-wise on `[n]`; the reshapes, which end a
-        // fused run, are all above and below). The order changes no value; ties by group, id.
-        items.sort_by_key(|it| (it.param.dims()[0], it.group, it.id.val()));
+        // Equal-sized updates back to back, in bounded runs (`fusion_order`), so that fusion
+        // joins them (every operation of an update is element-wise on `[n]`; the reshapes, which
+        // end a fused run, are all above and below). The order changes no value.
+        items.sort_by_key(|it| (it.group, it.id.val()));
+        let order = fusion_order(&items.iter().map(|it| it.param.dims()[0]).collect::<Vec<_>>());
+        let mut items: Vec<Option<Item<B::InnerBackend>>> = items.into_iter().map(Some).collect();
         // mmcv scales the *scheduled* rate of each group: lr_group(t) = schedule(t, base·mult).
         let lrs: Vec<f64> = self.groups.iter().map(|g| self.schedule.lr_at(iter, self.base_lr * g.lr_mult)).collect();
         let mut updated = HashMap::with_capacity(items.len());
-        for it in items {
+        for it in order.into_iter().filter_map(|i| items[i].take()) {
             let group = self.groups[it.group];
             let (p, slot) = self.rule.update(it.param, it.grad, self.state.remove(&it.id), lrs[it.group], group.weight_decay);
             self.state.insert(it.id, slot);

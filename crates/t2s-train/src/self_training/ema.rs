@@ -21,17 +21,18 @@ pub fn ema_update<B: Backend, M: Module<B>>(teacher: M, student: &M, alpha: f64)
     student.visit(&mut s);
     let mut t = Collect { values: HashMap::new() };
     teacher.visit(&mut t);
-    // Blended in order of size, so that tensors of one size follow each other: Burn's fusion
-    // joins consecutive element-wise operations of one output shape into one kernel, so the
-    // ~1,100 tensors of MiT-B5 + DAFormer take a kernel per run of equal sizes (up to the
-    // device's binding limit) instead of one each. All are flattened above and reshaped back
-    // below, apart from the blends, because a reshape ends a fused run. The order of the blends
-    // changes no value (each tensor's is its own); ties go by parameter id.
-    let mut order: Vec<(usize, ParamId)> =
+    // Blended with tensors of one size back to back, in bounded runs (`crate::fusion_order`):
+    // Burn's fusion joins consecutive element-wise operations of one output shape into one
+    // kernel, so the ~1,100 tensors of MiT-B5 + DAFormer take a kernel per run instead of one
+    // each. All are flattened above and reshaped back below, apart from the blends, because a
+    // reshape ends a fused run. The order of the blends changes no value (each tensor's is its
+    // own).
+    let mut ids: Vec<(usize, ParamId)> =
         t.values.iter().filter(|(id, _)| s.values.contains_key(*id)).map(|(id, v)| (v.dims()[0], *id)).collect();
-    order.sort_by_key(|&(n, id)| (n, id.val()));
-    let mut blended = HashMap::with_capacity(order.len());
-    for (_, id) in order {
+    ids.sort_by_key(|&(_, id)| id.val());
+    let order = crate::fusion_order::fusion_order(&ids.iter().map(|&(n, _)| n).collect::<Vec<_>>());
+    let mut blended = HashMap::with_capacity(ids.len());
+    for (_, id) in order.into_iter().map(|i| ids[i]) {
         let (Some(old), Some(new)) = (t.values.remove(&id), s.values.remove(&id)) else { continue };
         blended.insert(id, old.mul_scalar(alpha) + new.mul_scalar(1.0 - alpha));
     }
