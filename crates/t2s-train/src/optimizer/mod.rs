@@ -93,11 +93,11 @@ impl<B: AutodiffBackend> GroupedOptimizer<B> {
     pub fn step<M: AutodiffModule<B>>(&mut self, iter: usize, module: M, mut grads: B::Gradients) -> M {
         let mut gather = Gather::<B> { group_of: &self.group_of, grads: &mut grads, items: Vec::new() };
         module.visit(&mut gather);
-        let mut items = gather.items;
-        // Equal-sized updates back to back, in bounded runs (`fusion_order`), so that fusion
-        // joins them (every operation of an update is element-wise on `[n]`; the reshapes, which
-        // end a fused run, are all above and below). The order changes no value.
-        items.sort_by_key(|it| (it.group, it.id.val()));
+        let items = gather.items;
+        // Equal-sized updates back to back, in bounded runs (`fusion_order`; module order within
+        // a size), so that fusion joins them (every operation of an update is element-wise on
+        // `[n]`; the reshapes, which end a fused run, are all above and below). The order
+        // changes no value.
         let order = fusion_order(&items.iter().map(|it| it.param.dims()[0]).collect::<Vec<_>>());
         let mut items: Vec<Option<Item<B::InnerBackend>>> = items.into_iter().map(Some).collect();
         // mmcv scales the *scheduled* rate of each group: lr_group(t) = schedule(t, base·mult).
