@@ -11,7 +11,7 @@
 //! backward pass is an implementation for [`Autodiff`] ([`crate::depthwise_autodiff`]). Every
 //! other backend takes the trait's default bodies, the operations written with tensors.
 
-use crate::depthwise::{depthwise_nhwc_via_nchw, windowed_taps, DepthwiseGeometry};
+use crate::depthwise::{depthwise_nhwc_via_nchw, windowed_taps, DepthwiseGeometry, Layout};
 use crate::layer_norm::burn_layer_norm;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{gelu, softmax};
@@ -84,11 +84,11 @@ impl T2sBackend for Flex {}
 
 impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> T2sBackend for Autodiff<B, C> {
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
-        crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry)
+        crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry, Layout::ChannelsFirst)
     }
 
     fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
-        crate::depthwise_autodiff::depthwise_conv2d_nhwc_autodiff(x, weight, geometry)
+        crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry, Layout::ChannelsLast)
     }
 
     fn layer_norm_last_dim<const D: usize>(

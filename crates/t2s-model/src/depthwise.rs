@@ -36,12 +36,57 @@ impl DepthwiseGeometry {
     }
 }
 
-/// `x` zero-padded by `[top, bottom, left, right]`; a negative amount crops that side instead.
-fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4]) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    let [top, bottom, left, right] = amounts.map(|a| (-a).max(0) as usize);
-    let x = if amounts.iter().any(|&a| a < 0) { x.slice([0..n, 0..c, top..h - bottom, left..w - right]) } else { x };
-    zero_pad(x, amounts.map(|a| a.max(0) as usize))
+/// Where a 4-D map keeps its channels: `[N, C, H, W]` or `[N, H, W, C]` (MiT's tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    ChannelsFirst,
+    ChannelsLast,
+}
+
+impl Layout {
+    /// The axes of height and width.
+    fn spatial_axes(self) -> [usize; 2] {
+        match self {
+            Layout::ChannelsFirst => [2, 3],
+            Layout::ChannelsLast => [1, 2],
+        }
+    }
+
+    /// [`T2sBackend::depthwise_conv2d`] or [`T2sBackend::depthwise_conv2d_nhwc`], as the layout
+    /// says.
+    pub fn depthwise_conv2d<B: T2sBackend>(self, x: Tensor<B, 4>, weight: Tensor<B, 4>, geometry: DepthwiseGeometry) -> Tensor<B, 4> {
+        match self {
+            Layout::ChannelsFirst => B::depthwise_conv2d(x, weight, geometry),
+            Layout::ChannelsLast => B::depthwise_conv2d_nhwc(x, weight, geometry),
+        }
+    }
+}
+
+/// `x` zero-padded in height and width by `[top, bottom, left, right]`; a negative amount crops
+/// that side instead.
+fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4], layout: Layout) -> Tensor<B, 4> {
+    let [ah, aw] = layout.spatial_axes();
+    let ([top, bottom], [left, right]) = ([amounts[0], amounts[1]], [amounts[2], amounts[3]]);
+    let (crop, pad) = (|a: isize| (-a).max(0) as usize, |a: isize| a.max(0) as usize);
+    let mut x = x;
+    if amounts.iter().any(|&a| a < 0) {
+        let dims = x.dims();
+        let mut ranges = dims.map(|d| 0..d);
+        ranges[ah] = crop(top)..dims[ah] - crop(bottom);
+        ranges[aw] = crop(left)..dims[aw] - crop(right);
+        x = x.slice(ranges);
+    }
+    if amounts.iter().all(|&a| a <= 0) {
+        return x;
+    }
+    // Into zeros created on the device (`crate::conv_gemm::zero_pad` says why not `Tensor::pad`).
+    let dims = x.dims();
+    let (mut padded, mut inner) = (dims, dims.map(|d| 0..d));
+    padded[ah] += pad(top) + pad(bottom);
+    padded[aw] += pad(left) + pad(right);
+    inner[ah] = pad(top)..pad(top) + dims[ah];
+    inner[aw] = pad(left)..pad(left) + dims[aw];
+    Tensor::zeros(padded, &x.device()).slice_assign(inner, x)
 }
 
 /// The k² shifted copies of the padded input as one strided view, `[N, C, kh, kw, H', W']`:
@@ -68,11 +113,17 @@ pub fn windowed_taps<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, geometry
     products.reshape([n, c, kh * kw, oh, ow]).sum_dim(2).reshape([n, c, oh, ow])
 }
 
-/// Gradient of [`windowed_taps`] with respect to its input, `[N, C, H, W]`, from the output
-/// gradient `grad: [N, C, H', W']`: the depth-wise correlation of `grad` with the kernel flipped
-/// in both axes, under padding `d(k − 1) − p` per side, which gives exactly `H×W` (a side padded
-/// by more than `d(k − 1)` crops `grad` instead).
-pub fn depthwise_input_grad<B: T2sBackend>(grad: Tensor<B, 4>, weight: Tensor<B, 4>, geometry: DepthwiseGeometry) -> Tensor<B, 4> {
+/// Gradient of the depth-wise convolution with respect to its input, `[N, C, H, W]` or
+/// `[N, H, W, C]` as `layout` says, from the output gradient `grad` (`[N, C, H', W']` or
+/// `[N, H', W', C]`): the same operation on `grad` with the kernel flipped in both axes, under
+/// padding `d(k − 1) − p` per side, which gives exactly `H×W` (a side padded by more than
+/// `d(k − 1)` crops `grad` instead).
+pub fn depthwise_input_grad<B: T2sBackend>(
+    grad: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    geometry: DepthwiseGeometry,
+    layout: Layout,
+) -> Tensor<B, 4> {
     let [_, _, kh, kw] = weight.dims();
     let [top, bottom, left, right] = geometry.padding.map(|p| p as isize);
     let [dh, dw] = geometry.dilation.map(|d| d as isize);
@@ -80,15 +131,31 @@ pub fn depthwise_input_grad<B: T2sBackend>(grad: Tensor<B, 4>, weight: Tensor<B,
     let amounts = [reach_h - top, reach_h - bottom, reach_w - left, reach_w - right];
     // Crop what is negative; what is positive the operation pads itself (the CubeCL backends'
     // direct kernel reads zeros outside the input instead of materialising a padded copy).
-    let grad = pad_signed(grad, amounts.map(|a| a.min(0)));
+    let grad = pad_signed(grad, amounts.map(|a| a.min(0)), layout);
     let padding = amounts.map(|a| a.max(0) as usize);
-    B::depthwise_conv2d(grad, weight.flip([2, 3]), DepthwiseGeometry { padding, dilation: geometry.dilation })
+    layout.depthwise_conv2d(grad, weight.flip([2, 3]), DepthwiseGeometry { padding, dilation: geometry.dilation })
 }
 
-/// Gradient of [`windowed_taps`] with respect to its weight, `[C, 1, kh, kw]`: for each tap, the
-/// sum over batch and space of the output gradient times the input shifted by that tap, all taps
-/// in one product of the tap windows with the broadcast output gradient.
+/// Gradient of the depth-wise convolution with respect to its weight, `[C, 1, kh, kw]`, from its
+/// input `x` and the output gradient `grad`, both in `layout`: for each tap, the sum over batch
+/// and space of the output gradient times the input shifted by that tap, all taps in one product
+/// of the tap windows of the padded input (two `unfold`s, a view) with the broadcast output
+/// gradient.
 pub fn depthwise_weight_grad<B: Backend>(
+    x: Tensor<B, 4>,
+    grad: Tensor<B, 4>,
+    geometry: DepthwiseGeometry,
+    kernel: [usize; 2],
+    layout: Layout,
+) -> Tensor<B, 4> {
+    match layout {
+        Layout::ChannelsFirst => weight_grad_channels_first(x, grad, geometry, kernel),
+        Layout::ChannelsLast => weight_grad_channels_last(x, grad, geometry, kernel),
+    }
+}
+
+/// [`depthwise_weight_grad`] of `[N, C, H, W]` maps.
+fn weight_grad_channels_first<B: Backend>(
     x: Tensor<B, 4>,
     grad: Tensor<B, 4>,
     geometry: DepthwiseGeometry,
@@ -109,42 +176,8 @@ pub fn depthwise_nhwc_via_nchw<B: T2sBackend>(x: Tensor<B, 4>, weight: Tensor<B,
     B::depthwise_conv2d(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1])
 }
 
-/// `x: [N, H, W, C]` zero-padded by `[top, bottom, left, right]` in height and width, a negative
-/// amount cropping that side instead.
-pub(crate) fn pad_signed_nhwc<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4]) -> Tensor<B, 4> {
-    let [n, h, w, c] = x.dims();
-    let [top, bottom, left, right] = amounts.map(|a| (-a).max(0) as usize);
-    let x = if amounts.iter().any(|&a| a < 0) { x.slice([0..n, top..h - bottom, left..w - right, 0..c]) } else { x };
-    let [n, h, w, c] = x.dims();
-    let [top, bottom, left, right] = amounts.map(|a| a.max(0) as usize);
-    if [top, bottom, left, right] == [0; 4] {
-        return x;
-    }
-    Tensor::zeros([n, h + top + bottom, w + left + right, c], &x.device()).slice_assign([0..n, top..top + h, left..left + w, 0..c], x)
-}
-
-/// Gradient of [`T2sBackend::depthwise_conv2d_nhwc`] with respect to its input, `[N, H, W, C]`,
-/// from the output gradient `grad: [N, H', W', C]`: the same operation on `grad` with the kernel
-/// flipped in both axes, under padding `d(k − 1) − p` per side (as [`depthwise_input_grad`]); a
-/// side that would be padded negatively is cropped first.
-pub fn depthwise_input_grad_nhwc<B: T2sBackend>(grad: Tensor<B, 4>, weight: Tensor<B, 4>, geometry: DepthwiseGeometry) -> Tensor<B, 4> {
-    let [_, _, kh, kw] = weight.dims();
-    let [top, bottom, left, right] = geometry.padding.map(|p| p as isize);
-    let [dh, dw] = geometry.dilation.map(|d| d as isize);
-    let (reach_h, reach_w) = (dh * (kh as isize - 1), dw * (kw as isize - 1));
-    let amounts = [reach_h - top, reach_h - bottom, reach_w - left, reach_w - right];
-    // Crop what is negative; what is positive the operation pads itself (a channels-last kernel
-    // reads zeros outside the input instead of materialising a padded copy).
-    let grad = pad_signed_nhwc(grad, amounts.map(|a| a.min(0)));
-    let padding = amounts.map(|a| a.max(0) as usize);
-    B::depthwise_conv2d_nhwc(grad, weight.flip([2, 3]), DepthwiseGeometry { padding, dilation: geometry.dilation })
-}
-
-/// Gradient of [`T2sBackend::depthwise_conv2d_nhwc`] with respect to its weight, `[C, 1, kh, kw]`,
-/// from the input `x: [N, H, W, C]` and the output gradient `grad: [N, H', W', C]`: the tap
-/// windows of the padded input (two `unfold`s, a view) times the output gradient, summed over
-/// batch and space, as [`depthwise_weight_grad`] does channels-first.
-pub fn depthwise_weight_grad_nhwc<B: Backend>(
+/// [`depthwise_weight_grad`] of `[N, H, W, C]` maps.
+fn weight_grad_channels_last<B: Backend>(
     x: Tensor<B, 4>,
     grad: Tensor<B, 4>,
     geometry: DepthwiseGeometry,
@@ -153,7 +186,7 @@ pub fn depthwise_weight_grad_nhwc<B: Backend>(
     let [n, oh, ow, c] = grad.dims();
     let [kh, kw] = kernel;
     let [dh, dw] = geometry.dilation;
-    let xp = pad_signed_nhwc(x, geometry.padding.map(|p| p as isize));
+    let xp = pad_signed(x, geometry.padding.map(|p| p as isize), Layout::ChannelsLast);
     // [N, Hp, Wp, C] → [N, kh, Wp, C, H'] → [N, kh, kw, C, H', W'] → [N, kh, kw, H', W', C]
     let windows = xp.unfold::<5, usize>(1, oh, dh).unfold::<6, usize>(2, ow, dw).permute([0, 1, 2, 4, 5, 3]);
     let products = windows * grad.reshape([n, 1, 1, oh, ow, c]);

@@ -8,13 +8,13 @@
 //! pass is two depth-wise computations written directly: the input gradient is the depth-wise
 //! correlation of the output gradient with the flipped kernel (the forward computation itself),
 //! the weight gradient one product of the tap windows with the output gradient, summed over
-//! batch and space. The saved state is the input and the weight. On the CPU (Flex) networks use Burn's grouped convolution instead
+//! batch and space. The saved state is the input and the weight. The same operation serves both
+//! layouts ([`T2sBackend::depthwise_conv2d_nhwc`] too: a MiT Mix-FFN's tokens never change
+//! layout either way). On the CPU (Flex) networks use Burn's grouped convolution instead
 //! (`crate::conv::conv_route`); the operation is defined for every inner backend all the same.
 
 use crate::backend::{tensor, T2sBackend};
-use crate::depthwise::{
-    depthwise_input_grad, depthwise_input_grad_nhwc, depthwise_weight_grad, depthwise_weight_grad_nhwc, DepthwiseGeometry,
-};
+use crate::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry, Layout};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -23,11 +23,16 @@ use burn::backend::Autodiff;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
+/// The backward pass, for maps in `layout`.
 #[derive(Debug)]
-struct DepthwiseBackward;
+struct DepthwiseBackward {
+    layout: Layout,
+}
 
 impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
-    /// The input, the weight and the geometry.
+    /// The input (not padded: the CubeCL backends' forward kernel pads as it reads, so the padded
+    /// copy is made by the weight gradient alone and not held from the forward pass to the
+    /// backward pass), the weight and the geometry.
     type State = (FloatTensor<B>, FloatTensor<B>, DepthwiseGeometry);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
@@ -37,80 +42,31 @@ impl<B: T2sBackend> Backward<B, 2> for DepthwiseBackward {
         let weight = tensor::<B, 4>(weight);
         let [_, _, kh, kw] = weight.dims();
         if let Some(node) = node_x {
-            let dx = depthwise_input_grad(grad.clone(), weight, geometry);
+            let dx = depthwise_input_grad(grad.clone(), weight, geometry, self.layout);
             grads.register::<B>(node.id, dx.into_primitive().tensor());
         }
         if let Some(node) = node_weight {
-            let dw = depthwise_weight_grad(tensor::<B, 4>(x), grad, geometry, [kh, kw]);
+            let dw = depthwise_weight_grad(tensor::<B, 4>(x), grad, geometry, [kh, kw], self.layout);
             grads.register::<B>(node.id, dw.into_primitive().tensor());
         }
     }
 }
 
-/// [`T2sBackend::depthwise_conv2d`] on [`Autodiff`]: the inner backend's forward pass, recorded
-/// as one operation whose backward pass is [`DepthwiseBackward`].
+/// [`T2sBackend::depthwise_conv2d`] (`layout` channels-first) or
+/// [`T2sBackend::depthwise_conv2d_nhwc`] (channels-last) on [`Autodiff`]: the inner backend's
+/// forward pass, recorded as one operation whose backward pass is [`DepthwiseBackward`].
 pub(crate) fn depthwise_conv2d_autodiff<B: T2sBackend, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 4>,
     weight: Tensor<Autodiff<B, C>, 4>,
     geometry: DepthwiseGeometry,
+    layout: Layout,
 ) -> Tensor<Autodiff<B, C>, 4> {
     let x = x.into_primitive().tensor();
     let weight = weight.into_primitive().tensor();
     let forward = |x: FloatTensor<B>, weight: FloatTensor<B>| {
-        B::depthwise_conv2d(tensor::<B, 4>(x), tensor::<B, 4>(weight), geometry).into_primitive().tensor()
+        layout.depthwise_conv2d(tensor::<B, 4>(x), tensor::<B, 4>(weight), geometry).into_primitive().tensor()
     };
-    let out = match DepthwiseBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            // The input is kept unpadded: the CubeCL backends' forward kernel pads as it reads, so
-            // the padded copy is made by the weight gradient alone and not held from the forward
-            // pass to the backward pass.
-            let out = forward(x.primitive.clone(), weight.primitive.clone());
-            prep.finish((x.primitive, weight.primitive, geometry), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, weight.primitive)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
-}
-
-#[derive(Debug)]
-struct DepthwiseNhwcBackward;
-
-impl<B: T2sBackend> Backward<B, 2> for DepthwiseNhwcBackward {
-    /// The input (not padded: the channels-last kernels pad as they read), the weight and the
-    /// geometry.
-    type State = (FloatTensor<B>, FloatTensor<B>, DepthwiseGeometry);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = tensor::<B, 4>(grads.consume::<B>(&ops.node));
-        let (x, weight, geometry) = ops.state;
-        let weight = tensor::<B, 4>(weight);
-        let [_, _, kh, kw] = weight.dims();
-        if let Some(node) = node_x {
-            let dx = depthwise_input_grad_nhwc(grad.clone(), weight, geometry);
-            grads.register::<B>(node.id, dx.into_primitive().tensor());
-        }
-        if let Some(node) = node_weight {
-            let dw = depthwise_weight_grad_nhwc(tensor::<B, 4>(x), grad, geometry, [kh, kw]);
-            grads.register::<B>(node.id, dw.into_primitive().tensor());
-        }
-    }
-}
-
-/// [`T2sBackend::depthwise_conv2d_nhwc`] on [`Autodiff`]: the inner backend's forward pass,
-/// recorded as one operation whose backward pass is [`DepthwiseNhwcBackward`] (both gradients
-/// channels-last too, so a MiT Mix-FFN's tokens never change layout either way).
-pub(crate) fn depthwise_conv2d_nhwc_autodiff<B: T2sBackend, C: CheckpointStrategy>(
-    x: Tensor<Autodiff<B, C>, 4>,
-    weight: Tensor<Autodiff<B, C>, 4>,
-    geometry: DepthwiseGeometry,
-) -> Tensor<Autodiff<B, C>, 4> {
-    let x = x.into_primitive().tensor();
-    let weight = weight.into_primitive().tensor();
-    let forward = |x: FloatTensor<B>, weight: FloatTensor<B>| {
-        B::depthwise_conv2d_nhwc(tensor::<B, 4>(x), tensor::<B, 4>(weight), geometry).into_primitive().tensor()
-    };
-    let out = match DepthwiseNhwcBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+    let out = match (DepthwiseBackward { layout }).prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let out = forward(x.primitive.clone(), weight.primitive.clone());
             prep.finish((x.primitive, weight.primitive, geometry), out)

@@ -12,8 +12,8 @@
 //! kernel reads the input in place (a channels-first map after one copy into channels-last) and
 //! treats the padding as zeros. Burn's grouped-convolution *backward* passes are what t2s avoids
 //! on these backends (one launch per channel, `crate::depthwise`): the input gradient is this
-//! same forward operation on the output gradient (`crate::depthwise::depthwise_input_grad`,
-//! `depthwise_input_grad_nhwc`), and the weight gradient stays a tap-window product.
+//! same forward operation on the output gradient (`crate::depthwise::depthwise_input_grad`), and
+//! the weight gradient stays a tap-window product.
 
 use crate::backend::{tensor, T2sBackend};
 use crate::depthwise::DepthwiseGeometry;
@@ -33,52 +33,49 @@ where
         // Channels-first maps (the DAFormer head's separable ASPP, the input gradients) as a
         // channels-last view: the kernel copies the input into that layout once, which is
         // cheaper than the padded copy and the k²-fold product of the tap windows.
-        match direct_nhwc(x.clone().permute([0, 2, 3, 1]), weight.clone(), geometry) {
-            Some(out) => out.permute([0, 3, 1, 2]),
+        let input = x.clone().permute([0, 2, 3, 1]).into_primitive().tensor();
+        match direct_nhwc::<R>(input, channels_last_kernel(weight.clone()), geometry) {
+            Some(out) => tensor::<Self, 4>(out).permute([0, 3, 1, 2]),
             None => crate::depthwise::windowed_taps(x, weight, geometry),
         }
     }
 
     fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
-        match direct_nhwc(x.clone(), weight.clone(), geometry) {
-            Some(out) => out,
+        match direct_nhwc::<R>(x.clone().into_primitive().tensor(), channels_last_kernel(weight.clone()), geometry) {
+            Some(out) => tensor(out),
             None => crate::depthwise::windowed_taps(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1]),
         }
     }
 }
 
-/// Burn's direct convolution kernel with `groups = C` on channels-last `x: [N, H, W, C]` (made
-/// contiguous in that layout if it is not), `weight: [C, 1, kh, kw]` → `[N, H', W', C]`; `None`
-/// for padding that differs between the two sides of an axis, which Burn's options cannot say.
+/// A depth-wise weight `[C, 1, kh, kw]` as the channels-last kernel takes it: `[C, kh, kw, 1]`
+/// (output channels, kernel, input channels per group last), the same memory.
 #[cfg(feature = "cubecl")]
-fn direct_nhwc<R, F, I, BT>(
-    x: Tensor<burn_cubecl::CubeBackend<R, F, I, BT>, 4>,
-    weight: Tensor<burn_cubecl::CubeBackend<R, F, I, BT>, 4>,
+fn channels_last_kernel<B: burn::tensor::backend::Backend>(weight: Tensor<B, 4>) -> burn::tensor::ops::FloatTensor<B> {
+    let [c, _, kh, kw] = weight.dims();
+    weight.reshape([c, kh, kw, 1]).into_primitive().tensor()
+}
+
+/// Burn's direct convolution kernel with `groups = C` on channels-last `x: [N, H, W, C]` (made
+/// contiguous in that layout if it is not) and `kernel: [C, kh, kw, 1]` → `[N, H', W', C]`;
+/// `None` for padding that differs between the two sides of an axis, which Burn's options cannot
+/// say.
+#[cfg(feature = "cubecl")]
+fn direct_nhwc<R: burn_cubecl::CubeRuntime>(
+    x: burn_cubecl::tensor::CubeTensor<R>,
+    kernel: burn_cubecl::tensor::CubeTensor<R>,
     geometry: DepthwiseGeometry,
-) -> Option<Tensor<burn_cubecl::CubeBackend<R, F, I, BT>, 4>>
-where
-    R: burn_cubecl::CubeRuntime,
-    R::Server: burn_cubecl::cubecl::server::ComputeServer,
-    R::Device: burn::tensor::backend::DeviceOps,
-    F: burn_cubecl::FloatElement,
-    I: burn_cubecl::IntElement,
-    BT: burn_cubecl::BoolElement,
-{
+) -> Option<burn_cubecl::tensor::CubeTensor<R>> {
     use burn::tensor::ops::ConvOptions;
     use burn_cubecl::kernel::conv::{conv_forward_nhwc, ConvStrategy};
     let [top, bottom, left, right] = geometry.padding;
     if top != bottom || left != right {
         return None;
     }
-    let [c, _, kh, kw] = weight.dims();
-    // [C, 1, kh, kw] and [C, kh, kw, 1] (output channels, kernel, input channels per group last,
-    // as the channels-last kernel takes it) are the same memory.
-    let kernel = weight.reshape([c, kh, kw, 1]);
-    let options = ConvOptions::new([1, 1], [top, left], geometry.dilation, c);
+    let channels = kernel.meta.shape()[0];
+    let options = ConvOptions::new([1, 1], [top, left], geometry.dilation, channels);
     // The direct kernel has no shape constraints; should Burn's add one, the caller falls back.
-    conv_forward_nhwc::<R, 2>(x.into_primitive().tensor(), kernel.into_primitive().tensor(), None, options, ConvStrategy::Direct)
-        .ok()
-        .map(tensor)
+    conv_forward_nhwc::<R, 2>(x, kernel, None, options, ConvStrategy::Direct).ok()
 }
 
 #[cfg(feature = "fusion")]
