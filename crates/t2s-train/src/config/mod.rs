@@ -23,7 +23,7 @@ pub use optim::{OptimSection, OptimizerKind};
 pub use run::RunSection;
 pub use schedule::ScheduleSection;
 pub use t2s::{QueryDistribution, ReweightTarget, T2sSection};
-pub use uda::{Method, UdaSection};
+pub use uda::{Method, StudentPasses, UdaSection};
 
 use crate::{Result, TrainError};
 

@@ -14,6 +14,22 @@ pub enum Method {
     T2s,
 }
 
+/// How the student's sub-batches of a step (source, mixed, pseudo-target) run; the gradients
+/// are the same either way (up to float rounding and dropout's random draws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StudentPasses {
+    /// One forward pass over all of them and one backward pass: the fewest kernel launches,
+    /// which is what bounds a GPU's step (docs/gpu.md), but every sub-batch's activations are
+    /// kept at once (35 GB for MiT-B5 `t2s` at 512×512, batch 2 + 2).
+    Joint,
+    /// Forward and backward of each sub-batch in turn, the gradients summed, as DAFormer's step
+    /// does: one sub-batch's activations kept at once instead of all (for GPUs of 24 GB and
+    /// less; on the CPU, MiT-B0 `t2s` at 512×512 peaks at 3.8 GB instead of 8.7), and the
+    /// network's kernel launches three times over.
+    Sequential,
+}
+
 /// Self-training settings (used by `dacs` and `t2s`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,6 +59,8 @@ pub struct UdaSection {
     pub fdist_classes: Vec<usize>,
     /// Minimum winning fraction when downscaling labels for the feature distance (0.75).
     pub fdist_scale_min_ratio: f32,
+    /// `joint` (default) or `sequential`: see [`StudentPasses`] (speed against memory).
+    pub student_passes: StudentPasses,
 }
 
 impl Default for UdaSection {
@@ -59,6 +77,7 @@ impl Default for UdaSection {
             fdist_lambda: 0.005,
             fdist_classes: t2s_loss::THING_CLASSES.to_vec(),
             fdist_scale_min_ratio: 0.75,
+            student_passes: StudentPasses::Joint,
         }
     }
 }

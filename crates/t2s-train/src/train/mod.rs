@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod debug_strip;
+mod grad_sum;
 pub mod host_mix;
 pub mod metrics_log;
 pub mod rcs_counts;
@@ -249,10 +250,10 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
             }
             None => {
                 let (loss, losses) = source_step::source_only_loss(&student, &batch, device)?;
-                StepOutput { loss, losses, stats: Vec::new(), images: None, statistic: None }
+                StepOutput { grads: loss.backward(), losses, stats: Vec::new(), images: None, statistic: None }
             }
         };
-        let grads = step.loss.backward();
+        let grads = step.grads;
         // The optimiser's step is queued before anything is read: a read waits for all queued
         // work, so the host records the step's many small operations (a dozen per parameter
         // tensor) while the device still runs the backward pass, instead of after it with the

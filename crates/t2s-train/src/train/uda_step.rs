@@ -14,11 +14,12 @@ use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_dis
 use t2s_model::T2sAutodiffBackend;
 use t2s_model::{resize_bilinear, SegOutput, Segmentor};
 
+use super::grad_sum::add_gradients;
 use super::host_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
 use super::source_step::{batch_labels, label_tensor};
-use crate::config::{Method, ReweightTarget, RunConfig};
+use crate::config::{Method, ReweightTarget, RunConfig, StudentPasses};
 use crate::self_training::{ema_alpha, ema_update, pseudo_labels};
-use crate::t2s_term::{plan_t2s_term, T2sState, TeacherView};
+use crate::t2s_term::{plan_t2s_term, T2sPlan, T2sState, TeacherView};
 use crate::{Result, TrainError};
 
 /// What the self-training methods carry from one iteration to the next.
@@ -42,10 +43,11 @@ pub struct StepImages {
     pub dacs: Option<(Vec<u8>, MixedBatch, Vec<u8>)>,
 }
 
-/// The summed loss on the student's graph, its named terms, other logged numbers, and (when
+/// The gradients of the step's summed loss, its named terms, other logged numbers, and (when
 /// asked) the images of the iteration.
 pub struct StepOutput<B: AutodiffBackend> {
-    pub loss: Tensor<B, 1>,
+    /// The backward pass (or passes, summed: `uda.student_passes = "sequential"`), queued.
+    pub grads: B::Gradients,
     /// The named terms, off the graph and not yet read: reading a device value waits for the
     /// device to finish all work queued so far, so the caller reads them all at once, after
     /// queueing the backward pass, instead of one wait per term in the middle of the step.
@@ -115,7 +117,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     let uda = &cfg.uda;
     let t2s_on = uda.method == Method::T2s;
     let mut rng = seeded_rng(cfg.run.seed ^ STEP_SEED_SALT, iter as u64);
-    let mut losses = Vec::new();
+    let losses = Vec::new();
     let mut stats = Vec::new();
 
     // 1. EMA teacher from the student of the previous step (a copy at the first iteration).
@@ -128,7 +130,6 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         }
         _ => None,
     };
-    let ce = CrossEntropyOptions::default();
     let (n, h, w) = (source.len(), source.height, source.width);
     let ys = batch_labels::<B>(source, device)?;
     let upload = |parts: &[&[f32]]| -> Tensor<B::InnerBackend, 4> {
@@ -247,82 +248,168 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         ys_inner = Some(labels);
     }
 
-    // The student's passes as one batch of sub-batches: source, mixed (with a target set),
-    // pseudo-target (`t2s`). Batch norm keeps per-sub-batch statistics, so this is the three
-    // passes of DAFormer's step in one (`Segmentor::forward_sub_batches`).
-    let mut student_parts: Vec<&[f32]> = vec![&source.images];
-    student_parts.extend(mixed.as_ref().map(|(m, _)| m.images.as_slice()));
-    student_parts.extend(pt_images.as_deref());
-    let xs = Tensor::<B, 4>::from_inner(upload(&student_parts));
-    let out = student.forward_sub_batches(xs.clone(), student_parts.len());
-    let num_classes = out.logits.dims()[1];
-    let mut outs = split_output(out, student_parts.len(), n).into_iter();
-    let out_s = outs.next().expect("the source part");
-    let out_m = mixed.as_ref().and_then(|_| outs.next());
-    let out_pt = outs.next();
-
-    // 2. Source cross-entropy.
+    // The student's sub-batches: source, mixed (with a target set), pseudo-target (`t2s`).
+    let mut parts: Vec<(Part, &[f32])> = vec![(Part::Source, &source.images)];
+    parts.extend(mixed.as_ref().map(|(m, _)| (Part::Mixed, m.images.as_slice())));
+    parts.extend(pt_images.as_deref().map(|p| (Part::PseudoTarget, p)));
     // The source labels' class weights, shared by the source and the pseudo-target CE.
-    let source_pixel_w = ce_weights.as_ref().map(|cw| class_pixel_weights(cw, ys.clone()));
-    let loss_source = cross_entropy(resize_bilinear(out_s.logits, h, w), ys.clone(), &ce, source_pixel_w.clone());
-    losses.push(term("loss_source", &loss_source));
-    let mut loss = loss_source;
-
-    // 3. ImageNet feature distance on thing-class source pixels (deepest backbone feature).
-    if let (Some(imagenet), true) = (&state.imagenet, uda.fdist_lambda > 0.0) {
-        let feat = out_s.features[out_s.features.len() - 1].clone();
-        // The source images are the first sub-batch of the student's input.
-        let imnet = imagenet.extract_features(xs.clone().inner().narrow(0, 0, n));
-        let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
-        let [_, _, fh, _] = feat.dims();
-        let factor = (h / fh).max(1);
-        let lab = downscale_labels_majority(ys.clone(), num_classes, factor, uda.fdist_scale_min_ratio, 255)
-            .map_err(|e| TrainError::Usage(format!("uda.fdist: {e}")))?;
-        let fd = feature_distance(feat, imnet, Some(class_mask(lab, &uda.fdist_classes))).mul_scalar(uda.fdist_lambda);
-        losses.push(term("loss_fdist", &fd));
-        loss = loss + fd;
-    }
-
-    // 7. The mixed loss, weighted by the pseudo-labels' confidence.
-    let mut dacs_images = None;
-    if let (Some((mixed, pseudo)), Some(out_m)) = (mixed, out_m) {
-        let ym = label_tensor::<B>(&mixed.labels, [n, h, w], device);
-        let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), device);
-        if let Some(cw) = &ce_weights {
-            wm = wm * class_pixel_weights(cw, ym.clone());
+    let source_pixel_w = ce_weights.as_deref().map(|cw| class_pixel_weights(cw, ys.clone()));
+    let mut terms = StudentTerms {
+        cfg,
+        imagenet: state.imagenet.as_ref(),
+        ys,
+        source_pixel_w,
+        ce_weights: ce_weights.as_deref(),
+        mixed: mixed.as_ref().map(|(m, _)| m),
+        t2s_plan,
+        ys_inner,
+        true_class_probability: state.t2s.as_ref().is_some_and(|st| st.stats.statistic == ReweightStatistic::TrueClassProbability),
+        want_images,
+        losses,
+        mix_prediction: Vec::new(),
+        statistic: None,
+    };
+    let grads = match uda.student_passes {
+        // One pass over the sub-batches as one batch (`Segmentor::forward_sub_batches`: batch
+        // norm keeps per-sub-batch statistics, so this is the passes of DAFormer's step in one).
+        StudentPasses::Joint => {
+            let images: Vec<&[f32]> = parts.iter().map(|(_, im)| *im).collect();
+            let xs = Tensor::<B, 4>::from_inner(upload(&images));
+            let out = student.forward_sub_batches(xs.clone(), parts.len());
+            let mut loss: Option<Tensor<B, 1>> = None;
+            for (i, ((part, _), out)) in parts.iter().zip(split_output(out, parts.len(), n)).enumerate() {
+                if let Some(l) = terms.loss(*part, out, xs.clone().narrow(0, i * n, n))? {
+                    loss = Some(match loss {
+                        Some(total) => total + l,
+                        None => l,
+                    });
+                }
+            }
+            loss.expect("the source part").backward()
         }
-        let logits_m = resize_bilinear(out_m.logits, h, w);
-        let prediction = if want_images { to_u8(logits_m.clone().inner().argmax(1).reshape([n, h, w])) } else { Vec::new() };
-        let loss_mix = cross_entropy(logits_m, ym, &ce, Some(wm));
-        losses.push(term("loss_mix", &loss_mix));
-        loss = loss + loss_mix;
-        if want_images {
-            dacs_images = Some((pseudo, mixed, prediction));
+        // Each sub-batch's graph is freed by its backward pass before the next is built.
+        StudentPasses::Sequential => {
+            let mut grads: Option<B::Gradients> = None;
+            for (part, images) in &parts {
+                let x = Tensor::<B, 4>::from_inner(upload(&[images]));
+                let out = student.forward(x.clone());
+                let Some(loss) = terms.loss(*part, out, x)? else { continue };
+                let g = loss.backward();
+                match grads.as_mut() {
+                    Some(acc) => add_gradients(student, acc, g),
+                    None => grads = Some(g),
+                }
+            }
+            grads.expect("the source part")
         }
-    }
-
-    // T2S-DA's student side: the pseudo-target cross-entropy and the contrastive loss.
-    let mut statistic = None;
-    if let (true, Some(out_pt)) = (t2s_on, out_pt) {
-        let t2s = &cfg.t2s;
-        let logits_pt = resize_bilinear(out_pt.logits, h, w);
-        if let (Some(labels), Some(ReweightStatistic::TrueClassProbability)) = (ys_inner, state.t2s.as_ref().map(|st| st.stats.statistic)) {
-            statistic = Some(PendingStatistic { probs: softmax(logits_pt.clone().inner(), 1), labels });
-        }
-        if t2s.pseudo_target_ce > 0.0 {
-            let l = cross_entropy(logits_pt, ys.clone(), &ce, source_pixel_w).mul_scalar(t2s.pseudo_target_ce);
-            losses.push(term("loss_pseudo_target", &l));
-            loss = loss + l;
-        }
-        if let Some(plan) = t2s_plan {
-            let l = plan.loss(out_pt.embedding.ok_or_else(no_projection)?);
-            losses.push(term("loss_t2s", &l));
-            loss = loss + l;
-        }
-    }
+    };
+    let StudentTerms { losses, mix_prediction, statistic, .. } = terms;
+    let dacs_images = if want_images { mixed.map(|(m, pseudo)| (pseudo, m, mix_prediction)) } else { None };
 
     let images = want_images.then_some(StepImages { size: (h, w), pseudo_target: pt_raw, dacs: dacs_images });
-    Ok(StepOutput { loss, losses, stats, images, statistic })
+    Ok(StepOutput { grads, losses, stats, images, statistic })
+}
+
+/// A sub-batch of the student's step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Source,
+    Mixed,
+    PseudoTarget,
+}
+
+/// What the student's loss terms need, and what they leave for the step's output.
+struct StudentTerms<'a, B: T2sAutodiffBackend> {
+    cfg: &'a RunConfig,
+    imagenet: Option<&'a Segmentor<B::InnerBackend>>,
+    /// Source labels `[N, H, W]`.
+    ys: Tensor<B, 3, Int>,
+    /// The source labels' class weights `[N, H, W]` (when re-weighting scales the CE terms).
+    source_pixel_w: Option<Tensor<B, 3>>,
+    ce_weights: Option<&'a [f32]>,
+    mixed: Option<&'a MixedBatch>,
+    t2s_plan: Option<T2sPlan<B::InnerBackend>>,
+    ys_inner: Option<Tensor<B::InnerBackend, 3, Int>>,
+    true_class_probability: bool,
+    want_images: bool,
+    losses: Vec<(String, Tensor<B::InnerBackend, 1>)>,
+    /// The student's prediction on the mixed images `[N, H, W]` (for the debug strip).
+    mix_prediction: Vec<u8>,
+    statistic: Option<PendingStatistic<B::InnerBackend>>,
+}
+
+impl<B: T2sAutodiffBackend> StudentTerms<'_, B> {
+    /// The loss of one sub-batch from the student's output on it and its input `x`
+    /// `[N, 3, H, W]`; logs its terms by name. None: the part adds no term (a pseudo-target
+    /// pass with both of its terms off, run for the re-weighting statistic alone).
+    fn loss(&mut self, part: Part, out: SegOutput<B>, x: Tensor<B, 4>) -> Result<Option<Tensor<B, 1>>> {
+        let [n, _, h, w] = x.dims();
+        let ce = CrossEntropyOptions::default();
+        let num_classes = out.logits.dims()[1];
+        match part {
+            // 2. Source cross-entropy; 3. ImageNet feature distance on thing-class source pixels
+            // (deepest backbone feature).
+            Part::Source => {
+                let logits = resize_bilinear(out.logits, h, w);
+                let mut loss = cross_entropy(logits, self.ys.clone(), &ce, self.source_pixel_w.clone());
+                self.losses.push(term("loss_source", &loss));
+                let uda = &self.cfg.uda;
+                if let (Some(imagenet), true) = (self.imagenet, uda.fdist_lambda > 0.0) {
+                    let feat = out.features[out.features.len() - 1].clone();
+                    let imnet = imagenet.extract_features(x.inner());
+                    let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
+                    let [_, _, fh, _] = feat.dims();
+                    let factor = (h / fh).max(1);
+                    let lab = downscale_labels_majority(self.ys.clone(), num_classes, factor, uda.fdist_scale_min_ratio, 255)
+                        .map_err(|e| TrainError::Usage(format!("uda.fdist: {e}")))?;
+                    let fd = feature_distance(feat, imnet, Some(class_mask(lab, &uda.fdist_classes))).mul_scalar(uda.fdist_lambda);
+                    self.losses.push(term("loss_fdist", &fd));
+                    loss = loss + fd;
+                }
+                Ok(Some(loss))
+            }
+            // 7. The mixed loss, weighted by the pseudo-labels' confidence.
+            Part::Mixed => {
+                let mixed = self.mixed.expect("a mixed part comes with its batch");
+                let device = x.device();
+                let ym = label_tensor::<B>(&mixed.labels, [n, h, w], &device);
+                let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), &device);
+                if let Some(cw) = self.ce_weights {
+                    wm = wm * class_pixel_weights(cw, ym.clone());
+                }
+                let logits = resize_bilinear(out.logits, h, w);
+                if self.want_images {
+                    self.mix_prediction = to_u8(logits.clone().inner().argmax(1).reshape([n, h, w]));
+                }
+                let loss = cross_entropy(logits, ym, &ce, Some(wm));
+                self.losses.push(term("loss_mix", &loss));
+                Ok(Some(loss))
+            }
+            // T2S-DA's student side: the pseudo-target cross-entropy and the contrastive loss.
+            Part::PseudoTarget => {
+                let t2s = &self.cfg.t2s;
+                let logits = resize_bilinear(out.logits, h, w);
+                if let (Some(labels), true) = (self.ys_inner.take(), self.true_class_probability) {
+                    self.statistic = Some(PendingStatistic { probs: softmax(logits.clone().inner(), 1), labels });
+                }
+                let mut loss: Option<Tensor<B, 1>> = None;
+                if t2s.pseudo_target_ce > 0.0 {
+                    let l = cross_entropy(logits, self.ys.clone(), &ce, self.source_pixel_w.clone()).mul_scalar(t2s.pseudo_target_ce);
+                    self.losses.push(term("loss_pseudo_target", &l));
+                    loss = Some(l);
+                }
+                if let Some(plan) = self.t2s_plan.take() {
+                    let l = plan.loss(out.embedding.ok_or_else(no_projection)?);
+                    self.losses.push(term("loss_t2s", &l));
+                    loss = Some(match loss {
+                        Some(total) => total + l,
+                        None => l,
+                    });
+                }
+                Ok(loss)
+            }
+        }
+    }
 }
 
 /// The outputs of a pass over `parts` sub-batches of `n` images each, split back per sub-batch
