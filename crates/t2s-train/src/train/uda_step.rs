@@ -117,7 +117,6 @@ pub fn uda_step<B: T2sAutodiffBackend>(
     let uda = &cfg.uda;
     let t2s_on = uda.method == Method::T2s;
     let mut rng = seeded_rng(cfg.run.seed ^ STEP_SEED_SALT, iter as u64);
-    let losses = Vec::new();
     let mut stats = Vec::new();
 
     // 1. EMA teacher from the student of the previous step (a copy at the first iteration).
@@ -265,7 +264,7 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         ys_inner,
         true_class_probability: state.t2s.as_ref().is_some_and(|st| st.stats.statistic == ReweightStatistic::TrueClassProbability),
         want_images,
-        losses,
+        losses: Vec::new(),
         mix_prediction: Vec::new(),
         statistic: None,
     };
