@@ -145,6 +145,19 @@ fn wgpu_trains_t2s_like_the_cpu() {
         let (g, c) = (gpu[2][k].as_f64().unwrap(), cpu[2][k].as_f64().unwrap());
         assert!((g - c).abs() <= 1e-2 * c.abs().max(1e-3), "{k} at iteration 3: wgpu {g} vs cpu {c}");
     }
+    // The student's batches one after another (a backward pass each, the gradients summed on
+    // the device): the same steps as the joint pass up to the order of float sums.
+    let o = train("wgpu", &["--set", "run.name=sequential", "--set", &pretrained, "--set", "uda.student_passes=\"sequential\""]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seq = records(&dir.path().join("runs/sequential"));
+    assert_eq!(seq.len(), 3);
+    for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
+        for (i, (s, j)) in seq.iter().zip(&gpu).enumerate() {
+            let (s, j) = (s[k].as_f64().unwrap(), j[k].as_f64().unwrap());
+            eprintln!("{k} at iteration {}: sequential {s} joint {j}", i + 1);
+            assert!((s - j).abs() <= 1e-4 * j.abs().max(1e-3), "{k} at iteration {}: sequential {s} vs joint {j}", i + 1);
+        }
+    }
     // The run ends with a loadable checkpoint and its teacher.
     let last = dir.path().join("runs/wgpu/checkpoints/iter_000003");
     for f in ["student.safetensors", "teacher.safetensors", "state.json"] {
