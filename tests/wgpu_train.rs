@@ -151,6 +151,7 @@ fn wgpu_trains_t2s_like_the_cpu() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let seq = records(&dir.path().join("runs/sequential"));
     assert_eq!(seq.len(), 3);
+    assert!(seq.iter().all(|r| r["student_backward_passes"].as_f64() == Some(3.0)), "{seq:?}");
     for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
         for (i, (s, j)) in seq.iter().zip(&gpu).enumerate() {
             let (s, j) = (s[k].as_f64().unwrap(), j[k].as_f64().unwrap());

@@ -21,12 +21,12 @@ pub enum Method {
 pub enum StudentPasses {
     /// One forward pass over all of them and one backward pass: the fewest kernel launches,
     /// which is what bounds a GPU's step (docs/gpu.md), but every sub-batch's activations are
-    /// kept at once (35 GB for MiT-B5 `t2s` at 512×512, batch 2 + 2).
+    /// kept at once (34 GiB for MiT-B5 `t2s` at 512×512, batch 2 + 2).
     Joint,
     /// Forward and backward of each sub-batch in turn, the gradients summed, as DAFormer's step
-    /// does: one sub-batch's activations kept at once instead of all (for GPUs of 24 GB and
-    /// less; on the CPU, MiT-B0 `t2s` at 512×512 peaks at 3.8 GB instead of 8.7), and the
-    /// network's kernel launches three times over.
+    /// does: one sub-batch's activations kept at once instead of all (for GPUs with less memory;
+    /// on the CPU, MiT-B0 `t2s` at 512×512 peaks at 3.8 GB instead of 8.7; not yet measured on
+    /// CUDA), for 2.4 times the kernel launches (MiT-B5 `t2s`).
     Sequential,
 }
 

@@ -78,32 +78,36 @@ mod tests {
     // The backend parameter must be called `B`: named `Bk`, the derived `visit` saw neither
     // parameter (Burn 0.21's derive).
     #[derive(Module, Debug)]
-    struct Three<B: burn::tensor::backend::Backend> {
+    struct Four<B: burn::tensor::backend::Backend> {
         a: Param<Tensor<B, 1>>,
         b: Param<Tensor<B, 2>>,
         c: Param<Tensor<B, 2>>,
+        d: Param<Tensor<B, 1>>,
     }
 
     #[test]
     fn sums_per_parameter_and_keeps_lone_gradients() {
         let device = Default::default();
         let param = |v: Vec<f32>, shape: Vec<usize>| Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), &device));
-        let m = Three::<AB> {
+        let m = Four::<AB> {
             a: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &device)),
-            b: param(vec![3.0, -1.0], vec![1, 2]),
+            b: param(vec![3.0, -1.0, 2.0, 0.5], vec![2, 2]),
             c: param(vec![1.0, -2.0, 0.5, 4.0], vec![2, 2]),
+            d: Param::from_tensor(Tensor::from_data(TensorData::new(vec![7.0f32], [1]), &device)),
         };
-        // Loss 1 = Σ a² + Σ b     → d/da = 2a = [2, 4], d/db = [1, 1], no gradient for c.
-        let mut g = (m.a.val().powi_scalar(2).sum() + m.b.val().sum()).backward();
-        // Loss 2 = Σ 3a + Σ c²    → d/da = [3, 3], d/dc = 2c, no gradient for b.
-        let l2 = m.a.val().mul_scalar(3.0).sum() + m.c.val().powi_scalar(2).sum();
+        // Loss 1 = Σ a² + Σ b + Σ 4d  → d/da = 2a = [2, 4], d/db = 1, d/dd = [4]; none for c.
+        let mut g = (m.a.val().powi_scalar(2).sum() + m.b.val().sum() + m.d.val().mul_scalar(4.0).sum()).backward();
+        // Loss 2 = Σ 3a + Σ b² + Σ c²  → d/da = [3, 3], d/db = 2b, d/dc = 2c; none for d.
+        let l2 = m.a.val().mul_scalar(3.0).sum() + m.b.val().powi_scalar(2).sum() + m.c.val().powi_scalar(2).sum();
         add_gradients::<AB, _>(&m, &mut g, l2.backward());
-        let grad = |t: Tensor<AB, 2>| {
+        let grad2 = |t: Tensor<AB, 2>| {
             let g = t.grad(&g).unwrap();
             (g.dims().to_vec(), g.into_data().to_vec::<f32>().unwrap())
         };
-        assert_eq!(m.a.val().grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(), vec![5.0, 7.0]);
-        assert_eq!(grad(m.b.val()), (vec![1, 2], vec![1.0, 1.0]));
-        assert_eq!(grad(m.c.val()), (vec![2, 2], vec![2.0, -4.0, 1.0, 8.0]));
+        let grad1 = |t: Tensor<AB, 1>| t.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+        assert_eq!(grad1(m.a.val()), vec![5.0, 7.0]);
+        assert_eq!(grad2(m.b.val()), (vec![2, 2], vec![7.0, -1.0, 5.0, 2.0]));
+        assert_eq!(grad2(m.c.val()), (vec![2, 2], vec![2.0, -4.0, 1.0, 8.0]));
+        assert_eq!(grad1(m.d.val()), vec![4.0]);
     }
 }

@@ -268,7 +268,8 @@ pub fn uda_step<B: T2sAutodiffBackend>(
         mix_prediction: Vec::new(),
         statistic: None,
     };
-    let grads = match uda.student_passes {
+    // (Logged as `student_backward_passes`, which shows the mode in every metrics line.)
+    let (grads, backward_passes) = match uda.student_passes {
         // One pass over the sub-batches as one batch (`Segmentor::forward_sub_batches`: batch
         // norm keeps per-sub-batch statistics, so this is the passes of DAFormer's step in one).
         StudentPasses::Joint => {
@@ -277,31 +278,33 @@ pub fn uda_step<B: T2sAutodiffBackend>(
             let out = student.forward_sub_batches(xs.clone(), parts.len());
             let mut loss: Option<Tensor<B, 1>> = None;
             for (i, ((part, _), out)) in parts.iter().zip(split_output(out, parts.len(), n)).enumerate() {
-                if let Some(l) = terms.loss(*part, out, xs.clone().narrow(0, i * n, n))? {
+                if let Some(l) = terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))? {
                     loss = Some(match loss {
                         Some(total) => total + l,
                         None => l,
                     });
                 }
             }
-            loss.expect("the source part").backward()
+            (loss.expect("the source part").backward(), 1)
         }
         // Each sub-batch's graph is freed by its backward pass before the next is built.
         StudentPasses::Sequential => {
-            let mut grads: Option<B::Gradients> = None;
+            let (mut grads, mut passes): (Option<B::Gradients>, usize) = (None, 0);
             for (part, images) in &parts {
                 let x = Tensor::<B, 4>::from_inner(upload(&[images]));
                 let out = student.forward(x.clone());
-                let Some(loss) = terms.loss(*part, out, x)? else { continue };
+                let Some(loss) = terms.loss(*part, out, || x)? else { continue };
                 let g = loss.backward();
+                passes += 1;
                 match grads.as_mut() {
                     Some(acc) => add_gradients(student, acc, g),
                     None => grads = Some(g),
                 }
             }
-            grads.expect("the source part")
+            (grads.expect("the source part"), passes)
         }
     };
+    stats.push(("student_backward_passes".to_string(), backward_passes as f64));
     let StudentTerms { losses, mix_prediction, statistic, .. } = terms;
     let dacs_images = if want_images { mixed.map(|(m, pseudo)| (pseudo, m, mix_prediction)) } else { None };
 
@@ -338,11 +341,12 @@ struct StudentTerms<'a, B: T2sAutodiffBackend> {
 }
 
 impl<B: T2sAutodiffBackend> StudentTerms<'_, B> {
-    /// The loss of one sub-batch from the student's output on it and its input `x`
-    /// `[N, 3, H, W]`; logs its terms by name. None: the part adds no term (a pseudo-target
-    /// pass with both of its terms off, run for the re-weighting statistic alone).
-    fn loss(&mut self, part: Part, out: SegOutput<B>, x: Tensor<B, 4>) -> Result<Option<Tensor<B, 1>>> {
-        let [n, _, h, w] = x.dims();
+    /// The loss of one sub-batch from the student's output on it; `source` gives the source
+    /// images `[N, 3, H, W]` (the feature distance's input, asked for only when that term is on).
+    /// Logs its terms by name. None: the part adds no term (a pseudo-target pass with both of
+    /// its terms off, run for the re-weighting statistic alone).
+    fn loss(&mut self, part: Part, out: SegOutput<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Option<Tensor<B, 1>>> {
+        let [n, h, w] = self.ys.dims();
         let ce = CrossEntropyOptions::default();
         let num_classes = out.logits.dims()[1];
         match part {
@@ -355,7 +359,7 @@ impl<B: T2sAutodiffBackend> StudentTerms<'_, B> {
                 let uda = &self.cfg.uda;
                 if let (Some(imagenet), true) = (self.imagenet, uda.fdist_lambda > 0.0) {
                     let feat = out.features[out.features.len() - 1].clone();
-                    let imnet = imagenet.extract_features(x.inner());
+                    let imnet = imagenet.extract_features(source().inner());
                     let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
                     let [_, _, fh, _] = feat.dims();
                     let factor = (h / fh).max(1);
@@ -370,7 +374,7 @@ impl<B: T2sAutodiffBackend> StudentTerms<'_, B> {
             // 7. The mixed loss, weighted by the pseudo-labels' confidence.
             Part::Mixed => {
                 let mixed = self.mixed.expect("a mixed part comes with its batch");
-                let device = x.device();
+                let device = self.ys.device();
                 let ym = label_tensor::<B>(&mixed.labels, [n, h, w], &device);
                 let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), &device);
                 if let Some(cw) = self.ce_weights {
