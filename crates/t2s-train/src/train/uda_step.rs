@@ -276,16 +276,11 @@ pub fn uda_step<B: T2sAutodiffBackend>(
             let images: Vec<&[f32]> = parts.iter().map(|(_, im)| *im).collect();
             let xs = Tensor::<B, 4>::from_inner(upload(&images));
             let out = student.forward_sub_batches(xs.clone(), parts.len());
-            let mut loss: Option<Tensor<B, 1>> = None;
+            let mut part_losses = Vec::with_capacity(parts.len());
             for (i, ((part, _), out)) in parts.iter().zip(split_output(out, parts.len(), n)).enumerate() {
-                if let Some(l) = terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))? {
-                    loss = Some(match loss {
-                        Some(total) => total + l,
-                        None => l,
-                    });
-                }
+                part_losses.extend(terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))?);
             }
-            (loss.expect("the source part").backward(), 1)
+            (part_losses.into_iter().reduce(|a, b| a + b).expect("the source part").backward(), 1)
         }
         // Each sub-batch's graph is freed by its backward pass before the next is built.
         StudentPasses::Sequential => {
@@ -395,21 +390,18 @@ impl<B: T2sAutodiffBackend> StudentTerms<'_, B> {
                 if let (Some(labels), true) = (self.ys_inner.take(), self.true_class_probability) {
                     self.statistic = Some(PendingStatistic { probs: softmax(logits.clone().inner(), 1), labels });
                 }
-                let mut loss: Option<Tensor<B, 1>> = None;
+                let mut part_terms = Vec::with_capacity(2);
                 if t2s.pseudo_target_ce > 0.0 {
                     let l = cross_entropy(logits, self.ys.clone(), &ce, self.source_pixel_w.clone()).mul_scalar(t2s.pseudo_target_ce);
                     self.losses.push(term("loss_pseudo_target", &l));
-                    loss = Some(l);
+                    part_terms.push(l);
                 }
                 if let Some(plan) = self.t2s_plan.take() {
                     let l = plan.loss(out.embedding.ok_or_else(no_projection)?);
                     self.losses.push(term("loss_t2s", &l));
-                    loss = Some(match loss {
-                        Some(total) => total + l,
-                        None => l,
-                    });
+                    part_terms.push(l);
                 }
-                Ok(loss)
+                Ok(part_terms.into_iter().reduce(|a, b| a + b))
             }
         }
     }
