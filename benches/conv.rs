@@ -1,7 +1,7 @@
 //! Criterion benchmark of dense convolutions, forward + backward, as Burn computes them and as
 //! `t2s_model::conv_gemm` rewrites them (one matrix product): `cargo bench --bench conv`.
 //!
-//! `t2s_model::conv::conv2d_forward` uses the rewrite on the CubeCL backends (wgpu, CUDA), where
+//! `t2s_model::ops::conv::conv2d_forward` uses the rewrite on the CubeCL backends (wgpu, CUDA), where
 //! Burn 0.21 without autotuning runs every convolution as a direct kernel; this measures that
 //! choice. Runs on the CPU backend (for reference: there the networks keep Burn's convolution),
 //! on wgpu when an adapter exists (`T2S_BENCH_WGPU=0` skips it) and, built with
@@ -12,11 +12,11 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, ElementConversion, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use t2s_model::conv::gemm_geometry;
-use t2s_model::conv_bn::ConvSpec;
-use t2s_model::conv_gemm::conv2d_gemm;
+use t2s_model::nets::conv_bn::ConvSpec;
+use t2s_model::ops::conv::gemm_geometry;
+use t2s_model::ops::conv_gemm::conv2d_gemm;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-use t2s_model::depthwise::depthwise_forward;
+use t2s_model::ops::depthwise::depthwise_forward;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 use t2s_model::T2sAutodiffBackend;
 

@@ -4,8 +4,8 @@
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use t2s_model::conv_bn::ConvSpec;
-use t2s_model::depthwise::depthwise_forward;
+use t2s_model::nets::conv_bn::ConvSpec;
+use t2s_model::ops::depthwise::depthwise_forward;
 use t2s_model::{resize_bilinear, SegmentorConfig};
 
 mod common;

@@ -15,8 +15,8 @@ use burn::backend::Autodiff;
 use burn::tensor::{Distribution, ElementConversion, Tensor};
 use core::f64::consts::SQRT_2;
 use criterion::{criterion_group, criterion_main, Criterion};
-use t2s_model::layer_norm::burn_layer_norm;
-use t2s_model::mit::MitBlock;
+use t2s_model::nets::mit::MitBlock;
+use t2s_model::ops::layer_norm::burn_layer_norm;
 use t2s_model::T2sAutodiffBackend;
 
 mod common;

@@ -26,11 +26,13 @@ use serde_json::json;
 use t2s_data::synth::Domain;
 use t2s_data::visualize::{colorize, save_png};
 use t2s_train::config::Method;
+use t2s_train::config::SetReader;
 use t2s_train::train::run_dir::create_run_dir;
-use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainOptions};
+use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainEvent, TrainOptions};
 
 use crate::device::BackendTask;
 use crate::plots::{grouped_bar_chart, line_chart, Series};
+use crate::train_cmd::show_notice;
 
 /// The demo's configuration (configs/synthetic_demo.toml), built into the binary.
 const DEMO_CONFIG: &str = include_str!("../configs/synthetic_demo.toml");
@@ -183,7 +185,10 @@ impl BackendTask for Demo {
                 }
                 "oracle" => {
                     cfg.uda.method = Method::SourceOnly;
-                    cfg.data.source.domain = Some(Domain::Target);
+                    match &mut cfg.data.source.reader {
+                        SetReader::Synthetic(s) => s.domain = Some(Domain::Target),
+                        SetReader::Files(_) => bail!("--with-oracle trains on the synthetic target's labels: keep data.source synthetic"),
+                    }
                     (iters, 0)
                 }
                 m => {
@@ -292,13 +297,16 @@ fn train_with_bar<B: T2sBackend>(
     );
     bar.set_prefix(label.to_string());
     let started = Instant::now();
-    let progress = |done: usize, _total: usize, losses: &[(String, f64)]| {
-        bar.set_position(done as u64);
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let total: f64 = losses.iter().map(|(_, v)| v).sum();
-        bar.set_message(format!("{rate:.2} it/s loss {total:.3}"));
+    let events = |event: TrainEvent| {
+        if let TrainEvent::Iteration { done, losses, .. } = event {
+            bar.set_position(done as u64);
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let total: f64 = losses.iter().map(|(_, v)| v).sum();
+            bar.set_message(format!("{rate:.2} it/s loss {total:.3}"));
+        }
+        show_notice(&bar, &event);
     };
-    let opts = TrainOptions { run_dir, resume: false, until: Some(until), stop, progress: &progress };
+    let opts = TrainOptions { run_dir, resume: false, until: Some(until), stop, events: &events };
     let summary = t2s_train::train::<Autodiff<B>>(cfg, &opts, device)?;
     bar.finish_and_clear();
     Ok(summary)

@@ -18,6 +18,7 @@ mod train_cmd;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use t2s_model::T2sBackend;
 
 use cli::{Cli, Command, ImportArgs, PredictArgs};
@@ -118,13 +119,19 @@ impl BackendTask for Predict {
                 loaded.config.num_classes
             );
         }
-        let opts = t2s_train::PredictOptions {
-            output: a.output.clone(),
-            save_logits: a.save_logits,
-            overlay_alpha: a.overlay_alpha,
-            progress: true,
+        let opts = t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha };
+        let bar = ProgressBar::new(images.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        let progress = |done: usize, next: &std::path::Path| {
+            bar.set_position(done as u64);
+            bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         };
-        let written = t2s_train::predict_images(&loaded.model, &device, &images, &space, &opts)?;
+        let written = t2s_train::predict_images(&loaded.model, &device, &images, &space, &opts, &progress)?;
+        bar.finish_and_clear();
         eprintln!("wrote predictions for {} image(s) to {}", written.len(), a.output.display());
         Ok(())
     }

@@ -12,7 +12,7 @@ use burn::backend::Autodiff;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use t2s_train::train::run_dir::create_run_dir;
-use t2s_train::{RunConfig, TrainOptions};
+use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
 use crate::device::BackendTask;
 
@@ -29,6 +29,15 @@ pub fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     })
     .context("installing the Ctrl-C handler")?;
     Ok(stop)
+}
+
+/// Prints a run's notes and warnings (above `bar`, so that it does not garble them).
+pub fn show_notice(bar: &ProgressBar, event: &TrainEvent) {
+    match event {
+        TrainEvent::Note(note) => bar.suspend(|| eprintln!("{note}")),
+        TrainEvent::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
+        TrainEvent::Iteration { .. } => {}
+    }
 }
 
 /// Arguments of `t2s train`.
@@ -91,17 +100,20 @@ impl BackendTask for Train {
         );
         let started = Instant::now();
         let first = std::cell::Cell::new(None::<usize>);
-        let progress = |done: usize, _total: usize, losses: &[(String, f64)]| {
-            let start = first.get().unwrap_or_else(|| {
-                first.set(Some(done - 1));
-                done - 1
-            });
-            bar.set_position(done as u64);
-            let rate = (done - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let l: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-            bar.set_message(format!("{rate:.2} it/s {}", l.join(" ")));
+        let events = |event: TrainEvent| {
+            if let TrainEvent::Iteration { done, losses, .. } = event {
+                let start = first.get().unwrap_or_else(|| {
+                    first.set(Some(done - 1));
+                    done - 1
+                });
+                bar.set_position(done as u64);
+                let rate = (done - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let l: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                bar.set_message(format!("{rate:.2} it/s {}", l.join(" ")));
+            }
+            show_notice(&bar, &event);
         };
-        let opts = TrainOptions { run_dir: run_dir.clone(), resume: a.resume.is_some(), until: a.until, stop, progress: &progress };
+        let opts = TrainOptions { run_dir: run_dir.clone(), resume: a.resume.is_some(), until: a.until, stop, events: &events };
         let summary = t2s_train::train::<Autodiff<B>>(&cfg, &opts, &device)?;
         bar.finish_and_clear();
         eprintln!(

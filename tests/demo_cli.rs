@@ -1,15 +1,16 @@
 //! `t2s demo` end to end on the CPU, shortened with `--iters`: every report file is written and
 //! results.json holds each method's mIoU and per-class IoU, consistent with the table.
 
-use std::process::Command;
+mod common;
+
+use common::t2s;
 
 #[test]
 fn demo_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
-        .current_dir(dir.path())
-        .args(["--device", "cpu", "demo", "--quick", "--iters", "6", "--with-oracle", "--output"])
+    let o = t2s(dir.path())
+        .args(["demo", "--quick", "--iters", "6", "--with-oracle", "--output"])
         .arg(&out)
         // Smaller evaluation split and training set to keep CI fast.
         .args(["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"])
@@ -56,15 +57,19 @@ fn demo_writes_the_report() {
 
     // --warmup-from: t2s alone from the first report's warm-up reproduces its t2s exactly.
     let small = ["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"];
+    // `t2s demo` with `iters` iterations, `t2s` alone, its warm-up taken from the first report.
+    let from_warmup = |iters: &str, output: &std::path::Path| {
+        t2s(dir.path())
+            .args(["demo", "--quick", "--iters", iters, "--methods", "t2s", "--warmup-from"])
+            .arg(&out)
+            .arg("--output")
+            .arg(output)
+            .args(small)
+            .output()
+            .unwrap()
+    };
     let again = dir.path().join("again");
-    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
-        .args(["--device", "cpu", "demo", "--quick", "--iters", "6", "--methods", "t2s", "--warmup-from"])
-        .arg(&out)
-        .arg("--output")
-        .arg(&again)
-        .args(small)
-        .output()
-        .unwrap();
+    let o = from_warmup("6", &again);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("warm-up taken from"), "{stderr}");
@@ -77,27 +82,13 @@ fn demo_writes_the_report() {
     assert_eq!(redo["methods"]["t2s"]["miou"], results["methods"]["t2s"]["miou"]);
 
     // A different schedule would not have the same warm-up: refused, naming the section.
-    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
-        .args(["--device", "cpu", "demo", "--quick", "--iters", "8", "--methods", "t2s", "--warmup-from"])
-        .arg(&out)
-        .arg("--output")
-        .arg(dir.path().join("refused"))
-        .args(small)
-        .output()
-        .unwrap();
+    let o = from_warmup("8", &dir.path().join("refused"));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("[schedule]"), "{stderr}");
     assert!(!dir.path().join("refused").exists(), "a refused demo leaves no folder");
     // So would a warm-up of another length (this demo adapts from 6 / 4 = 1).
     std::fs::write(out.join("seed_0/warmup.json"), r#"{"iteration":2}"#).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_t2s"))
-        .args(["--device", "cpu", "demo", "--quick", "--iters", "6", "--methods", "t2s", "--warmup-from"])
-        .arg(&out)
-        .arg("--output")
-        .arg(dir.path().join("refused"))
-        .args(small)
-        .output()
-        .unwrap();
+    let o = from_warmup("6", &dir.path().join("refused"));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("ends at iteration 2") && stderr.contains("--adapt-from 2"), "{stderr}");
 }

@@ -1,16 +1,12 @@
 //! `t2s eval` end to end on the synthetic benchmark: the report covers every labelled pixel of
 //! the split, and bad configurations fail with messages naming the setting.
 
-use std::process::Command;
+mod common;
 
 use t2s_data::synth::{Domain, Split, SynthConfig, SyntheticDataset};
 use t2s_data::Dataset;
 
-fn t2s() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_t2s"));
-    c.args(["--device", "cpu"]);
-    c
-}
+use common::t2s;
 
 const CONFIG: &str = r#"
 [model]
@@ -36,7 +32,7 @@ fn eval_counts_every_labelled_pixel_and_writes_reports() {
     let cfg = dir.path().join("run.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
     let out = dir.path().join("out");
-    let o = t2s().args(["eval", "--config"]).arg(&cfg).arg("--output").arg(&out).output().unwrap();
+    let o = t2s(dir.path()).args(["eval", "--config"]).arg(&cfg).arg("--output").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("mIoU19 (19 classes)"), "{stdout}");
@@ -61,12 +57,12 @@ fn eval_rejects_configs_without_eval_sets_and_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("run.toml");
     std::fs::write(&cfg, CONFIG.replace("[[data.eval]]", "[data.unused]")).unwrap();
-    let o = t2s().args(["eval", "--config"]).arg(&cfg).output().unwrap();
+    let o = t2s(dir.path()).args(["eval", "--config"]).arg(&cfg).output().unwrap();
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("unused") && e.contains("run.toml"), "{e}");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let o = t2s().args(["eval", "--config"]).arg(&cfg).args(["--set", "eval.intervall=3"]).output().unwrap();
+    let o = t2s(dir.path()).args(["eval", "--config"]).arg(&cfg).args(["--set", "eval.intervall=3"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("intervall"));
 }

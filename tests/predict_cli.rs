@@ -1,15 +1,15 @@
 //! End-to-end tests of `t2s predict` and `t2s import-weights` on generated files, and of the
 //! wgpu backend against the CPU backend.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::backend::Flex;
 use t2s_model::{save_t2s, SegmentorConfig};
 
-fn t2s() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_t2s"))
-}
+use common::t2s_program;
 
 /// A small network (MiT with the DAFormer head and a projection head) with random weights,
 /// saved as a t2s weight file.
@@ -72,7 +72,7 @@ fn predict_writes_labels_overlays_and_logits_at_any_size() {
     write_image(&inputs.join("b.jpg"), 64, 50);
     let out = dir.path().join("out");
     run_ok(
-        t2s()
+        t2s_program()
             .args(["--device", "cpu", "predict", "--weights"])
             .arg(&weights)
             .arg("--input")
@@ -110,7 +110,7 @@ fn predict_writes_labels_overlays_and_logits_at_any_size() {
 #[test]
 fn bad_inputs_fail_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let out = t2s()
+    let out = t2s_program()
         .args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input", "x.png", "--output"])
         .arg(dir.path())
         .output()
@@ -120,7 +120,7 @@ fn bad_inputs_fail_with_clear_messages() {
     assert!(err.contains("x.png"), "{err}");
 
     write_image(&dir.path().join("i.png"), 8, 8);
-    let out = t2s()
+    let out = t2s_program()
         .args(["--device", "cpu", "predict", "--model", "no-such-preset", "--input"])
         .arg(dir.path().join("i.png"))
         .arg("--output")
@@ -130,14 +130,16 @@ fn bad_inputs_fail_with_clear_messages() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no-such-preset") && err.contains("daformer-mitb5"), "{err}");
 
-    let out =
-        t2s().args(["--device", "tpu", "predict", "--model", "daformer-mitb0", "--input", "i.png", "--output", "o"]).output().unwrap();
+    let out = t2s_program()
+        .args(["--device", "tpu", "predict", "--model", "daformer-mitb0", "--input", "i.png", "--output", "o"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tpu"), "{err}");
 
     // A checkpoint for another architecture is refused, naming the tensors.
     let (weights, _) = tiny_model(dir.path());
-    let out = t2s()
+    let out = t2s_program()
         .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
         .arg(&weights)
         .arg("--input")
@@ -162,7 +164,7 @@ fn wgpu_logits_match_cpu() {
     let mut logits = Vec::new();
     for device in ["cpu", "wgpu"] {
         let out_dir = dir.path().join(device);
-        let mut cmd = t2s();
+        let mut cmd = t2s_program();
         if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
             // Autotuning benchmarks kernel variants on first use: minutes on a software Vulkan
             // driver, for no gain in a correctness test.
@@ -207,7 +209,7 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
     .unwrap();
     let converted = dir.path().join("net.safetensors");
     let log = run_ok(
-        t2s()
+        t2s_program()
             .arg("import-weights")
             .arg("--model")
             .arg(&cfg)
@@ -223,7 +225,7 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
     let a = dir.path().join("a");
     let b = dir.path().join("b");
     run_ok(
-        t2s()
+        t2s_program()
             .args(["--device", "cpu", "predict", "--model"])
             .arg(&cfg)
             .arg("--weights")
@@ -236,7 +238,7 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
             .arg("--save-logits"),
     );
     run_ok(
-        t2s()
+        t2s_program()
             .args(["--device", "cpu", "predict", "--weights"])
             .arg(&converted)
             .arg("--input")
@@ -247,7 +249,7 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
     );
     assert_eq!(read_npy(&a.join("x_logits.npy")), read_npy(&b.join("x_logits.npy")));
     // Converting a t2s file again is refused.
-    let out = t2s()
+    let out = t2s_program()
         .arg("import-weights")
         .arg("--model")
         .arg(&cfg)

@@ -1,14 +1,14 @@
 //! End-to-end tests of `t2s prepare` on a tiny GTA5-layout fixture: class counts checked against
 //! hand-computed numbers, a second run that changes nothing, and a corrupt file reported.
 
+mod common;
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn t2s() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_t2s"))
-}
+use common::t2s_program;
 
 /// An 8-bit palette PNG whose indices are `indices` (GTA5's label format); the palette colours
 /// differ from the indices, so a reader that expanded the palette would get other numbers.
@@ -48,7 +48,7 @@ fn gta_fixture(root: &Path) {
 }
 
 fn run(root: &Path) -> Output {
-    t2s().args(["prepare", "gta5"]).arg(root).args(["--jobs", "2"]).output().expect("t2s runs")
+    t2s_program().args(["prepare", "gta5"]).arg(root).args(["--jobs", "2"]).output().expect("t2s runs")
 }
 
 /// The counts of the 19 train ids with the given (train id, pixels) set.
@@ -122,10 +122,10 @@ fn prepare_reports_corrupt_files_and_fails() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("t2s_class_stats.json")).unwrap()).unwrap();
     assert_eq!(json["images"].as_object().unwrap().len(), 2);
 
-    let out = t2s().args(["prepare", "gta5"]).arg(root.join("nowhere")).output().unwrap();
+    let out = t2s_program().args(["prepare", "gta5"]).arg(root.join("nowhere")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("nowhere/images: folder not found"), "{stderr}");
-    let out = t2s().args(["prepare", "gta"]).arg(root).output().unwrap();
+    let out = t2s_program().args(["prepare", "gta"]).arg(root).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("known datasets are gta5"), "{stderr}");
 }

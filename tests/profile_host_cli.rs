@@ -1,18 +1,16 @@
 //! End-to-end test of `--profile-host`: a command run under it writes the flamegraph and the
 //! per-thread table, with the command's own functions in them; bad windows are refused.
 
-use std::process::Command;
+mod common;
 
-fn t2s() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_t2s"))
-}
+use common::t2s_program;
 
 #[test]
 fn profile_host_samples_the_command_it_wraps() {
     let dir = tempfile::tempdir().expect("temp dir");
     let svg = dir.path().join("profile").join("host.svg");
     // Rendering synthetic scenes keeps the CPU busy for about a second in a debug build.
-    let out = t2s()
+    let out = t2s_program()
         .arg("--profile-host")
         .arg(&svg)
         .args(["synth", "--out"])
@@ -33,12 +31,12 @@ fn profile_host_samples_the_command_it_wraps() {
 fn profile_host_refuses_a_window_that_is_not_a_duration() {
     let dir = tempfile::tempdir().expect("temp dir");
     let svg = dir.path().join("host.svg");
-    let out = t2s().arg("--profile-host").arg(&svg).args(["--profile-host-start", "NaN", "models"]).output().expect("t2s runs");
+    let out = t2s_program().arg("--profile-host").arg(&svg).args(["--profile-host-start", "NaN", "models"]).output().expect("t2s runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--profile-host-start NaN: must be a number of seconds"), "{err}");
     assert!(!svg.exists());
     // The window flags mean nothing without --profile-host: clap says so.
-    let out = t2s().args(["--profile-host-seconds", "3", "models"]).output().expect("t2s runs");
+    let out = t2s_program().args(["--profile-host-seconds", "3", "models"]).output().expect("t2s runs");
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--profile-host <SVG>"));
 }

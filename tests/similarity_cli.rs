@@ -3,72 +3,21 @@
 //! twice). The IoU must be `t2s eval`'s, the pixel counts those of the majority-downscaled labels,
 //! and identical weights must give identical cosines.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use t2s_data::synth::{Domain, Split, SynthConfig, SyntheticDataset};
 use t2s_data::Dataset;
 
-const CONFIG: &str = r#"
-[model.network]
-num_classes = 19
-[model.network.backbone]
-type = "resnet"
-depth = 0
-layers = [1, 1, 1, 1]
-block = "bottleneck"
-stem = "deep"
-stem_width = 8
-base_width = 4
-[model.network.decode_head]
-type = "deeplabv2"
-[model.network.projection]
-dim = 16
+use common::t2s;
 
-[uda]
-method = "source_only"
-
-[data]
-batch_size = 2
-crop = [32, 64]
-workers = 2
-
-[data.source]
-kind = "synthetic"
-domain = "source"
-len = 16
-size = [64, 32]
-
-[[data.eval]]
-kind = "synthetic"
-domain = "target"
-len = 2
-size = [64, 32]
-
-[data.rcs]
-min_pixels = 50
-
-[optim]
-lr = 1e-3
-
-[schedule]
-max_iters = 4
-warmup_iters = 1
-
-[eval]
-interval = 0
-
-[run]
-log_interval = 1
-checkpoint_interval = 2
-"#;
-
-fn t2s(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_t2s"));
-    c.current_dir(dir).args(["--device", "cpu"]);
-    c
+/// The tiny network with a projection head, trained source-only for 4 iterations.
+fn config() -> String {
+    common::tiny_source_only_run()
+        .replace("[model.network.decode_head]", "[model.network.projection]\ndim = 16\n[model.network.decode_head]")
 }
 
 fn run_ok(dir: &Path, args: &[&str]) -> String {
@@ -104,7 +53,7 @@ fn expected_target_pixels(n: usize) -> Vec<u64> {
 fn similarity_reports_cosines_and_the_eval_iou_of_each_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("tiny.toml"), CONFIG).unwrap();
+    std::fs::write(d.join("tiny.toml"), config()).unwrap();
     run_ok(d, &["train", "--config", "tiny.toml", "--set", "run.name=r"]);
     let early = "runs/r/checkpoints/iter_000002/student.safetensors";
     let last = "runs/r/checkpoints/iter_000004/student.safetensors";
@@ -169,7 +118,7 @@ fn similarity_reports_cosines_and_the_eval_iou_of_each_checkpoint() {
 fn similarity_needs_a_projection_head_and_matching_names() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("plain.toml"), CONFIG.replace("[model.network.projection]\ndim = 16\n", "")).unwrap();
+    std::fs::write(d.join("plain.toml"), common::tiny_source_only_run()).unwrap();
     std::fs::write(d.join("w.safetensors"), b"not used").unwrap();
     let o = t2s(d).args(["similarity", "--config", "plain.toml", "--weights", "w.safetensors"]).output().unwrap();
     assert!(!o.status.success());

@@ -1,14 +1,13 @@
 //! End-to-end test of `t2s synth`: the files it writes, their sizes and that they hold what the
 //! library renders.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use t2s_data::synth::{render, Domain, Split};
 
-fn t2s() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_t2s"))
-}
+use common::t2s_program;
 
 fn dims(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -18,8 +17,12 @@ fn dims(path: &Path) -> (u32, u32) {
 fn synth_writes_a_cityscapes_like_copy_of_both_domains() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("synth");
-    let status =
-        t2s().args(["synth", "--out"]).arg(&out).args(["--count", "2", "--width", "64", "--height", "32"]).status().expect("t2s runs");
+    let status = t2s_program()
+        .args(["synth", "--out"])
+        .arg(&out)
+        .args(["--count", "2", "--width", "64", "--height", "32"])
+        .status()
+        .expect("t2s runs");
     assert!(status.success());
     for (split, count) in [("train", 2), ("val", 1)] {
         for domain in ["source", "target"] {
@@ -47,7 +50,7 @@ fn synth_writes_a_cityscapes_like_copy_of_both_domains() {
 #[test]
 fn synth_writes_one_domain_and_rejects_bad_sizes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let status = t2s()
+    let status = t2s_program()
         .args(["synth", "--out"])
         .arg(dir.path())
         .args(["--count", "1", "--val-count", "0", "--width", "40", "--height", "24", "--domain", "target", "--seed", "5"])
@@ -58,7 +61,7 @@ fn synth_writes_one_domain_and_rejects_bad_sizes() {
     assert!(!dir.path().join("leftImg8bit/train/source").exists());
     assert!(!dir.path().join("leftImg8bit/val/target/target_val_000000_leftImg8bit.png").exists());
 
-    let out = t2s().args(["synth", "--out"]).arg(dir.path()).args(["--width", "0"]).output().expect("t2s runs");
+    let out = t2s_program().args(["synth", "--out"]).arg(dir.path()).args(["--width", "0"]).output().expect("t2s runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--width 0"), "{err}");

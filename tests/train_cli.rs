@@ -1,66 +1,12 @@
 //! `t2s train` end to end on the CPU with a tiny network on the synthetic benchmark: the run
 //! folder, checkpoints, evaluation, and exact continuation with `--until` + `--resume`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-const CONFIG: &str = r#"
-[model.network]
-num_classes = 19
-[model.network.backbone]
-type = "resnet"
-depth = 0
-layers = [1, 1, 1, 1]
-block = "bottleneck"
-stem = "deep"
-stem_width = 8
-base_width = 4
-[model.network.decode_head]
-type = "deeplabv2"
-
-[uda]
-method = "source_only"
-
-[data]
-batch_size = 2
-crop = [32, 64]
-workers = 2
-
-[data.source]
-kind = "synthetic"
-domain = "source"
-len = 16
-size = [64, 32]
-
-[[data.eval]]
-kind = "synthetic"
-domain = "target"
-len = 2
-size = [64, 32]
-
-[data.rcs]
-min_pixels = 50
-
-[optim]
-lr = 1e-3
-
-[schedule]
-max_iters = 4
-warmup_iters = 1
-
-[eval]
-interval = 0
-
-[run]
-log_interval = 1
-checkpoint_interval = 2
-"#;
-
-fn t2s(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_t2s"));
-    c.current_dir(dir).args(["--device", "cpu"]);
-    c
-}
+use common::{t2s, tiny_source_only_run as config, training_records, SYNTHETIC_TARGET};
 
 fn losses(run: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -74,7 +20,7 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
 #[test]
 fn train_writes_a_run_and_resume_continues_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tiny.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
     let run = |args: &[&str]| {
         let o = t2s(dir.path()).arg("train").args(args).output().unwrap();
         assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
@@ -116,7 +62,7 @@ fn train_writes_a_run_and_resume_continues_exactly() {
 #[test]
 fn bad_runs_fail_before_training() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tiny.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
     // Resuming a folder that is not a run.
     let o = t2s(dir.path()).args(["train", "--resume", "nowhere"]).output().unwrap();
     assert!(!o.status.success());
@@ -140,11 +86,11 @@ fn bad_runs_fail_before_training() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("data.source"), "{e}");
     // Self-training without a target set, and T2S without a projection head, are named.
-    std::fs::write(dir.path().join("dacs.toml"), CONFIG.replace("source_only", "dacs")).unwrap();
+    std::fs::write(dir.path().join("dacs.toml"), config().replace("source_only", "dacs")).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "dacs.toml", "--set", "run.name=d"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("[data.target]"));
-    std::fs::write(dir.path().join("t2s.toml"), CONFIG.replace("source_only", "t2s") + TARGET).unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), config().replace("source_only", "t2s") + SYNTHETIC_TARGET).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "t2s.toml", "--set", "run.name=t"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("projection"));
@@ -153,7 +99,7 @@ fn bad_runs_fail_before_training() {
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tiny.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
     // A learning rate of 1e30 (1e24 after the warm-up ratio): AdamW moves every weight by about
     // the learning rate, batch norm's γ and β too, so the second iteration's logits overflow f32
     // and its loss is not finite. The first iteration's loss, before any step, is.
@@ -179,7 +125,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
 #[test]
 fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tiny.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
     // A long schedule with no periodic checkpoint: only the Ctrl-C writes one.
     let child = t2s(dir.path())
         .args(["train", "--config", "tiny.toml", "--set", "run.name=int", "--set", "schedule.max_iters=100000"])
@@ -212,27 +158,15 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     assert_eq!(iters[iters.len() - 2..], [n as u64 + 1, n as u64 + 2], "{iters:?}");
 }
 
-const TARGET: &str = "\n[data.target]\nkind = \"synthetic\"\ndomain = \"target\"\nlen = 16\nsize = [64, 32]\n";
-
 /// Every logged number of every iteration, by name.
-fn records(run: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v.get("loss_source").is_some())
-        .map(|v| v.as_object().unwrap().clone())
-        .collect()
-}
-
 #[test]
 fn t2s_trains_every_term_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     // The T2S network needs its projection head; a debug picture every 2 iterations.
-    let config = CONFIG
+    let config = config()
         .replace("source_only", "t2s")
         .replace("[model.network.decode_head]", "[model.network.projection]\ndim = 8\n[model.network.decode_head]")
-        + TARGET
+        + SYNTHETIC_TARGET
         + "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n";
     let config = config.replace("checkpoint_interval = 2", "checkpoint_interval = 2\ndebug_interval = 2");
     std::fs::write(dir.path().join("t2s.toml"), config).unwrap();
@@ -242,7 +176,7 @@ fn t2s_trains_every_term_and_resumes_exactly() {
     };
     run(&["--config", "t2s.toml", "--set", "run.name=straight"]);
     let straight = dir.path().join("runs/straight");
-    let a = records(&straight);
+    let a = training_records(&straight);
     assert_eq!(a.len(), 4);
     for r in &a {
         for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
@@ -268,10 +202,10 @@ fn t2s_trains_every_term_and_resumes_exactly() {
 
     // Without a target set, t2s is domain generalisation: no pseudo-labels or mixing, pseudo-
     // targets styled after other source images, the contrastive term still on.
-    let dg_config = std::fs::read_to_string(dir.path().join("t2s.toml")).unwrap().replace(TARGET, "");
+    let dg_config = std::fs::read_to_string(dir.path().join("t2s.toml")).unwrap().replace(SYNTHETIC_TARGET, "");
     std::fs::write(dir.path().join("dg.toml"), dg_config).unwrap();
     run(&["--config", "dg.toml", "--set", "run.name=dg", "--set", "schedule.max_iters=2"]);
-    let dg = records(&dir.path().join("runs/dg"));
+    let dg = training_records(&dir.path().join("runs/dg"));
     assert_eq!(dg.len(), 2);
     for r in &dg {
         assert!(r.get("loss_mix").is_none() && r.get("pseudo_confidence").is_none(), "{r:?}");
@@ -286,7 +220,7 @@ fn t2s_trains_every_term_and_resumes_exactly() {
     // Two iterations, then resume: every logged number is the same.
     run(&["--config", "t2s.toml", "--set", "run.name=halves", "--until", "2"]);
     run(&["--resume", "runs/halves"]);
-    assert_same_records(&a, &records(&dir.path().join("runs/halves")), 1e-5, "resumed");
+    assert_same_records(&a, &training_records(&dir.path().join("runs/halves")), 1e-5, "resumed");
 
     // The student's sub-batches one after another, each with its own backward pass and the
     // gradients summed: the same step as the joint pass (this network has no dropout), so the
@@ -297,7 +231,7 @@ fn t2s_trains_every_term_and_resumes_exactly() {
     // loss_t2s 1.6856 against 1.6846).
     run(&["--config", "t2s.toml", "--set", "run.name=sequential", "--set", "uda.student_passes=sequential", "--until", "3"]);
     let sequential = dir.path().join("runs/sequential");
-    let s = records(&sequential);
+    let s = training_records(&sequential);
     assert_same_records(&a[..3], &s, 1e-5, "sequential");
     for (ra, rs) in a.iter().zip(&s) {
         assert_eq!((ra["student_backward_passes"].as_f64(), rs["student_backward_passes"].as_f64()), (Some(1.0), Some(3.0)));

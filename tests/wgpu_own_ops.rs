@@ -18,11 +18,11 @@ use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use core::f64::consts::SQRT_2;
-use t2s_model::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
-use t2s_model::conv_bn::ConvSpec;
-use t2s_model::conv_gemm::patchify_tokens;
-use t2s_model::depthwise::DepthwiseGeometry;
-use t2s_model::layer_norm::burn_layer_norm;
+use t2s_model::nets::conv_bn::ConvSpec;
+use t2s_model::ops::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
+use t2s_model::ops::conv_gemm::patchify_tokens;
+use t2s_model::ops::depthwise::DepthwiseGeometry;
+use t2s_model::ops::layer_norm::burn_layer_norm;
 use t2s_model::{T2sAutodiffBackend, T2sBackend};
 
 /// Whether a wgpu adapter exists; without one the tests are skipped, unless `T2S_REQUIRE_WGPU`

@@ -4,91 +4,32 @@
 
 #![cfg(feature = "wgpu")]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-const CONFIG: &str = r#"
-[model.network]
-num_classes = 19
-[model.network.backbone]
-type = "resnet"
-depth = 18
-layers = [1, 1, 1, 1]
-stem_width = 16
-base_width = 16
-widths = [16, 24, 32, 48]
-output_stride = 8
-[model.network.projection]
-dim = 16
-[model.network.decode_head]
-type = "deeplabv2"
+use common::{resnet_network, short_schedule, t2s_program, training_records, SYNTHETIC_DATA, SYNTHETIC_TARGET};
 
-[uda]
-method = "t2s"
-
-[data]
-batch_size = 2
-crop = [32, 64]
-workers = 2
-
-[data.source]
-kind = "synthetic"
-domain = "source"
-len = 16
-size = [64, 32]
-
-[data.target]
-kind = "synthetic"
-domain = "target"
-len = 16
-size = [64, 32]
-
-[[data.eval]]
-kind = "synthetic"
-domain = "target"
-len = 2
-size = [64, 32]
-
-[data.rcs]
-min_pixels = 50
-
-[optim]
-lr = 1e-3
-
-[schedule]
-max_iters = 3
-warmup_iters = 1
-
-[eval]
-interval = 0
-
-[run]
-log_interval = 1
-checkpoint_interval = 3
-
+/// A small ResNet-18-shaped network (one block per stage) with a projection head, trained with
+/// every T2S-DA term for 3 iterations.
+fn config() -> String {
+    let backbone = "depth = 18\nstem_width = 16\nbase_width = 16\nwidths = [16, 24, 32, 48]\noutput_stride = 8";
+    let network = resnet_network(backbone) + "[model.network.projection]\ndim = 16\n\n[uda]\nmethod = \"t2s\"\n";
+    let t2s = "
 [t2s]
 fda_beta = 0.05
 queries = 32
 min_queries_per_class = 2
 negatives = 4
 label_min_fraction = 0.5
-"#;
-
-fn records(run: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.as_object().cloned())
-        .filter(|r| r.contains_key("loss_source"))
-        .collect()
+";
+    format!("{network}{SYNTHETIC_DATA}{SYNTHETIC_TARGET}{}{t2s}", short_schedule(3, 3))
 }
 
 #[test]
 fn wgpu_trains_t2s_like_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("t2s.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), config()).unwrap();
     let train = |device: &str, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_t2s"))
+        t2s_program()
             .current_dir(dir.path())
             // In builds with `--features autotune`: tuning every kernel variant is slow on lavapipe
             // (docs/burn-notes.md). The default build does not autotune.
@@ -128,8 +69,8 @@ fn wgpu_trains_t2s_like_the_cpu() {
     let o = train("cpu", &["--set", "run.name=cpu", "--set", &pretrained]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let gpu = records(&dir.path().join("runs/wgpu"));
-    let cpu = records(&dir.path().join("runs/cpu"));
+    let gpu = training_records(&dir.path().join("runs/wgpu"));
+    let cpu = training_records(&dir.path().join("runs/cpu"));
     assert_eq!(gpu.len(), 3, "{gpu:?}");
     assert_eq!(cpu.len(), 3);
     for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
@@ -149,7 +90,7 @@ fn wgpu_trains_t2s_like_the_cpu() {
     // the device): the same steps as the joint pass up to the order of float sums.
     let o = train("wgpu", &["--set", "run.name=sequential", "--set", &pretrained, "--set", "uda.student_passes=\"sequential\""]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let seq = records(&dir.path().join("runs/sequential"));
+    let seq = training_records(&dir.path().join("runs/sequential"));
     assert_eq!(seq.len(), 3);
     assert!(seq.iter().all(|r| r["student_backward_passes"].as_f64() == Some(3.0)), "{seq:?}");
     for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {

@@ -50,6 +50,10 @@ pub enum DataError {
     #[error("size mismatch: {what}")]
     Shape { what: String },
 
+    /// A batch or sample without the labels an operation needs (ClassMix's source batch).
+    #[error("{what} has no labels")]
+    Unlabelled { what: String },
+
     /// The batch loader's worker pool could not start or stopped unexpectedly.
     #[error("batch loader: {message}")]
     Loader { message: String },

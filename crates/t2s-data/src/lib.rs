@@ -2,9 +2,11 @@
 //! with its names and colours, reading images, ImageNet normalisation, writing predictions
 //! (label PNGs, colourised maps, overlays, `.npy` logits), the dataset readers, and the cached
 //! per-image class statistics `t2s prepare` writes, and the training input pipeline: transforms,
-//! FDA, ClassMix, rare class sampling and the parallel batch loader; and the built-in synthetic
-//! domain-shift benchmark (`synth`).
+//! FDA, ClassMix, rare class sampling, the parallel batch loader and the host-side batch mixing
+//! of a self-training step (`batch_mix`: ClassMix + strong augmentation, FDA pseudo-targets);
+//! and the built-in synthetic domain-shift benchmark (`synth`).
 
+pub mod batch_mix;
 pub mod class_stats;
 pub mod classmix;
 pub mod datasets;
@@ -21,6 +23,7 @@ pub mod synth;
 pub mod transforms;
 pub mod visualize;
 
+pub use batch_mix::{class_mix, pseudo_target, rolled_style, MixedBatch};
 pub use class_stats::{class_stats_path, load_class_stats, ClassStats, ImageStats};
 pub use classmix::{classes_present, ClassMixMask};
 pub use datasets::{open_dataset, DatasetKind, DatasetOptions, DatasetReader, LabelUse, ScanReport};

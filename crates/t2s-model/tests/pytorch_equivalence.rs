@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use safetensors::SafeTensors;
-use t2s_model::checkpoint_keys::{rename_key, Family};
-use t2s_model::deeplabv2_head::DeepLabV2HeadConfig;
-use t2s_model::mit::MitConfig;
-use t2s_model::resnet::{BlockKind, ResNetConfig, StemKind};
-use t2s_model::segmentor::{BackboneConfig, DecodeHeadConfig};
+use t2s_model::io::checkpoint_keys::{rename_key, Family};
+use t2s_model::nets::deeplabv2_head::DeepLabV2HeadConfig;
+use t2s_model::nets::mit::MitConfig;
+use t2s_model::nets::resnet::{BlockKind, ResNetConfig, StemKind};
+use t2s_model::nets::segmentor::{BackboneConfig, DecodeHeadConfig};
 use t2s_model::{count_trainable, inventory, load_pytorch, Segmentor, SegmentorConfig};
 
 type B = Flex;
@@ -104,7 +104,7 @@ fn resnet_v1c_bottleneck_output_stride_8_and_deeplabv2() {
 #[test]
 fn mit_with_segformer_head_matches_transformers() {
     let exp = expected("mit.safetensors");
-    let mut head = t2s_model::segformer_head::SegFormerHeadConfig::default();
+    let mut head = t2s_model::nets::segformer_head::SegFormerHeadConfig::default();
     head.embed_dim = 16;
     let (cfg, mut net) = segmentor(BackboneConfig::Mit(tiny_mit()), DecodeHeadConfig::Segformer(head));
     let report = load_pytorch(&mut net, &cfg, &fixture("mit.pth"), Some("segformer.")).expect("loads");
@@ -119,7 +119,7 @@ fn mit_with_segformer_head_matches_transformers() {
 #[test]
 fn mit_with_daformer_head_matches_reference() {
     let exp = expected("mit.safetensors");
-    let mut head = t2s_model::daformer_head::DaFormerHeadConfig::default();
+    let mut head = t2s_model::nets::daformer_head::DaFormerHeadConfig::default();
     head.embed_dim = 16;
     head.channels = 16;
     let (cfg, mut net) = segmentor(BackboneConfig::Mit(tiny_mit()), DecodeHeadConfig::Daformer(head));

@@ -5,7 +5,7 @@ use t2s_data::datasets::{open_dataset, DatasetOptions, LabelUse};
 use t2s_data::synth::{Split, SynthConfig, SyntheticDataset};
 use t2s_data::Dataset;
 
-use crate::config::SetSection;
+use crate::config::{SetReader, SetSection};
 use crate::{Result, TrainError};
 
 /// Synthetic set sizes when `len` is left out.
@@ -41,36 +41,26 @@ pub fn open_set(set: &SetSection, role: SetRole, setting: &str) -> Result<Opened
         SetRole::Target => LabelUse::Ignore,
         SetRole::Source | SetRole::Eval => LabelUse::Require,
     };
-    let opened = match set.kind.reader() {
-        Some(kind) => {
-            let root = set.root.as_ref().ok_or_else(|| TrainError::Usage(format!("{setting}: `root` is required for kind {kind}")))?;
-            let options = DatasetOptions { split: set.split.clone(), labels, mapping: set.mapping.clone() };
-            let (reader, report) = open_dataset(kind, root, &options).map_err(|e| TrainError::Usage(format!("{setting}: {e}")))?;
+    let opened = match &set.reader {
+        SetReader::Files(files) => {
+            let kind = files.kind;
+            let options = DatasetOptions { split: files.split.clone(), labels, mapping: files.mapping.clone() };
+            let (reader, report) = open_dataset(kind, &files.root, &options).map_err(|e| TrainError::Usage(format!("{setting}: {e}")))?;
             let mut notes: Vec<String> = report.skipped.iter().map(|s| format!("skipped {}: {}", s.path.display(), s.reason)).collect();
             notes.extend(report.notes.iter().cloned());
             let split = reader.split().map(|s| format!(" {s}")).unwrap_or_default();
             let name = set.name.clone().unwrap_or_else(|| format!("{kind}{split}"));
-            let stats_cache = Some(t2s_data::class_stats_path(root, reader.split()));
+            let stats_cache = Some(t2s_data::class_stats_path(&files.root, reader.split()));
             OpenedSet { dataset: reader, name, notes, stats_cache }
         }
-        None => {
-            let split = match set.split.as_deref() {
-                None => match role {
-                    SetRole::Eval => Split::Val,
-                    _ => Split::Train,
-                },
-                Some("train") => Split::Train,
-                Some("val") => Split::Val,
-                Some(other) => {
-                    return Err(TrainError::Usage(format!("{setting}: synthetic split {other:?}; expected \"train\" or \"val\"")))
-                }
-            };
-            let domain = set
+        SetReader::Synthetic(synth) => {
+            let split = synth.split.unwrap_or(if role == SetRole::Eval { Split::Val } else { Split::Train });
+            let domain = synth
                 .domain
                 .ok_or_else(|| TrainError::Usage(format!("{setting}: a synthetic set needs `domain = \"source\"` or `\"target\"`")))?;
-            let [width, height] = set.size.unwrap_or([256, 128]);
-            let len = set.len.unwrap_or(if split == Split::Val { SYNTH_VAL_LEN } else { SYNTH_TRAIN_LEN });
-            let config = SynthConfig { domain, split, len, width, height, seed: set.seed.unwrap_or(0) };
+            let [width, height] = synth.size.unwrap_or([256, 128]);
+            let len = synth.len.unwrap_or(if split == Split::Val { SYNTH_VAL_LEN } else { SYNTH_TRAIN_LEN });
+            let config = SynthConfig { domain, split, len, width, height, seed: synth.seed.unwrap_or(0) };
             let dataset = SyntheticDataset::new(config).map_err(|e| TrainError::Usage(format!("{setting}: {e}")))?;
             let name = set.name.clone().unwrap_or_else(|| format!("synthetic {domain} {split}"));
             let dataset: Box<dyn Dataset> = if role == SetRole::Target { Box::new(Unlabelled(dataset)) } else { Box::new(dataset) };

@@ -19,9 +19,36 @@ pub enum TrainError {
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
 
-    /// A combination of command-line inputs that cannot work.
+    /// A combination of command-line inputs or settings that cannot work.
     #[error("{0}")]
     Usage(String),
+
+    /// The summed loss of an iteration stopped being finite; nothing was saved after it.
+    #[error(
+        "the loss became {total} at iteration {iter}: {terms}; stopping without saving (last good checkpoint: {last_checkpoint}). \
+         Lower optim.lr or check the data."
+    )]
+    Diverged {
+        /// 1-based iteration whose loss was not finite.
+        iter: usize,
+        /// The summed loss.
+        total: f64,
+        /// Its named terms, as `[("loss_source", 2.9), …]`.
+        terms: String,
+        /// The newest checkpoint written before it, or "none yet".
+        last_checkpoint: String,
+    },
+
+    /// A training loader that returned no batch (its worker pool stopped).
+    #[error("the {set} loader ended before the run did")]
+    LoaderExhausted {
+        /// `source` or `target`.
+        set: &'static str,
+    },
+
+    /// A state that the validated configuration rules out was reached: a bug in t2s.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
 }
 
 /// Result alias of this crate.

@@ -1,6 +1,16 @@
-//! Wiring of networks and data into what users run: today, building a network from a preset,
-//! a configuration file or a t2s weight file, loading PyTorch or t2s weights into it, and
-//! whole-image inference on image files (`t2s predict`).
+//! Wiring of networks, losses and data into what users run:
+//! - the run configuration ([`config`]: one TOML file, every setting validated up front) and the
+//!   datasets it names ([`data_sets`]);
+//! - training ([`train`]): the adaptation method as a type ([`train::Adaptation`]), the loop that
+//!   opens a run and iterates (step, optimiser, logs, evaluation, checkpoints), one iteration's
+//!   passes ([`train::step`]), the EMA teacher and pseudo-labels ([`self_training`]), the T2S
+//!   term's sampling and state ([`t2s_term`]), t2s's own AdamW/SGD ([`optimizer`]);
+//! - models from presets, configuration or weight files ([`model_source`]), inference (whole
+//!   image or sliding window), evaluation with the anchors' mIoU protocols, prediction on image
+//!   files, and the prototype-similarity analysis (`t2s similarity`).
+//!
+//! The library prints nothing: training reports through [`TrainEvent`]s, evaluation and
+//! prediction through progress callbacks, and the program decides what to show.
 
 pub mod config;
 pub mod data_sets;
@@ -29,4 +39,4 @@ pub use model_source::{load_model, load_model_from, resolve_model_config, Loaded
 pub use optimizer::GroupedOptimizer;
 pub use predict::{predict_images, PredictOptions};
 pub use prototype_similarity::{embedding_class_sums, pearson, prototype_cosines, ClassEmbeddingSums, PrototypeOptions};
-pub use train::{train, TrainOptions, TrainSummary};
+pub use train::{train, TrainEvent, TrainOptions, TrainSummary};

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use t2s_model::T2sBackend;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
 use t2s_data::visualize::{colorize, label_image, overlay, save_png};
 use t2s_data::{normalize_imagenet, read_rgb, DataError, LabelSpace};
 use t2s_model::Segmentor;
@@ -20,8 +19,6 @@ pub struct PredictOptions {
     pub save_logits: bool,
     /// Weight of the colour map in the overlay.
     pub overlay_alpha: f32,
-    /// Show a progress bar.
-    pub progress: bool,
 }
 
 /// Files written for one image.
@@ -39,27 +36,21 @@ pub struct PredictionFiles {
 
 /// Runs `model` on every image and writes its predictions (see [`PredictionFiles`]). Any input
 /// size works: the logits are bilinearly upsampled to the image's size before the argmax.
+/// `progress` is called before each image with the number of images done and the next one.
 pub fn predict_images<B: T2sBackend>(
     model: &Segmentor<B>,
     device: &B::Device,
     images: &[PathBuf],
     space: &LabelSpace,
     opts: &PredictOptions,
+    progress: &dyn Fn(usize, &Path),
 ) -> Result<Vec<PredictionFiles>> {
     std::fs::create_dir_all(&opts.output).map_err(|source| DataError::Io { path: opts.output.clone(), source })?;
-    let bar = if opts.progress { ProgressBar::new(images.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
     let mut written = Vec::with_capacity(images.len());
-    for path in images {
-        bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    for (done, path) in images.iter().enumerate() {
+        progress(done, path);
         written.push(predict_one(model, device, path, space, opts)?);
-        bar.inc(1);
     }
-    bar.finish_and_clear();
     Ok(written)
 }
 

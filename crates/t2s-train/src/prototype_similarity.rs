@@ -8,7 +8,7 @@
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use t2s_data::transforms::resize::{rescale_size, resize_bilinear, resize_nearest};
 use t2s_data::{Dataset, IGNORE_LABEL};
-use t2s_model::segmentor::MIN_PREDICT_SIDE;
+use t2s_model::nets::segmentor::MIN_PREDICT_SIDE;
 use t2s_model::Segmentor;
 use t2s_model::T2sBackend;
 
@@ -272,7 +272,7 @@ mod tests {
         use t2s_data::synth::{Domain, Split, SynthConfig, SyntheticDataset};
         let device = Default::default();
         let mut cfg = t2s_model::SegmentorConfig::preset("deeplabv2-r18").unwrap();
-        cfg.projection = Some(t2s_model::projection_head::ProjectionConfig { dim: 8, hidden: Some(8) });
+        cfg.projection = Some(t2s_model::nets::projection_head::ProjectionConfig { dim: 8, hidden: Some(8) });
         let model = cfg.init::<Flex>(&device).unwrap();
         let data =
             SyntheticDataset::new(SynthConfig { domain: Domain::Source, split: Split::Train, len: 3, width: 72, height: 40, seed: 0 })

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use t2s_train::config::{Method, SetKind};
+use t2s_data::DatasetKind;
+use t2s_train::config::Method;
 use t2s_train::RunConfig;
 
 fn configs() -> Vec<(String, RunConfig)> {
@@ -27,11 +28,11 @@ fn shipped_configs_parse_and_match_their_names() {
             let name = format!("{source}_{model}_{method}");
             let (_, c) = all.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
             assert_eq!(c.uda.method, want, "{name}");
-            let (kind, resize) = if source == "gta2cs" { (SetKind::Gta5, [1280, 720]) } else { (SetKind::Synthia, [1280, 760]) };
-            assert_eq!(c.data.source.kind, kind, "{name}");
+            let (kind, resize) = if source == "gta2cs" { (DatasetKind::Gta5, [1280, 720]) } else { (DatasetKind::Synthia, [1280, 760]) };
+            assert_eq!(c.data.source.file_kind(), Some(kind), "{name}");
             assert_eq!(c.data.source.resize, Some(resize), "{name}");
             assert_eq!(c.data.target.is_some(), want != Method::SourceOnly, "{name}");
-            assert_eq!(c.data.eval[0].kind, SetKind::Cityscapes, "{name}");
+            assert_eq!(c.data.eval[0].file_kind(), Some(DatasetKind::Cityscapes), "{name}");
             assert_eq!(c.eval.resize, Some([1024, 512]), "{name}");
             let preset = c.model.preset.as_deref().unwrap();
             assert!(preset.starts_with(model), "{name}: {preset}");
@@ -50,8 +51,8 @@ fn shipped_configs_parse_and_match_their_names() {
     assert_eq!((sgd.schedule.warmup_iters, sgd.optim.head_lr_mult), (0, 10.0));
     let (_, dg) = all.iter().find(|(n, _)| n == "dg_gta_daformer_source_only").expect("domain generalisation config");
     assert!(dg.data.target.is_none());
-    let kinds: Vec<SetKind> = dg.data.eval.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![SetKind::Cityscapes, SetKind::Bdd100k, SetKind::Mapillary]);
+    let kinds: Vec<Option<DatasetKind>> = dg.data.eval.iter().map(|e| e.file_kind()).collect();
+    assert_eq!(kinds, [DatasetKind::Cityscapes, DatasetKind::Bdd100k, DatasetKind::Mapillary].map(Some));
     // The T2S variant of domain generalisation: the same sets, no target.
     let (_, dg_t2s) = all.iter().find(|(n, _)| n == "dg_gta_daformer_t2s").expect("domain generalisation T2S config");
     assert_eq!((dg_t2s.uda.method, dg_t2s.data.target.is_none()), (Method::T2s, true));
@@ -64,6 +65,6 @@ fn shipped_configs_parse_and_match_their_names() {
     assert_eq!((&syn.uda, &syn.t2s, &syn.optim, &syn.schedule), (&real.uda, &real.t2s, &real.optim, &real.schedule));
     assert_eq!((syn.data.batch_size, syn.data.crop), (real.data.batch_size, real.data.crop));
     let target = syn.data.target.as_ref().unwrap();
-    assert_eq!((syn.data.source.kind, target.kind), (SetKind::Synthetic, SetKind::Synthetic));
-    assert_eq!((syn.data.source.size, target.size), (Some([1280, 720]), Some([1024, 512])));
+    let (source, target) = (syn.data.source.synthetic().expect("a synthetic source"), target.synthetic().expect("a synthetic target"));
+    assert_eq!((source.size, target.size), (Some([1280, 720]), Some([1024, 512])));
 }

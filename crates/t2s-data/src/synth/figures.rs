@@ -4,8 +4,8 @@
 use super::appearance::{class, mix, scaled, Look};
 use super::projection::NEAR;
 use super::raster::{Canvas, Depth};
-use super::render::{draw_cuboid, near_rect, side_rect, visible, visible_side, BILLBOARD, TOWARDS};
 use super::scene::{Cuboid, Cycle, Person, Vehicle, VehicleKind};
+use super::shapes::{draw_cuboid, near_rect, side_rect, visible, visible_side, BILLBOARD, TOWARDS};
 
 /// Label of a vehicle kind.
 fn vehicle_class(kind: VehicleKind) -> u8 {

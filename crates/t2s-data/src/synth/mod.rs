@@ -12,13 +12,15 @@
 //! only. No pixel is ignore (255).
 //!
 //! Layout: `layout` and `appearance` hold the two domains' statistics (the domain shift);
-//! `scene` describes a scene, `street` and `traffic` draw one at random, `projection` is the
-//! pinhole camera, `raster`, `render` and `figures` rasterise it, `sensor` develops the image,
-//! `noise` hashes per-pixel randomness; `dataset` wraps it all as a [`crate::Dataset`], `stats`
-//! measures class frequencies.
+//! `scene` describes a scene, `street` and `traffic` draw one at random (with the draws they
+//! share in `draws`), `projection` is the pinhole camera, `raster`, `render` and `figures`
+//! rasterise it (from the primitives in `shapes`), `sensor` develops the image, `noise` hashes
+//! per-pixel randomness; `dataset` wraps it all as a [`crate::Dataset`], `stats` measures class
+//! frequencies.
 
 mod appearance;
 mod dataset;
+mod draws;
 mod figures;
 mod layout;
 mod noise;
@@ -27,6 +29,7 @@ mod raster;
 mod render;
 mod scene;
 mod sensor;
+mod shapes;
 mod stats;
 mod street;
 #[cfg(test)]

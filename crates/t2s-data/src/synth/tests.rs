@@ -181,7 +181,7 @@ fn a_rendered_box_labels_exactly_the_pixels_it_covers() {
     };
     let mut canvas = Canvas::new(cam, 160, 80);
     let b = Cuboid { x: (-0.9, 1.1), y: (0.0, 2.9), z: (7.3, 11.0) };
-    super::render::draw_cuboid_for_test(&mut canvas, &b, class::TRUCK, [0.2, 0.4, 0.6], &look);
+    super::shapes::draw_cuboid(&mut canvas, &b, class::TRUCK, [0.2, 0.4, 0.6], &look);
     let (left, top) = cam.project([-0.9, 2.9, 7.3]);
     let (right, bottom) = cam.project([1.1, 0.0, 7.3]);
     for r in 0..80 {

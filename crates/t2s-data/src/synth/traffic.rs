@@ -6,9 +6,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::appearance::{class, scaled, uniform, Palette};
+use super::draws::{away, chance, log_uniform, poisson};
 use super::layout::LayoutStats;
 use super::scene::{Cuboid, Cycle, Ground, Person, Thing, Vehicle, VehicleKind};
-use super::street::{away, chance, log_uniform, poisson};
 
 /// The lanes of the carriageway: how many, how wide, where lane 0's left edge lies, and which
 /// sides have a parking strip. The left half of the lanes carries oncoming traffic.

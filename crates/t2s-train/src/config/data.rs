@@ -5,84 +5,167 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use t2s_data::datasets::{DatasetKind, LabelUse};
-use t2s_data::synth::Domain;
+use t2s_data::datasets::DatasetKind;
+use t2s_data::synth::{Domain, Split};
 
-/// What kind of set: a reader of files on disk, or the generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SetKind {
-    /// GTA5 (`images/`, `labels/`).
-    Gta5,
-    /// SYNTHIA-RAND-CITYSCAPES (`RGB/`, `GT/LABELS/`).
-    Synthia,
-    /// Cityscapes (`leftImg8bit/`, `gtFine/`).
-    Cityscapes,
-    /// BDD100K (evaluation).
-    Bdd100k,
-    /// Mapillary Vistas (evaluation).
-    Mapillary,
-    /// A custom folder with a mapping file (docs/datasets.md).
-    Folder,
-    /// The built-in synthetic street scenes (docs/synthetic.md); needs no files.
-    Synthetic,
+/// One dataset: a table such as `[data.source]`, `[data.target]` or an `[[data.eval]]` entry.
+/// In the file it is one flat table whose `kind` says which fields apply; parsed, the fields of
+/// the other kind cannot be present ([`SetReader`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SetTable", into = "SetTable")]
+pub struct SetSection {
+    /// Files on disk or the generator.
+    pub reader: SetReader,
+    /// Keep-ratio resize `[long, short]` before cropping (GTA5 [1280, 720], SYNTHIA
+    /// [1280, 760], Cityscapes [1024, 512]); left out: no resize. On an evaluation set it
+    /// replaces `eval.resize` for that set.
+    pub resize: Option<[u32; 2]>,
+    /// Name used in logs and reports (default: kind and split).
+    pub name: Option<String>,
 }
 
-impl SetKind {
-    /// The file reader behind this kind; `None` for the generator.
-    pub fn reader(self) -> Option<DatasetKind> {
-        match self {
-            SetKind::Gta5 => Some(DatasetKind::Gta5),
-            SetKind::Synthia => Some(DatasetKind::Synthia),
-            SetKind::Cityscapes => Some(DatasetKind::Cityscapes),
-            SetKind::Bdd100k => Some(DatasetKind::Bdd100k),
-            SetKind::Mapillary => Some(DatasetKind::Mapillary),
-            SetKind::Folder => Some(DatasetKind::Folder),
-            SetKind::Synthetic => None,
+/// What produces a set's images.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetReader {
+    /// A dataset on disk, read by one of t2s-data's readers.
+    Files(FileSet),
+    /// The built-in synthetic street scenes (docs/synthetic.md); needs no files.
+    Synthetic(SyntheticSet),
+}
+
+/// A dataset on disk (`kind` = `gta5`, `synthia`, `cityscapes`, `bdd100k`, `mapillary`, `folder`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSet {
+    /// Which reader.
+    pub kind: DatasetKind,
+    /// Dataset root folder (docs/datasets.md).
+    pub root: PathBuf,
+    /// Split (Cityscapes `train`/`val`, BDD100K `val`, Mapillary `validation`); the reader's
+    /// default when left out.
+    pub split: Option<String>,
+    /// Mapping file of a `folder` dataset (default `<root>/mapping.toml`).
+    pub mapping: Option<PathBuf>,
+}
+
+/// The synthetic benchmark (`kind = "synthetic"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticSet {
+    /// Domain; required when the set is opened.
+    pub domain: Option<Domain>,
+    /// `train` or `val` (training sets default to train, evaluation sets to val).
+    pub split: Option<Split>,
+    /// Number of images (train 2,000 / val 200 if left out).
+    pub len: Option<usize>,
+    /// Image size `[width, height]` ([256, 128]).
+    pub size: Option<[u32; 2]>,
+    /// Generator seed (0).
+    pub seed: Option<u64>,
+}
+
+impl SetSection {
+    /// The file reader's kind; `None` for the synthetic benchmark.
+    pub fn file_kind(&self) -> Option<DatasetKind> {
+        match &self.reader {
+            SetReader::Files(f) => Some(f.kind),
+            SetReader::Synthetic(_) => None,
+        }
+    }
+
+    /// The synthetic set's settings; `None` for files.
+    pub fn synthetic(&self) -> Option<&SyntheticSet> {
+        match &self.reader {
+            SetReader::Synthetic(s) => Some(s),
+            SetReader::Files(_) => None,
         }
     }
 }
 
-/// One dataset: a table such as `[data.source]`, `[data.target]` or an `[[data.eval]]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A set as written in the file: every field of both kinds, `kind` deciding which may be given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetSection {
+struct SetTable {
     /// `gta5`, `synthia`, `cityscapes`, `bdd100k`, `mapillary`, `folder` or `synthetic`.
-    pub kind: SetKind,
-    /// Dataset root folder (not for `synthetic`).
-    #[serde(default)]
-    pub root: Option<PathBuf>,
-    /// Split (Cityscapes `train`/`val`, BDD100K `val`, Mapillary `validation`; synthetic
-    /// `train`/`val`); each reader's default when left out.
-    #[serde(default)]
-    pub split: Option<String>,
-    /// Mapping file of a `folder` dataset (default `<root>/mapping.toml`).
-    #[serde(default)]
-    pub mapping: Option<PathBuf>,
-    /// Whether to load labels: `auto` (if present), `require`, `ignore`. Target sets for
-    /// training never read labels, whatever this says.
-    #[serde(default)]
-    pub labels: LabelUse,
-    /// Keep-ratio resize `[long, short]` before cropping (GTA5 [1280, 720], SYNTHIA
-    /// [1280, 760], Cityscapes [1024, 512]); left out: no resize. On an evaluation set it
-    /// replaces `eval.resize` for that set.
-    #[serde(default)]
-    pub resize: Option<[u32; 2]>,
-    /// Synthetic only: domain.
-    #[serde(default)]
-    pub domain: Option<Domain>,
-    /// Synthetic only: number of images (train 2,000 / val 200 if left out).
-    #[serde(default)]
-    pub len: Option<usize>,
-    /// Synthetic only: image size `[width, height]` ([256, 128]).
-    #[serde(default)]
-    pub size: Option<[u32; 2]>,
-    /// Synthetic only: generator seed (0).
-    #[serde(default)]
-    pub seed: Option<u64>,
-    /// Name used in logs and reports (default: kind and split).
-    #[serde(default)]
-    pub name: Option<String>,
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    split: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mapping: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resize: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<Domain>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+impl TryFrom<SetTable> for SetSection {
+    type Error = String;
+
+    fn try_from(t: SetTable) -> Result<Self, String> {
+        let reader = if t.kind == "synthetic" {
+            if t.root.is_some() || t.mapping.is_some() {
+                return Err("a synthetic set has no `root` or `mapping`; remove them".into());
+            }
+            let split = match t.split.as_deref() {
+                None => None,
+                Some("train") => Some(Split::Train),
+                Some("val") => Some(Split::Val),
+                Some(other) => return Err(format!("synthetic split {other:?}; expected \"train\" or \"val\"")),
+            };
+            SetReader::Synthetic(SyntheticSet { domain: t.domain, split, len: t.len, size: t.size, seed: t.seed })
+        } else {
+            let kind: DatasetKind = t.kind.parse().map_err(|_| {
+                let known: Vec<&str> = DatasetKind::ALL.iter().map(|k| k.as_str()).chain(["synthetic"]).collect();
+                format!("unknown dataset kind {:?}; known kinds are {}", t.kind, known.join(", "))
+            })?;
+            if t.domain.is_some() || t.len.is_some() || t.size.is_some() || t.seed.is_some() {
+                return Err("`domain`, `len`, `size` and `seed` only apply to kind \"synthetic\"".into());
+            }
+            if t.mapping.is_some() && kind != DatasetKind::Folder {
+                return Err(format!("`mapping` only applies to kind \"folder\", not {kind}"));
+            }
+            let root =
+                t.root.ok_or_else(|| format!("`root` is required for kind {kind} (the dataset's top folder, see docs/datasets.md)"))?;
+            SetReader::Files(FileSet { kind, root, split: t.split, mapping: t.mapping })
+        };
+        Ok(SetSection { reader, resize: t.resize, name: t.name })
+    }
+}
+
+impl From<SetSection> for SetTable {
+    fn from(s: SetSection) -> Self {
+        let mut t = SetTable {
+            kind: String::new(),
+            root: None,
+            split: None,
+            mapping: None,
+            resize: s.resize,
+            domain: None,
+            len: None,
+            size: None,
+            seed: None,
+            name: s.name,
+        };
+        match s.reader {
+            SetReader::Files(f) => {
+                (t.kind, t.root, t.split, t.mapping) = (f.kind.as_str().into(), Some(f.root), f.split, f.mapping);
+            }
+            SetReader::Synthetic(g) => {
+                t.kind = "synthetic".into();
+                t.split = g.split.map(|s| s.to_string());
+                (t.domain, t.len, t.size, t.seed) = (g.domain, g.len, g.size, g.seed);
+            }
+        }
+        t
+    }
 }
 
 /// Rare class sampling on the source (method.md §3).
@@ -146,4 +229,43 @@ fn default_flip() -> f64 {
 }
 fn default_prefetch() -> usize {
     4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SetSection, String> {
+        toml::from_str::<SetSection>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kind_decides_which_fields_apply() {
+        let files = parse("kind = \"cityscapes\"\nroot = \"/cs\"\nsplit = \"val\"\nresize = [1024, 512]").unwrap();
+        let want = FileSet { kind: DatasetKind::Cityscapes, root: "/cs".into(), split: Some("val".into()), mapping: None };
+        assert_eq!((files.reader.clone(), files.resize), (SetReader::Files(want), Some([1024, 512])));
+        let synth = parse("kind = \"synthetic\"\ndomain = \"target\"\nsplit = \"val\"\nlen = 3").unwrap();
+        let want = SyntheticSet { domain: Some(Domain::Target), split: Some(Split::Val), len: Some(3), size: None, seed: None };
+        assert_eq!(synth.reader, SetReader::Synthetic(want));
+        // Both write back to the table they came from.
+        for set in [files, synth] {
+            assert_eq!(parse(&toml::to_string(&set).unwrap()).unwrap(), set);
+        }
+    }
+
+    #[test]
+    fn fields_of_the_other_kind_fail_at_parse_time() {
+        for (text, says) in [
+            ("kind = \"synthetic\"\nroot = \"/x\"", "no `root`"),
+            ("kind = \"gta5\"\nroot = \"/g\"\nlen = 3", "only apply to kind \"synthetic\""),
+            ("kind = \"gta5\"", "`root` is required for kind gta5"),
+            ("kind = \"gta5\"\nroot = \"/g\"\nmapping = \"m.toml\"", "only applies to kind \"folder\""),
+            ("kind = \"synthetic\"\nsplit = \"test\"", "expected \"train\" or \"val\""),
+            ("kind = \"gta6\"", "unknown dataset kind \"gta6\"; known kinds are gta5, synthia"),
+            ("kind = \"synthetic\"\nlabels = \"auto\"", "unknown field `labels`"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use data::{DataSection, RcsSection, SetKind, SetSection};
+pub use data::{DataSection, FileSet, RcsSection, SetReader, SetSection, SyntheticSet};
 pub use eval::{EvalSection, EvalWeights, Protocols};
 pub use model::ModelSection;
 pub use optim::{OptimSection, OptimizerKind};
@@ -71,6 +71,7 @@ impl RunConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
+        check_sets(&table)?;
         // Re-serialised so that toml's messages point at the offending key with a snippet.
         let text = toml::to_string(&table).map_err(|e| e.to_string())?;
         let config: RunConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
@@ -93,7 +94,7 @@ impl RunConfig {
     pub fn protocols(&self, num_classes: usize) -> Vec<crate::metrics::Protocol> {
         use crate::metrics::Protocol;
         let synthia = match self.eval.protocols {
-            Protocols::Auto => self.data.source.kind == SetKind::Synthia,
+            Protocols::Auto => self.data.source.file_kind() == Some(t2s_data::DatasetKind::Synthia),
             Protocols::Synthia => true,
             Protocols::Cityscapes19 => false,
         };
@@ -116,6 +117,29 @@ impl RunConfig {
         }
     }
 
+    /// Whether the ImageNet feature distance runs: self-training with `uda.fdist_lambda > 0` and
+    /// `model.pretrained` set (DAFormer computes it only from pretrained weights; without them
+    /// it is off, and [`RunConfig::notes`] says so instead of refusing the recipe's default).
+    pub fn feature_distance_on(&self) -> bool {
+        self.uda.method != Method::SourceOnly && self.uda.fdist_lambda > 0.0 && self.model.pretrained.is_some()
+    }
+
+    /// What a run of this configuration does differently from what its settings might suggest,
+    /// one line each, for the start of a run.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.uda.method == Method::T2s && self.data.target.is_none() {
+            notes.push("no [data.target]: domain generalisation, pseudo-targets take the style of other source images".into());
+        }
+        if self.uda.method != Method::SourceOnly && self.uda.fdist_lambda > 0.0 && self.model.pretrained.is_none() {
+            notes.push(format!(
+                "uda.fdist_lambda = {} but model.pretrained is not set: the ImageNet feature distance is off",
+                self.uda.fdist_lambda
+            ));
+        }
+        notes
+    }
+
     /// The resolved configuration as TOML (written into the run folder).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialise the configuration: {e}\n"))
@@ -129,26 +153,6 @@ impl RunConfig {
                 "uda.method = \"dacs\" needs a target set: add a [data.target] table, or use \"source_only\" (or \"t2s\" for domain generalisation)"
                     .into(),
             );
-        }
-        let sets = std::iter::once(("data.source", &self.data.source))
-            .chain(self.data.target.iter().map(|t| ("data.target", t)))
-            .chain(self.data.eval.iter().map(|e| ("data.eval", e)));
-        for (name, set) in sets {
-            match (set.kind, &set.root) {
-                (SetKind::Synthetic, Some(_)) => return Err(format!("{name}: a synthetic set has no root; remove `root`")),
-                (SetKind::Synthetic, None) => {}
-                (_, None) => {
-                    return Err(format!(
-                        "{name}: `root` is required for kind {:?} (the dataset's top folder, see docs/datasets.md)",
-                        set.kind
-                    ))
-                }
-                _ => {
-                    if set.domain.is_some() || set.len.is_some() || set.size.is_some() || set.seed.is_some() {
-                        return Err(format!("{name}: `domain`, `len`, `size` and `seed` only apply to kind \"synthetic\""));
-                    }
-                }
-            }
         }
         if self.data.batch_size == 0 {
             return Err("data.batch_size must be at least 1".into());
@@ -168,6 +172,9 @@ impl RunConfig {
         if self.uda.method == Method::T2s && self.t2s.contrastive_weight > 0.0 && self.t2s.negatives == 0 {
             return Err("t2s.negatives must be at least 1 when the contrastive loss is on".into());
         }
+        if self.uda.method == Method::T2s {
+            self.validate_t2s_network()?;
+        }
         if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
             return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
         }
@@ -177,6 +184,39 @@ impl RunConfig {
         }
         Ok(())
     }
+
+    /// `uda.method = "t2s"`'s needs of the network, when `[model]` names one (training requires
+    /// it to): a projection head, and a crop that the embedding's stride divides (the source
+    /// labels are brought to its resolution by whole blocks, method.md §4).
+    fn validate_t2s_network(&self) -> std::result::Result<(), String> {
+        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
+        if network.projection.is_none() {
+            return Err("uda.method = \"t2s\" needs a projection head: add [model.network.projection] (presets have one)".into());
+        }
+        let stride = network.logit_stride();
+        let [h, w] = self.data.crop;
+        if !(h as usize).is_multiple_of(stride) || !(w as usize).is_multiple_of(stride) {
+            return Err(format!(
+                "data.crop = [{h}, {w}] is not a whole multiple of the embedding's stride {stride}; choose a crop divisible by {stride}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads each dataset table on its own first, so that an invalid field combination in one of
+/// them is reported with the setting's name (`data.eval[1]: …`).
+fn check_sets(table: &toml::Table) -> std::result::Result<(), String> {
+    let Some(toml::Value::Table(data)) = table.get("data") else { return Ok(()) };
+    let mut sets: Vec<(String, &toml::Value)> =
+        ["source", "target"].iter().filter_map(|k| data.get(*k).map(|v| (format!("data.{k}"), v))).collect();
+    if let Some(toml::Value::Array(evals)) = data.get("eval") {
+        sets.extend(evals.iter().enumerate().map(|(i, v)| (format!("data.eval[{i}]"), v)));
+    }
+    for (name, value) in sets {
+        value.clone().try_into::<SetSection>().map_err(|e| format!("{name}: {}", e.message()))?;
+    }
+    Ok(())
 }
 
 /// Sets `a.b.c = value` in `table`, creating tables on the way; a numeric segment indexes an
@@ -227,4 +267,4 @@ fn set_path(node: &mut toml::Value, path: &[&str], value: toml::Value, spec: &st
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

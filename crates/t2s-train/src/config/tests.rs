@@ -48,7 +48,8 @@ fn overrides_set_any_key() {
         &["data.eval.0.root=/data/cs".into(), r#"eval.inference={ mode = "slide", crop = [512, 512], stride = [341, 341] }"#.into()],
     )
     .unwrap();
-    assert_eq!(c.data.eval[0].root.as_deref(), Some(std::path::Path::new("/data/cs")));
+    let SetReader::Files(files) = &c.data.eval[0].reader else { panic!("a file set") };
+    assert_eq!(files.root, std::path::Path::new("/data/cs"));
     assert_eq!(c.eval.inference, crate::InferenceMode::Slide { crop: [512, 512], stride: [341, 341] });
     assert!(RunConfig::parse(&with_eval, &["data.eval.3.root=x".into()]).unwrap_err().contains("past the end"));
     assert!(RunConfig::parse(&with_eval, &["data.eval.root=x".into()]).unwrap_err().contains("index"));
@@ -75,4 +76,58 @@ fn inconsistent_settings_say_what_to_fix() {
     assert!(e.contains("data.source") && e.contains("root"), "{e}");
     assert!(RunConfig::parse(MINIMAL, &["data.batch_size=0".into()]).unwrap_err().contains("batch_size"));
     assert!(RunConfig::parse(MINIMAL, &["t2s.fda_beta=0.9".into()]).unwrap_err().contains("fda_beta"));
+}
+
+/// A ResNet of one bottleneck block per stage with the DeepLabV2 head, without a projection head.
+pub(crate) const TINY_RESNET: &str = r#"
+[model.network]
+num_classes = 19
+[model.network.backbone]
+type = "resnet"
+depth = 0
+layers = [1, 1, 1, 1]
+block = "bottleneck"
+stem_width = 8
+base_width = 4
+[model.network.decode_head]
+type = "deeplabv2"
+"#;
+
+#[test]
+fn method_requirements_name_the_setting() {
+    let plain = format!("{MINIMAL}{TINY_RESNET}");
+    // `t2s` needs the projection head; `dacs` does not.
+    let e = RunConfig::parse(&plain, &[]).unwrap_err();
+    assert!(e.contains("uda.method = \"t2s\"") && e.contains("[model.network.projection]"), "{e}");
+    assert!(RunConfig::parse(&plain, &["uda.method=dacs".into()]).is_ok());
+    // With one, the crop must be a whole multiple of the embedding's stride (8 at output stride 8).
+    let with_head = format!("{plain}[model.network.projection]\ndim = 8\n");
+    assert!(RunConfig::parse(&with_head, &["data.crop=[512, 256]".into()]).is_ok());
+    let e = RunConfig::parse(&with_head, &["data.crop=[512, 260]".into()]).unwrap_err();
+    assert!(e.contains("data.crop = [512, 260]") && e.contains("stride 8"), "{e}");
+    // A preset that does not exist is named under [model].
+    let e = RunConfig::parse(MINIMAL, &["model.preset=daformer-mitb9".into()]).unwrap_err();
+    assert!(e.contains("[model]") && e.contains("daformer-mitb9"), "{e}");
+}
+
+#[test]
+fn dataset_tables_are_checked_with_their_setting_name() {
+    let with_eval = format!("{MINIMAL}\n[[data.eval]]\nkind = \"synthetic\"\ndomain = \"target\"\n");
+    let e = RunConfig::parse(&with_eval, &["data.eval.0.root=/x".into()]).unwrap_err();
+    assert!(e.starts_with("data.eval[0]: ") && e.contains("no `root`"), "{e}");
+    let e = RunConfig::parse(MINIMAL, &["data.target.kind=cityscapes".into()]).unwrap_err();
+    assert!(e.starts_with("data.target: ") && e.contains("only apply to kind \"synthetic\""), "{e}");
+}
+
+#[test]
+fn notes_say_what_the_settings_turn_off() {
+    let c = RunConfig::parse("[data.source]\nkind = \"synthetic\"\n", &[]).unwrap();
+    let notes = c.notes();
+    assert!(notes[0].contains("domain generalisation"), "{notes:?}");
+    assert!(notes[1].contains("feature distance is off"), "{notes:?}");
+    assert!(!c.feature_distance_on());
+    let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into()]).unwrap();
+    assert!(c.notes().is_empty() && c.feature_distance_on());
+    let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into()]).unwrap();
+    assert!(!c.feature_distance_on());
 }

@@ -42,13 +42,13 @@ impl<B: Backend> MlpEmbed<B> {
 pub fn embed_stages<B: Backend>(features: Vec<Tensor<B, 4>>, layers: &[MlpEmbed<B>], head: &str) -> Vec<Tensor<B, 4>> {
     assert_eq!(features.len(), layers.len(), "{head} expects one feature map per backbone stage");
     let [_, _, h, w] = features[0].dims();
-    features.into_iter().zip(layers).map(|(x, embed)| crate::resize::resize_bilinear(embed.forward(x), h, w)).collect()
+    features.into_iter().zip(layers).map(|(x, embed)| crate::ops::resize::resize_bilinear(embed.forward(x), h, w)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{assert_close, rand_nd, Nd};
+    use crate::nets::mit::tests::{assert_close, rand_nd, Nd};
     use burn::backend::Flex;
 
     type B = Flex;

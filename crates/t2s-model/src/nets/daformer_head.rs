@@ -9,7 +9,7 @@
 //! `fuse_layer.aspp_modules.{i}.{depthwise_conv,pointwise_conv}.{conv,bn}` (dilated branches),
 //! `fuse_layer.bottleneck.{conv,bn}`, `conv_seg`.
 
-use crate::conv::conv2d_forward;
+use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::Conv2d;
@@ -17,10 +17,10 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv_bn::{ConvBn, ConvSpec};
 use crate::error::{ModelError, Result};
-use crate::head_output::{channel_dropout, HeadOutput};
-use crate::mlp_embed::{embed_stages, MlpEmbed};
+use crate::nets::conv_bn::{ConvBn, ConvSpec};
+use crate::nets::head_output::{channel_dropout, HeadOutput};
+use crate::nets::mlp_embed::{embed_stages, MlpEmbed};
 
 fn default_width() -> usize {
     256
@@ -121,7 +121,7 @@ pub struct DaFormerHead<B: Backend> {
     /// ASPP fusion of the concatenated embeddings (`4E → channels`).
     pub fuse_layer: AsppFusion<B>,
     /// Channel dropout (`nn.Dropout2d`) before the classifier; see
-    /// [`channel_dropout`](crate::head_output::channel_dropout).
+    /// [`channel_dropout`](crate::nets::head_output::channel_dropout).
     pub dropout: Dropout,
     /// 1×1 biased classifier `channels → classes`.
     pub conv_seg: Conv2d<B>,
@@ -135,7 +135,7 @@ impl<B: T2sBackend> DaFormerHead<B> {
     /// # Panics
     /// When `features` does not hold one map per embedding layer (4).
     /// `sub_batches`: how many independent batches the features concatenate along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, features: Vec<Tensor<B, 4>>, sub_batches: usize) -> HeadOutput<B> {
         // Each stage embedded and resized to [N, E, H_1, W_1], concatenated in stage order.
         let embedded = embed_stages(features, &self.embed_layers, "DaFormerHead");
@@ -160,7 +160,7 @@ pub struct AsppFusion<B: Backend> {
 impl<B: T2sBackend> AsppFusion<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
     /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         // Each branch: [N, channels, H, W]; concatenated: [N, branches·channels, H, W].
         let branches: Vec<Tensor<B, 4>> = self.aspp_modules.iter().map(|m| m.forward(x.clone(), sub_batches)).collect();
@@ -184,7 +184,7 @@ pub enum AsppBranch<B: Backend> {
 impl<B: T2sBackend> AsppBranch<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]`.
     /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         match self {
             Self::Pointwise(m) => m.forward(x, sub_batches),
@@ -206,7 +206,7 @@ pub struct SeparableConvBn<B: Backend> {
 impl<B: T2sBackend> SeparableConvBn<B> {
     /// `[N, C_in, H, W]` → `[N, channels, H, W]` (the size is kept: padding = dilation).
     /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         self.pointwise_conv.forward(self.depthwise_conv.forward(x, sub_batches), sub_batches)
     }
@@ -215,7 +215,9 @@ impl<B: T2sBackend> SeparableConvBn<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref, Randomize, Shapes};
+    use crate::nets::mit::tests::{
+        assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref, Randomize, Shapes,
+    };
     use burn::backend::Flex;
     use serde::de::value::{Error as DeError, MapDeserializer};
 

@@ -11,10 +11,10 @@
 //! batch and space. The saved state is the input and the weight. The same operation serves both
 //! layouts ([`T2sBackend::depthwise_conv2d_nhwc`] too: a MiT Mix-FFN's tokens never change
 //! layout either way). On the CPU (Flex) networks use Burn's grouped convolution instead
-//! (`crate::conv::conv_route`); the operation is defined for every inner backend all the same.
+//! (`crate::ops::conv::conv_route`); the operation is defined for every inner backend all the same.
 
-use crate::backend::{tensor, T2sBackend};
-use crate::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry, Layout};
+use crate::ops::backend::{tensor, T2sBackend};
+use crate::ops::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry, Layout};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;

@@ -50,7 +50,7 @@ impl ConvGeometry {
 /// `[N, C_out, h', w']`, equal to `F.conv2d` with `groups = 1` up to float summation order.
 ///
 /// Panics when the kernel does not fit the padded input or the channel counts disagree; callers
-/// ([`crate::conv::conv2d_forward`]) have checked the layer's geometry.
+/// ([`crate::ops::conv::conv2d_forward`]) have checked the layer's geometry.
 pub fn conv2d_gemm<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, bias: Option<Tensor<B, 1>>, geometry: ConvGeometry) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     let [co, ci, kh, kw] = weight.dims();
@@ -144,7 +144,7 @@ pub(crate) fn zero_pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tens
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{conv2d, max_rel, rand_nd};
+    use crate::nets::mit::tests::{conv2d, max_rel, rand_nd};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::{ConvOptions, PadMode};

@@ -1,14 +1,14 @@
-//! The images the self-training step builds on the host from raw 0–255 batches: the ClassMix
+//! The images a self-training step builds on the host from raw 0–255 batches: the ClassMix
 //! image with its labels and pixel weights plus the strong augmentation (method.md §3 steps
 //! 5–6), and the FDA pseudo-target (§4 step 1). Host buffers are small next to the network's
 //! work, and working before normalisation is exactly what the anchors do (DAFormer
 //! de-normalises, augments and re-normalises).
 
 use rand::Rng;
-use t2s_data::transforms::planar::normalize_planar_in_place;
-use t2s_data::{Batch, ClassMixMask, Fda, StrongAug, StrongAugConfig};
 
-use crate::{Result, TrainError};
+use crate::error::{DataError, Result};
+use crate::transforms::planar::normalize_planar_in_place;
+use crate::{Batch, ClassMixMask, Fda, StrongAug, StrongAugConfig};
 
 /// A mixed batch, ready for the student.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,16 +40,17 @@ pub fn class_mix(
 ) -> Result<MixedBatch> {
     let (n, h, w) = (source.len(), source.height, source.width);
     if target.len() != n || target.height != h || target.width != w {
-        return Err(TrainError::Usage(format!(
-            "source and target batches differ: {n}×{h}×{w} vs {}×{}×{}; use the same data.crop for both",
-            target.len(),
-            target.height,
-            target.width
-        )));
+        return Err(DataError::Shape {
+            what: format!(
+                "source and target batches differ: {n}×{h}×{w} vs {}×{}×{}; use the same data.crop for both",
+                target.len(),
+                target.height,
+                target.width
+            ),
+        });
     }
-    let labels = source.labels.as_ref().ok_or_else(|| TrainError::Usage("the source batch has no labels".into()))?;
+    let labels = source.labels.as_ref().ok_or_else(|| DataError::Unlabelled { what: "ClassMix's source batch".into() })?;
     let plane = h * w;
-    let shape = |e: t2s_data::DataError| TrainError::Usage(format!("ClassMix: {e}"));
     let mut out = MixedBatch {
         images: Vec::with_capacity(n * 3 * plane),
         raw: Vec::with_capacity(n * 3 * plane),
@@ -61,9 +62,9 @@ pub fn class_mix(
         let label = &labels[i * plane..(i + 1) * plane];
         let mask = if classmix { ClassMixMask::sample(label, rng) } else { ClassMixMask::from_classes(label, Vec::new()) };
         let image = mask.mix_image(&source.raw[i * 3 * plane..(i + 1) * 3 * plane], &target.raw[i * 3 * plane..(i + 1) * 3 * plane]);
-        out.raw.extend(image.map_err(shape)?.into_iter().map(f32::from));
-        out.labels.extend(mask.mix_label(label, &pseudo[i * plane..(i + 1) * plane]).map_err(shape)?);
-        out.weights.extend(mask.mix_weight(&weights[i * plane..(i + 1) * plane]).map_err(shape)?);
+        out.raw.extend(image?.into_iter().map(f32::from));
+        out.labels.extend(mask.mix_label(label, &pseudo[i * plane..(i + 1) * plane])?);
+        out.weights.extend(mask.mix_weight(&weights[i * plane..(i + 1) * plane])?);
         out.classes.push(mask.classes);
     }
     StrongAug::sample(strong, n, rng).apply_batch(&mut out.raw, h, w);
@@ -75,7 +76,7 @@ pub fn class_mix(
 /// The pseudo-target batch: each source image in the style of the target image of the same
 /// index (FDA on raw values, clamped), as `(normalised, raw)` `[B, 3, H, W]` buffers.
 pub fn pseudo_target(source: &Batch, target: &Batch, fda: &Fda) -> Result<(Vec<f32>, Vec<f32>)> {
-    let raw = fda.apply_u8(&source.raw, &target.raw, source.height, source.width).map_err(|e| TrainError::Usage(format!("FDA: {e}")))?;
+    let raw = fda.apply_u8(&source.raw, &target.raw, source.height, source.width)?;
     let mut images = raw.clone();
     normalize_planar_in_place(&mut images, source.height * source.width);
     Ok((images, raw))
@@ -94,7 +95,7 @@ pub fn rolled_style(source: &Batch) -> Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use t2s_data::seeded_rng;
+    use crate::seeded_rng;
 
     fn batch(raw: Vec<u8>, labels: Option<Vec<u8>>, n: usize, h: usize, w: usize) -> Batch {
         let mut images: Vec<f32> = raw.iter().map(|&v| v as f32).collect();

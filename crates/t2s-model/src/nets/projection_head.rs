@@ -1,8 +1,8 @@
 //! The contrastive projection head: 1×1 conv → BN → ReLU → 1×1 conv, then L2 normalisation
 //! over channels (SePiCo's `ProjectionHead`, which T2S-DA's embeddings follow).
 
-use crate::batch_norm::batch_norm_2d;
-use crate::conv::conv2d_forward;
+use crate::ops::batch_norm::batch_norm_2d;
+use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -10,8 +10,8 @@ use burn::nn::BatchNorm;
 use burn::tensor::{activation::relu, backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv_bn::{batch_norm, ConvSpec};
 use crate::error::{ModelError, Result};
+use crate::nets::conv_bn::{batch_norm, ConvSpec};
 
 fn default_dim() -> usize {
     256
@@ -61,7 +61,7 @@ pub struct ProjectionHead<B: Backend> {
 impl<B: T2sBackend> ProjectionHead<B> {
     /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
     /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x), sub_batches)));
         l2_normalize_channels(z)
@@ -108,6 +108,6 @@ mod tests {
         let device = Default::default();
         let head = ProjectionConfig::default().init::<Flex>(256, &device).unwrap();
         // conv1 256·256 + 256, BN 2·256, conv2 256·256 + 256.
-        assert_eq!(crate::params::count_trainable::<Flex, _>(&head), 256 * 256 + 256 + 512 + 256 * 256 + 256);
+        assert_eq!(crate::io::params::count_trainable::<Flex, _>(&head), 256 * 256 + 256 + 512 + 256 * 256 + 256);
     }
 }

@@ -15,7 +15,7 @@
 //! (x̂ the normalised input, r = 1/√(var + ε)), four reductions, keeping only x̂ and r.
 //! docs/benchmarks.md has the launch counts.
 
-use crate::backend::{tensor, T2sBackend};
+use crate::ops::backend::{tensor, T2sBackend};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;

@@ -8,15 +8,15 @@ use burn::module::{Module, ParamId};
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::daformer_head::{DaFormerHead, DaFormerHeadConfig};
-use crate::deeplabv2_head::{DeepLabV2Head, DeepLabV2HeadConfig};
 use crate::error::{ModelError, Result};
-use crate::mit::{MitConfig, MixTransformer};
-use crate::params::inventory;
-use crate::projection_head::{ProjectionConfig, ProjectionHead};
-use crate::resize::resize_bilinear;
-use crate::resnet::{ResNet, ResNetConfig, StemKind};
-use crate::segformer_head::{SegFormerHead, SegFormerHeadConfig};
+use crate::io::params::inventory;
+use crate::nets::daformer_head::{DaFormerHead, DaFormerHeadConfig};
+use crate::nets::deeplabv2_head::{DeepLabV2Head, DeepLabV2HeadConfig};
+use crate::nets::mit::{MitConfig, MixTransformer};
+use crate::nets::projection_head::{ProjectionConfig, ProjectionHead};
+use crate::nets::resnet::{ResNet, ResNetConfig, StemKind};
+use crate::nets::segformer_head::{SegFormerHead, SegFormerHeadConfig};
+use crate::ops::resize::resize_bilinear;
 
 /// Backbone choice.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -236,7 +236,7 @@ impl<B: T2sBackend> Segmentor<B> {
     /// same outputs, and in training the same gradients and batch-norm running statistics, as
     /// k [`forward`](Self::forward) calls on the parts in order, since every layer treats
     /// images independently except batch norm, which takes statistics per sub-batch
-    /// ([`batch_norm_2d`](crate::batch_norm::batch_norm_2d)). Only the random draws of
+    /// ([`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)). Only the random draws of
     /// dropout and stochastic depth differ (same distribution). One pass launches each
     /// kernel once instead of k times, which is what bounds a GPU's training step (docs/gpu.md).
     ///
@@ -319,7 +319,7 @@ pub struct ParamGroups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::count_trainable;
+    use crate::io::params::count_trainable;
     use burn::backend::Flex;
 
     fn tiny() -> SegmentorConfig {

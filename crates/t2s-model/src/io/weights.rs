@@ -8,9 +8,9 @@ use burn::tensor::backend::Backend;
 use burn_store::pytorch::PytorchReader;
 use burn_store::{ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
 
-use crate::checkpoint_keys::{choose_layout, is_classifier_key, rename_key, Family};
 use crate::error::{ModelError, Result};
-use crate::segmentor::{BackboneConfig, Segmentor, SegmentorConfig};
+use crate::io::checkpoint_keys::{choose_layout, is_classifier_key, rename_key, Family};
+use crate::nets::segmentor::{BackboneConfig, Segmentor, SegmentorConfig};
 
 /// Metadata key under which t2s weight files store their model configuration (JSON).
 pub const CONFIG_METADATA_KEY: &str = "t2s.model";
@@ -72,9 +72,9 @@ fn arch_name(cfg: &SegmentorConfig) -> String {
         BackboneConfig::Mit(m) => format!("MiT {:?}", m.embed_dims),
     };
     let h = match &cfg.decode_head {
-        crate::segmentor::DecodeHeadConfig::Deeplabv2(_) => "DeepLabV2",
-        crate::segmentor::DecodeHeadConfig::Daformer(_) => "DAFormer",
-        crate::segmentor::DecodeHeadConfig::Segformer(_) => "SegFormer",
+        crate::nets::segmentor::DecodeHeadConfig::Deeplabv2(_) => "DeepLabV2",
+        crate::nets::segmentor::DecodeHeadConfig::Daformer(_) => "DAFormer",
+        crate::nets::segmentor::DecodeHeadConfig::Segformer(_) => "SegFormer",
     };
     format!("{b} + {h} head, {} classes", cfg.num_classes)
 }
@@ -158,7 +158,7 @@ pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig,
 /// to `model`. Norm parameters are `gamma`/`beta` in Burn; the model's own tensor list says
 /// which `weight`/`bias` belong to a norm, so they are renamed exactly there.
 fn apply_torch_named<B: Backend>(model: &mut Segmentor<B>, named: Vec<(String, TensorSnapshot)>) -> ApplyResult {
-    let model_paths: HashSet<String> = crate::params::inventory::<B, _>(model).into_iter().map(|e| e.path).collect();
+    let model_paths: HashSet<String> = crate::io::params::inventory::<B, _>(model).into_iter().map(|e| e.path).collect();
     let snapshots = named
         .into_iter()
         .map(|(name, mut snap)| {

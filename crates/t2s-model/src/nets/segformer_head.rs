@@ -5,7 +5,7 @@
 //! Parameter paths: `linear_c.{k}.proj` (original `linear_c{k+1}.proj`, renamed by the loader),
 //! `linear_fuse.{conv,bn}`, `linear_pred`. The original's unused `conv_seg` is not built.
 
-use crate::conv::conv2d_forward;
+use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -13,10 +13,10 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv_bn::{ConvBn, ConvSpec};
 use crate::error::{ModelError, Result};
-use crate::head_output::{channel_dropout, HeadOutput};
-use crate::mlp_embed::{embed_stages, MlpEmbed};
+use crate::nets::conv_bn::{ConvBn, ConvSpec};
+use crate::nets::head_output::{channel_dropout, HeadOutput};
+use crate::nets::mlp_embed::{embed_stages, MlpEmbed};
 
 fn default_embed_dim() -> usize {
     256
@@ -81,7 +81,7 @@ pub struct SegFormerHead<B: Backend> {
     /// 1×1 conv `4E → E` + BN + ReLU over the concatenated embeddings.
     pub linear_fuse: ConvBn<B>,
     /// Channel dropout (`nn.Dropout2d`) before the classifier; see
-    /// [`channel_dropout`](crate::head_output::channel_dropout).
+    /// [`channel_dropout`](crate::nets::head_output::channel_dropout).
     pub dropout: Dropout,
     /// 1×1 biased classifier `E → classes`.
     pub linear_pred: Conv2d<B>,
@@ -94,7 +94,7 @@ impl<B: T2sBackend> SegFormerHead<B> {
     /// # Panics
     /// When `features` does not hold one map per embedding layer (4).
     /// `sub_batches`: how many independent batches the features concatenate along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, features: Vec<Tensor<B, 4>>, sub_batches: usize) -> HeadOutput<B> {
         // Each stage embedded and resized to [N, E, H_1, W_1].
         let mut embedded = embed_stages(features, &self.linear_c, "SegFormerHead");
@@ -111,7 +111,9 @@ impl<B: T2sBackend> SegFormerHead<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mit::tests::{assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref, Randomize, Shapes};
+    use crate::nets::mit::tests::{
+        assert_close, cat_channels, conv, conv2d, conv_bn_ref, embed_ref, rand_nd, resize_ref, Randomize, Shapes,
+    };
     use burn::backend::Flex;
     use serde::de::value::{Error as DeError, MapDeserializer};
 

@@ -11,7 +11,7 @@
 //!   division's broadcast. As one operation: `dx = y·(g − Σ g·y)`, keeping only the output y
 //!   (which the attention's product with the values keeps anyway).
 
-use crate::backend::{tensor, T2sBackend};
+use crate::ops::backend::{tensor, T2sBackend};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;

@@ -1,7 +1,7 @@
 //! Convolution + batch norm (+ ReLU) blocks, named like mmcv's `ConvModule` (`conv`, `bn`).
 
-use crate::batch_norm::batch_norm_2d;
-use crate::conv::conv2d_forward;
+use crate::ops::batch_norm::batch_norm_2d;
+use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -96,7 +96,7 @@ impl<B: Backend> ConvBn<B> {
 impl<B: T2sBackend> ConvBn<B> {
     /// `[N, C_in, H, W] → [N, C_out, H', W']` (H', W' from stride, padding and dilation).
     /// `sub_batches`: how many independent batches `x` concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         let x = batch_norm_2d(&self.bn, conv2d_forward(&self.conv, x), sub_batches);
         if self.relu {

@@ -115,7 +115,7 @@ mod tests {
         let shape = [3, 4, 2, 5];
         let x = input(shape);
         let device = Default::default();
-        let mut bn = crate::conv_bn::batch_norm::<AB>(4, &device);
+        let mut bn = crate::nets::conv_bn::batch_norm::<AB>(4, &device);
         let gamma = [0.5f32, 1.5, -1.0, 2.0];
         let beta = [0.1f32, -0.2, 0.3, 0.0];
         bn.gamma = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(gamma.to_vec(), [4]), &device));
@@ -139,14 +139,14 @@ mod tests {
         let shape = [2, 3, 3, 2];
         let x = input(shape);
         let device = Default::default();
-        let bn = crate::conv_bn::batch_norm::<Flex>(3, &device);
+        let bn = crate::nets::conv_bn::batch_norm::<Flex>(3, &device);
         let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device), 1);
         // Fresh running stats (mean 0, var 1): y = x / sqrt(1 + ε).
         for (g, v) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&x) {
             assert!((*g as f64 - *v as f64 / (1.0f64 + 1e-5).sqrt()).abs() < 1e-6);
         }
         // The gradient of a weighted sum equals the one through Burn's own BatchNorm.
-        let bn = crate::conv_bn::batch_norm::<AB>(3, &device);
+        let bn = crate::nets::conv_bn::batch_norm::<AB>(3, &device);
         let weights =
             Tensor::<AB, 4>::from_data(TensorData::new(input([2, 3, 3, 2]).iter().rev().cloned().collect::<Vec<_>>(), shape), &device);
         let grad_of = |ours: bool| {

@@ -5,18 +5,18 @@
 //! takes the trait's default body.
 //!
 //! Why: MiT's Mix-FFN holds its activations as tokens `[N, h·w, C]`, which are `[N, h, w, C]`
-//! channels-last with no copy. Through the tap windows (`crate::depthwise::windowed_taps`) each
+//! channels-last with no copy. Through the tap windows (`crate::ops::depthwise::windowed_taps`) each
 //! depth-wise layer cost a copy into `[N, C, h, w]` and one back, each way, plus a zero-filled
 //! padded copy of its input and a product k² times the output's size (3.6 GB for each of the
 //! DAFormer head's dilated depth-wise convolutions over `[6, 1024, 128, 128]`); Burn's direct
 //! kernel reads the input in place (a channels-first map after one copy into channels-last) and
 //! treats the padding as zeros. Burn's grouped-convolution *backward* passes are what t2s avoids
-//! on these backends (one launch per channel, `crate::depthwise`): the input gradient is this
-//! same forward operation on the output gradient (`crate::depthwise::depthwise_input_grad`), and
+//! on these backends (one launch per channel, `crate::ops::depthwise`): the input gradient is this
+//! same forward operation on the output gradient (`crate::ops::depthwise::depthwise_input_grad`), and
 //! the weight gradient stays a tap-window product.
 
-use crate::backend::{tensor, T2sBackend};
-use crate::depthwise::DepthwiseGeometry;
+use crate::ops::backend::{tensor, T2sBackend};
+use crate::ops::depthwise::DepthwiseGeometry;
 use burn::tensor::Tensor;
 
 #[cfg(feature = "cubecl")]
@@ -36,14 +36,14 @@ where
         let input = x.clone().permute([0, 2, 3, 1]).into_primitive().tensor();
         match direct_nhwc::<R>(input, channels_last_kernel(weight.clone()), geometry) {
             Some(out) => tensor::<Self, 4>(out).permute([0, 3, 1, 2]),
-            None => crate::depthwise::windowed_taps(x, weight, geometry),
+            None => crate::ops::depthwise::windowed_taps(x, weight, geometry),
         }
     }
 
     fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         match direct_nhwc::<R>(x.clone().into_primitive().tensor(), channels_last_kernel(weight.clone()), geometry) {
             Some(out) => tensor(out),
-            None => crate::depthwise::windowed_taps(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1]),
+            None => crate::ops::depthwise::windowed_taps(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1]),
         }
     }
 }
@@ -113,7 +113,7 @@ mod fusion {
             // fallback for one-sided padding is the tap windows, which fusion runs as they are).
             let [top, bottom, left, right] = geometry.padding;
             if top != bottom || left != right {
-                return crate::depthwise::windowed_taps(x, weight, geometry);
+                return crate::ops::depthwise::windowed_taps(x, weight, geometry);
             }
             Self::depthwise_conv2d_nhwc(x.permute([0, 2, 3, 1]), weight, geometry).permute([0, 3, 1, 2])
         }

@@ -1,6 +1,6 @@
 //! Depth-wise convolution written as one product over the k² shifted input windows, with its own
-//! backward pass ([`T2sBackend::depthwise_conv2d`], `crate::depthwise_autodiff`), so that it is
-//! fast on the CubeCL backends (CUDA, wgpu), where [`crate::conv::conv2d_forward`] uses it.
+//! backward pass ([`T2sBackend::depthwise_conv2d`], `crate::ops::depthwise_autodiff`), so that it is
+//! fast on the CubeCL backends (CUDA, wgpu), where [`crate::ops::conv::conv2d_forward`] uses it.
 //!
 //! Why not `Conv2d` with `groups = C`: Burn 0.21's CubeCL backends (CUDA, wgpu) compute the weight
 //! gradient of a grouped convolution one group at a time (`conv_weight_backward_fallback` slices
@@ -13,8 +13,8 @@
 //! the kernel size. The forward pass and both gradients equal the grouped convolution's up to
 //! float summation order (tested against it and against a loop reference).
 
-use crate::backend::T2sBackend;
-use crate::conv_gemm::zero_pad;
+use crate::ops::backend::T2sBackend;
+use crate::ops::conv_gemm::zero_pad;
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Tensor};
@@ -79,7 +79,7 @@ fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4], layout: Layout) 
     if amounts.iter().all(|&a| a <= 0) {
         return x;
     }
-    // Into zeros created on the device (`crate::conv_gemm::zero_pad` says why not `Tensor::pad`).
+    // Into zeros created on the device (`crate::ops::conv_gemm::zero_pad` says why not `Tensor::pad`).
     let dims = x.dims();
     let (mut padded, mut inner) = (dims, dims.map(|d| 0..d));
     padded[ah] += pad(top) + pad(bottom);
@@ -235,8 +235,8 @@ pub fn depthwise_forward<B: T2sBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv_bn::ConvSpec;
-    use crate::mit::tests::{conv2d, max_rel, rand_nd};
+    use crate::nets::conv_bn::ConvSpec;
+    use crate::nets::mit::tests::{conv2d, max_rel, rand_nd};
     use burn::backend::{Autodiff, Flex};
     use burn::module::Param;
     use burn::tensor::ops::PadMode;

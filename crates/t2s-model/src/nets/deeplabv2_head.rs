@@ -1,15 +1,15 @@
 //! DeepLabV2's ASPP classifier: four dilated 3×3 convolutions straight to class logits, summed
 //! (DAFormer's `DLV2Head`; parameter names `aspp_modules.{i}.conv`).
 
-use crate::conv::conv2d_forward;
+use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv_bn::ConvSpec;
 use crate::error::{ModelError, Result};
+use crate::nets::conv_bn::ConvSpec;
 
 fn default_dilations() -> Vec<usize> {
     vec![6, 12, 18, 24]

@@ -5,8 +5,8 @@
 //! `bn{1,2,3}`); the checkpoint loader renames `downsample.{0,1}` to `downsample.{conv,bn}` and
 //! the V1c stem `stem.{0,1,3,4,6,7}` to `stem.{0,1,2}.{conv,bn}`.
 
-use crate::batch_norm::batch_norm_2d;
-use crate::conv::conv2d_forward;
+use crate::ops::batch_norm::batch_norm_2d;
+use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -15,8 +15,8 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::{activation::relu, backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::conv_bn::{batch_norm, ConvBn, ConvSpec};
 use crate::error::{ModelError, Result};
+use crate::nets::conv_bn::{batch_norm, ConvBn, ConvSpec};
 
 /// Residual block type.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,7 +256,7 @@ impl<B: Backend> ResBlock<B> {
 impl<B: T2sBackend> ResBlock<B> {
     /// `[N, C_in, H, W] → [N, planes·expansion, H/stride, W/stride]`.
     /// `sub_batches`: how many independent batches `x` concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         let identity = match &self.downsample {
             Some(d) => batch_norm_2d(&d.bn, conv2d_forward(&d.conv, x.clone()), sub_batches),
@@ -290,7 +290,7 @@ impl<B: T2sBackend> ResNet<B> {
     /// `[N, 3, H, W]` → the four stage outputs `[N, C_i, H_i, W_i]`; at output stride 8 the
     /// strides are 4, 8, 8, 8 (16: 4, 8, 16, 16; 32: 4, 8, 16, 32).
     /// `sub_batches`: how many independent batches `x` concatenates along N (batch-norm
-    /// statistics per sub-batch; see [`batch_norm_2d`](crate::batch_norm::batch_norm_2d)).
+    /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
         let mut x = match (&self.conv1, &self.bn1) {
             (Some(c), Some(b)) => relu(batch_norm_2d(b, conv2d_forward(c, x), sub_batches)),
@@ -349,7 +349,7 @@ mod tests {
         for (depth, expected) in published {
             assert_eq!(hand_count(depth), expected, "hand count of ResNet-{depth}");
             let net = ResNetConfig::new(depth).init::<B>(&device).unwrap();
-            assert_eq!(crate::params::count_trainable::<B, _>(&net), expected, "ResNet-{depth}");
+            assert_eq!(crate::io::params::count_trainable::<B, _>(&net), expected, "ResNet-{depth}");
         }
     }
 

@@ -3,16 +3,16 @@
 //!
 //! On the CubeCL backends (CUDA, wgpu) two layer kinds are rewritten, because Burn 0.21's
 //! kernels for them are slow there (docs/gpu.md): depth-wise convolutions become products over
-//! shifted windows with their own backward pass ([`crate::depthwise`]; the grouped weight
+//! shifted windows with their own backward pass ([`crate::ops::depthwise`]; the grouped weight
 //! gradient loops over the channels) and
 //! dense convolutions with at most 9 kernel taps, or whose kernel equals their stride, become one
-//! matrix product ([`crate::conv_gemm`]; without autotuning, every convolution is a direct
+//! matrix product ([`crate::ops::conv_gemm`]; without autotuning, every convolution is a direct
 //! kernel). On the Flex CPU backend Burn's own convolutions are the faster ones, except 1×1
 //! (measured, [`conv_route`]).
 
-use crate::backend::T2sBackend;
-use crate::conv_gemm::{conv2d_gemm, ConvGeometry};
-use crate::depthwise::{depthwise_forward, is_depthwise};
+use crate::ops::backend::T2sBackend;
+use crate::ops::conv_gemm::{conv2d_gemm, ConvGeometry};
+use crate::ops::depthwise::{depthwise_forward, is_depthwise};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Tensor};
@@ -28,7 +28,7 @@ pub fn uses_conv_rewrites<B: Backend>(device: &B::Device) -> bool {
 pub enum ConvRoute {
     /// One matrix product over im2col columns ([`conv2d_gemm`]).
     Gemm(ConvGeometry),
-    /// Products over shifted windows ([`crate::depthwise::depthwise_conv2d`]).
+    /// Products over shifted windows ([`crate::ops::depthwise::depthwise_conv2d`]).
     Depthwise,
     /// `Conv2d::forward`.
     Burn,
@@ -86,7 +86,7 @@ pub fn gemm_geometry<B: Backend>(conv: &Conv2d<B>) -> Option<ConvGeometry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv_bn::ConvSpec;
+    use crate::nets::conv_bn::ConvSpec;
     use burn::backend::{Autodiff, Flex};
 
     type B = Flex;

@@ -2,17 +2,17 @@
 //! way on some of them ([`T2sBackend`]).
 //!
 //! Why a backend extension trait and not plain tensor code: a depth-wise convolution written with
-//! tensor operations (`crate::depthwise`) gets a backward pass from Burn's autodiff that takes
+//! tensor operations (`crate::ops::depthwise`) gets a backward pass from Burn's autodiff that takes
 //! one operation per primitive (slice gradients into zero-filled buffers, per-tap products and
 //! reductions: 139 kernel launches per layer forward + backward on wgpu, docs/benchmarks.md);
 //! LayerNorm, softmax and the exact GELU likewise take several operations each way where a
 //! closed-form backward pass takes one or a few.
 //! Autodiff is a backend decorator, so the only place to give an operation its own, shorter
-//! backward pass is an implementation for [`Autodiff`] ([`crate::depthwise_autodiff`]). Every
+//! backward pass is an implementation for [`Autodiff`] ([`crate::ops::depthwise_autodiff`]). Every
 //! other backend takes the trait's default bodies, the operations written with tensors.
 
-use crate::depthwise::{depthwise_nhwc_via_nchw, windowed_taps, DepthwiseGeometry, Layout};
-use crate::layer_norm::burn_layer_norm;
+use crate::ops::depthwise::{depthwise_nhwc_via_nchw, windowed_taps, DepthwiseGeometry, Layout};
+use crate::ops::layer_norm::burn_layer_norm;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -24,7 +24,7 @@ pub trait T2sBackend: Backend {
     /// Depth-wise 2-D convolution, stride 1, no bias: `x: [N, C, H, W]`, `weight: [C, 1, kh, kw]`
     /// → `[N, C, H + top + bottom − dh(kh − 1), W + left + right − dw(kw − 1)]`, computed as
     /// one product over the tap windows ([`windowed_taps`]); the CubeCL backends run Burn's
-    /// direct convolution kernel instead (`crate::depthwise_cube`), and [`Autodiff`] gives it a
+    /// direct convolution kernel instead (`crate::ops::depthwise_cube`), and [`Autodiff`] gives it a
     /// backward pass of its own.
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         windowed_taps(x, weight, geometry)
@@ -34,8 +34,8 @@ pub trait T2sBackend: Backend {
     /// C]` without a copy), `weight: [C, 1, kh, kw]` → `[N, H', W', C]`. By default through
     /// [`T2sBackend::depthwise_conv2d`] with the views between the layouts
     /// ([`depthwise_nhwc_via_nchw`]); the CubeCL backends run Burn's direct convolution kernel on
-    /// the channels-last tensors, one kernel with the padding read as zeros (`crate::depthwise_cube`),
-    /// and [`Autodiff`] gives it a channels-last backward pass (`crate::depthwise_autodiff`).
+    /// the channels-last tensors, one kernel with the padding read as zeros (`crate::ops::depthwise_cube`),
+    /// and [`Autodiff`] gives it a channels-last backward pass (`crate::ops::depthwise_autodiff`).
     fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         depthwise_nhwc_via_nchw(x, weight, geometry)
     }
@@ -43,7 +43,7 @@ pub trait T2sBackend: Backend {
     /// LayerNorm over the last dimension, `[..., C]` → `[..., C]`, with scale `gamma: [C]` and
     /// shift `beta: [C]` (PyTorch's `nn.LayerNorm`, biased variance). Burn's computation
     /// ([`burn_layer_norm`]); [`Autodiff`] gives it a backward pass of its own
-    /// (`crate::layer_norm`).
+    /// (`crate::ops::layer_norm`).
     fn layer_norm_last_dim<const D: usize>(
         x: Tensor<Self, D>,
         gamma: Tensor<Self, 1>,
@@ -54,22 +54,22 @@ pub trait T2sBackend: Backend {
     }
 
     /// Softmax over the last dimension (attention weights), shape kept. Burn's `softmax`;
-    /// [`Autodiff`] gives it a backward pass of its own (`crate::activation`).
+    /// [`Autodiff`] gives it a backward pass of its own (`crate::ops::activation`).
     fn softmax_last_dim<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
         softmax(x, D - 1)
     }
 
     /// The exact (erf) GELU `x·Φ(x)`, PyTorch's `nn.GELU()`, shape kept. Burn's `gelu`, whose
     /// forward pass is exact on every backend; [`Autodiff`] gives it the exact derivative as one
-    /// operation (`crate::activation`), where Burn's CubeCL backward is the tanh
+    /// operation (`crate::ops::activation`), where Burn's CubeCL backward is the tanh
     /// approximation's.
     fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
         gelu(x)
     }
 }
 
-/// A float primitive as a tensor of rank D: what t2s's own backward passes (`crate::depthwise_autodiff`,
-/// `crate::layer_norm`, `crate::activation`) receive and keep, as tensors again.
+/// A float primitive as a tensor of rank D: what t2s's own backward passes (`crate::ops::depthwise_autodiff`,
+/// `crate::ops::layer_norm`, `crate::ops::activation`) receive and keep, as tensors again.
 pub(crate) fn tensor<B: Backend, const D: usize>(primitive: burn::tensor::ops::FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
 }
@@ -84,11 +84,11 @@ impl T2sBackend for Flex {}
 
 impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> T2sBackend for Autodiff<B, C> {
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
-        crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry, Layout::ChannelsFirst)
+        crate::ops::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry, Layout::ChannelsFirst)
     }
 
     fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
-        crate::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry, Layout::ChannelsLast)
+        crate::ops::depthwise_autodiff::depthwise_conv2d_autodiff(x, weight, geometry, Layout::ChannelsLast)
     }
 
     fn layer_norm_last_dim<const D: usize>(
@@ -97,17 +97,17 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
         beta: Tensor<Self, 1>,
         epsilon: f64,
     ) -> Tensor<Self, D> {
-        crate::layer_norm::layer_norm_autodiff(x, gamma, beta, epsilon)
+        crate::ops::layer_norm::layer_norm_autodiff(x, gamma, beta, epsilon)
     }
 
     fn softmax_last_dim<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
-        crate::activation::softmax_autodiff(x)
+        crate::ops::activation::softmax_autodiff(x)
     }
 
     fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
-        crate::activation::gelu_autodiff(x)
+        crate::ops::activation::gelu_autodiff(x)
     }
 }
 
 // The CubeCL backends (`CubeBackend`, and `Fusion` over it) are implemented in
-// `crate::depthwise_cube`, next to the kernel call they add.
+// `crate::ops::depthwise_cube`, next to the kernel call they add.

@@ -1,0 +1,138 @@
+//! The adaptation method of a run as a type: what each method carries from one iteration to the
+//! next exists exactly when the method needs it, so the step never asks whether it is there.
+
+use std::path::Path;
+
+use burn::module::{AutodiffModule, Module};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use t2s_model::{Segmentor, SegmentorConfig};
+
+use super::checkpoint::TrainingState;
+use crate::config::{Method, RunConfig};
+use crate::t2s_term::T2sState;
+use crate::{Result, TrainError};
+
+/// How the student learns about the target domain.
+pub enum Adaptation<B: AutodiffBackend> {
+    /// Supervised on the source only.
+    SourceOnly,
+    /// Mean-teacher self-training (`dacs`), with the T2S-DA terms when `t2s` is set (boxed: it
+    /// holds two networks' worth of module structure).
+    SelfTraining(Box<SelfTraining<B>>),
+}
+
+/// What self-training carries from one iteration to the next.
+pub struct SelfTraining<B: AutodiffBackend> {
+    /// The EMA teacher (eval mode: BN running statistics, no dropout).
+    pub teacher: Segmentor<B::InnerBackend>,
+    /// The frozen ImageNet-initialised network of the feature distance, when that term is on.
+    pub imagenet_fd: Option<Segmentor<B::InnerBackend>>,
+    /// Prototypes, statistics and π of the T2S term (`uda.method = "t2s"`).
+    pub t2s: Option<T2sState<B::InnerBackend>>,
+}
+
+/// Where a resumed run's saved state is: the checkpoint folder and its `state.json`.
+pub struct Resume<'a> {
+    pub dir: &'a Path,
+    pub state: &'a TrainingState,
+}
+
+impl<B: AutodiffBackend> Adaptation<B> {
+    /// The method `cfg` (validated) names, for `student` (already resumed, if resuming: the
+    /// teacher shares its parameter ids, which the EMA pairs parameters by); a resumed run's
+    /// teacher and T2S state come from `resume`.
+    pub fn build(
+        cfg: &RunConfig,
+        network: &SegmentorConfig,
+        student: &Segmentor<B>,
+        resume: Option<Resume>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        if cfg.uda.method == Method::SourceOnly {
+            return Ok(Adaptation::SourceOnly);
+        }
+        let mut teacher = student.valid();
+        if let Some(r) = &resume {
+            let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+                .load(r.dir.join("teacher"), device)
+                .map_err(|e| TrainError::Io { path: r.dir.join("teacher.mpk"), message: e.to_string() })?;
+            teacher = teacher.load_record(record);
+        }
+        // The frozen ImageNet network of the feature distance (DAFormer: only with pretrained weights).
+        let imagenet_fd = match (cfg.feature_distance_on(), cfg.model.pretrained.as_deref()) {
+            (true, Some(p)) => Some(
+                crate::load_model_from::<B::InnerBackend>(Some(network.clone()), Some(p), cfg.model.pretrained_prefix.as_deref(), device)?
+                    .model,
+            ),
+            _ => None,
+        };
+        let t2s = match (cfg.uda.method, resume.and_then(|r| r.state.t2s.as_ref())) {
+            (Method::T2s, Some(saved)) => Some(T2sState::restore(saved, device)?),
+            (Method::T2s, None) => {
+                let dim = network
+                    .projection
+                    .as_ref()
+                    .map(|p| p.dim)
+                    .ok_or_else(|| TrainError::Internal("uda.method = t2s with a network that has no projection head".into()))?;
+                Some(T2sState::new(&cfg.t2s, network.num_classes, dim, device))
+            }
+            _ => None,
+        };
+        Ok(Adaptation::SelfTraining(Box::new(SelfTraining { teacher, imagenet_fd, t2s })))
+    }
+
+    /// The teacher, for checkpoints.
+    pub fn teacher(&self) -> Option<&Segmentor<B::InnerBackend>> {
+        match self {
+            Adaptation::SourceOnly => None,
+            Adaptation::SelfTraining(st) => Some(&st.teacher),
+        }
+    }
+
+    /// The T2S state, for checkpoints.
+    pub fn t2s(&self) -> Option<&T2sState<B::InnerBackend>> {
+        match self {
+            Adaptation::SourceOnly => None,
+            Adaptation::SelfTraining(st) => st.t2s.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    type AB = Autodiff<Flex>;
+
+    fn config(method: &str) -> (RunConfig, SegmentorConfig) {
+        let text = format!(
+            "{}[model.network.projection]\ndim = 8\n[uda]\nmethod = \"{method}\"\n\
+             [data.source]\nkind = \"synthetic\"\n[data.target]\nkind = \"synthetic\"\n",
+            crate::config::tests::TINY_RESNET
+        );
+        let cfg = RunConfig::parse(&text, &[]).unwrap();
+        let network = cfg.network().unwrap().unwrap();
+        (cfg, network)
+    }
+
+    #[test]
+    fn each_method_carries_exactly_its_state() {
+        let device = Default::default();
+        for (method, self_training, t2s) in [("source_only", false, false), ("dacs", true, false), ("t2s", true, true)] {
+            let (cfg, network) = config(method);
+            let student = network.init::<AB>(&device).unwrap();
+            let built = Adaptation::<AB>::build(&cfg, &network, &student, None, &device).unwrap();
+            assert_eq!((built.teacher().is_some(), built.t2s().is_some()), (self_training, t2s), "{method}");
+            if let Adaptation::SelfTraining(st) = &built {
+                // No pretrained weights: no ImageNet network for the feature distance.
+                assert!(st.imagenet_fd.is_none(), "{method}");
+            }
+            // The T2S prototypes have the projection head's size.
+            if let Some(t) = built.t2s() {
+                assert_eq!(t.prototypes.prototypes().dims(), [19, 8]);
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What follows each iteration: the metrics line (every `run.log_interval`), the evaluations
+//! (every `eval.interval` and at the end, keeping `best.safetensors`) and the checkpoints
+//! (every `run.checkpoint_interval`, at the end, and when the run is asked to stop).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend, T2sBackend};
+
+use super::checkpoint::write_checkpoint;
+use super::events::TrainOptions;
+use super::metrics_log::MetricsLog;
+use super::open::OpenedRun;
+use crate::config::{RunConfig, SetSection};
+use crate::data_sets::OpenedSet;
+use crate::evaluate::evaluate;
+use crate::{EvalReport, Result, TrainError};
+
+/// The numbers one iteration leaves for the log.
+pub(super) struct StepLog {
+    /// 0-based iteration just done.
+    pub iter: usize,
+    /// Named loss terms, read back.
+    pub losses: Vec<(String, f64)>,
+    /// Other logged numbers.
+    pub stats: Vec<(String, f64)>,
+}
+
+/// Whether the loop goes on after an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    /// Asked to stop (Ctrl-C) before the end: the checkpoint is written.
+    Stop,
+}
+
+/// The bookkeeping of a run across iterations.
+pub(super) struct AfterStep {
+    log: MetricsLog,
+    /// Seconds per iteration are measured over each log interval, evaluations excluded.
+    clock: Instant,
+    clock_iters: usize,
+    eval_secs: f64,
+    /// The newest checkpoint this process wrote.
+    pub last_checkpoint: Option<PathBuf>,
+    /// The reports of the newest evaluation.
+    pub last_eval: Vec<EvalReport>,
+}
+
+impl AfterStep {
+    /// Bookkeeping into `run_dir` (appending to its `metrics.jsonl`).
+    pub(super) fn open(run_dir: &Path) -> Result<Self> {
+        Ok(Self {
+            log: MetricsLog::open(&run_dir.join("metrics.jsonl"))?,
+            clock: Instant::now(),
+            clock_iters: 0,
+            eval_secs: 0.0,
+            last_checkpoint: None,
+            last_eval: Vec::new(),
+        })
+    }
+
+    /// Logs, evaluates and checkpoints as due after the iteration `step` describes (the run's
+    /// state already counts it), the run stopping at `until`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn after_step<B: T2sAutodiffBackend>(
+        &mut self,
+        cfg: &RunConfig,
+        opts: &TrainOptions,
+        run: &mut OpenedRun<B>,
+        student: &Segmentor<B>,
+        step: &StepLog,
+        until: usize,
+        device: &B::Device,
+    ) -> Result<Flow> {
+        let done = run.state.iter;
+        self.clock_iters += 1;
+        if done.is_multiple_of(cfg.run.log_interval.max(1)) || done == until {
+            let secs = (self.clock.elapsed().as_secs_f64() - self.eval_secs).max(0.0) / self.clock_iters as f64;
+            (self.clock, self.clock_iters, self.eval_secs) = (Instant::now(), 0, 0.0);
+            let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(step.iter), "sec_per_iter": secs });
+            for (k, v) in step.losses.iter().chain(&step.stats) {
+                rec[k] = serde_json::json!(v);
+            }
+            self.log.write(&rec)?;
+        }
+        let evaluate_now = (cfg.eval.interval > 0 && done.is_multiple_of(cfg.eval.interval)) || done == cfg.schedule.max_iters;
+        if evaluate_now && !run.evals.is_empty() {
+            let started = Instant::now();
+            let model = student.valid();
+            self.last_eval = self.evaluate_all(cfg, &model, device, &run.evals, &opts.run_dir, done)?;
+            if let Some(m) = self.last_eval.first().and_then(|r| r.headline()) {
+                if run.state.best.is_none_or(|(b, _)| m > b) {
+                    run.state.best = Some((m, done));
+                    t2s_model::save_t2s(&model, &run.network, &opts.run_dir.join("best.safetensors"))?;
+                }
+            }
+            self.eval_secs += started.elapsed().as_secs_f64();
+        }
+        let interrupted = opts.stop.load(Ordering::SeqCst) && done < until;
+        let periodic = cfg.run.checkpoint_interval > 0 && done.is_multiple_of(cfg.run.checkpoint_interval);
+        if periodic || done == until || interrupted {
+            run.state.t2s = run.adaptation.t2s().map(|t| t.save());
+            self.last_checkpoint = Some(save_checkpoint(&opts.run_dir, cfg.run.keep_last, run, student)?);
+        }
+        Ok(if interrupted { Flow::Stop } else { Flow::Continue })
+    }
+
+    /// Evaluates on every evaluation set, logs and writes the reports; returns them.
+    fn evaluate_all<B: T2sBackend>(
+        &mut self,
+        cfg: &RunConfig,
+        model: &Segmentor<B>,
+        device: &B::Device,
+        evals: &[(SetSection, OpenedSet)],
+        run_dir: &Path,
+        iter: usize,
+    ) -> Result<Vec<EvalReport>> {
+        let mut reports = Vec::new();
+        for (set, opened) in evals {
+            let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "student");
+            let (report, _) = evaluate(model, device, opened.dataset.as_ref(), &options, 0, &|_| {})?;
+            let dir = run_dir.join("eval");
+            std::fs::create_dir_all(&dir).map_err(|e| TrainError::Io { path: dir.clone(), message: e.to_string() })?;
+            report.write(&dir, &format!("iter_{iter:06}_{}", opened.name.replace([' ', '/'], "_")))?;
+            let mut rec = serde_json::json!({ "iter": iter, "eval": opened.name });
+            for p in &report.miou {
+                rec[&p.name] = serde_json::json!(p.miou);
+            }
+            self.log.write(&rec)?;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+/// Writes the checkpoint of the run's current iteration: the student and teacher as Burn
+/// records (weights with their parameter ids) and as t2s weight files, the optimiser state and
+/// `state.json` (architecture.md "Checkpoints and resume").
+fn save_checkpoint<B: T2sAutodiffBackend>(run_dir: &Path, keep_last: usize, run: &OpenedRun<B>, student: &Segmentor<B>) -> Result<PathBuf> {
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let network: &SegmentorConfig = &run.network;
+    write_checkpoint(run_dir, &run.state, keep_last, |dir| {
+        recorder
+            .record(student.clone().into_record(), dir.join("student"))
+            .map_err(|e| TrainError::Io { path: dir.join("student.mpk"), message: e.to_string() })?;
+        t2s_model::save_t2s(&student.valid(), network, &dir.join("student.safetensors"))?;
+        if let Some(teacher) = run.adaptation.teacher() {
+            recorder
+                .record(teacher.clone().into_record(), dir.join("teacher"))
+                .map_err(|e| TrainError::Io { path: dir.join("teacher.mpk"), message: e.to_string() })?;
+            t2s_model::save_t2s(teacher, network, &dir.join("teacher.safetensors"))?;
+        }
+        run.optim.save(dir)
+    })
+}

@@ -1,0 +1,49 @@
+//! How the training loop is driven and what it reports: the library prints nothing; the caller
+//! (the command line, the demo, a user's own program) receives [`TrainEvent`]s and shows them
+//! as it likes.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Something the training loop tells its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent<'a> {
+    /// A fact about the run worth a line at its start: what a dataset scan skipped, where rare
+    /// class sampling's statistics came from, what the pretrained weights filled, a resume.
+    Note(String),
+    /// Something that is probably not what the user wants, though the run goes on.
+    Warning(String),
+    /// An iteration finished: iterations done, the iteration the run stops at, and the loss
+    /// terms read back.
+    Iteration { done: usize, until: usize, losses: &'a [(String, f64)] },
+}
+
+/// How the loop is driven (from the command line).
+pub struct TrainOptions<'a> {
+    /// Run folder to create (from the config) or to resume.
+    pub run_dir: PathBuf,
+    /// Continue from the run folder's latest checkpoint.
+    pub resume: bool,
+    /// Stop (with a checkpoint) after this many iterations, before `schedule.max_iters`.
+    pub until: Option<usize>,
+    /// Set by Ctrl-C: save and stop at the end of the current iteration.
+    pub stop: Arc<AtomicBool>,
+    /// Receives the run's notes, warnings and progress.
+    pub events: &'a dyn Fn(TrainEvent),
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Iterations completed.
+    pub iter: usize,
+    /// The newest checkpoint.
+    pub checkpoint: PathBuf,
+    /// Best headline mIoU (and its iteration).
+    pub best: Option<(f64, usize)>,
+    /// Whether the run stopped before `schedule.max_iters` (Ctrl-C or `until`).
+    pub interrupted: bool,
+    /// The reports of the last evaluation, one per evaluation set.
+    pub last_eval: Vec<crate::EvalReport>,
+}

@@ -1,0 +1,212 @@
+//! Opening a run: the datasets and their sampler, the student (from its initialisation, the
+//! pretrained weights or a checkpoint), the adaptation method's state, the optimiser and the
+//! loaders. Everything that can fail on input is opened before any training time is spent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use t2s_data::{AugmentConfig, Batch, CropConfig, LabelSpace, Loader, LoaderConfig, RareClassSampler, RcsConfig, Resize, SampleOrder};
+use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend};
+
+use super::adaptation::{Adaptation, Resume};
+use super::checkpoint::{latest_checkpoint, TrainingState};
+use super::events::{TrainEvent, TrainOptions};
+use super::rcs_counts;
+use crate::config::{RunConfig, SetSection};
+use crate::data_sets::{open_set, OpenedSet, SetRole};
+use crate::{GroupedOptimizer, Result, TrainError};
+
+/// Everything a run needs besides the student, ready for its first (or next) iteration.
+pub(super) struct OpenedRun<B: T2sAutodiffBackend> {
+    pub network: SegmentorConfig,
+    pub adaptation: Adaptation<B>,
+    pub optim: GroupedOptimizer<B>,
+    /// Iteration, best mIoU and T2S state as of the start (or the checkpoint resumed).
+    pub state: TrainingState,
+    pub loaders: Loaders,
+    /// The evaluation sets, in `[[data.eval]]` order.
+    pub evals: Vec<(SetSection, OpenedSet)>,
+    /// The source's label space (for the debug pictures).
+    pub label_space: LabelSpace,
+}
+
+/// The training loaders: the source's, and the target's when the method adapts to one.
+pub(super) struct Loaders {
+    source: Loader,
+    target: Option<Loader>,
+}
+
+impl Loaders {
+    /// The next source batch and, with a target loader, the next target batch.
+    pub(super) fn next(&mut self) -> Result<(Batch, Option<Batch>)> {
+        let source = self.source.next_batch().ok_or(TrainError::LoaderExhausted { set: "source" })??;
+        let target = match &mut self.target {
+            Some(l) => Some(l.next_batch().ok_or(TrainError::LoaderExhausted { set: "target" })??),
+            None => None,
+        };
+        Ok((source, target))
+    }
+}
+
+/// The opened datasets of a run.
+struct OpenedSets {
+    source: OpenedSet,
+    /// The target set, when the method adapts to one.
+    target: Option<(SetSection, OpenedSet)>,
+    evals: Vec<(SetSection, OpenedSet)>,
+}
+
+/// Opens the run `cfg` describes in `opts.run_dir` (resuming its latest checkpoint when asked).
+pub(super) fn open_run<B: T2sAutodiffBackend>(
+    cfg: &RunConfig,
+    opts: &TrainOptions,
+    device: &B::Device,
+) -> Result<(OpenedRun<B>, Segmentor<B>)> {
+    let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
+    for note in cfg.notes() {
+        (opts.events)(TrainEvent::Note(note));
+    }
+    let sets = open_sets(cfg, &network, opts.events)?;
+    let source_order = source_order(cfg, &sets.source, network.num_classes, opts.events)?;
+
+    B::seed(device, cfg.run.seed);
+    let (student, state, resume_dir) = load_student::<B>(cfg, &network, opts, device)?;
+    let resume = resume_dir.as_deref().map(|dir| Resume { dir, state: &state });
+    let adaptation = Adaptation::build(cfg, &network, &student, resume, device)?;
+    // Groups are taken after a resume's record is loaded: parameter ids are random per process.
+    let mut optim = GroupedOptimizer::<B>::new(&cfg.optim, &cfg.schedule, &student.param_groups());
+    if let Some(dir) = &resume_dir {
+        optim = optim.load(dir, &student, device)?;
+        (opts.events)(TrainEvent::Note(format!("resuming {} at iteration {}", opts.run_dir.display(), state.iter)));
+    }
+
+    let label_space = sets.source.dataset.label_space().clone();
+    let loaders = open_loaders(cfg, sets.source, sets.target, source_order, state.iter as u64)?;
+    let run = OpenedRun { network, adaptation, optim, state, loaders, evals: sets.evals, label_space };
+    Ok((run, student))
+}
+
+/// Opens the source, the target (when the method adapts to one) and the evaluation sets, and
+/// passes their scan notes on.
+fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEvent)) -> Result<OpenedSets> {
+    let notes = |set: &OpenedSet| set.notes.iter().for_each(|note| events(TrainEvent::Note(format!("{}: {note}", set.name))));
+    let source = open_set(&cfg.data.source, SetRole::Source, "data.source")?;
+    notes(&source);
+    let classes = source.dataset.label_space().len();
+    if classes != network.num_classes {
+        return Err(TrainError::Usage(format!(
+            "data.source ({}) has {classes} classes but the network predicts {}; set model.network.num_classes or use a matching dataset",
+            source.name, network.num_classes
+        )));
+    }
+    // `source_only` trains without the target; a self-training method without one is domain
+    // generalisation (validated: only `t2s`).
+    let target = match (cfg.uda.method, &cfg.data.target) {
+        (crate::config::Method::SourceOnly, _) | (_, None) => None,
+        (_, Some(set)) => {
+            let opened = open_set(set, SetRole::Target, "data.target")?;
+            notes(&opened);
+            Some((set.clone(), opened))
+        }
+    };
+    let evals = cfg
+        .data
+        .eval
+        .iter()
+        .enumerate()
+        .map(|(i, s)| open_set(s, SetRole::Eval, &format!("data.eval[{i}]")).map(|o| (s.clone(), o)))
+        .collect::<Result<_>>()?;
+    Ok(OpenedSets { source, target, evals })
+}
+
+/// The source's sample order: rare class sampling (method.md §3) when on, else shuffled.
+fn source_order(cfg: &RunConfig, source: &OpenedSet, num_classes: usize, events: &dyn Fn(TrainEvent)) -> Result<SampleOrder> {
+    if !cfg.data.rcs.enabled {
+        return Ok(SampleOrder::Shuffle);
+    }
+    let (counts, from) = rcs_counts::class_counts(source, num_classes)?;
+    events(TrainEvent::Note(format!("rare class sampling on {}: {from}", source.name)));
+    let rcs = RcsConfig { temperature: cfg.data.rcs.temperature, min_pixels: cfg.data.rcs.min_pixels };
+    let sampler = RareClassSampler::new(&counts, rcs).map_err(|e| TrainError::Usage(format!("data.rcs: {e}")))?;
+    let pool = sampler.effective_pool();
+    events(TrainEvent::Note(format!("rare class sampling: an effective pool of {pool:.0} of {} images", counts.len())));
+    if pool < 0.05 * counts.len() as f64 {
+        // The failure this guards against is silent: the loss drops fast on a few repeated
+        // images while the model generalises badly (docs/results.md, "Rare class sampling").
+        events(TrainEvent::Warning(format!(
+            "rare class sampling draws most of its images from about {pool:.0} of {}; data.rcs.min_pixels = {} is probably \
+             too high for images of this size (DAFormer's 3,000 is 0.15 % of a 1914×1052 GTA5 label), or data.rcs.temperature too low",
+            counts.len(),
+            cfg.data.rcs.min_pixels
+        )));
+    }
+    Ok(SampleOrder::RareClass(Arc::new(sampler)))
+}
+
+/// The student: initialised (and filled from `model.pretrained`), then, when resuming, given
+/// the latest checkpoint's weights *and parameter ids* (the optimiser state is keyed by them).
+/// Returns it with the training state and the checkpoint folder resumed from.
+fn load_student<B: T2sAutodiffBackend>(
+    cfg: &RunConfig,
+    network: &SegmentorConfig,
+    opts: &TrainOptions,
+    device: &B::Device,
+) -> Result<(Segmentor<B>, TrainingState, Option<PathBuf>)> {
+    let loaded = crate::load_model_from::<B>(
+        Some(network.clone()),
+        cfg.model.pretrained.as_deref(),
+        cfg.model.pretrained_prefix.as_deref(),
+        device,
+    )?;
+    if let Some(report) = &loaded.report {
+        (opts.events)(TrainEvent::Note(format!("pretrained: {report}")));
+    }
+    let student = loaded.model;
+    if !opts.resume {
+        return Ok((student, TrainingState { iter: 0, best: None, t2s: None }, None));
+    }
+    let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
+    let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+        .load(dir.join("student"), device)
+        .map_err(|e| TrainError::Io { path: dir.join("student.mpk"), message: e.to_string() })?;
+    Ok((student.load_record(record), saved, Some(dir)))
+}
+
+/// The loaders, starting at batch `start_batch` (the iteration a resumed run continues at).
+fn open_loaders(
+    cfg: &RunConfig,
+    source: OpenedSet,
+    target: Option<(SetSection, OpenedSet)>,
+    source_order: SampleOrder,
+    start_batch: u64,
+) -> Result<Loaders> {
+    let crop = CropConfig::daformer(cfg.data.crop[0], cfg.data.crop[1]);
+    let threads = if cfg.data.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.data.workers };
+    let loader_cfg =
+        LoaderConfig { batch_size: cfg.data.batch_size, threads, prefetch: cfg.data.prefetch.max(1), seed: cfg.run.seed, start_batch };
+    let augment = AugmentConfig { resize: resize_of(&cfg.data.source), crop: Some(crop), flip_prob: cfg.data.flip_prob };
+    let source = Loader::new(Arc::from(source.dataset), augment, source_order, loader_cfg)?;
+    let target = match target {
+        Some((set, opened)) => {
+            // The target's crop is drawn uniformly (the class-ratio check needs labels, which a
+            // target never has here, as DAFormer's target pipeline), from its own seed stream.
+            let augment = AugmentConfig { resize: resize_of(&set), crop: Some(crop), flip_prob: cfg.data.flip_prob };
+            let cfg_t = LoaderConfig { seed: cfg.run.seed ^ TARGET_SEED_SALT, ..loader_cfg };
+            Some(Loader::new(Arc::from(opened.dataset), augment, SampleOrder::Shuffle, cfg_t)?)
+        }
+        None => None,
+    };
+    Ok(Loaders { source, target })
+}
+
+/// Salt of the target loader's seed, so source and target draw independent streams.
+const TARGET_SEED_SALT: u64 = 0x7461_7267_6574_0001;
+
+fn resize_of(set: &SetSection) -> Resize {
+    match set.resize {
+        Some([long, short]) => Resize::KeepRatio { long, short },
+        None => Resize::Original,
+    }
+}

@@ -1,0 +1,228 @@
+//! The student's part of a self-training step: its sub-batches (source, mixed with a target set,
+//! pseudo-target for `t2s`), their loss terms, and the gradients of the summed loss, from one
+//! joint pass or from one pass per sub-batch (`uda.student_passes`). The loss terms are the same
+//! code either way ([`StudentTerms::loss`], one sub-batch at a time).
+
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use t2s_data::MixedBatch;
+use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
+use t2s_model::{resize_bilinear, SegOutput, Segmentor, T2sAutodiffBackend};
+
+use super::super::adaptation::SelfTraining;
+use super::super::grad_sum::add_gradients;
+use super::t2s_side::no_embedding;
+use super::tensors::{class_pixel_weights, label_tensor, split_output, to_u8, upload};
+use super::PendingStatistic;
+use crate::config::{RunConfig, StudentPasses};
+use crate::t2s_term::T2sPlan;
+use crate::{Result, TrainError};
+
+/// A sub-batch of the student's step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Source,
+    Mixed,
+    PseudoTarget,
+}
+
+/// The student's input images per sub-batch, `[N, 3, H, W]` normalised each.
+pub(super) struct Parts<'a> {
+    pub source: &'a [f32],
+    pub mixed: Option<&'a [f32]>,
+    pub pseudo_target: Option<&'a [f32]>,
+}
+
+/// What the student's passes leave for the step's output.
+pub(super) struct StudentResult<B: AutodiffBackend> {
+    pub grads: B::Gradients,
+    pub losses: Vec<(String, Tensor<B::InnerBackend, 1>)>,
+    /// The student's prediction on the mixed images `[N, H, W]` (when images were asked for).
+    pub mix_prediction: Vec<u8>,
+    pub statistic: Option<PendingStatistic<B::InnerBackend>>,
+    /// 1 for the joint pass, one per sub-batch with a loss term for sequential passes.
+    pub backward_passes: usize,
+}
+
+/// Forward and backward passes of the student over `parts`.
+pub(super) fn run_student<B: T2sAutodiffBackend>(
+    student: &Segmentor<B>,
+    mut terms: StudentTerms<B>,
+    parts: Parts,
+    mode: StudentPasses,
+    device: &B::Device,
+) -> Result<StudentResult<B>> {
+    let [n, h, w] = terms.ys.dims();
+    let mut list: Vec<(Part, &[f32])> = vec![(Part::Source, parts.source)];
+    list.extend(parts.mixed.map(|m| (Part::Mixed, m)));
+    list.extend(parts.pseudo_target.map(|p| (Part::PseudoTarget, p)));
+    let (grads, backward_passes) = match mode {
+        // One pass over the sub-batches as one batch (`Segmentor::forward_sub_batches`: batch
+        // norm keeps per-sub-batch statistics, so this is the passes of DAFormer's step in one).
+        StudentPasses::Joint => {
+            let images: Vec<&[f32]> = list.iter().map(|(_, im)| *im).collect();
+            let xs = Tensor::<B, 4>::from_inner(upload(&images, n, h, w, device));
+            let out = student.forward_sub_batches(xs.clone(), list.len());
+            let mut part_losses = Vec::with_capacity(list.len());
+            for (i, ((part, _), out)) in list.iter().zip(split_output(out, list.len(), n)).enumerate() {
+                part_losses.extend(terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))?);
+            }
+            let loss =
+                part_losses.into_iter().reduce(|a, b| a + b).ok_or_else(|| TrainError::Internal("a step without loss terms".into()))?;
+            (loss.backward(), 1)
+        }
+        // Each sub-batch's graph is freed by its backward pass before the next is built.
+        StudentPasses::Sequential => {
+            let (mut grads, mut passes): (Option<B::Gradients>, usize) = (None, 0);
+            for (part, images) in &list {
+                let x = Tensor::<B, 4>::from_inner(upload(&[images], n, h, w, device));
+                let out = student.forward(x.clone());
+                let Some(loss) = terms.loss(*part, out, || x)? else { continue };
+                let g = loss.backward();
+                passes += 1;
+                match grads.as_mut() {
+                    Some(acc) => add_gradients(student, acc, g),
+                    None => grads = Some(g),
+                }
+            }
+            (grads.ok_or_else(|| TrainError::Internal("a step without loss terms".into()))?, passes)
+        }
+    };
+    let StudentTerms { losses, mix_prediction, statistic, .. } = terms;
+    Ok(StudentResult { grads, losses, mix_prediction, statistic, backward_passes })
+}
+
+/// What the student's loss terms need, and what they leave for the step's output.
+pub(super) struct StudentTerms<'a, B: T2sAutodiffBackend> {
+    cfg: &'a RunConfig,
+    imagenet: Option<&'a Segmentor<B::InnerBackend>>,
+    /// Source labels `[N, H, W]`.
+    ys: Tensor<B, 3, Int>,
+    /// The source labels' class weights `[N, H, W]` (when re-weighting scales the CE terms).
+    source_pixel_w: Option<Tensor<B, 3>>,
+    ce_weights: Option<Vec<f32>>,
+    mixed: Option<&'a MixedBatch>,
+    t2s_plan: Option<T2sPlan<B::InnerBackend>>,
+    /// Whether the pseudo-target part leaves the `true_class_probability` statistic.
+    true_class_probability: bool,
+    want_images: bool,
+    losses: Vec<(String, Tensor<B::InnerBackend, 1>)>,
+    mix_prediction: Vec<u8>,
+    statistic: Option<PendingStatistic<B::InnerBackend>>,
+}
+
+impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
+    /// The terms of a step with source labels `ys` `[N, H, W]`, the CE terms' class weights (when
+    /// re-weighting scales them), the mixed batch (with a target set) and the contrastive
+    /// term's plan (when it is on).
+    pub(super) fn new(
+        cfg: &'a RunConfig,
+        st: &'a SelfTraining<B>,
+        ys: Tensor<B, 3, Int>,
+        ce_weights: Option<Vec<f32>>,
+        mixed: Option<&'a MixedBatch>,
+        t2s_plan: Option<T2sPlan<B::InnerBackend>>,
+        want_images: bool,
+    ) -> Self {
+        // The source labels' class weights, shared by the source and the pseudo-target CE.
+        let source_pixel_w = ce_weights.as_deref().map(|cw| class_pixel_weights(cw, ys.clone()));
+        Self {
+            cfg,
+            imagenet: st.imagenet_fd.as_ref(),
+            ys,
+            source_pixel_w,
+            ce_weights,
+            mixed,
+            t2s_plan,
+            true_class_probability: st.t2s.as_ref().is_some_and(|t| t.stats.statistic == ReweightStatistic::TrueClassProbability),
+            want_images,
+            losses: Vec::new(),
+            mix_prediction: Vec::new(),
+            statistic: None,
+        }
+    }
+
+    /// The loss of one sub-batch from the student's output on it; `source` gives the source
+    /// images `[N, 3, H, W]` (the feature distance's input, asked for only when that term is on).
+    /// Logs its terms by name. None: the part adds no term (a pseudo-target pass with both of
+    /// its terms off, run for the re-weighting statistic alone).
+    fn loss(&mut self, part: Part, out: SegOutput<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Option<Tensor<B, 1>>> {
+        match part {
+            Part::Source => self.source_loss(out, source).map(Some),
+            Part::Mixed => self.mixed_loss(out).map(Some),
+            Part::PseudoTarget => self.pseudo_target_loss(out),
+        }
+    }
+
+    /// Source cross-entropy; ImageNet feature distance on thing-class source pixels (deepest
+    /// backbone feature), when on.
+    fn source_loss(&mut self, out: SegOutput<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Tensor<B, 1>> {
+        let [_, h, w] = self.ys.dims();
+        let num_classes = out.logits.dims()[1];
+        let logits = resize_bilinear(out.logits, h, w);
+        let mut loss = cross_entropy(logits, self.ys.clone(), &CrossEntropyOptions::default(), self.source_pixel_w.clone());
+        self.losses.push(term("loss_source", &loss));
+        let uda = &self.cfg.uda;
+        if let Some(imagenet) = self.imagenet {
+            let feat = out.features[out.features.len() - 1].clone();
+            let imnet = imagenet.extract_features(source().inner());
+            let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
+            let [_, _, fh, _] = feat.dims();
+            let factor = (h / fh).max(1);
+            let lab = downscale_labels_majority(self.ys.clone(), num_classes, factor, uda.fdist_scale_min_ratio, 255)
+                .map_err(|e| TrainError::Usage(format!("uda.fdist: {e}")))?;
+            let fd = feature_distance(feat, imnet, Some(class_mask(lab, &uda.fdist_classes))).mul_scalar(uda.fdist_lambda);
+            self.losses.push(term("loss_fdist", &fd));
+            loss = loss + fd;
+        }
+        Ok(loss)
+    }
+
+    /// The mixed loss, weighted by the pseudo-labels' confidence.
+    fn mixed_loss(&mut self, out: SegOutput<B>) -> Result<Tensor<B, 1>> {
+        let [n, h, w] = self.ys.dims();
+        let mixed = self.mixed.ok_or_else(|| TrainError::Internal("a mixed part without its batch".into()))?;
+        let device = self.ys.device();
+        let ym = label_tensor::<B>(&mixed.labels, [n, h, w], &device);
+        let mut wm = Tensor::<B, 3>::from_data(TensorData::new(mixed.weights.clone(), [n, h, w]), &device);
+        if let Some(cw) = &self.ce_weights {
+            wm = wm * class_pixel_weights(cw, ym.clone());
+        }
+        let logits = resize_bilinear(out.logits, h, w);
+        if self.want_images {
+            self.mix_prediction = to_u8(logits.clone().inner().argmax(1).reshape([n, h, w]));
+        }
+        let loss = cross_entropy(logits, ym, &CrossEntropyOptions::default(), Some(wm));
+        self.losses.push(term("loss_mix", &loss));
+        Ok(loss)
+    }
+
+    /// T2S-DA's student side: the pseudo-target cross-entropy and the contrastive loss.
+    fn pseudo_target_loss(&mut self, out: SegOutput<B>) -> Result<Option<Tensor<B, 1>>> {
+        let [_, h, w] = self.ys.dims();
+        let t2s = &self.cfg.t2s;
+        let logits = resize_bilinear(out.logits, h, w);
+        if self.true_class_probability {
+            self.statistic = Some(PendingStatistic { probs: softmax(logits.clone().inner(), 1), labels: self.ys.clone().inner() });
+        }
+        let mut part_terms = Vec::with_capacity(2);
+        if t2s.pseudo_target_ce > 0.0 {
+            let l = cross_entropy(logits, self.ys.clone(), &CrossEntropyOptions::default(), self.source_pixel_w.clone())
+                .mul_scalar(t2s.pseudo_target_ce);
+            self.losses.push(term("loss_pseudo_target", &l));
+            part_terms.push(l);
+        }
+        if let Some(plan) = self.t2s_plan.take() {
+            let l = plan.loss(out.embedding.ok_or_else(no_embedding)?);
+            self.losses.push(term("loss_t2s", &l));
+            part_terms.push(l);
+        }
+        Ok(part_terms.into_iter().reduce(|a, b| a + b))
+    }
+}
+
+/// A loss term for [`super::StepOutput::losses`].
+fn term<B: AutodiffBackend>(name: &str, t: &Tensor<B, 1>) -> (String, Tensor<B::InnerBackend, 1>) {
+    (name.to_string(), t.clone().inner())
+}
