@@ -49,7 +49,7 @@ pub enum Command {
     /// Per class, cosine similarity of the source and target prototypes of the contrastive embedding
     /// against target IoU, for one or several weights (JSON, Markdown, scatter plot).
     Similarity(crate::similarity_cmd::SimilarityArgs),
-    /// Train as a run configuration says (configs/*.toml); Ctrl-C saves and stops, --resume continues.
+    /// Train as a run configuration says (configs/*.toml); Ctrl-C or SIGTERM saves and stops (status 130/143), --resume continues.
     Train(crate::train_cmd::TrainArgs),
     /// Train source-only, self-training (dacs) and T2S-DA on the built-in synthetic benchmark and
     /// compare them on its target domain: tables, curves and pictures in a report folder.

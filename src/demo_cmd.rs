@@ -141,7 +141,7 @@ impl BackendTask for Demo {
         let config_path = output.join("demo_config.toml");
         std::fs::write(&config_path, base.to_toml()).with_context(|| format!("writing {}", config_path.display()))?;
 
-        let stop = crate::train_cmd::stop_on_ctrl_c()?;
+        let stop = crate::stop_signal::stop_on_signals()?;
 
         let want = |m: &str| a.methods.iter().any(|x| x == m);
         let mut plan: Vec<(u64, &str)> = Vec::new();
@@ -200,9 +200,9 @@ impl BackendTask for Demo {
             };
             let label = format!("[{}/{}] seed {seed} {method}", k + 1, plan.len());
             let run_dir = create_run_dir(&cfg, &config_path, &self.command_line)?;
-            let summary = train_with_bar::<B>(&cfg, run_dir.clone(), until, &label, stop.clone(), &device)?;
-            if stop.load(Ordering::SeqCst) {
-                bail!("stopped by Ctrl-C; the runs so far are in {}", output.display());
+            let summary = train_with_bar::<B>(&cfg, run_dir.clone(), until, &label, stop.flag.clone(), &device)?;
+            if stop.flag.load(Ordering::SeqCst) {
+                bail!("stopped by {}; the runs so far are in {}", stop.name(), output.display());
             }
             if method == "source_only" {
                 // The shared starting point of the adaptation runs.

@@ -12,6 +12,7 @@ mod host_profile;
 mod plots;
 mod prepare_cmd;
 mod similarity_cmd;
+mod stop_signal;
 mod synth_cmd;
 mod train_cmd;
 

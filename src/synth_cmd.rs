@@ -35,7 +35,7 @@ pub enum DomainChoice {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Output folder (created if needed; existing files of the same names are overwritten).
-    #[arg(long)]
+    #[arg(long, visible_alias = "output")]
     pub out: PathBuf,
 
     /// Training samples per domain.

@@ -1,9 +1,7 @@
-//! `t2s train`: trains as a run configuration says, with a progress bar, Ctrl-C that saves and
-//! exits, and `--resume` to continue a run folder exactly.
+//! `t2s train`: trains as a run configuration says, with a progress bar, Ctrl-C and SIGTERM that
+//! save and stop (exit status 130 / 143), and `--resume` to continue a run folder exactly.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 use t2s_model::T2sBackend;
 
@@ -15,21 +13,7 @@ use t2s_train::train::run_dir::create_run_dir;
 use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
 use crate::device::BackendTask;
-
-/// A flag that the first Ctrl-C sets (the run saves and stops after the current iteration); a
-/// second Ctrl-C exits at once.
-pub fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: finishing this iteration, saving a checkpoint, then stopping (press again to abort)");
-    })
-    .context("installing the Ctrl-C handler")?;
-    Ok(stop)
-}
+use crate::stop_signal::stop_on_signals;
 
 /// Prints a run's notes and warnings (above `bar`, so that it does not garble them).
 pub fn show_notice(bar: &ProgressBar, event: &TrainEvent) {
@@ -90,7 +74,7 @@ impl BackendTask for Train {
         }
         eprintln!("run folder: {}", run_dir.display());
 
-        let stop = stop_on_ctrl_c()?;
+        let stop = stop_on_signals()?;
 
         let bar = ProgressBar::new(a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters) as u64);
         bar.set_style(
@@ -113,7 +97,8 @@ impl BackendTask for Train {
             }
             show_notice(&bar, &event);
         };
-        let opts = TrainOptions { run_dir: run_dir.clone(), resume: a.resume.is_some(), until: a.until, stop, events: &events };
+        let opts =
+            TrainOptions { run_dir: run_dir.clone(), resume: a.resume.is_some(), until: a.until, stop: stop.flag.clone(), events: &events };
         let summary = t2s_train::train::<Autodiff<B>>(&cfg, &opts, &device)?;
         bar.finish_and_clear();
         eprintln!(
@@ -127,6 +112,10 @@ impl BackendTask for Train {
         }
         if summary.interrupted {
             eprintln!("continue with: t2s train --resume {}", run_dir.display());
+        }
+        if let Some(status) = stop.exit_status() {
+            // Everything is written; the status tells a scheduler or script that the run was stopped.
+            std::process::exit(status);
         }
         Ok(())
     }

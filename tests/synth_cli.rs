@@ -50,8 +50,9 @@ fn synth_writes_a_cityscapes_like_copy_of_both_domains() {
 #[test]
 fn synth_writes_one_domain_and_rejects_bad_sizes() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // `--output`, as the other commands spell it, is `--out`.
     let status = t2s_program()
-        .args(["synth", "--out"])
+        .args(["synth", "--output"])
         .arg(dir.path())
         .args(["--count", "1", "--val-count", "0", "--width", "40", "--height", "24", "--domain", "target", "--seed", "5"])
         .status()

@@ -123,10 +123,18 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
 }
 
 #[test]
-fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
+fn ctrl_c_and_sigterm_save_a_checkpoint_that_resume_continues() {
+    // SIGINT is Ctrl-C; SIGTERM is what SLURM, Kubernetes and `docker stop` send. Both end the run
+    // with a checkpoint and the status a shell gives a process ended by that signal.
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        stop_resume_and_continue(signal, status);
+    }
+}
+
+fn stop_resume_and_continue(signal: &str, exit_status: i32) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
-    // A long schedule with no periodic checkpoint: only the Ctrl-C writes one.
+    // A long schedule with no periodic checkpoint: only the signal writes one.
     let child = t2s(dir.path())
         .args(["train", "--config", "tiny.toml", "--set", "run.name=int", "--set", "schedule.max_iters=100000"])
         .args(["--set", "run.checkpoint_interval=0"])
@@ -142,16 +150,16 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
         assert!(started.elapsed().as_secs() < 300, "no two logged iterations within 300 s");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let sent = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let status = child.wait_with_output().unwrap().status;
     let e = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap();
-    assert!(status.success(), "{e}");
+    assert_eq!(status.code(), Some(exit_status), "SIG{signal}: {e}");
     // "stopped after N iterations; checkpoint …/iter_N" and how to continue.
     let n: usize = e.split("stopped after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&e);
     assert!(n >= 2 && e.contains("--resume"), "{e}");
     assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), format!("iter_{n:06}"));
-    // The resumed run starts at iteration n + 1.
+    // The resumed run starts at iteration n + 1, and finishing its `--until` is a success.
     let o = t2s(dir.path()).args(["train", "--resume", "runs/int", "--until", &(n + 2).to_string()]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let iters: Vec<u64> = losses(&run).into_iter().map(|(i, _)| i).collect();
