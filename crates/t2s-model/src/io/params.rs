@@ -39,7 +39,8 @@ impl<B: Backend> ModuleVisitor<B> for Inventory {
         self.entries.push(TensorEntry {
             path: path.join("."),
             id: param.id,
-            shape: param.shape().to_vec(),
+            // Without initialising a lazy parameter: `t2s models` lists every preset in milliseconds.
+            shape: param.lazy_shape().to_vec(),
             trainable: !(leaf == "running_mean" || leaf == "running_var"),
         });
     }
@@ -56,4 +57,23 @@ pub fn inventory<B: Backend, M: Module<B>>(module: &M) -> Vec<TensorEntry> {
 /// excluded, unlike Burn's `num_params`).
 pub fn count_trainable<B: Backend, M: Module<B>>(module: &M) -> usize {
     inventory::<B, M>(module).iter().filter(|e| e.trainable).map(|e| e.shape.iter().product::<usize>()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::nn::LinearConfig;
+
+    #[test]
+    fn counting_leaves_lazy_parameters_uninitialised() {
+        // A fresh Linear's weight and bias are lazy: counting reads their shapes only, so listing
+        // every preset's size allocates no weights (`t2s models`).
+        let linear = LinearConfig::new(3, 5).init::<Flex>(&Default::default());
+        assert!(!linear.weight.is_initialized());
+        assert_eq!(count_trainable::<Flex, _>(&linear), 3 * 5 + 5);
+        let shapes: Vec<Vec<usize>> = inventory::<Flex, _>(&linear).into_iter().map(|e| e.shape).collect();
+        assert_eq!(shapes, vec![vec![3, 5], vec![5]]);
+        assert!(!linear.weight.is_initialized());
+    }
 }
