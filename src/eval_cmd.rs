@@ -1,7 +1,7 @@
 //! `t2s eval`: evaluates weights on the evaluation sets of a run configuration and writes the
 //! per-class IoU tables (JSON and Markdown) and prediction pictures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use t2s_model::T2sBackend;
 
 use anyhow::{Context, Result};
@@ -32,7 +32,8 @@ pub struct EvalArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 
-    /// Output folder (default: `eval` next to the weights file, or `./eval`).
+    /// Output folder (default: `eval` next to the weights file, or `./eval`; for weights inside a
+    /// run's checkpoint folder, which training may prune, the run's `eval/<checkpoint>`).
     #[arg(long)]
     pub output: Option<PathBuf>,
 
@@ -63,10 +64,7 @@ impl BackendTask for Eval {
             (None, Some(w)) => eprintln!("weights: {}", w.display()),
             (None, None) => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
         }
-        let output = a.output.clone().unwrap_or_else(|| match &weights {
-            Some(w) => w.parent().map(|p| p.join("eval")).unwrap_or_else(|| PathBuf::from("eval")),
-            None => PathBuf::from("eval"),
-        });
+        let output = a.output.clone().unwrap_or_else(|| default_output(weights.as_deref()));
         std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
         let keep = a.images.unwrap_or(config.eval.save_images);
         for (i, set) in config.data.eval.iter().enumerate() {
@@ -106,5 +104,33 @@ impl BackendTask for Eval {
             eprintln!("wrote {}/{stem}.json and .md", output.display());
         }
         Ok(())
+    }
+}
+
+/// Where `eval` writes without `--output`: `eval/` next to the weights, except for weights in a
+/// run's checkpoint folder (`<run>/checkpoints/iter_N/…`), which training prunes: there the
+/// run's own `eval/iter_N/`. Without weights, `./eval`.
+fn default_output(weights: Option<&Path>) -> PathBuf {
+    let Some(dir) = weights.and_then(Path::parent) else { return PathBuf::from("eval") };
+    match (dir.file_name(), dir.parent()) {
+        (Some(checkpoint), Some(checkpoints)) if checkpoints.file_name().is_some_and(|n| n == "checkpoints") => {
+            checkpoints.parent().unwrap_or(Path::new("")).join("eval").join(checkpoint)
+        }
+        _ => dir.join("eval"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_writes_outside_checkpoint_folders() {
+        let out = |w: &str| default_output(Some(Path::new(w)));
+        assert_eq!(out("runs/a/checkpoints/iter_000400/student.safetensors"), Path::new("runs/a/eval/iter_000400"));
+        assert_eq!(out("runs/a/best.safetensors"), Path::new("runs/a/eval"));
+        assert_eq!(out("/w/daformer_gta.pth"), Path::new("/w/eval"));
+        assert_eq!(out("weights.pth"), Path::new("eval"));
+        assert_eq!(default_output(None), Path::new("eval"));
     }
 }
