@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use t2s_data::{AugmentConfig, Batch, CropConfig, LabelSpace, Loader, LoaderConfig, RareClassSampler, RcsConfig, Resize, SampleOrder};
+use t2s_data::{AugmentConfig, Batch, CropConfig, LabelSpace, Loader, LoaderConfig, Resize, SampleOrder};
 use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend};
 
 use super::adaptation::{Adaptation, Resume};
@@ -126,21 +126,10 @@ fn source_order(cfg: &RunConfig, source: &OpenedSet, num_classes: usize, events:
     if !cfg.data.rcs.enabled {
         return Ok(SampleOrder::Shuffle);
     }
-    let (counts, from) = rcs_counts::class_counts(source, num_classes)?;
-    events(TrainEvent::Note(format!("rare class sampling on {}: {from}", source.name)));
-    let rcs = RcsConfig { temperature: cfg.data.rcs.temperature, min_pixels: cfg.data.rcs.min_pixels };
-    let sampler = RareClassSampler::new(&counts, rcs).map_err(|e| TrainError::Usage(format!("data.rcs: {e}")))?;
-    let pool = sampler.effective_pool();
-    events(TrainEvent::Note(format!("rare class sampling: an effective pool of {pool:.0} of {} images", counts.len())));
-    if pool < 0.05 * counts.len() as f64 {
-        // The failure this guards against is silent: the loss drops fast on a few repeated
-        // images while the model generalises badly (docs/results.md, "Rare class sampling").
-        events(TrainEvent::Warning(format!(
-            "rare class sampling draws most of its images from about {pool:.0} of {}; data.rcs.min_pixels = {} is probably \
-             too high for images of this size (DAFormer's 3,000 is 0.15 % of a 1914×1052 GTA5 label), or data.rcs.temperature too low",
-            counts.len(),
-            cfg.data.rcs.min_pixels
-        )));
+    let (sampler, notes, warning) = rcs_counts::rare_class_sampler(cfg, source, num_classes)?;
+    notes.into_iter().for_each(|note| events(TrainEvent::Note(note)));
+    if let Some(warning) = warning {
+        events(TrainEvent::Warning(warning));
     }
     Ok(SampleOrder::RareClass(Arc::new(sampler)))
 }

@@ -6,6 +6,9 @@ use rayon::prelude::*;
 use t2s_data::class_stats::read_class_stats;
 use t2s_data::Dataset;
 
+use t2s_data::{RareClassSampler, RcsConfig};
+
+use crate::config::RunConfig;
 use crate::data_sets::OpenedSet;
 use crate::{Result, TrainError};
 
@@ -41,6 +44,35 @@ pub fn class_counts(set: &OpenedSet, num_classes: usize) -> Result<(Vec<Vec<u64>
         None => String::new(),
     };
     Ok((counts, format!("class statistics counted from {} labels{hint}", ds.len())))
+}
+
+/// The source's rare class sampler (method.md §3) as `cfg.data.rcs` sets it, with the notes a run
+/// starts with (where the statistics came from, the effective pool) and a warning when the pool
+/// is so small that training would see a few images over and over.
+pub fn rare_class_sampler(
+    cfg: &RunConfig,
+    source: &OpenedSet,
+    num_classes: usize,
+) -> Result<(RareClassSampler, Vec<String>, Option<String>)> {
+    let (counts, from) = class_counts(source, num_classes)?;
+    let rcs = RcsConfig { temperature: cfg.data.rcs.temperature, min_pixels: cfg.data.rcs.min_pixels };
+    let sampler = RareClassSampler::new(&counts, rcs).map_err(|e| TrainError::Usage(format!("data.rcs: {e}")))?;
+    let pool = sampler.effective_pool();
+    let notes = vec![
+        format!("rare class sampling on {}: {from}", source.name),
+        format!("rare class sampling: an effective pool of {pool:.0} of {} images", counts.len()),
+    ];
+    // The failure this guards against is silent: the loss drops fast on a few repeated images
+    // while the model generalises badly (docs/results.md, "Rare class sampling").
+    let warning = (pool < 0.05 * counts.len() as f64).then(|| {
+        format!(
+            "rare class sampling draws most of its images from about {pool:.0} of {}; data.rcs.min_pixels = {} is probably \
+             too high for images of this size (DAFormer's 3,000 is 0.15 % of a 1914×1052 GTA5 label), or data.rcs.temperature too low",
+            counts.len(),
+            cfg.data.rcs.min_pixels
+        )
+    });
+    Ok((sampler, notes, warning))
 }
 
 #[cfg(test)]
