@@ -57,6 +57,20 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     }
     // The eval report of the last iteration exists, and the weights load in `t2s eval`.
     assert!(halves.join("eval").read_dir().unwrap().count() >= 2);
+
+    // A crash after iteration 4 was logged but before its checkpoint was complete (`latest` still
+    // names iteration 2), mid-way through writing a line: the resumed run cuts the log back to
+    // iteration 2 and drops the torn line, so every iteration is logged once.
+    std::fs::write(straight.join("checkpoints/latest"), "iter_000002").unwrap();
+    let mut log = std::fs::OpenOptions::new().append(true).open(straight.join("metrics.jsonl")).unwrap();
+    std::io::Write::write_all(&mut log, br#"{"iter": 5, "loss_sou"#).unwrap();
+    let stderr = run(&["--resume", "runs/straight"]);
+    assert!(stderr.contains("after iteration 2, the checkpoint resumed") && stderr.contains("a torn line"), "{stderr}");
+    let c = losses(&straight);
+    assert_eq!(c.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2, 3, 4], "{c:?}");
+    for ((ia, la), (_, lc)) in a.iter().zip(&c) {
+        assert!((la - lc).abs() <= 1e-6 * la.abs().max(1.0), "iteration {ia}: {la} straight vs {lc} after the crash");
+    }
 }
 
 #[test]

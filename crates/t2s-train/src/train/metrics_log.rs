@@ -6,6 +6,41 @@ use std::path::{Path, PathBuf};
 
 use crate::{Result, TrainError};
 
+/// Cuts a resumed run's `metrics.jsonl` back to its checkpoint: the records of iterations after
+/// `iter` (logged before a crash, and about to be logged again) are dropped, and so is a torn last
+/// line (a write cut short). Returns a note saying what was dropped, if anything. A missing file
+/// is left missing.
+pub fn cut_back(path: &Path, iter: usize) -> Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TrainError::Io { path: path.into(), message: e.to_string() }),
+    };
+    let (mut kept, mut later, mut torn) = (String::new(), 0usize, false);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v["iter"].as_u64().is_some_and(|i| i as usize > iter) => later += 1,
+            Ok(_) => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            Err(_) => torn = true,
+        }
+    }
+    if later == 0 && !torn {
+        return Ok(None);
+    }
+    crate::write_atomic(path, kept.as_bytes())?;
+    let mut what = Vec::new();
+    if later > 0 {
+        what.push(format!("{later} record(s) after iteration {iter}, the checkpoint resumed"));
+    }
+    if torn {
+        what.push("a torn line (a write cut short)".to_string());
+    }
+    Ok(Some(format!("{}: dropped {}", path.display(), what.join(" and "))))
+}
+
 /// An append-only JSON-lines file.
 pub struct MetricsLog {
     path: PathBuf,

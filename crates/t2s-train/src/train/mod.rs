@@ -36,6 +36,12 @@ use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOu
 /// Trains on backend `B` (an autodiff backend) as `cfg` says.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
     let (mut run, mut student) = open_run::<B>(cfg, opts, device)?;
+    if opts.resume {
+        // Records logged after the checkpoint would otherwise appear twice.
+        if let Some(note) = metrics_log::cut_back(&opts.run_dir.join("metrics.jsonl"), run.state.iter)? {
+            (opts.events)(TrainEvent::Note(note));
+        }
+    }
     let mut books = AfterStep::open(&opts.run_dir)?;
     let total = cfg.schedule.max_iters;
     let until = opts.until.unwrap_or(total).min(total);
