@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use burn::module::{AutodiffModule, Module};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use t2s_model::{Segmentor, SegmentorConfig};
 
-use super::checkpoint::TrainingState;
+use super::checkpoint::{load_network, TrainingState};
 use crate::config::{Method, RunConfig};
 use crate::t2s_term::T2sState;
 use crate::{Result, TrainError};
@@ -52,13 +51,10 @@ impl<B: AutodiffBackend> Adaptation<B> {
         if cfg.uda.method == Method::SourceOnly {
             return Ok(Adaptation::SourceOnly);
         }
-        let mut teacher = student.valid();
-        if let Some(r) = &resume {
-            let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-                .load(r.dir.join("teacher"), device)
-                .map_err(|e| TrainError::Io { path: r.dir.join("teacher.mpk"), message: e.to_string() })?;
-            teacher = teacher.load_record(record);
-        }
+        let teacher = match &resume {
+            Some(r) => load_network(student.valid(), r.dir, "teacher", device)?,
+            None => student.valid(),
+        };
         // The frozen ImageNet network of the feature distance (DAFormer: only with pretrained weights).
         let imagenet_fd = match (cfg.feature_distance_on(), cfg.model.pretrained.as_deref()) {
             (true, Some(p)) => Some(
@@ -95,6 +91,14 @@ impl<B: AutodiffBackend> Adaptation<B> {
         match self {
             Adaptation::SourceOnly => None,
             Adaptation::SelfTraining(st) => st.t2s.as_ref(),
+        }
+    }
+
+    /// The T2S state, to fold the student's statistic into.
+    pub fn t2s_mut(&mut self) -> Option<&mut T2sState<B::InnerBackend>> {
+        match self {
+            Adaptation::SourceOnly => None,
+            Adaptation::SelfTraining(st) => st.t2s.as_mut(),
         }
     }
 }

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend, T2sBackend};
+use burn::module::AutodiffModule;
+use t2s_model::{Segmentor, T2sAutodiffBackend, T2sBackend};
 
-use super::checkpoint::write_checkpoint;
+use super::checkpoint::{save_network, write_checkpoint};
 use super::events::TrainOptions;
 use super::metrics_log::MetricsLog;
 use super::open::OpenedRun;
@@ -21,8 +20,6 @@ use crate::{EvalReport, Result, TrainError};
 
 /// The numbers one iteration leaves for the log.
 pub(super) struct StepLog {
-    /// 0-based iteration just done.
-    pub iter: usize,
     /// Named loss terms, read back.
     pub losses: Vec<(String, f64)>,
     /// Other logged numbers.
@@ -81,7 +78,7 @@ impl AfterStep {
         if done.is_multiple_of(cfg.run.log_interval.max(1)) || done == until {
             let secs = (self.clock.elapsed().as_secs_f64() - self.eval_secs).max(0.0) / self.clock_iters as f64;
             (self.clock, self.clock_iters, self.eval_secs) = (Instant::now(), 0, 0.0);
-            let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(step.iter), "sec_per_iter": secs });
+            let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(done - 1), "sec_per_iter": secs });
             for (k, v) in step.losses.iter().chain(&step.stats) {
                 rec[k] = serde_json::json!(v);
             }
@@ -141,18 +138,10 @@ impl AfterStep {
 /// records (weights with their parameter ids) and as t2s weight files, the optimiser state and
 /// `state.json` (architecture.md "Checkpoints and resume").
 fn save_checkpoint<B: T2sAutodiffBackend>(run_dir: &Path, keep_last: usize, run: &OpenedRun<B>, student: &Segmentor<B>) -> Result<PathBuf> {
-    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let network: &SegmentorConfig = &run.network;
     write_checkpoint(run_dir, &run.state, keep_last, |dir| {
-        recorder
-            .record(student.clone().into_record(), dir.join("student"))
-            .map_err(|e| TrainError::Io { path: dir.join("student.mpk"), message: e.to_string() })?;
-        t2s_model::save_t2s(&student.valid(), network, &dir.join("student.safetensors"))?;
+        save_network(student, &run.network, dir, "student")?;
         if let Some(teacher) = run.adaptation.teacher() {
-            recorder
-                .record(teacher.clone().into_record(), dir.join("teacher"))
-                .map_err(|e| TrainError::Io { path: dir.join("teacher.mpk"), message: e.to_string() })?;
-            t2s_model::save_t2s(teacher, network, &dir.join("teacher.safetensors"))?;
+            save_network(teacher, &run.network, dir, "teacher")?;
         }
         run.optim.save(dir)
     })

@@ -8,7 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+use t2s_model::{Segmentor, SegmentorConfig};
 
 use crate::eval_report::write_atomic;
 use crate::{Result, TrainError};
@@ -70,6 +74,23 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<(PathBuf, TrainingState)> {
     let state =
         serde_json::from_str(&text).map_err(|e| TrainError::Io { path: state_path, message: format!("not a t2s training state: {e}") })?;
     Ok((dir, state))
+}
+
+/// A network's weights *with their parameter ids* (Burn's record, `<name>.mpk`) and as a t2s
+/// weight file (`<name>.safetensors`, for `predict` and `eval`), into checkpoint folder `dir`.
+pub fn save_network<B: Backend>(model: &Segmentor<B>, network: &SegmentorConfig, dir: &Path, name: &str) -> Result<()> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+        .record(model.clone().into_record(), dir.join(name))
+        .map_err(|e| TrainError::Io { path: dir.join(format!("{name}.mpk")), message: e.to_string() })?;
+    Ok(t2s_model::save_t2s(model, network, &dir.join(format!("{name}.safetensors")))?)
+}
+
+/// `model` with the weights and parameter ids of `<name>.mpk` in checkpoint folder `dir`.
+pub fn load_network<B: Backend>(model: Segmentor<B>, dir: &Path, name: &str, device: &B::Device) -> Result<Segmentor<B>> {
+    let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+        .load(dir.join(name), device)
+        .map_err(|e| TrainError::Io { path: dir.join(format!("{name}.mpk")), message: e.to_string() })?;
+    Ok(model.load_record(record))
 }
 
 /// Removes all but the newest `keep` `iter_*` folders (and stale `.tmp` ones).

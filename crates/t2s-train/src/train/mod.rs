@@ -56,15 +56,13 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         // stepped weights only live in memory.
         student = run.optim.step(iter, student, step.grads);
         let losses = read_losses(step.losses);
-        if let (Adaptation::SelfTraining(st), Some(pending)) = (&mut run.adaptation, step.statistic) {
-            if let Some(t2s) = st.t2s.as_mut() {
-                pending.fold_into(t2s)?;
-            }
+        if let (Some(t2s), Some(pending)) = (run.adaptation.t2s_mut(), step.statistic) {
+            pending.fold_into(t2s)?;
         }
         check_finite(&losses, iter, books.last_checkpoint.as_deref())?;
         run.state.iter = iter + 1;
         (opts.events)(TrainEvent::Iteration { done: run.state.iter, until, losses: &losses });
-        let log = StepLog { iter, losses, stats: step.stats };
+        let log = StepLog { losses, stats: step.stats };
         if books.after_step(cfg, opts, &mut run, &student, &log, until, device)? == Flow::Stop {
             interrupted = true;
             break;

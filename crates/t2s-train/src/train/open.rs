@@ -5,13 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use t2s_data::{AugmentConfig, Batch, CropConfig, LabelSpace, Loader, LoaderConfig, Resize, SampleOrder};
 use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend};
 
 use super::adaptation::{Adaptation, Resume};
-use super::checkpoint::{latest_checkpoint, TrainingState};
+use super::checkpoint::{latest_checkpoint, load_network, TrainingState};
 use super::events::{TrainEvent, TrainOptions};
 use super::rcs_counts;
 use crate::config::{RunConfig, SetSection};
@@ -157,10 +155,7 @@ fn load_student<B: T2sAutodiffBackend>(
         return Ok((student, TrainingState { iter: 0, best: None, t2s: None }, None));
     }
     let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
-    let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-        .load(dir.join("student"), device)
-        .map_err(|e| TrainError::Io { path: dir.join("student.mpk"), message: e.to_string() })?;
-    Ok((student.load_record(record), saved, Some(dir)))
+    Ok((load_network(student, &dir, "student", device)?, saved, Some(dir)))
 }
 
 /// The loaders, starting at batch `start_batch` (the iteration a resumed run continues at).
