@@ -10,13 +10,13 @@
 #   pytorch: scripts/torch_step.py with the same batch, crop and passes; the median of ITERS timed
 #            steps after its own warm-up; peak from nvidia-smi as well (and max_memory_allocated).
 #
-# Usage: [RUNS="f32:joint f32:sequential"] [WARMUP=15] [ITERS=15] [DEVICE=cuda] [CONFIG=toml]
+# Usage: [RUNS="f32:joint bf16:joint"] [WARMUP=15] [ITERS=15] [DEVICE=cuda] [CONFIG=toml]
 #        [TRAIN_ARGS=...] [TORCH_ARGS=...] scripts/gpu_step.sh <t2s binary or .xz> <output folder>
 # DEVICE=cpu with a small CONFIG / TRAIN_ARGS and TORCH_ARGS="--variant b0 --size 64" tries the flow
 # without a GPU (the memory columns are then empty). Needs python3 with torch and transformers.
 set -uo pipefail
 BIN="$1"; OUT="$2"
-RUNS=${RUNS:-"f32:joint f32:sequential"}; WARMUP=${WARMUP:-15}; ITERS=${ITERS:-15}; DEVICE=${DEVICE:-cuda}
+RUNS=${RUNS:-"f32:joint bf16:joint"}; WARMUP=${WARMUP:-15}; ITERS=${ITERS:-15}; DEVICE=${DEVICE:-cuda}
 CONFIG=$(realpath "${CONFIG:-configs/synthetic_daformer_t2s.toml}"); TRAIN_ARGS=${TRAIN_ARGS:-}; TORCH_ARGS=${TORCH_ARGS:-}
 REPO=$(pwd); mkdir -p "$OUT"; W=$(mktemp -d)
 case "$BIN" in *.xz) xz -dc "$BIN" > "$W/t2s" ;; *) cp "$BIN" "$W/t2s" ;; esac
@@ -42,7 +42,7 @@ for run in $RUNS; do
   # shellcheck disable=SC2086 # TRAIN_ARGS is a list of arguments
   (cd "$W" && exec ./t2s --device "$DEVICE" train --config "$CONFIG" --set "run.name=$name" --set "run.output=\"$W/runs\"" \
     --set "schedule.max_iters=$((WARMUP + ITERS))" --set run.log_interval=1 --set run.checkpoint_interval=0 \
-    --set eval.interval=0 --set "uda.student_passes=$passes" $TRAIN_ARGS) > "$OUT/$name.log" 2>&1 &
+    --set eval.interval=0 --set "uda.student_passes=$passes" --set "train.precision=$precision" $TRAIN_ARGS) > "$OUT/$name.log" 2>&1 &
   pid=$!
   peak=$(peak_mib $pid); wait $pid; rc=$?
   tail -3 "$OUT/$name.log"

@@ -94,6 +94,10 @@ pub struct PredictArgs {
     /// Opacity of the colour map in `<name>_overlay.png`, 0..=1.
     #[arg(long, default_value_t = 0.5)]
     pub overlay_alpha: f32,
+
+    /// Numeric format of the network's pass: f32, or bf16 (CUDA, the CPU, wgpu adapters with bf16).
+    #[arg(long, default_value_t = t2s_model::Precision::F32)]
+    pub precision: t2s_model::Precision,
 }
 
 #[derive(Debug, Args)]

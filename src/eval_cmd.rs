@@ -40,6 +40,10 @@ pub struct EvalArgs {
     /// Number of prediction pictures to write per set (default: eval.save_images).
     #[arg(long)]
     pub images: Option<usize>,
+
+    /// Numeric format of the network's pass: f32, or bf16 (CUDA, the CPU, wgpu adapters with bf16).
+    #[arg(long, default_value_t = t2s_model::Precision::F32)]
+    pub precision: t2s_model::Precision,
 }
 
 /// The command, run on the selected backend.
@@ -64,6 +68,7 @@ impl BackendTask for Eval {
             (None, Some(w)) => eprintln!("weights: {}", w.display()),
             (None, None) => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
         }
+        let model = crate::at_precision(&loaded.model, a.precision, &device)?;
         let output = a.output.clone().unwrap_or_else(|| default_output(weights.as_deref()));
         std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
         let keep = a.images.unwrap_or(config.eval.save_images);
@@ -89,7 +94,7 @@ impl BackendTask for Eval {
             );
             bar.set_message(opened.name.clone());
             let (report, kept) =
-                t2s_train::evaluate(&loaded.model, &device, opened.dataset.as_ref(), &options, keep, &|n| bar.set_position(n as u64))?;
+                t2s_train::evaluate(&model, &device, opened.dataset.as_ref(), &options, keep, &|n| bar.set_position(n as u64))?;
             bar.finish_and_clear();
             let stem = format!("eval_{}", opened.name.replace([' ', '/'], "_"));
             report.write(&output, &stem)?;

@@ -58,6 +58,18 @@ fn with_host_profile(mut cli: Cli) -> Result<()> {
     }
 }
 
+/// `model` computing in `precision` (`--precision` of predict and eval), or why the device cannot.
+fn at_precision<B: T2sBackend>(
+    model: &t2s_model::Segmentor<B>,
+    precision: t2s_model::Precision,
+    device: &B::Device,
+) -> Result<t2s_model::Segmentor<B>> {
+    if !precision.supported_on::<B>(device) {
+        bail!("--precision {precision}: the device ({}) has no {precision} arithmetic; use --precision f32", B::name(device));
+    }
+    Ok(model.at_precision(precision))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Predict(args) => {
@@ -131,7 +143,14 @@ impl BackendTask for Predict {
             bar.set_position(done as u64);
             bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         };
-        let written = t2s_train::predict_images(&loaded.model, &device, &images, &space, &opts, &progress)?;
+        let written = t2s_train::predict_images(
+            &crate::at_precision(&loaded.model, a.precision, &device)?,
+            &device,
+            &images,
+            &space,
+            &opts,
+            &progress,
+        )?;
         bar.finish_and_clear();
         eprintln!("wrote predictions for {} image(s) to {}", written.len(), a.output.display());
         Ok(())

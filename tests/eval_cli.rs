@@ -50,6 +50,34 @@ fn eval_counts_every_labelled_pixel_and_writes_reports() {
     assert!(out.join("eval_synthetic_target_val.md").is_file());
     let name = data.name(0);
     assert!(out.join(format!("{name}_pred.png")).is_file() && out.join(format!("{name}_gt.png")).is_file());
+
+    // In bf16 and in f32, with the same (random) weights: the same pixels counted, and most of
+    // them predicted alike (an untrained network's logits are near ties that bf16 rounding can flip).
+    let network = t2s_model::SegmentorConfig::preset("deeplabv2-r18").unwrap();
+    let weights = dir.path().join("r18.safetensors");
+    t2s_model::save_t2s(&network.init::<burn::backend::Flex>(&Default::default()).unwrap(), &network, &weights).unwrap();
+    let report_at = |precision: &str| -> serde_json::Value {
+        let out = dir.path().join(precision);
+        let o = t2s(dir.path())
+            .args(["eval", "--precision", precision, "--config"])
+            .arg(&cfg)
+            .arg("--weights")
+            .arg(&weights)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_synthetic_target_val.json")).unwrap()).unwrap()
+    };
+    let counts =
+        |r: &serde_json::Value| -> Vec<u64> { r["confusion"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect() };
+    let (a, b) = (counts(&report_at("f32")), counts(&report_at("bf16")));
+    assert_eq!(b.iter().sum::<u64>(), labelled);
+    // Confusion counts are [truth][prediction], 19 × 19: the predictions per class summed over truths.
+    let predicted = |c: &[u64]| -> Vec<u64> { (0..19).map(|p| (0..19).map(|t| c[t * 19 + p]).sum()).collect() };
+    let moved: u64 = predicted(&a).iter().zip(predicted(&b)).map(|(x, y)| x.abs_diff(y)).sum();
+    assert!(moved * 10 < labelled, "{moved} of {labelled} pixels changed class");
 }
 
 #[test]

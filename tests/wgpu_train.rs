@@ -106,3 +106,38 @@ fn wgpu_trains_t2s_like_the_cpu() {
         assert!(last.join(f).is_file(), "{f} missing in {}", last.display());
     }
 }
+
+/// `train.precision = "bf16"` on wgpu: adapters with bf16 arithmetic train (every term finite);
+/// the others (lavapipe has none) refuse at start-up with a message naming the setting, before
+/// any iteration.
+#[test]
+fn bf16_on_wgpu_trains_or_names_what_the_adapter_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), config()).unwrap();
+    let o = t2s_program()
+        .current_dir(dir.path())
+        .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+        .args(["--device", "wgpu", "train", "--config", "t2s.toml", "--set", "run.name=bf16", "--set", "train.precision=\"bf16\""])
+        .args(["--set", "schedule.max_iters=1", "--set", "run.checkpoint_interval=1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && err.contains("no wgpu adapter") && std::env::var_os("T2S_REQUIRE_WGPU").is_none() {
+        eprintln!("skipped: no wgpu adapter on this machine ({err})");
+        return;
+    }
+    eprintln!("{err}");
+    if o.status.success() {
+        let records = training_records(&dir.path().join("runs/bf16"));
+        assert_eq!(records.len(), 1);
+        for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
+            assert!(records[0][k].as_f64().unwrap().is_finite(), "{k}: {records:?}");
+        }
+    } else {
+        assert!(
+            err.contains("train.precision = \"bf16\"") && err.contains("has no bf16 arithmetic") && err.contains("use \"f32\""),
+            "{err}"
+        );
+        assert!(!dir.path().join("runs/bf16/metrics.jsonl").exists() || training_records(&dir.path().join("runs/bf16")).is_empty());
+    }
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod io;
 pub mod nets;
 pub mod ops;
+pub mod precision;
 
 pub use error::{ModelError, Result};
 pub use io::params::{count_trainable, inventory, TensorEntry};
@@ -21,3 +22,4 @@ pub use nets::segmentor::{
 };
 pub use ops::backend::{T2sAutodiffBackend, T2sBackend};
 pub use ops::resize::{bilinear_matrix, resize_bilinear};
+pub use precision::{compute_copy, Precision};

@@ -88,3 +88,21 @@ fn small_synthetic_configs_sample_rare_classes_from_a_wide_pool() {
     }
     assert_eq!(checked, ["synthetic_demo", "synthetic_source_only"]);
 }
+
+/// Every configuration says, with its reason, the precision of its passes (`[train] precision`)
+/// and, where there is more than one student batch, how they run (`uda.student_passes`), rather
+/// than leaving the reader to the defaults.
+#[test]
+fn every_config_says_its_precision_and_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for (name, cfg) in configs() {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let precision = table.get("train").and_then(|t| t.get("precision"));
+        assert_eq!(precision.and_then(|p| p.as_str()), Some(cfg.train.precision.name()), "{name}: [train] precision");
+        let passes = table.get("uda").and_then(|t| t.get("student_passes"));
+        assert_eq!(passes.is_some(), cfg.uda.method != Method::SourceOnly, "{name}: uda.student_passes");
+        let before = |key: &str| text.lines().take_while(|l| !l.starts_with(key)).last().unwrap_or("").to_string();
+        assert!(before("precision =").starts_with('#'), "{name}: say why above `precision`");
+    }
+}

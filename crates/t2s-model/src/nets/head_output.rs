@@ -33,7 +33,7 @@ pub fn channel_dropout<B: Backend>(dropout: &Dropout, x: Tensor<B, 4>) -> Tensor
     let keep = 1.0 - prob;
     let [n, c, _, _] = x.dims();
     // One Bernoulli(keep) draw per (sample, channel), broadcast over the map: [N, C, 1, 1].
-    let mask = Tensor::<B, 4>::random([n, c, 1, 1], Distribution::Bernoulli(keep), &device);
+    let mask = Tensor::<B, 4>::random([n, c, 1, 1], Distribution::Bernoulli(keep), (&device, x.dtype()));
     x * mask.div_scalar(keep)
 }
 

@@ -3,11 +3,12 @@
 
 use crate::ops::batch_norm::batch_norm_2d;
 use crate::ops::conv::conv2d_forward;
+use crate::precision::cast_to;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::BatchNorm;
-use burn::tensor::{activation::relu, backend::Backend, Tensor};
+use burn::tensor::{activation::relu, backend::Backend, DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -59,12 +60,13 @@ pub struct ProjectionHead<B: Backend> {
 }
 
 impl<B: T2sBackend> ProjectionHead<B> {
-    /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D.
+    /// `[N, C, h, w]` → embeddings `[N, D, h, w]` with unit L2 norm along D, in f32 whatever
+    /// the input's type (the norm is a reduction, the embeddings the contrastive loss's input).
     /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
     /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
         let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x), sub_batches)));
-        l2_normalize_channels(z)
+        l2_normalize_channels(cast_to(z, DType::F32))
     }
 }
 

@@ -5,7 +5,7 @@ use crate::T2sBackend;
 use std::collections::HashSet;
 
 use burn::module::{Module, ParamId};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -17,6 +17,7 @@ use crate::nets::projection_head::{ProjectionConfig, ProjectionHead};
 use crate::nets::resnet::{ResNet, ResNetConfig, StemKind};
 use crate::nets::segformer_head::{SegFormerHead, SegFormerHeadConfig};
 use crate::ops::resize::resize_bilinear;
+use crate::precision::{cast_to, weight_dtype};
 
 /// Backbone choice.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -213,9 +214,19 @@ pub struct Segmentor<B: Backend> {
 }
 
 impl<B: T2sBackend> Segmentor<B> {
+    /// This network computing in `precision`: a [`compute_copy`](crate::compute_copy) of it (a
+    /// clone for f32), for one forward pass when it records gradients. Parameters not drawn yet
+    /// are drawn first: Burn draws a lazy parameter once per clone, and the copy must compute
+    /// with (and give gradients to) this network's values.
+    pub fn at_precision(&self, precision: crate::Precision) -> Self {
+        crate::precision::draw_parameters(self);
+        crate::compute_copy(self.clone(), precision)
+    }
+
     /// Backbone stage outputs for an image batch `[N, 3, H, W]`.
+    /// f32 whatever the weights' type, as [`Segmentor::forward`]'s.
     pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
-        self.features_of(x, 1)
+        self.features_of(cast_to(x, weight_dtype(self)), 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
     }
 
     fn features_of(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
@@ -242,8 +253,11 @@ impl<B: T2sBackend> Segmentor<B> {
     ///
     /// # Panics
     /// When `sub_batches` is 0 or does not divide N.
+    ///
+    /// The input is cast to the weights' float type (bf16 for a [`compute_copy`](crate::compute_copy) at
+    /// [`Precision::Bf16`](crate::Precision)) and the outputs are f32, for the losses.
     pub fn forward_sub_batches(&self, x: Tensor<B, 4>, sub_batches: usize) -> SegOutput<B> {
-        let features = self.features_of(x, sub_batches);
+        let features = self.features_of(cast_to(x, weight_dtype(self)), sub_batches);
         let (logits, head_feature) = match &self.decode_head {
             DecodeHead::DeepLabV2(h) => {
                 let last = features[features.len() - 1].clone();
@@ -259,7 +273,8 @@ impl<B: T2sBackend> Segmentor<B> {
             }
         };
         let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature, sub_batches));
-        SegOutput { logits, embedding, features }
+        let f32 = |t: Tensor<B, 4>| cast_to(t, DType::F32);
+        SegOutput { logits: f32(logits), embedding: embedding.map(f32), features: features.into_iter().map(f32).collect() }
     }
 
     /// Logits bilinearly upsampled to the input's size: `[N, 3, H, W]` → `[N, classes, H, W]`.

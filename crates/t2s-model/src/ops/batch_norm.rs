@@ -12,6 +12,7 @@
 //! while the running variance is updated with the **unbiased** one (`n/(n−1)`), as
 //! `torch.nn.functional.batch_norm` does; Burn 0.21 updates it with the biased variance.
 
+use crate::precision::in_f32;
 use burn::nn::BatchNorm;
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -28,7 +29,13 @@ use burn::tensor::{backend::Backend, Tensor};
 ///
 /// # Panics
 /// When `sub_batches` is 0 or does not divide N.
+///
+/// Computed in f32 whatever `x`'s type, which the output keeps (`crate::precision::in_f32`).
 pub fn batch_norm_2d<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
+    in_f32(x, |x| batch_norm_2d_f32(bn, x, sub_batches))
+}
+
+fn batch_norm_2d_f32<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     let k = sub_batches;
     assert!(k > 0 && n % k == 0, "batch_norm_2d: {k} sub-batches do not divide a batch of {n}");

@@ -138,7 +138,8 @@ pub(crate) fn zero_pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tens
         return x;
     }
     let [n, c, h, w] = x.dims();
-    Tensor::zeros([n, c, h + top + bottom, w + left + right], &x.device()).slice_assign([0..n, 0..c, top..top + h, left..left + w], x)
+    Tensor::zeros([n, c, h + top + bottom, w + left + right], (&x.device(), x.dtype()))
+        .slice_assign([0..n, 0..c, top..top + h, left..left + w], x)
 }
 
 #[cfg(test)]

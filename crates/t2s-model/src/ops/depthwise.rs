@@ -86,7 +86,7 @@ fn pad_signed<B: Backend>(x: Tensor<B, 4>, amounts: [isize; 4], layout: Layout) 
     padded[aw] += pad(left) + pad(right);
     inner[ah] = pad(top)..pad(top) + dims[ah];
     inner[aw] = pad(left)..pad(left) + dims[aw];
-    Tensor::zeros(padded, &x.device()).slice_assign(inner, x)
+    Tensor::zeros(padded, (&x.device(), x.dtype())).slice_assign(inner, x)
 }
 
 /// The k² shifted copies of the padded input as one strided view, `[N, C, kh, kw, H', W']`:

@@ -16,6 +16,7 @@
 //! docs/benchmarks.md has the launch counts.
 
 use crate::ops::backend::{tensor, T2sBackend};
+use crate::precision::in_f32;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -49,8 +50,9 @@ impl<B: Backend> LayerNorm<B> {
 impl<B: T2sBackend> LayerNorm<B> {
     /// `[..., C]` → `[..., C]`, each row normalised to zero mean and unit variance, then scaled
     /// and shifted per channel.
+    /// In f32 whatever `x`'s type, which the output keeps (`crate::precision::in_f32`).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        B::layer_norm_last_dim(x, self.gamma.val(), self.beta.val(), self.epsilon)
+        in_f32(x, |x| B::layer_norm_last_dim(x, self.gamma.val(), self.beta.val(), self.epsilon))
     }
 }
 

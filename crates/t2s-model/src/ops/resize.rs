@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
 /// Row-major `[out_size, in_size]` matrix `M` such that `y = M x` resizes a 1-D signal `x` of
 /// length `in_size` to length `out_size` with PyTorch's bilinear, `align_corners=False` rule:
@@ -39,10 +39,11 @@ pub fn bilinear_matrix(in_size: usize, out_size: usize) -> Arc<Vec<f32>> {
     m
 }
 
-/// Transposed interpolation matrix as a tensor: `[in_size, out_size]`.
-fn matrix_t<B: Backend>(in_size: usize, out_size: usize, device: &B::Device) -> Tensor<B, 2> {
+/// Transposed interpolation matrix as a tensor: `[in_size, out_size]`,
+/// in float type `dtype`.
+fn matrix_t<B: Backend>(in_size: usize, out_size: usize, device: &B::Device, dtype: DType) -> Tensor<B, 2> {
     let m = bilinear_matrix(in_size, out_size);
-    Tensor::<B, 2>::from_data(TensorData::new(m.to_vec(), [out_size, in_size]), device).transpose()
+    Tensor::<B, 2>::from_data(TensorData::new(m.to_vec(), [out_size, in_size]), (device, dtype)).transpose()
 }
 
 /// Bilinear resize of `x: [N, C, H, W]` to `[N, C, out_h, out_w]`, equal to PyTorch's
@@ -53,14 +54,19 @@ pub fn resize_bilinear<B: Backend>(x: Tensor<B, 4>, out_h: usize, out_w: usize) 
     if h == out_h && w == out_w {
         return x;
     }
-    let device = x.device();
+    let (device, dtype) = (x.device(), x.dtype());
     // Width first: [N*C*H, W] x [W, W'] -> [N*C*H, W'].
-    let x = if w != out_w { x.reshape([n * c * h, w]).matmul(matrix_t::<B>(w, out_w, &device)).reshape([n, c, h, out_w]) } else { x };
+    let x =
+        if w != out_w { x.reshape([n * c * h, w]).matmul(matrix_t::<B>(w, out_w, &device, dtype)).reshape([n, c, h, out_w]) } else { x };
     if h == out_h {
         return x;
     }
     // Then height, on the transposed map: [N*C*W', H] x [H, H'] -> [N*C*W', H'].
-    x.swap_dims(2, 3).reshape([n * c * out_w, h]).matmul(matrix_t::<B>(h, out_h, &device)).reshape([n, c, out_w, out_h]).swap_dims(2, 3)
+    x.swap_dims(2, 3)
+        .reshape([n * c * out_w, h])
+        .matmul(matrix_t::<B>(h, out_h, &device, dtype))
+        .reshape([n, c, out_w, out_h])
+        .swap_dims(2, 3)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Run configuration: a TOML file with the sections `[model]`, `[data]`, `[uda]`, `[t2s]`,
-//! `[optim]`, `[schedule]`, `[eval]`, `[run]` (architecture.md "Configuration"). Unknown keys are
+//! `[optim]`, `[schedule]`, `[train]`, `[eval]`, `[run]` (architecture.md "Configuration"). Unknown keys are
 //! rejected with their name, every field has a documented default, and `--set a.b=value`
 //! overrides any key before validation.
 
@@ -10,6 +10,7 @@ mod optim;
 mod run;
 mod schedule;
 mod t2s;
+mod train;
 mod uda;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub use optim::{OptimSection, OptimizerKind};
 pub use run::RunSection;
 pub use schedule::ScheduleSection;
 pub use t2s::{QueryDistribution, ReweightTarget, T2sSection};
+pub use train::TrainSection;
 pub use uda::{Method, StudentPasses, UdaSection};
 
 use crate::{Result, TrainError};
@@ -48,6 +50,9 @@ pub struct RunConfig {
     /// Iterations and learning-rate schedule.
     #[serde(default)]
     pub schedule: ScheduleSection,
+    /// Numeric format of the passes.
+    #[serde(default)]
+    pub train: TrainSection,
     /// Evaluation.
     #[serde(default)]
     pub eval: EvalSection,

@@ -88,7 +88,7 @@ impl AfterStep {
         if evaluate_now && !run.evals.is_empty() {
             let started = Instant::now();
             let model = student.valid();
-            self.last_eval = self.evaluate_all(cfg, &model, device, &run.evals, &opts.run_dir, done)?;
+            self.last_eval = self.evaluate_all(cfg, &model.at_precision(cfg.train.precision), device, &run.evals, &opts.run_dir, done)?;
             if let Some(m) = self.last_eval.first().and_then(|r| r.headline()) {
                 if run.state.best.is_none_or(|(b, _)| m > b) {
                     run.state.best = Some((m, done));

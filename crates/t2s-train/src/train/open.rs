@@ -63,6 +63,13 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     device: &B::Device,
 ) -> Result<(OpenedRun<B>, Segmentor<B>)> {
     let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
+    let precision = cfg.train.precision;
+    if !precision.supported_on::<B>(device) {
+        return Err(TrainError::Usage(format!(
+            "train.precision = \"{precision}\": the device ({}) has no {precision} arithmetic; use \"f32\"",
+            B::name(device)
+        )));
+    }
     for note in cfg.notes() {
         (opts.events)(TrainEvent::Note(note));
     }

@@ -26,6 +26,7 @@ use crate::ops::conv_gemm::patchify_tokens;
 use crate::ops::depthwise::depthwise_geometry;
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::token_linear::linear_tokens;
+use crate::precision::in_f32;
 
 fn default_mlp_ratio() -> usize {
     4
@@ -218,7 +219,7 @@ fn drop_path<B: Backend>(x: Tensor<B, 3>, prob: f64) -> Tensor<B, 3> {
     let keep = 1.0 - prob;
     let [n, _, _] = x.dims();
     // One Bernoulli(keep) draw per sample, broadcast over tokens and channels: [N, 1, 1].
-    let mask = Tensor::<B, 3>::random([n, 1, 1], Distribution::Bernoulli(keep), &device);
+    let mask = Tensor::<B, 3>::random([n, 1, 1], Distribution::Bernoulli(keep), (&device, x.dtype()));
     x.div_scalar(keep) * mask
 }
 
@@ -440,7 +441,8 @@ impl<B: T2sBackend> EfficientAttention<B> {
 
         // [N, heads, L, L'], scaled after the product as the original (`(q @ kᵀ) * scale`).
         let scale = (d as f64).powf(-0.5);
-        let attn = B::softmax_last_dim(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale));
+        // The softmax in f32, as autocast runs it (`crate::precision`).
+        let attn = in_f32(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), B::softmax_last_dim);
         // [N, heads, L, d] → [N, L, heads, d] → [N, L, C] (a copy, none for one head)
         let out = attn.matmul(v);
         let out = if heads == 1 { out.reshape([n, l, c]) } else { out.swap_dims(1, 2).reshape([n, l, c]) };

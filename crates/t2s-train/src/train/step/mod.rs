@@ -135,7 +135,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
 
     let contrastive = st.t2s.is_some() && cfg.t2s.contrastive_weight > 0.0;
     let view = teacher::TeacherView::of(batches, pseudo_targets.as_ref().map(|(images, _)| images.as_slice()))?;
-    let teacher = teacher::teacher_pass(&st.teacher, view, contrastive.then_some(source), device);
+    let teacher = teacher::teacher_pass(&st.teacher.at_precision(cfg.train.precision), view, contrastive.then_some(source), device);
 
     let mixed = match batches.target {
         Some(target) => Some(mixing::mix_target(source, target, &teacher.view, &cfg.uda, &mut rng, &mut stats)?),
@@ -158,7 +158,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
         mixed: mixed.as_ref().map(|m| m.batch.images.as_slice()),
         pseudo_target: pseudo_targets.as_ref().map(|(images, _)| images.as_slice()),
     };
-    let passes = student::run_student(student, terms, parts, cfg.uda.student_passes, device)?;
+    let passes = student::run_student(student, terms, parts, cfg.uda.student_passes, cfg.train.precision, device)?;
     stats.push(("student_backward_passes".to_string(), passes.backward_passes as f64));
 
     let images = want_images.then(|| StepImages {

@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use t2s_data::MixedBatch;
 use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
-use t2s_model::{resize_bilinear, SegOutput, Segmentor, T2sAutodiffBackend};
+use t2s_model::{resize_bilinear, Precision, SegOutput, Segmentor, T2sAutodiffBackend};
 
 use super::super::adaptation::SelfTraining;
 use super::super::grad_sum::add_gradients;
@@ -45,12 +45,14 @@ pub(super) struct StudentResult<B: AutodiffBackend> {
     pub backward_passes: usize,
 }
 
-/// Forward and backward passes of the student over `parts`.
+/// Forward and backward passes of the student over `parts`, computing in `precision` (a compute
+/// copy per pass: each backward pass consumes its graph, casts included).
 pub(super) fn run_student<B: T2sAutodiffBackend>(
     student: &Segmentor<B>,
     mut terms: StudentTerms<B>,
     parts: Parts,
     mode: StudentPasses,
+    precision: Precision,
     device: &B::Device,
 ) -> Result<StudentResult<B>> {
     let [n, h, w] = terms.ys.dims();
@@ -63,7 +65,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
         StudentPasses::Joint => {
             let images: Vec<&[f32]> = list.iter().map(|(_, im)| *im).collect();
             let xs = Tensor::<B, 4>::from_inner(upload(&images, n, h, w, device));
-            let out = student.forward_sub_batches(xs.clone(), list.len());
+            let out = student.at_precision(precision).forward_sub_batches(xs.clone(), list.len());
             let mut part_losses = Vec::with_capacity(list.len());
             for (i, ((part, _), out)) in list.iter().zip(split_output(out, list.len(), n)).enumerate() {
                 part_losses.extend(terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))?);
@@ -77,7 +79,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
             let (mut grads, mut passes): (Option<B::Gradients>, usize) = (None, 0);
             for (part, images) in &list {
                 let x = Tensor::<B, 4>::from_inner(upload(&[images], n, h, w, device));
-                let out = student.forward(x.clone());
+                let out = student.at_precision(precision).forward(x.clone());
                 let Some(loss) = terms.loss(*part, out, || x)? else { continue };
                 let g = loss.backward();
                 passes += 1;
@@ -166,7 +168,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
         let uda = &self.cfg.uda;
         if let Some(imagenet) = self.imagenet {
             let feat = out.features[out.features.len() - 1].clone();
-            let imnet = imagenet.extract_features(source().inner());
+            let imnet = imagenet.at_precision(self.cfg.train.precision).extract_features(source().inner());
             let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
             let [_, _, fh, _] = feat.dims();
             let factor = (h / fh).max(1);
