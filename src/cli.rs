@@ -6,7 +6,14 @@ use clap::{Args, Parser, Subcommand};
 
 /// t2s: domain-adaptive semantic segmentation (T2S-DA) in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "t2s", version, about, long_about = None)]
+#[command(
+    name = "t2s",
+    version,
+    about,
+    long_about = None,
+    after_help = "When standard error is not a terminal (a batch job's log), long commands print a plain progress line every \
+                  T2S_PROGRESS_INTERVAL seconds (default 30) instead of a progress bar."
+)]
 pub struct Cli {
     /// Compute device: auto (CUDA, then a hardware wgpu adapter, then CPU), cpu, wgpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "auto")]

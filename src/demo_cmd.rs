@@ -21,7 +21,6 @@ use t2s_model::T2sBackend;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use t2s_data::synth::Domain;
 use t2s_data::visualize::{colorize, save_png};
@@ -32,6 +31,7 @@ use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainE
 
 use crate::device::BackendTask;
 use crate::plots::{grouped_bar_chart, line_chart, Series};
+use crate::progress::Progress;
 use crate::train_cmd::show_notice;
 
 /// The demo's configuration (configs/synthetic_demo.toml), built into the binary.
@@ -289,20 +289,15 @@ fn train_with_bar<B: T2sBackend>(
     stop: Arc<AtomicBool>,
     device: &B::Device,
 ) -> Result<t2s_train::TrainSummary> {
-    let bar = ProgressBar::new(until as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
+    let bar = Progress::new(label, until, "{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}");
+    bar.bar().set_prefix(label.to_string());
     let started = Instant::now();
     let events = |event: TrainEvent| {
         if let TrainEvent::Iteration { done, losses, .. } = event {
-            bar.set_position(done as u64);
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let total: f64 = losses.iter().map(|(_, v)| v).sum();
             bar.set_message(format!("{rate:.2} it/s loss {total:.3}"));
+            bar.set_position(done as u64);
         }
         show_notice(&bar, &event);
     };

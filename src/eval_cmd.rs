@@ -6,11 +6,11 @@ use t2s_model::T2sBackend;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use t2s_data::visualize::{colorize, save_png};
 use t2s_train::{open_set, RunConfig, SetRole};
 
 use crate::device::BackendTask;
+use crate::progress::Progress;
 
 /// Arguments of `t2s eval`.
 #[derive(Debug, Args)]
@@ -86,13 +86,12 @@ impl BackendTask for Eval {
                 );
             }
             let options = config.eval_options(set, &opened.name, classes, "given");
-            let bar = ProgressBar::new(opened.dataset.len() as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} eval {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+            let bar = Progress::new(
+                &format!("eval {}", opened.name),
+                opened.dataset.len(),
+                "{spinner} eval {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
             );
-            bar.set_message(opened.name.clone());
+            bar.bar().set_message(opened.name.clone());
             let (report, kept) =
                 t2s_train::evaluate(&model, &device, opened.dataset.as_ref(), &options, keep, &|n| bar.set_position(n as u64))?;
             bar.finish_and_clear();

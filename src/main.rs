@@ -11,6 +11,7 @@ mod gpu_cache;
 mod host_profile;
 mod plots;
 mod prepare_cmd;
+mod progress;
 mod similarity_cmd;
 mod stop_signal;
 mod synth_cmd;
@@ -19,7 +20,6 @@ mod train_cmd;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use t2s_model::T2sBackend;
 
 use cli::{Cli, Command, ImportArgs, PredictArgs};
@@ -133,15 +133,10 @@ impl BackendTask for Predict {
             );
         }
         let opts = t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha };
-        let bar = ProgressBar::new(images.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
+        let bar = progress::Progress::new("predict", images.len(), "{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}");
         let progress = |done: usize, next: &std::path::Path| {
-            bar.set_position(done as u64);
             bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            bar.set_position(done as u64);
         };
         let written = t2s_train::predict_images(
             &crate::at_precision(&loaded.model, a.precision, &device)?,
@@ -151,6 +146,7 @@ impl BackendTask for Predict {
             &opts,
             &progress,
         )?;
+        bar.set_position(images.len() as u64);
         bar.finish_and_clear();
         eprintln!("wrote predictions for {} image(s) to {}", written.len(), a.output.display());
         Ok(())

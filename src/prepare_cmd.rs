@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use t2s_data::{open_dataset, prepare_dataset, DatasetKind, DatasetOptions, LabelUse, PrepareOptions};
 
 /// Arguments of `t2s prepare`.
@@ -52,12 +52,7 @@ pub fn run(a: PrepareArgs) -> Result<()> {
     let labels = if ds.has_labels() { "image/label pairs" } else { "images, no labels" };
     eprintln!("{}{split}: {} {labels}, {} files skipped", a.kind, ds.len(), scan.skipped.len());
 
-    let bar = ProgressBar::new(ds.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} prepare [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = Progress::new("prepare", ds.len(), "{spinner} prepare [{bar:30}] {pos}/{len} {per_sec} ETA {eta}");
     let prep = PrepareOptions { output: a.output.clone(), jobs: a.jobs, force: a.force };
     let report = prepare_dataset(ds.as_ref(), &prep, &|n| bar.inc(n as u64)).context("preparing the dataset")?;
     bar.finish_and_clear();

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use t2s_model::T2sBackend;
 
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use t2s_train::{open_set, write_atomic, PrototypeOptions, RunConfig, SetRole};
 
@@ -203,14 +203,9 @@ fn run_names(weights: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
     Ok(unique)
 }
 
-fn progress_bar(len: usize, message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
+fn progress_bar(len: usize, message: &str) -> Progress {
+    let bar = Progress::new(message, len, "{spinner} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}");
+    bar.bar().set_message(message.to_string());
     bar
 }
 

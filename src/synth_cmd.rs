@@ -12,9 +12,9 @@
 
 use std::path::PathBuf;
 
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use t2s_data::synth::{Domain, Split, MAX_SIDE};
 use t2s_data::visualize::{colorize, save_png};
@@ -99,11 +99,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
 
     let jobs: Vec<(usize, usize)> =
         targets.iter().enumerate().flat_map(|(t, target)| (0..target.data.len()).map(move |i| (t, i))).collect();
-    let bar = ProgressBar::new(jobs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} synth [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = Progress::new("synth", jobs.len(), "{spinner} synth [{bar:30}] {pos}/{len} {per_sec} ETA {eta}");
     let space = LabelSpace::cityscapes();
     jobs.par_iter().try_for_each(|&(t, i)| -> Result<()> {
         let target = &targets[t];

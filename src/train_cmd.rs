@@ -8,15 +8,15 @@ use t2s_model::T2sBackend;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use t2s_train::train::run_dir::create_run_dir;
 use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
 use crate::device::BackendTask;
+use crate::progress::Progress;
 use crate::stop_signal::stop_on_signals;
 
 /// Prints a run's notes and warnings (above `bar`, so that it does not garble them).
-pub fn show_notice(bar: &ProgressBar, event: &TrainEvent) {
+pub fn show_notice(bar: &Progress, event: &TrainEvent) {
     match event {
         TrainEvent::Note(note) => bar.suspend(|| eprintln!("{note}")),
         TrainEvent::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
@@ -76,12 +76,8 @@ impl BackendTask for Train {
 
         let stop = stop_on_signals()?;
 
-        let bar = ProgressBar::new(a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters) as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
+        let len = a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters);
+        let bar = Progress::new("train", len, "{spinner} train [{bar:30}] {pos}/{len} {msg} ETA {eta}");
         let started = Instant::now();
         let first = std::cell::Cell::new(None::<usize>);
         let events = |event: TrainEvent| {
@@ -90,10 +86,10 @@ impl BackendTask for Train {
                     first.set(Some(done - 1));
                     done - 1
                 });
-                bar.set_position(done as u64);
                 let rate = (done - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 let l: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
                 bar.set_message(format!("{rate:.2} it/s {}", l.join(" ")));
+                bar.set_position(done as u64);
             }
             show_notice(&bar, &event);
         };

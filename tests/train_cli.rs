@@ -48,7 +48,13 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     assert!(stderr.contains("--resume"), "{stderr}");
     let halves = dir.path().join("runs/halves");
     assert_eq!(std::fs::read_to_string(halves.join("checkpoints/latest")).unwrap().trim(), "iter_000002");
-    run(&["--resume", "runs/halves"]);
+    let stderr = run(&["--resume", "runs/halves"]);
+    // Standard error is a pipe here, as in a batch job's log: plain progress lines, the first
+    // update and the last (`T2S_PROGRESS_INTERVAL`, 30 s by default, lies between), with losses.
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("train ")).collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("train 3/4 (75.0 %) ") && lines[0].contains(" it/s ETA "), "{stderr}");
+    assert!(lines[1].starts_with("train 4/4 (100.0 %) ") && lines[1].contains("loss_source "), "{stderr}");
     let b = losses(&halves);
     assert_eq!(b.len(), 4, "{b:?}");
     for ((ia, la), (ib, lb)) in a.iter().zip(&b) {
