@@ -8,7 +8,7 @@ use t2s_model::T2sBackend;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
-use t2s_train::train::run_dir::create_run_dir;
+use t2s_train::train::run_dir::run_dir_path;
 use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
 use crate::device::BackendTask;
@@ -35,7 +35,8 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 
-    /// Continue the run in this folder from its latest checkpoint, with its saved configuration.
+    /// Continue the run in this folder from its latest checkpoint, with its saved configuration
+    /// (`--set` changes it, and the change is saved in the run's config.toml for later resumes).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
 
@@ -63,7 +64,8 @@ impl BackendTask for Train {
             None => {
                 let path = a.config.as_ref().expect("clap requires --config without --resume");
                 let cfg = RunConfig::load(path, &a.overrides)?;
-                let dir = create_run_dir(&cfg, path, &self.command_line)?;
+                // Created by the trainer once every start-up check has passed.
+                let dir = run_dir_path(&cfg, path)?;
                 (cfg, dir)
             }
         };
@@ -93,8 +95,14 @@ impl BackendTask for Train {
             }
             show_notice(&bar, &event);
         };
-        let opts =
-            TrainOptions { run_dir: run_dir.clone(), resume: a.resume.is_some(), until: a.until, stop: stop.flag.clone(), events: &events };
+        let opts = TrainOptions {
+            run_dir: run_dir.clone(),
+            resume: a.resume.is_some(),
+            record: Some(self.command_line.clone()),
+            until: a.until,
+            stop: stop.flag.clone(),
+            events: &events,
+        };
         let summary = t2s_train::train::<Autodiff<B>>(&cfg, &opts, &device)?;
         bar.finish_and_clear();
         eprintln!(

@@ -48,7 +48,26 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     assert!(stderr.contains("--resume"), "{stderr}");
     let halves = dir.path().join("runs/halves");
     assert_eq!(std::fs::read_to_string(halves.join("checkpoints/latest")).unwrap().trim(), "iter_000002");
-    let stderr = run(&["--resume", "runs/halves"]);
+    // A run folder that another live process trains (here: this test's process id) is refused
+    // with that process named, and nothing is written.
+    let lock = halves.join("train.lock");
+    assert!(!lock.exists(), "the lock is released when a run stops");
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    std::fs::write(&lock, format!("pid {}\nhost {host}\n", std::process::id())).unwrap();
+    let o = t2s(dir.path()).args(["train", "--resume", "runs/halves"]).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains(&format!("process {} on {host} is training this run", std::process::id())), "{e}");
+    std::fs::remove_file(&lock).unwrap();
+    // `--resume --set` is recorded: config.toml holds the change, command.txt both commands.
+    let stderr = run(&["--resume", "runs/halves", "--set", "run.keep_last=5"]);
+    let saved = t2s_train::RunConfig::load(&halves.join("config.toml"), &[]).unwrap();
+    assert_eq!(saved.run.keep_last, 5);
+    let command = std::fs::read_to_string(halves.join("command.txt")).unwrap();
+    assert!(
+        command.contains("--until 2") && command.contains("resumed at iteration 2: ") && command.contains("run.keep_last=5"),
+        "{command}"
+    );
+    assert!(!lock.exists());
     // Standard error is a pipe here, as in a batch job's log: plain progress lines, the first
     // update and the last (`T2S_PROGRESS_INTERVAL`, 30 s by default, lies between), with losses.
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("train ")).collect();
@@ -105,11 +124,14 @@ fn bad_runs_fail_before_training() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("data.source"), "{e}");
+    // A failed start leaves no run folder behind: the corrected command simply works.
+    assert!(!dir.path().join("runs").exists() || dir.path().join("runs").read_dir().unwrap().next().is_none(), "{e}");
     // Self-training without a target set, and T2S without a projection head, are named.
     std::fs::write(dir.path().join("dacs.toml"), config().replace("source_only", "dacs")).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "dacs.toml", "--set", "run.name=d"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("[data.target]"));
+    assert!(!dir.path().join("runs/d").exists(), "no run folder for a configuration that fails its checks");
     std::fs::write(dir.path().join("t2s.toml"), config().replace("source_only", "t2s") + SYNTHETIC_TARGET).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "t2s.toml", "--set", "run.name=t"]).output().unwrap();
     assert!(!o.status.success());

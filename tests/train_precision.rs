@@ -53,8 +53,14 @@ fn losses(precision: &str, passes: &str) -> Vec<Vec<(String, f64)>> {
     ];
     let cfg = RunConfig::parse(&config(), &overrides).unwrap();
     let run_dir = create_run_dir(&cfg, std::path::Path::new("precision.toml"), "test").unwrap();
-    let opts =
-        TrainOptions { run_dir: run_dir.clone(), resume: false, until: None, stop: Arc::new(AtomicBool::new(false)), events: &|_| {} };
+    let opts = TrainOptions {
+        run_dir: run_dir.clone(),
+        resume: false,
+        record: None,
+        until: None,
+        stop: Arc::new(AtomicBool::new(false)),
+        events: &|_| {},
+    };
     train::<Autodiff<Flex>>(&cfg, &opts, &Default::default()).unwrap();
     let terms = ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"];
     training_records(&run_dir).iter().map(|r| terms.iter().map(|t| (t.to_string(), r[*t].as_f64().unwrap_or(f64::NAN))).collect()).collect()

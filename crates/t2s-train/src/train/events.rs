@@ -25,6 +25,11 @@ pub struct TrainOptions<'a> {
     pub run_dir: PathBuf,
     /// Continue from the run folder's latest checkpoint.
     pub resume: bool,
+    /// The command line to record in the run folder once every start-up check has passed: a new
+    /// run's folder is created then (`run_dir::write_run_files`), a resumed run's `config.toml` is
+    /// rewritten and the line appended to `command.txt` (`run_dir::record_resume`). `None`: the
+    /// caller created the folder (`run_dir::create_run_dir`) and a resume records nothing.
+    pub record: Option<String>,
     /// Stop (with a checkpoint) after this many iterations, before `schedule.max_iters`.
     pub until: Option<usize>,
     /// Set by Ctrl-C: save and stop at the end of the current iteration.

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod debug_strip;
 pub mod events;
 mod grad_sum;
+pub mod lock;
 pub mod metrics_log;
 mod open;
 pub mod rcs_counts;
@@ -36,7 +37,14 @@ use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOu
 /// Trains on backend `B` (an autodiff backend) as `cfg` says.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
     let (mut run, mut student) = open_run::<B>(cfg, opts, device)?;
+    if let (false, Some(command_line)) = (opts.resume, &opts.record) {
+        run_dir::write_run_files(&opts.run_dir, cfg, command_line)?;
+    }
+    let _lock = lock::RunLock::acquire(&opts.run_dir, opts.events)?;
     if opts.resume {
+        if let Some(command_line) = &opts.record {
+            run_dir::record_resume(&opts.run_dir, cfg, command_line, run.state.iter)?;
+        }
         // Records logged after the checkpoint would otherwise appear twice.
         if let Some(note) = metrics_log::cut_back(&opts.run_dir.join("metrics.jsonl"), run.state.iter)? {
             (opts.events)(TrainEvent::Note(note));

@@ -6,17 +6,29 @@ use std::path::{Path, PathBuf};
 use crate::eval_report::write_atomic;
 use crate::{Result, RunConfig, TrainError};
 
-/// Creates `<run.output>/<name>` (name: `run.name`, else `<config stem>-<unix seconds>`) and
-/// writes `config.toml` (the resolved configuration) and `command.txt` (command line and git
-/// revision). Refuses an existing non-empty folder so that nothing is overwritten: resume it
-/// with `--resume` instead.
+/// Creates the run folder of [`run_dir_path`] and writes its files ([`write_run_files`]).
 pub fn create_run_dir(cfg: &RunConfig, config_path: &Path, command_line: &str) -> Result<PathBuf> {
+    let dir = run_dir_path(cfg, config_path)?;
+    write_run_files(&dir, cfg, command_line)?;
+    Ok(dir)
+}
+
+/// The run folder `<run.output>/<name>` (name: `run.name`, else `<config stem>-<unix seconds>`),
+/// not created yet: `t2s train` creates it once every start-up check has passed
+/// (`TrainOptions::record`), so that a failed start leaves nothing behind. Refuses an existing
+/// non-empty folder so that nothing is overwritten: resume it with `--resume` instead.
+pub fn run_dir_path(cfg: &RunConfig, config_path: &Path) -> Result<PathBuf> {
     let name = cfg.run.name.clone().unwrap_or_else(|| {
         let stem = config_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         format!("{stem}-{secs}")
     });
     let dir = cfg.run.output.join(name);
+    refuse_non_empty(&dir)?;
+    Ok(dir)
+}
+
+fn refuse_non_empty(dir: &Path) -> Result<()> {
     if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         return Err(TrainError::Usage(format!(
             "{}: the run folder exists and is not empty; continue it with `--resume {}` or choose another run.name",
@@ -24,10 +36,31 @@ pub fn create_run_dir(cfg: &RunConfig, config_path: &Path, command_line: &str) -
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| TrainError::Io { path: dir.clone(), message: e.to_string() })?;
+    Ok(())
+}
+
+/// Creates `dir` (refused if it is not empty) and writes `config.toml` (the resolved
+/// configuration) and `command.txt` (command line and git revision).
+pub fn write_run_files(dir: &Path, cfg: &RunConfig, command_line: &str) -> Result<()> {
+    refuse_non_empty(dir)?;
+    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| TrainError::Io { path: dir.to_path_buf(), message: e.to_string() })?;
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     write_atomic(&dir.join("command.txt"), format!("{command_line}\ngit revision: {}\n", git_revision()).as_bytes())?;
-    Ok(dir)
+    Ok(())
+}
+
+/// Records a resume of `dir` at iteration `iter`: `config.toml` becomes the configuration the run
+/// continues with (`--resume --set k=v` changes stay for later resumes), and the command line is
+/// appended to `command.txt`, whose earlier lines are kept.
+pub fn record_resume(dir: &Path, cfg: &RunConfig, command_line: &str, iter: usize) -> Result<()> {
+    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let path = dir.join("command.txt");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("resumed at iteration {iter}: {command_line}\ngit revision: {}\n", git_revision()));
+    write_atomic(&path, text.as_bytes())
 }
 
 /// The current git revision (with `-dirty` when the tree has changes), or `unknown`.
