@@ -13,6 +13,8 @@ const CONFIG: &str = r#"
 preset = "deeplabv2-r18"
 [uda]
 method = "source_only"
+[data]
+crop = [128, 256]
 [data.source]
 kind = "synthetic"
 domain = "source"

@@ -58,7 +58,7 @@ pub fn open_set(set: &SetSection, role: SetRole, setting: &str) -> Result<Opened
             let domain = synth
                 .domain
                 .ok_or_else(|| TrainError::Usage(format!("{setting}: a synthetic set needs `domain = \"source\"` or `\"target\"`")))?;
-            let [width, height] = synth.size.unwrap_or([256, 128]);
+            let [width, height] = synth.size.unwrap_or(crate::config::DEFAULT_SYNTHETIC_SIZE);
             let len = synth.len.unwrap_or(if split == Split::Val { SYNTH_VAL_LEN } else { SYNTH_TRAIN_LEN });
             let config = SynthConfig { domain, split, len, width, height, seed: synth.seed.unwrap_or(0) };
             let dataset = SyntheticDataset::new(config).map_err(|e| TrainError::Usage(format!("{setting}: {e}")))?;

@@ -47,6 +47,9 @@ pub struct FileSet {
     pub mapping: Option<PathBuf>,
 }
 
+/// A synthetic set's image size `[width, height]` when it gives none.
+pub const DEFAULT_SYNTHETIC_SIZE: [u32; 2] = [256, 128];
+
 /// The synthetic benchmark (`kind = "synthetic"`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticSet {

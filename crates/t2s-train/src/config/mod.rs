@@ -4,6 +4,7 @@
 //! overrides any key before validation.
 
 mod data;
+mod diagnose;
 mod eval;
 mod model;
 mod optim;
@@ -17,7 +18,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use data::{DataSection, FileSet, RcsSection, SetReader, SetSection, SyntheticSet};
+pub use data::{DataSection, FileSet, RcsSection, SetReader, SetSection, SyntheticSet, DEFAULT_SYNTHETIC_SIZE};
 pub use eval::{EvalSection, EvalWeights, Protocols};
 pub use model::ModelSection;
 pub use optim::{OptimSection, OptimizerKind};
@@ -70,16 +71,29 @@ impl RunConfig {
         Self::parse(&text, overrides).map_err(|message| TrainError::Config { path: path.to_path_buf(), message })
     }
 
-    /// [`RunConfig::load`] on a string (the error message without the file name).
+    /// [`RunConfig::load`] on a string (the error message without the file name). An error in the
+    /// file points at its line as written; one that an override brings in names the `--set`.
     pub fn parse(text: &str, overrides: &[String]) -> std::result::Result<Self, String> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let from_file = |e: String| diagnose::explain(&e, text, None);
+        check_sets(&table).map_err(from_file)?;
+        // Deserialised from the text itself, so that toml's messages quote the file's lines.
+        let file_ok = match toml::from_str::<RunConfig>(text) {
+            Ok(_) => true,
+            Err(e) if overrides.is_empty() => return Err(from_file(e.to_string())),
+            Err(_) => false,
+        };
         for o in overrides {
             apply_override(&mut table, o)?;
+            // The first override after which the table no longer reads is the one to name.
+            if file_ok {
+                let from_set = |e: String| diagnose::explain(&e, text, Some(o));
+                check_sets(&table).map_err(from_set)?;
+                toml::Value::Table(table.clone()).try_into::<RunConfig>().map_err(|e| from_set(e.to_string()))?;
+            }
         }
-        check_sets(&table)?;
-        // Re-serialised so that toml's messages point at the offending key with a snippet.
-        let text = toml::to_string(&table).map_err(|e| e.to_string())?;
-        let config: RunConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        check_sets(&table).map_err(from_file)?;
+        let config: RunConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| from_file(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -168,6 +182,8 @@ impl RunConfig {
         if self.schedule.max_iters == 0 {
             return Err("schedule.max_iters must be at least 1".into());
         }
+        self.validate_numbers()?;
+        self.validate_crop()?;
         if !(0.0..1.0).contains(&self.uda.ema_alpha) {
             return Err(format!("uda.ema_alpha = {} must be in [0, 1)", self.uda.ema_alpha));
         }
@@ -186,6 +202,62 @@ impl RunConfig {
         let [lo, hi] = self.t2s.reweight_clamp;
         if !(lo > 0.0 && lo <= hi) {
             return Err(format!("t2s.reweight_clamp = [{lo}, {hi}] must satisfy 0 < min ≤ max"));
+        }
+        Ok(())
+    }
+
+    /// Values outside their meaningful range (a negative learning rate, a momentum of 2, …).
+    fn validate_numbers(&self) -> std::result::Result<(), String> {
+        let o = &self.optim;
+        let s = &self.schedule;
+        let positive = [("optim.lr", o.lr), ("optim.head_lr_mult", o.head_lr_mult), ("optim.eps", o.eps)];
+        let non_negative = [("optim.weight_decay", o.weight_decay), ("schedule.power", s.power), ("schedule.min_lr", s.min_lr)];
+        let unit = [
+            ("optim.betas[0]", o.betas[0]),
+            ("optim.betas[1]", o.betas[1]),
+            ("optim.momentum", o.momentum),
+            ("optim.dampening", o.dampening),
+            ("schedule.warmup_ratio", s.warmup_ratio),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key} = {v} must be a positive number"));
+            }
+        }
+        for (key, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{key} = {v} must be zero or positive"));
+            }
+        }
+        for (key, v) in unit {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{key} = {v} must be between 0 and 1"));
+            }
+        }
+        if s.min_lr > o.lr {
+            return Err(format!("schedule.min_lr = {} is above optim.lr = {}: the schedule would raise the rate", s.min_lr, o.lr));
+        }
+        Ok(())
+    }
+
+    /// A crop larger than a synthetic source's (resized) images in both sides would be mostly
+    /// padding; file datasets' sizes are known once they are read.
+    fn validate_crop(&self) -> std::result::Result<(), String> {
+        let SetReader::Synthetic(set) = &self.data.source.reader else { return Ok(()) };
+        let [w, h] = set.size.unwrap_or(DEFAULT_SYNTHETIC_SIZE);
+        let [w, h] = match self.data.source.resize {
+            Some([long, short]) => {
+                let scale = (long as f64 / w.max(h) as f64).min(short as f64 / w.min(h) as f64);
+                [(w as f64 * scale).round() as u32, (h as f64 * scale).round() as u32]
+            }
+            None => [w, h],
+        };
+        let [ch, cw] = self.data.crop;
+        if ch > h && cw > w {
+            return Err(format!(
+                "data.crop = [{ch}, {cw}] is larger than data.source's {w}×{h} images in both sides: every crop would be mostly \
+                 padding; choose a crop of at most [{h}, {w}] (height, width)"
+            ));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ const MINIMAL: &str = r#"
 [data.source]
 kind = "synthetic"
 domain = "source"
+size = [1024, 512]
 [data.target]
 kind = "synthetic"
 domain = "target"
@@ -67,7 +68,7 @@ fn unknown_keys_are_named() {
 
 #[test]
 fn inconsistent_settings_say_what_to_fix() {
-    let no_target = "[data.source]\nkind = \"synthetic\"\n";
+    let no_target = "[data.source]\nkind = \"synthetic\"\nsize = [1024, 512]\n";
     // The default method (t2s) without a target is domain generalisation; dacs needs one.
     assert!(RunConfig::parse(no_target, &[]).is_ok());
     assert!(RunConfig::parse(no_target, &["uda.method=dacs".into()]).unwrap_err().contains("[data.target]"));
@@ -114,14 +115,20 @@ fn method_requirements_name_the_setting() {
 fn dataset_tables_are_checked_with_their_setting_name() {
     let with_eval = format!("{MINIMAL}\n[[data.eval]]\nkind = \"synthetic\"\ndomain = \"target\"\n");
     let e = RunConfig::parse(&with_eval, &["data.eval.0.root=/x".into()]).unwrap_err();
-    assert!(e.starts_with("data.eval[0]: ") && e.contains("no `root`"), "{e}");
+    assert!(e.starts_with("from --set data.eval.0.root=/x: data.eval[0]: ") && e.contains("no `root`"), "{e}");
     let e = RunConfig::parse(MINIMAL, &["data.target.kind=cityscapes".into()]).unwrap_err();
-    assert!(e.starts_with("data.target: ") && e.contains("only apply to kind \"synthetic\""), "{e}");
+    assert!(
+        e.starts_with("from --set data.target.kind=cityscapes: data.target: ") && e.contains("only apply to kind \"synthetic\""),
+        "{e}"
+    );
+    // In the file itself: the setting's name alone.
+    let bad = format!("{MINIMAL}\n[[data.eval]]\nkind = \"synthetic\"\ndomain = \"target\"\nroot = \"/x\"\n");
+    assert!(RunConfig::parse(&bad, &[]).unwrap_err().starts_with("data.eval[0]: "));
 }
 
 #[test]
 fn notes_say_what_the_settings_turn_off() {
-    let c = RunConfig::parse("[data.source]\nkind = \"synthetic\"\n", &[]).unwrap();
+    let c = RunConfig::parse("[data.source]\nkind = \"synthetic\"\nsize = [1024, 512]\n", &[]).unwrap();
     let notes = c.notes();
     assert!(notes[0].contains("domain generalisation"), "{notes:?}");
     assert!(notes[1].contains("feature distance is off"), "{notes:?}");
@@ -130,4 +137,30 @@ fn notes_say_what_the_settings_turn_off() {
     assert!(c.notes().is_empty() && c.feature_distance_on());
     let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into()]).unwrap();
     assert!(!c.feature_distance_on());
+}
+
+#[test]
+fn nonsense_values_are_refused_by_name() {
+    let refused = |o: &str| RunConfig::parse(MINIMAL, &[o.to_string()]).unwrap_err();
+    assert_eq!(refused("optim.lr=-1"), "optim.lr = -1 must be a positive number");
+    assert_eq!(refused("optim.momentum=2"), "optim.momentum = 2 must be between 0 and 1");
+    assert_eq!(refused("optim.weight_decay=-0.01"), "optim.weight_decay = -0.01 must be zero or positive");
+    assert!(refused("schedule.min_lr=1").contains("above optim.lr"));
+    // 256×128 synthetic images: a 512×512 crop would be three quarters padding.
+    let small = |o: &str| RunConfig::parse(MINIMAL, &["data.source.size=[256, 128]".into(), o.into()]);
+    let e = small("data.crop=[512, 512]").unwrap_err();
+    assert!(e.contains("data.crop = [512, 512]") && e.contains("256×128") && e.contains("at most [128, 256]"), "{e}");
+    // Larger than the images in one side only is mmseg's padding, and allowed.
+    assert!(small("data.crop=[64, 512]").is_ok());
+    // A resize is taken into account: [512, 256] keeps the ratio, so 512×256 images.
+    assert!(small("data.source.resize=[512, 256]").is_ok());
+}
+
+#[test]
+fn a_typo_in_a_file_is_placed_and_corrected() {
+    let text = format!("{MINIMAL}[optim]\nlr = 1e-3\nweight_decy = 0.01\n");
+    let e = RunConfig::parse(&text, &[]).unwrap_err();
+    assert!(e.starts_with("unknown key `weight_decy` in [optim] at line 11: `weight_decy = 0.01`; did you mean `weight_decay`?"), "{e}");
+    let e = RunConfig::parse(MINIMAL, &["optim.lrr=1".into()]).unwrap_err();
+    assert!(e.starts_with("unknown key `lrr` (from --set optim.lrr=1); did you mean `lr`?"), "{e}");
 }

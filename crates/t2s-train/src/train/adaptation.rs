@@ -113,7 +113,7 @@ mod tests {
     fn config(method: &str) -> (RunConfig, SegmentorConfig) {
         let text = format!(
             "{}[model.network.projection]\ndim = 8\n[uda]\nmethod = \"{method}\"\n\
-             [data.source]\nkind = \"synthetic\"\n[data.target]\nkind = \"synthetic\"\n",
+             [data]\ncrop = [64, 64]\n[data.source]\nkind = \"synthetic\"\n[data.target]\nkind = \"synthetic\"\n",
             crate::config::tests::TINY_RESNET
         );
         let cfg = RunConfig::parse(&text, &[]).unwrap();
