@@ -40,6 +40,26 @@ pub fn compiled_backends() -> Vec<&'static str> {
     v
 }
 
+/// Mesa's Vulkan drivers (lavapipe) print "XDG_RUNTIME_DIR is invalid or not set" on every adapter
+/// probe where the variable is missing (containers, batch jobs, `sudo`). Where it is, it is set to a
+/// private folder of this user (`<temp>/t2s-runtime-<uid>`, mode 700) for this process; `main`
+/// calls this before any thread starts.
+#[cfg(all(target_os = "linux", feature = "wgpu"))]
+pub fn ensure_runtime_dir() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return };
+    let dir = std::env::temp_dir().join(format!("t2s-runtime-{uid}"));
+    let _ = std::fs::create_dir(&dir);
+    // Only a folder that this user owns, and nobody else can enter.
+    let owned = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+    if owned && std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_ok() {
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
 /// Parses and resolves a `--device` value. `auto` prefers CUDA, then a hardware wgpu adapter
 /// (discrete, then integrated; software rasterisers such as lavapipe are slower than the CPU
 /// backend and are only used when asked for with `wgpu`), then the CPU.

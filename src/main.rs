@@ -26,6 +26,8 @@ use cli::{Cli, Command, ImportArgs, PredictArgs};
 use device::{dispatch, BackendTask};
 
 fn main() {
+    #[cfg(all(target_os = "linux", feature = "wgpu"))]
+    device::ensure_runtime_dir();
     let cli = Cli::parse();
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     gpu_cache::configure();

@@ -92,12 +92,13 @@ impl Progress {
     fn update(&self, change: impl FnOnce(&mut Plain)) {
         let Some(plain) = &self.plain else { return };
         let Ok(mut p) = plain.lock() else { return };
+        change(&mut p);
         if p.start_pos.is_none() {
-            // The first update: the clock starts at the position before it.
+            // The clock starts at the first update (the rate counts the steps after it: the
+            // first step of a run or of a resume includes start-up work).
             p.started = Instant::now();
             p.start_pos = Some(p.pos);
         }
-        change(&mut p);
         let now = Instant::now();
         let due = p.last_line.is_none_or(|t| now.duration_since(t) >= p.interval) || p.pos >= p.len;
         if due {
@@ -108,14 +109,18 @@ impl Progress {
 }
 
 impl Plain {
-    /// `train 120/40000 (0.3 %) 1.52 it/s ETA 7h 18m loss_source 0.4123`.
+    /// `train 120/40000 (0.3 %) 1.52 it/s ETA 7h 18m loss_source 0.4123` (no rate or ETA before
+    /// a step has been timed).
     fn line(&self, now: Instant) -> String {
         let done = self.pos.saturating_sub(self.start_pos.unwrap_or(0));
         let secs = now.duration_since(self.started).as_secs_f64();
-        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
         let percent = if self.len > 0 { 100.0 * self.pos as f64 / self.len as f64 } else { 100.0 };
-        let eta = if rate > 0.0 { format_duration((self.len.saturating_sub(self.pos)) as f64 / rate) } else { "?".to_string() };
-        let mut line = format!("{} {}/{} ({percent:.1} %) {rate:.2} it/s ETA {eta}", self.label, self.pos, self.len);
+        let mut line = format!("{} {}/{} ({percent:.1} %)", self.label, self.pos, self.len);
+        if done > 0 && secs > 0.0 {
+            let rate = done as f64 / secs;
+            let eta = format_duration(self.len.saturating_sub(self.pos) as f64 / rate);
+            line.push_str(&format!(" {rate:.2} it/s ETA {eta}"));
+        }
         if !self.message.is_empty() {
             line.push(' ');
             line.push_str(&self.message);
@@ -170,5 +175,8 @@ mod tests {
         };
         // 10 steps in 5 s: 2 it/s, 70 steps left: 35 s.
         assert_eq!(p.line(t0 + Duration::from_secs(5)), "train 30/100 (30.0 %) 2.00 it/s ETA 35s loss_source 0.5000");
+        // Nothing timed yet: no rate.
+        let first = Plain { pos: 20, message: String::new(), ..p };
+        assert_eq!(first.line(t0), "train 20/100 (20.0 %)");
     }
 }

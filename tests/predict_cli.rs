@@ -139,6 +139,24 @@ fn predict_in_bf16_is_close_to_f32() {
     assert!(!out.status.success() && err.contains("fp16") && err.contains("f32 or bf16"), "{err}");
 }
 
+/// Without XDG_RUNTIME_DIR (containers, batch jobs), probing the wgpu adapters does not make
+/// Mesa print "XDG_RUNTIME_DIR is invalid or not set" (twice per probe before).
+#[cfg(all(target_os = "linux", feature = "wgpu"))]
+#[test]
+fn wgpu_probes_are_quiet_without_a_runtime_dir() {
+    let o = t2s_program()
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["--device", "wgpu", "predict", "--model", "deeplabv2-r18", "--input", "/no/such.png", "--output", "/no/out"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    if err.contains("no wgpu adapter") && std::env::var_os("T2S_REQUIRE_WGPU").is_none() {
+        return;
+    }
+    assert!(err.contains("/no/such.png"), "the probe found an adapter and the command went on: {err}");
+}
+
 #[test]
 fn bad_inputs_fail_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
