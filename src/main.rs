@@ -119,7 +119,7 @@ impl BackendTask for Predict {
         if !(0.0..=1.0).contains(&a.overlay_alpha) {
             bail!("--overlay-alpha {}: must be between 0 and 1", a.overlay_alpha);
         }
-        let images = t2s_data::list_images(&a.input).context("reading --input")?;
+        let images = predict_inputs(&a.input, &a.output)?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
             .context("loading the network")?;
         if let Some(report) = &loaded.report {
@@ -140,7 +140,7 @@ impl BackendTask for Predict {
             bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
             bar.set_position(done as u64);
         };
-        let written = t2s_train::predict_images(
+        let report = t2s_train::predict_images(
             &crate::at_precision(&loaded.model, a.precision, &device)?,
             &device,
             &images,
@@ -150,9 +150,36 @@ impl BackendTask for Predict {
         )?;
         bar.set_position(images.len() as u64);
         bar.finish_and_clear();
-        eprintln!("wrote predictions for {} image(s) to {}", written.len(), a.output.display());
+        eprintln!("wrote predictions for {} image(s) to {}", report.written.len(), a.output.display());
+        if !report.unreadable.is_empty() {
+            for (path, why) in &report.unreadable {
+                eprintln!("skipped {}: {why}", path.display());
+            }
+            bail!("{} of {} image(s) could not be read (listed above); the others were predicted", report.unreadable.len(), images.len());
+        }
         Ok(())
     }
+}
+
+/// The images of `--input`; when `--output` is the same folder, without the files an earlier
+/// prediction wrote there (`*_color.png`, …), which are outputs, not inputs.
+fn predict_inputs(input: &std::path::Path, output: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let images = t2s_data::list_images(input).context("reading --input")?;
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if !input.is_dir() || !same(input, output) {
+        return Ok(images);
+    }
+    let is_output = |p: &std::path::PathBuf| {
+        p.file_name().map(|n| n.to_string_lossy().into_owned()).is_some_and(|n| t2s_train::OUTPUT_SUFFIXES.iter().any(|s| n.ends_with(s)))
+    };
+    let (outputs, inputs): (Vec<_>, Vec<_>) = images.into_iter().partition(is_output);
+    if !outputs.is_empty() {
+        eprintln!("note: {} earlier prediction file(s) in {} are not taken as inputs", outputs.len(), input.display());
+    }
+    if inputs.is_empty() {
+        bail!("{}: no images besides earlier prediction files", input.display());
+    }
+    Ok(inputs)
 }
 
 struct ImportWeights(ImportArgs);

@@ -157,6 +157,57 @@ fn wgpu_probes_are_quiet_without_a_runtime_dir() {
     assert!(err.contains("/no/such.png"), "the probe found an adapter and the command went on: {err}");
 }
 
+/// A folder with two images of the same stem and an unreadable file, predicted into itself,
+/// twice: the two images keep separate outputs, the unreadable file is reported and skipped
+/// (non-zero exit, the others written), and the second run does not take the first run's
+/// outputs as inputs.
+#[test]
+fn predict_into_the_input_folder_skips_bad_files_and_keeps_names_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, _) = tiny_model(dir.path());
+    let folder = dir.path().join("images");
+    std::fs::create_dir(&folder).unwrap();
+    write_image(&folder.join("a.png"), 40, 30);
+    write_image(&folder.join("a.jpg"), 40, 30);
+    std::fs::write(folder.join("broken.png"), b"not an image").unwrap();
+    let predict = || {
+        t2s_program()
+            .args(["--device", "cpu", "predict", "--weights"])
+            .arg(&weights)
+            .arg("--input")
+            .arg(&folder)
+            .arg("--output")
+            .arg(&folder)
+            .output()
+            .unwrap()
+    };
+    for round in 0..2 {
+        let o = predict();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "round {round}: an unreadable input fails the command: {err}");
+        assert!(err.contains("broken.png") && err.contains("1 of 3 image(s) could not be read"), "round {round}: {err}");
+        assert!(err.contains("wrote predictions for 2 image(s)"), "round {round}: {err}");
+        if round == 1 {
+            assert!(err.contains("6 earlier prediction file(s)"), "{err}");
+        }
+    }
+    let mut names: Vec<String> =
+        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let want = [
+        "a.jpg",
+        "a.png",
+        "a_jpg_color.png",
+        "a_jpg_labelTrainIds.png",
+        "a_jpg_overlay.png",
+        "a_png_color.png",
+        "a_png_labelTrainIds.png",
+        "a_png_overlay.png",
+        "broken.png",
+    ];
+    assert_eq!(names, want);
+}
+
 #[test]
 fn bad_inputs_fail_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
