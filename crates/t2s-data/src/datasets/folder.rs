@@ -45,7 +45,6 @@ impl FolderDataset {
                 (m.space.clone(), m.value_map())
             }
             None => {
-                report.note("no mapping file: labels are read as Cityscapes train ids (0–18, 255 = ignore)");
                 let allowed = "a Cityscapes train id (0–18) or 255 (give a mapping file for other label values)";
                 (LabelSpace::cityscapes(), ValueMap::partial(identity(), train_id_values(), allowed))
             }
@@ -58,6 +57,10 @@ impl FolderDataset {
             expected: EXPECTED,
         };
         let (entries, has_labels) = scan_flat(&layout, labels, &mut report)?;
+        // Said only where labels are read: a target set's labels are ignored.
+        if mapping_path.is_none() && has_labels {
+            report.note("no mapping file: labels are read as Cityscapes train ids (0–18, 255 = ignore)");
+        }
         let format = LabelFormat { encoding: LabelEncoding::Index8, map, size: SizePolicy::Error };
         let files = PairedFiles {
             kind: DatasetKind::Folder,
@@ -119,8 +122,12 @@ mod tests {
         assert_eq!(ds.len(), 1);
         assert_eq!(ds.label_space().len(), 19);
         assert_eq!(ds.get(0).unwrap().label.unwrap().into_raw(), [18, 255]);
-        assert!(report.notes[0].contains("no mapping file"), "{report}");
+        assert!(report.notes.iter().any(|n| n.contains("no mapping file")), "{report}");
         assert!(report.skipped[0].path.ends_with("images/b.png"), "{report}");
+        // Labels ignored (a target set), or none there: nothing is said about reading them.
+        let (ds, report) = FolderDataset::open(root, None, LabelUse::Ignore).unwrap();
+        assert!(!ds.has_labels());
+        assert!(!report.notes.iter().any(|n| n.contains("train ids")), "{report}");
     }
 
     #[test]
@@ -131,6 +138,7 @@ mod tests {
         write_image(&root.join("images/a.jpg"), 2, 1);
         let (ds, report) = FolderDataset::open(root, None, LabelUse::Auto).unwrap();
         assert!(!ds.has_labels());
+        assert!(!report.notes.iter().any(|n| n.contains("train ids")), "{report}");
         assert_eq!(ds.len(), 1);
         assert!(report.skipped[0].path.ends_with("images/a.png") && report.skipped[0].reason.contains("same name as"), "{report}");
         let err = FolderDataset::open(root, Some(&root.join("missing.toml")), LabelUse::Auto).unwrap_err().to_string();
