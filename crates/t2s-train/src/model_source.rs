@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use t2s_model::{load_pytorch, load_t2s_into, read_t2s_config, LoadReport, Segmentor, SegmentorConfig, PRESETS};
+use t2s_model::{load_pytorch, load_t2s_into, read_t2s_config, safetensors_header, LoadReport, Segmentor, SegmentorConfig, PRESETS};
 
 use crate::error::{Result, TrainError};
 
@@ -15,6 +15,13 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
     if path.is_file() {
         if let Some(cfg) = read_t2s_config(path)? {
             return Ok(cfg);
+        }
+        if is_safetensors_name(path) {
+            not_safetensors(path, "--model")?;
+            return Err(TrainError::Usage(format!(
+                "--model {model}: a safetensors file without a t2s model configuration (not written by t2s); give --model a preset \
+                 or a configuration, and this file as --weights"
+            )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config { path: path.into(), message: e.to_string() })?;
         let bad = |message: String| TrainError::Config { path: path.into(), message };
@@ -38,6 +45,22 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
             PRESETS.join(", ")
         ))
     })?)
+}
+
+fn is_safetensors_name(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// Refuses a `.safetensors` file that is not one (empty, truncated, another format), which would
+/// otherwise be tried as a PyTorch checkpoint and reported as an unreadable pickle.
+fn not_safetensors(path: &Path, option: &str) -> Result<()> {
+    match safetensors_header(path)? {
+        Ok(_) => Ok(()),
+        Err(why) => Err(TrainError::Usage(format!(
+            "{option} {}: not a safetensors file ({why}); t2s weight files are written by `t2s train` and `t2s import-weights`",
+            path.display()
+        ))),
+    }
 }
 
 /// A network ready for use, with what was loaded into it.
@@ -69,7 +92,12 @@ pub fn load_model_from<B: Backend>(
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let stored = match weights {
-        Some(w) if w.is_file() => read_t2s_config(w)?,
+        Some(w) if w.is_file() => {
+            if is_safetensors_name(w) {
+                not_safetensors(w, "--weights")?;
+            }
+            read_t2s_config(w)?
+        }
         Some(w) => return Err(TrainError::Usage(format!("--weights {}: no such file", w.display()))),
         None => None,
     };
@@ -105,6 +133,22 @@ pub fn load_model_from<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_safetensors_name_that_is_not_one_is_called_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.safetensors");
+        std::fs::write(&empty, b"").unwrap();
+        let garbage = dir.path().join("garbage.safetensors");
+        std::fs::write(&garbage, b"garbage, not weights").unwrap();
+        for (path, why) in [(&empty, "shorter than 8 bytes"), (&garbage, "header length")] {
+            let e =
+                load_model::<burn::backend::Flex>(Some("deeplabv2-r18"), Some(path), None, &Default::default()).err().unwrap().to_string();
+            assert!(e.contains("not a safetensors file") && e.contains(why) && !e.contains("PyTorch"), "{e}");
+            let e = resolve_model_config(path.to_str().unwrap()).err().unwrap().to_string();
+            assert!(e.starts_with("--model ") && e.contains("not a safetensors file"), "{e}");
+        }
+    }
 
     #[test]
     fn presets_and_files_resolve() {

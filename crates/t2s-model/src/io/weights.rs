@@ -209,26 +209,33 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// The model configuration stored in a t2s weight file, `None` if the file is not one (e.g. a
 /// PyTorch checkpoint).
 pub fn read_t2s_config(path: &Path) -> Result<Option<SegmentorConfig>> {
+    let Ok(header) = safetensors_header(path)? else { return Ok(None) };
+    let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
+    let Some(cfg) = header.get("__metadata__").and_then(|m| m.get(CONFIG_METADATA_KEY)).and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    serde_json::from_str(cfg).map(Some).map_err(|e| read_err(format!("its model configuration is invalid: {e}")))
+}
+
+/// The JSON header of a safetensors file, or why `path` is not one (empty, shorter than its
+/// header, a header that is not JSON); the outer error is a file that cannot be opened.
+pub fn safetensors_header(path: &Path) -> Result<std::result::Result<serde_json::Value, String>> {
     let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
     let mut file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
     // A safetensors file starts with an 8-byte little-endian header length and a JSON header.
     let mut len = [0u8; 8];
     if std::io::Read::read_exact(&mut file, &mut len).is_err() {
-        return Ok(None);
+        return Ok(Err("it is shorter than 8 bytes".into()));
     }
     let n = u64::from_le_bytes(len);
     if n == 0 || n > 100 << 20 {
-        return Ok(None);
+        return Ok(Err(format!("its first 8 bytes give a header length of {n}")));
     }
     let mut header = vec![0u8; n as usize];
     if std::io::Read::read_exact(&mut file, &mut header).is_err() {
-        return Ok(None);
+        return Ok(Err(format!("it ends inside its {n}-byte header")));
     }
-    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&header) else { return Ok(None) };
-    let Some(cfg) = header.get("__metadata__").and_then(|m| m.get(CONFIG_METADATA_KEY)).and_then(|v| v.as_str()) else {
-        return Ok(None);
-    };
-    serde_json::from_str(cfg).map(Some).map_err(|e| read_err(format!("its model configuration is invalid: {e}")))
+    Ok(serde_json::from_slice::<serde_json::Value>(&header).map_err(|e| format!("its header is not JSON: {e}")))
 }
 
 /// Loads a t2s weight file written by [`save_t2s`]: builds the network from the stored
