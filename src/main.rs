@@ -66,8 +66,8 @@ fn at_precision<B: T2sBackend>(
     precision: t2s_model::Precision,
     device: &B::Device,
 ) -> Result<t2s_model::Segmentor<B>> {
-    if !precision.supported_on::<B>(device) {
-        bail!("--precision {precision}: the device ({}) has no {precision} arithmetic; use --precision f32", B::name(device));
+    if let Err(why) = precision.require_on::<B>(device) {
+        bail!("--precision {precision}: {why}; use --precision f32");
     }
     Ok(model.at_precision(precision))
 }

@@ -226,10 +226,12 @@ impl<B: T2sBackend> Segmentor<B> {
     /// Backbone stage outputs for an image batch `[N, 3, H, W]`.
     /// f32 whatever the weights' type, as [`Segmentor::forward`]'s.
     pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
-        self.features_of(cast_to(x, weight_dtype(self)), 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
+        self.features_of(x, 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
     }
 
+    /// The backbone's stage outputs, in the weights' float type (the input is cast to it).
     fn features_of(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
+        let x = cast_to(x, weight_dtype(self));
         match &self.backbone {
             Backbone::ResNet(r) => r.forward(x, sub_batches),
             Backbone::Mit(m) => m.forward(x),
@@ -257,7 +259,7 @@ impl<B: T2sBackend> Segmentor<B> {
     /// The input is cast to the weights' float type (bf16 for a [`compute_copy`](crate::compute_copy) at
     /// [`Precision::Bf16`](crate::Precision)) and the outputs are f32, for the losses.
     pub fn forward_sub_batches(&self, x: Tensor<B, 4>, sub_batches: usize) -> SegOutput<B> {
-        let features = self.features_of(cast_to(x, weight_dtype(self)), sub_batches);
+        let features = self.features_of(x, sub_batches);
         let (logits, head_feature) = match &self.decode_head {
             DecodeHead::DeepLabV2(h) => {
                 let last = features[features.len() - 1].clone();
@@ -398,7 +400,7 @@ mod tests {
             let cfg: SegmentorConfig = serde_json::from_str(json).unwrap();
             let net = cfg.init::<AB>(&device).unwrap();
             // Burn draws parameters lazily, per clone: read them all once so copies agree.
-            net.visit(&mut Touch);
+            crate::precision::draw_parameters(&net);
             let (n, parts) = (2, 3);
             // Parts with different means and spreads, so per-part statistics differ.
             let x = Tensor::<AB, 4>::random([parts * n, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
@@ -455,15 +457,6 @@ mod tests {
             close(&s1, &s2, "running statistics");
             // The running statistics moved from their initial 0 and 1.
             assert!(s1.iter().any(|v| *v != 0.0 && *v != 1.0));
-        }
-    }
-
-    /// Reads every parameter once, which fixes Burn's lazily drawn initial values.
-    struct Touch;
-
-    impl burn::module::ModuleVisitor<burn::backend::Autodiff<Flex>> for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<burn::backend::Autodiff<Flex>, D>>) {
-            let _ = param.val();
         }
     }
 

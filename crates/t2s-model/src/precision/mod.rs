@@ -47,6 +47,14 @@ impl Precision {
     pub fn supported_on<B: Backend>(self, device: &B::Device) -> bool {
         B::supports_dtype(device, DType::from(self.dtype()))
     }
+
+    /// [`Precision::supported_on`], or why not (for the caller to prefix with its setting).
+    pub fn require_on<B: Backend>(self, device: &B::Device) -> Result<(), String> {
+        match self.supported_on::<B>(device) {
+            true => Ok(()),
+            false => Err(format!("the device ({}) has no {self} arithmetic", B::name(device))),
+        }
+    }
 }
 
 impl std::str::FromStr for Precision {

@@ -64,12 +64,7 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
 ) -> Result<(OpenedRun<B>, Segmentor<B>)> {
     let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
     let precision = cfg.train.precision;
-    if !precision.supported_on::<B>(device) {
-        return Err(TrainError::Usage(format!(
-            "train.precision = \"{precision}\": the device ({}) has no {precision} arithmetic; use \"f32\"",
-            B::name(device)
-        )));
-    }
+    precision.require_on::<B>(device).map_err(|why| TrainError::Usage(format!("train.precision = \"{precision}\": {why}; use \"f32\"")))?;
     for note in cfg.notes() {
         (opts.events)(TrainEvent::Note(note));
     }
