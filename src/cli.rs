@@ -105,6 +105,45 @@ pub struct PredictArgs {
     /// Numeric format of the network's pass: f32, or bf16 (CUDA, the CPU, wgpu adapters with bf16).
     #[arg(long, default_value_t = t2s_model::Precision::F32)]
     pub precision: t2s_model::Precision,
+
+    /// How the network sees each image: `auto` (the whole image when the network's estimated
+    /// memory for it fits --memory-budget, else overlapping windows), `whole`, or `slide`
+    /// (windows of --crop every --stride pixels, logits averaged where they overlap).
+    #[arg(long, value_enum, default_value_t = PredictMode::Auto)]
+    pub mode: PredictMode,
+
+    /// Window size H,W for --mode slide (e.g. 1024,1024).
+    #[arg(long, value_parser = parse_pair, value_name = "H,W")]
+    pub crop: Option<[usize; 2]>,
+
+    /// Step between windows H,W for --mode slide (default: half the crop).
+    #[arg(long, value_parser = parse_pair, value_name = "H,W")]
+    pub stride: Option<[usize; 2]>,
+
+    /// For --mode auto: the most memory, in GiB, one pass may take before the image is cut into
+    /// windows (an estimate from the network's shapes; raise it on a large GPU).
+    #[arg(long, default_value_t = 8.0, value_name = "GIB")]
+    pub memory_budget: f64,
+}
+
+/// `predict --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictMode {
+    /// Whole image where it fits --memory-budget, else windows.
+    Auto,
+    /// The whole image in one pass.
+    Whole,
+    /// Overlapping windows (--crop, --stride).
+    Slide,
+}
+
+/// `H,W` (or one number for both) as `[H, W]`.
+fn parse_pair(text: &str) -> Result<[usize; 2], String> {
+    let parse = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("`{text}`: expected H,W in pixels, e.g. 1024,1024"));
+    match text.split_once(',') {
+        Some((h, w)) => Ok([parse(h)?, parse(w)?]),
+        None => parse(text).map(|v| [v, v]),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -119,6 +119,7 @@ impl BackendTask for Predict {
         if !(0.0..=1.0).contains(&a.overlay_alpha) {
             bail!("--overlay-alpha {}: must be between 0 and 1", a.overlay_alpha);
         }
+        let inference = predict_inference(&a)?;
         let images = predict_inputs(&a.input, &a.output)?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
             .context("loading the network")?;
@@ -134,7 +135,7 @@ impl BackendTask for Predict {
                 loaded.config.num_classes
             );
         }
-        let opts = t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha };
+        let opts = t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha, inference };
         let bar = progress::Progress::new("predict", images.len(), "{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}");
         let progress = |done: usize, next: &std::path::Path| {
             bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
@@ -142,6 +143,7 @@ impl BackendTask for Predict {
         };
         let report = t2s_train::predict_images(
             &crate::at_precision(&loaded.model, a.precision, &device)?,
+            &loaded.config,
             &device,
             &images,
             &space,
@@ -150,6 +152,22 @@ impl BackendTask for Predict {
         )?;
         bar.set_position(images.len() as u64);
         bar.finish_and_clear();
+        for files in &report.written {
+            let name = files.labels.file_name().map(|n| n.to_string_lossy().replace("_labelTrainIds.png", "")).unwrap_or_default();
+            if files.oriented {
+                eprintln!("note: {name}: turned upright as its EXIF orientation says");
+            }
+            if let (t2s_train::PredictInference::Auto { budget_bytes }, t2s_train::InferenceMode::Slide { crop, stride }) = (inference, files.mode) {
+                eprintln!(
+                    "note: {name}: the whole image would need more than --memory-budget {:.1} GiB; predicted in {}×{} windows every {}×{} pixels",
+                    budget_bytes as f64 / GIB,
+                    crop[0],
+                    crop[1],
+                    stride[0],
+                    stride[1]
+                );
+            }
+        }
         eprintln!("wrote predictions for {} image(s) to {}", report.written.len(), a.output.display());
         if !report.unreadable.is_empty() {
             for (path, why) in &report.unreadable {
@@ -159,6 +177,33 @@ impl BackendTask for Predict {
         }
         Ok(())
     }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `predict`'s --mode, --crop, --stride and --memory-budget, checked together.
+fn predict_inference(a: &PredictArgs) -> Result<t2s_train::PredictInference> {
+    use crate::cli::PredictMode;
+    if a.mode != PredictMode::Slide && (a.crop.is_some() || a.stride.is_some()) {
+        let mode = clap::ValueEnum::to_possible_value(&a.mode).map(|v| v.get_name().to_string()).unwrap_or_default();
+        bail!("--crop and --stride apply to --mode slide (this command has --mode {mode})");
+    }
+    Ok(match a.mode {
+        PredictMode::Whole => t2s_train::PredictInference::Fixed(t2s_train::InferenceMode::Whole),
+        PredictMode::Slide => {
+            let Some(crop) = a.crop else { bail!("--mode slide needs --crop H,W (the window size, e.g. 1024,1024)") };
+            let stride = a.stride.unwrap_or([crop[0].div_ceil(2), crop[1].div_ceil(2)]);
+            let mode = t2s_train::InferenceMode::Slide { crop, stride };
+            mode.validate("--crop/--stride").map_err(anyhow::Error::msg)?;
+            t2s_train::PredictInference::Fixed(mode)
+        }
+        PredictMode::Auto => {
+            if !(a.memory_budget.is_finite() && a.memory_budget > 0.0) {
+                bail!("--memory-budget {}: give the memory one pass may take, in GiB (e.g. 8)", a.memory_budget);
+            }
+            t2s_train::PredictInference::Auto { budget_bytes: (a.memory_budget * GIB) as u64 }
+        }
+    })
 }
 
 /// The images of `--input`; when `--output` is the same folder, without the files an earlier

@@ -208,6 +208,66 @@ fn predict_into_the_input_folder_skips_bad_files_and_keeps_names_apart() {
     assert_eq!(names, want);
 }
 
+/// An image whose whole-image pass would exceed `--memory-budget` is predicted in windows: the
+/// same logits as asking for those windows (`--mode slide`), not those of the whole image. A JPEG
+/// whose EXIF orientation says "turned 90°" is predicted upright, like the same pixels turned
+/// by hand and saved as PNG.
+#[test]
+fn predict_cuts_large_images_into_windows_and_turns_exif_photos_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, _) = tiny_model(dir.path());
+    let input = dir.path().join("wide.png");
+    write_image(&input, 200, 150);
+    let predict = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let stderr = run_ok(
+            t2s_program()
+                .args(["--device", "cpu", "predict", "--save-logits", "--weights"])
+                .arg(&weights)
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(&out)
+                .args(extra),
+        );
+        (stderr, read_npy(&out.join("wide_logits.npy")))
+    };
+    // The tiny network needs ~3 MB for the whole image and ~2 MB for a 128×128 window: a 1 MB
+    // budget halves the window from 1024 down to its floor, 128, with half-window steps.
+    let (note, (shape, auto)) = predict("auto", &["--memory-budget", "0.001"]);
+    assert_eq!(shape, vec![5, 150, 200]);
+    assert!(note.contains("wide: the whole image would need more than --memory-budget") && note.contains("128×128 windows every 64×64"), "{note}");
+    let (_, (_, slide)) = predict("slide", &["--mode", "slide", "--crop", "128,128", "--stride", "64"]);
+    assert_eq!(auto, slide);
+    let (quiet, (_, whole)) = predict("whole", &[]);
+    assert!(!quiet.contains("windows"), "{quiet}");
+    let gap = whole.iter().zip(&slide).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(gap > 1e-3, "windows and the whole image gave the same logits ({gap})");
+
+    // EXIF orientation 6 (the camera was turned 90° clockwise): a TIFF block with one IFD entry,
+    // tag 0x0112, type SHORT, count 1, value 6.
+    let exif: Vec<u8> = [&b"II*\0"[..], &[8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]].concat();
+    let photo = dir.path().join("photos");
+    std::fs::create_dir(&photo).unwrap();
+    let pixels = image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([(x * 6) as u8, (y * 10) as u8, 128]));
+    let mut jpeg = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+    image::ImageEncoder::set_exif_metadata(&mut encoder, exif).unwrap();
+    image::ImageEncoder::write_image(encoder, pixels.as_raw(), 40, 24, image::ExtendedColorType::Rgb8).unwrap();
+    std::fs::write(photo.join("phone.jpg"), &jpeg).unwrap();
+    // The same decoded pixels, turned by hand.
+    let upright = image::imageops::rotate90(&image::load_from_memory(&jpeg).unwrap().to_rgb8());
+    upright.save(photo.join("by_hand.png")).unwrap();
+    let out = dir.path().join("photos_out");
+    let stderr = run_ok(t2s_program().args(["--device", "cpu", "predict", "--save-logits", "--weights"]).arg(&weights).arg("--input").arg(&photo).arg("--output").arg(&out));
+    assert!(stderr.contains("note: phone: turned upright as its EXIF orientation says") && !stderr.contains("by_hand: turned"), "{stderr}");
+    let labels = image::open(out.join("phone_labelTrainIds.png")).unwrap().to_luma8();
+    assert_eq!(labels.dimensions(), (24, 40));
+    let (phone, by_hand) = (read_npy(&out.join("phone_logits.npy")), read_npy(&out.join("by_hand_logits.npy")));
+    assert_eq!(phone.0, vec![5, 40, 24]);
+    assert_eq!(phone, by_hand);
+}
+
 #[test]
 fn bad_inputs_fail_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,6 +297,26 @@ fn bad_inputs_fail_with_clear_messages() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tpu"), "{err}");
+
+    // Window options that do not fit together.
+    for (args, want) in [
+        (&["--crop", "64,64"][..], "--crop and --stride apply to --mode slide (this command has --mode auto)"),
+        (&["--mode", "slide"][..], "--mode slide needs --crop H,W"),
+        (&["--mode", "slide", "--crop", "64,64", "--stride", "32,80"][..], "stride [32, 80] is longer than the crop [64, 64]"),
+        (&["--memory-budget", "0"][..], "--memory-budget 0: give the memory"),
+        (&["--mode", "slide", "--crop", "64x64"][..], "`64x64`: expected H,W in pixels"),
+    ] {
+        let out = t2s_program()
+            .args(["--device", "cpu", "predict", "--model", "daformer-mitb0", "--input"])
+            .arg(dir.path().join("i.png"))
+            .arg("--output")
+            .arg(dir.path().join("o"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
 
     // A checkpoint for another architecture is refused, naming the tensors.
     let (weights, _) = tiny_model(dir.path());

@@ -28,6 +28,26 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     Ok(img.to_rgb8())
 }
 
+/// Decodes an image file as 8-bit RGB the way image viewers show it: turned as its EXIF
+/// orientation says (phone photos are stored sideways with a tag). Returns whether it was turned.
+/// Datasets are read with [`read_rgb`], untouched, so that images stay aligned with their labels.
+pub fn read_rgb_oriented(path: &Path) -> Result<(RgbImage, bool)> {
+    if !path.is_file() {
+        return Err(DataError::NotFound { path: path.to_path_buf(), hint: String::new() });
+    }
+    let decode_error = |e: image::ImageError| DataError::Decode { path: path.to_path_buf(), message: e.to_string() };
+    let mut decoder = image::ImageReader::open(path)
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .with_guessed_format()
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .into_decoder()
+        .map_err(decode_error)?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder).map_err(decode_error)?;
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    img.apply_orientation(orientation);
+    Ok((img.to_rgb8(), orientation != image::metadata::Orientation::NoTransforms))
+}
+
 /// The image files to process for an input path: the file itself, or every image directly in
 /// the folder, sorted by name.
 pub fn list_images(input: &Path) -> Result<Vec<PathBuf>> {

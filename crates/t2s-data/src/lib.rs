@@ -29,7 +29,7 @@ pub use classmix::{classes_present, ClassMixMask};
 pub use datasets::{open_dataset, DatasetKind, DatasetOptions, DatasetReader, LabelUse, ScanReport};
 pub use error::{DataError, Result};
 pub use fda::{low_frequency_half_width, Fda};
-pub use image_io::{list_images, normalize_imagenet, read_rgb, IMAGENET_MEAN, IMAGENET_STD};
+pub use image_io::{list_images, normalize_imagenet, read_rgb, read_rgb_oriented, IMAGENET_MEAN, IMAGENET_STD};
 pub use label_space::{LabelSpace, IGNORE_LABEL};
 pub use loader::{Batch, Loader, LoaderConfig, SampleOrder};
 pub use prepare::{prepare_dataset, PrepareOptions, PrepareReport};

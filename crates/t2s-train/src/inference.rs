@@ -23,6 +23,25 @@ pub enum InferenceMode {
     },
 }
 
+impl InferenceMode {
+    /// Checks that sliding windows cover every pixel: crop and stride positive, the stride at
+    /// most the crop (a longer step would leave pixels no window sees). `setting` names the
+    /// option in the message.
+    pub fn validate(&self, setting: &str) -> Result<(), String> {
+        let InferenceMode::Slide { crop, stride } = self else { return Ok(()) };
+        if crop.contains(&0) || stride.contains(&0) {
+            return Err(format!("{setting}: crop {crop:?} and stride {stride:?} must be positive"));
+        }
+        if stride[0] > crop[0] || stride[1] > crop[1] {
+            return Err(format!(
+                "{setting}: stride {stride:?} is longer than the crop {crop:?}, so pixels between windows would get no prediction; \
+                 use a stride of at most the crop"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Start offsets of the windows along one axis of length `size`, as mmseg computes them:
 /// `grids = max(size − crop + stride − 1, 0) / stride + 1`; window i starts at
 /// `max(min(i·stride + crop, size) − crop, 0)`, so the last window ends at the border.
@@ -64,6 +83,15 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::Distribution;
     use t2s_model::SegmentorConfig;
+
+    #[test]
+    fn windows_must_cover_the_image() {
+        let slide = |crop, stride| InferenceMode::Slide { crop, stride }.validate("eval.inference");
+        assert!(slide([512, 512], [341, 512]).is_ok() && InferenceMode::Whole.validate("x").is_ok());
+        let e = slide([512, 512], [341, 600]).unwrap_err();
+        assert!(e.starts_with("eval.inference: stride [341, 600] is longer than the crop [512, 512]"), "{e}");
+        assert!(slide([0, 512], [1, 1]).unwrap_err().contains("must be positive"));
+    }
 
     #[test]
     fn window_starts_follow_mmseg() {

@@ -37,6 +37,6 @@ pub use inference::{infer_logits, window_starts, InferenceMode};
 pub use metrics::{ConfusionMatrix, Protocol};
 pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel};
 pub use optimizer::GroupedOptimizer;
-pub use predict::{predict_images, PredictOptions, PredictReport, OUTPUT_SUFFIXES};
+pub use predict::{auto_inference, predict_images, PredictInference, PredictOptions, PredictReport, OUTPUT_SUFFIXES};
 pub use prototype_similarity::{embedding_class_sums, pearson, prototype_cosines, ClassEmbeddingSums, PrototypeOptions};
 pub use train::{train, TrainEvent, TrainOptions, TrainSummary};

@@ -5,8 +5,10 @@ use t2s_model::T2sBackend;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use t2s_data::visualize::{colorize, label_image, overlay, save_png};
-use t2s_data::{normalize_imagenet, read_rgb, DataError, LabelSpace};
-use t2s_model::Segmentor;
+use t2s_data::{normalize_imagenet, read_rgb_oriented, DataError, LabelSpace};
+use t2s_model::{Segmentor, SegmentorConfig};
+
+use crate::inference::{infer_logits, InferenceMode};
 
 use crate::error::Result;
 
@@ -19,6 +21,40 @@ pub struct PredictOptions {
     pub save_logits: bool,
     /// Weight of the colour map in the overlay.
     pub overlay_alpha: f32,
+    /// How the network sees each image.
+    pub inference: PredictInference,
+}
+
+/// How `predict` runs the network over an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PredictInference {
+    /// This mode for every image.
+    Fixed(InferenceMode),
+    /// The whole image in one pass where the network's estimated memory for it
+    /// ([`SegmentorConfig::inference_bytes`]) fits `budget_bytes`, else sliding windows
+    /// ([`auto_inference`]).
+    Auto {
+        /// The most memory one pass may take, in bytes.
+        budget_bytes: u64,
+    },
+}
+
+/// Whole-image inference if `network`'s estimate for an `h × w` image fits `budget_bytes`;
+/// otherwise windows of 1024×1024 (mmseg's SegFormer test crop), halved until one fits (down to
+/// 128), each overlapping its neighbours by half (HRDA's test stride).
+pub fn auto_inference(network: &SegmentorConfig, h: usize, w: usize, budget_bytes: u64) -> InferenceMode {
+    if network.inference_bytes(h, w) <= budget_bytes {
+        return InferenceMode::Whole;
+    }
+    let mut side = 1024;
+    let crop = loop {
+        let crop = [side.min(h), side.min(w)];
+        if side <= 128 || network.inference_bytes(crop[0], crop[1]) <= budget_bytes {
+            break crop;
+        }
+        side /= 2;
+    };
+    InferenceMode::Slide { crop, stride: [crop[0].div_ceil(2), crop[1].div_ceil(2)] }
 }
 
 /// Files written for one image.
@@ -32,6 +68,10 @@ pub struct PredictionFiles {
     pub overlay: PathBuf,
     /// `<stem>_logits.npy` when asked for.
     pub logits: Option<PathBuf>,
+    /// The mode the network ran in.
+    pub mode: InferenceMode,
+    /// Whether the image was turned upright as its EXIF orientation says.
+    pub oriented: bool,
 }
 
 /// What [`predict_images`] did.
@@ -46,14 +86,17 @@ pub struct PredictReport {
 /// The endings of the files `predict` writes, which are never read back as inputs.
 pub const OUTPUT_SUFFIXES: [&str; 4] = ["_labelTrainIds.png", "_color.png", "_overlay.png", "_logits.npy"];
 
-/// Runs `model` on every image and writes its predictions (see [`PredictionFiles`]). Any input
-/// size works: the logits are bilinearly upsampled to the image's size before the argmax. An
+/// Runs `model` (built from `network`) on every image and writes its predictions (see
+/// [`PredictionFiles`]). Any input size works: the logits are bilinearly upsampled to the image's
+/// size before the argmax, and images too large for one pass go through in windows
+/// ([`PredictInference::Auto`]). JPEG EXIF orientation is applied first, as viewers do. An
 /// image that cannot be read is skipped and reported; the others are processed. Inputs with the
 /// same stem (`a.png`, `a.jpg`) write under their full names (`a_png_…`, `a_jpg_…`), not over
 /// each other. `progress` is called before each image with the number of images done and the
 /// next one.
 pub fn predict_images<B: T2sBackend>(
     model: &Segmentor<B>,
+    network: &SegmentorConfig,
     device: &B::Device,
     images: &[PathBuf],
     space: &LabelSpace,
@@ -65,14 +108,21 @@ pub fn predict_images<B: T2sBackend>(
     let mut report = PredictReport::default();
     for (done, (path, name)) in images.iter().zip(&names).enumerate() {
         progress(done, path);
-        let img = match read_rgb(path) {
-            Ok(img) => img,
+        let (img, oriented) = match read_rgb_oriented(path) {
+            Ok(read) => read,
             Err(e) => {
                 report.unreadable.push((path.clone(), e.to_string()));
                 continue;
             }
         };
-        report.written.push(predict_one(model, device, &img, name, space, opts)?);
+        let (w, h) = img.dimensions();
+        let mode = match opts.inference {
+            PredictInference::Fixed(mode) => mode,
+            PredictInference::Auto { budget_bytes } => auto_inference(network, h as usize, w as usize, budget_bytes),
+        };
+        let mut files = predict_one(model, device, &img, name, space, opts, mode)?;
+        files.oriented = oriented;
+        report.written.push(files);
     }
     Ok(report)
 }
@@ -108,11 +158,12 @@ fn predict_one<B: T2sBackend>(
     stem: &str,
     space: &LabelSpace,
     opts: &PredictOptions,
+    mode: InferenceMode,
 ) -> Result<PredictionFiles> {
     let (w, h) = img.dimensions();
     let x = image_tensor::<B>(img, device);
     // [1, C, H, W] at the image's resolution.
-    let logits = model.predict(x);
+    let logits = infer_logits(model, x, mode);
     let classes = logits.dims()[1];
     let labels: Vec<u8> = logits.clone().argmax(1).into_data().iter::<i64>().map(|v| v as u8).collect();
 
@@ -122,6 +173,8 @@ fn predict_one<B: T2sBackend>(
         color: out("_color.png"),
         overlay: out("_overlay.png"),
         logits: opts.save_logits.then(|| out("_logits.npy")),
+        mode,
+        oriented: false,
     };
     save_png(&label_image(&labels, w, h), &files.labels)?;
     let color = colorize(&labels, w, h, space);
@@ -132,4 +185,21 @@ fn predict_one<B: T2sBackend>(
         t2s_data::npy::write_f32(npy, &[classes, h as usize, w as usize], &data)?;
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_12_megapixel_photo_with_mit_b5_goes_through_in_windows() {
+        let b5 = SegmentorConfig::preset("daformer-mitb5").unwrap();
+        let budget = 8u64 << 30;
+        // A Cityscapes frame (2048×1024) fits (~2.5 GB): whole, as DAFormer evaluates.
+        assert_eq!(auto_inference(&b5, 1024, 2048, budget), InferenceMode::Whole);
+        // 4000×3000 would take ~75 GB (stage-1 attention); 1024×1024 windows take ~1 GB.
+        assert_eq!(auto_inference(&b5, 3000, 4000, budget), InferenceMode::Slide { crop: [1024, 1024], stride: [512, 512] });
+        // A tight budget shrinks the windows: 1024² needs ~1.05 GB, 512² ~0.27 GB.
+        assert_eq!(auto_inference(&b5, 3000, 4000, 600 << 20), InferenceMode::Slide { crop: [512, 512], stride: [256, 256] });
+    }
 }

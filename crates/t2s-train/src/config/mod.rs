@@ -184,6 +184,7 @@ impl RunConfig {
         }
         self.validate_numbers()?;
         self.validate_crop()?;
+        self.eval.inference.validate("eval.inference")?;
         if !(0.0..1.0).contains(&self.uda.ema_alpha) {
             return Err(format!("uda.ema_alpha = {} must be in [0, 1)", self.uda.ema_alpha));
         }
