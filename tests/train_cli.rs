@@ -129,6 +129,22 @@ fn bad_runs_fail_before_training() {
     assert!(e.contains("data.source"), "{e}");
     // A failed start leaves no run folder behind: the corrected command simply works.
     assert!(!dir.path().join("runs").exists() || dir.path().join("runs").read_dir().unwrap().next().is_none(), "{e}");
+    // A crop larger than a folder dataset's images in both sides (known once the first image is
+    // read) is refused, naming the image, before the run folder exists.
+    let folder = dir.path().join("mine");
+    std::fs::create_dir_all(folder.join("images")).unwrap();
+    std::fs::create_dir_all(folder.join("labels")).unwrap();
+    image::RgbImage::from_pixel(48, 24, image::Rgb([90, 90, 90])).save(folder.join("images/a.png")).unwrap();
+    image::GrayImage::from_pixel(48, 24, image::Luma([0])).save(folder.join("labels/a.png")).unwrap();
+    let folder_source = format!("[data.source]\nkind = \"folder\"\nroot = \"{}\"\n", folder.display());
+    let text = config();
+    let (head, rest) = text.split_once("[data.source]").unwrap();
+    let rest = &rest[rest.find("\n[").unwrap()..];
+    std::fs::write(dir.path().join("folder.toml"), format!("{head}{folder_source}{rest}")).unwrap();
+    let o = t2s(dir.path()).args(["train", "--config", "folder.toml", "--set", "run.name=f", "--set", "data.crop=[32, 64]"]).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("data.crop = [32, 64] is larger than data.source's 48×24 images") && e.contains("a is 48×24"), "{e}");
+    assert!(!dir.path().join("runs/f").exists(), "no run folder for a crop that does not fit");
     // Self-training without a target set, and T2S without a projection head, are named.
     std::fs::write(dir.path().join("dacs.toml"), config().replace("source_only", "dacs")).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "dacs.toml", "--set", "run.name=d"]).output().unwrap();

@@ -242,21 +242,23 @@ impl RunConfig {
     }
 
     /// A crop larger than a synthetic source's (resized) images in both sides would be mostly
-    /// padding; file datasets' sizes are known once they are read.
+    /// padding; file datasets' sizes are known once they are read (`train::open`).
     fn validate_crop(&self) -> std::result::Result<(), String> {
         let SetReader::Synthetic(set) = &self.data.source.reader else { return Ok(()) };
-        let [w, h] = set.size.unwrap_or(DEFAULT_SYNTHETIC_SIZE);
-        let [w, h] = match self.data.source.resize {
-            Some([long, short]) => {
-                let scale = (long as f64 / w.max(h) as f64).min(short as f64 / w.min(h) as f64);
-                [(w as f64 * scale).round() as u32, (h as f64 * scale).round() as u32]
-            }
-            None => [w, h],
+        self.check_crop(set.size.unwrap_or(DEFAULT_SYNTHETIC_SIZE), self.data.source.resize, "data.source")
+    }
+
+    /// Refuses `data.crop` when it is larger than a `[width, height]` image of `setting` (after
+    /// the set's `resize = [long, short]`) in both sides.
+    pub(crate) fn check_crop(&self, [w, h]: [u32; 2], resize: Option<[u32; 2]>, setting: &str) -> std::result::Result<(), String> {
+        let (w, h) = match resize {
+            Some([long, short]) => t2s_data::transforms::rescale_size(w, h, long, short),
+            None => (w, h),
         };
         let [ch, cw] = self.data.crop;
         if ch > h && cw > w {
             return Err(format!(
-                "data.crop = [{ch}, {cw}] is larger than data.source's {w}×{h} images in both sides: every crop would be mostly \
+                "data.crop = [{ch}, {cw}] is larger than {setting}'s {w}×{h} images in both sides: every crop would be mostly \
                  padding; choose a crop of at most [{h}, {w}] (height, width)"
             ));
         }

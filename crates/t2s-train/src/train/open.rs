@@ -94,6 +94,7 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
     let notes = |set: &OpenedSet| set.notes.iter().for_each(|note| events(TrainEvent::Note(format!("{}: {note}", set.name))));
     let source = open_set(&cfg.data.source, SetRole::Source, "data.source")?;
     notes(&source);
+    crop_fits(cfg, &cfg.data.source, &source, "data.source")?;
     let classes = source.dataset.label_space().len();
     if classes != network.num_classes {
         return Err(TrainError::Usage(format!(
@@ -108,6 +109,7 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
         (_, Some(set)) => {
             let opened = open_set(set, SetRole::Target, "data.target")?;
             notes(&opened);
+            crop_fits(cfg, set, &opened, "data.target")?;
             Some((set.clone(), opened))
         }
     };
@@ -119,6 +121,19 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
         .map(|(i, s)| open_set(s, SetRole::Eval, &format!("data.eval[{i}]")).map(|o| (s.clone(), o)))
         .collect::<Result<_>>()?;
     Ok(OpenedSets { source, target, evals })
+}
+
+/// Refuses a `data.crop` larger than the set's first image (after its resize) in both sides:
+/// every training crop would be mostly padding (`RunConfig::check_crop`, which checks synthetic
+/// sources before anything is read).
+fn crop_fits(cfg: &RunConfig, set: &SetSection, opened: &OpenedSet, setting: &str) -> Result<()> {
+    if opened.dataset.is_empty() {
+        return Ok(());
+    }
+    let first = opened.dataset.get(0)?;
+    let (w, h) = first.image.dimensions();
+    cfg.check_crop([w, h], set.resize, setting)
+        .map_err(|message| TrainError::Usage(format!("{message} ({} is {w}×{h} before the resize)", opened.dataset.name(0))))
 }
 
 /// The source's sample order: rare class sampling (method.md §3) when on, else shuffled.
