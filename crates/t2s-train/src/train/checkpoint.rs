@@ -134,4 +134,41 @@ mod tests {
         assert_eq!(latest_checkpoint(run.path()).unwrap().1.iter, 30);
         assert!(latest_checkpoint(&run.path().join("nope")).is_err());
     }
+
+    /// state.json holds the EMA prototypes, the re-weighting statistics and π that a resumed run
+    /// continues from: every float must come back bit for bit (serde_json's default parser can
+    /// be one unit in the last place off; its `float_roundtrip` feature is not).
+    #[test]
+    fn floats_in_the_state_survive_a_save_and_load_exactly() {
+        use rand::{Rng, SeedableRng};
+        use t2s_loss::{ClassStatistics, PrototypeState, ReweightStatistic};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (classes, dim) = (19, 64);
+        let mut f64s = |n: usize| (0..n).map(|_| rng.random::<f64>() * 10f64.powi(rng.random_range(-12..3))).collect::<Vec<f64>>();
+        let distribution = f64s(2000);
+        let stats = ClassStatistics { statistic: ReweightStatistic::default(), momentum: 0.99, values: f64s(classes).into_iter().map(Some).collect() };
+        let prototypes = |rng: &mut rand_chacha::ChaCha8Rng| PrototypeState {
+            momentum: 0.999,
+            num_classes: classes,
+            dim,
+            values: (0..classes * dim).map(|_| rng.random::<f32>() - 0.5).collect(),
+            seen: vec![true; classes],
+        };
+        let t2s = crate::t2s_term::T2sSaved { prototypes: prototypes(&mut rng), target_prototypes: prototypes(&mut rng), stats, distribution };
+        let state = TrainingState { iter: 3, best: Some((std::f64::consts::PI * 1e-3, 2)), t2s: Some(t2s) };
+        let run = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(run.path().join("checkpoints")).unwrap();
+        write_checkpoint(run.path(), &state, 1, |_| Ok(())).unwrap();
+        let (_, back) = latest_checkpoint(run.path()).unwrap();
+        let bits = |s: &TrainingState| {
+            let t = s.t2s.as_ref().unwrap();
+            let f32s = t.prototypes.values.iter().chain(&t.target_prototypes.values).map(|v| v.to_bits() as u64);
+            let f64s = t.distribution.iter().chain(t.stats.values.iter().flatten()).map(|v| v.to_bits());
+            f32s.chain(f64s).chain([s.best.unwrap().0.to_bits()]).collect::<Vec<u64>>()
+        };
+        let (want, got) = (bits(&state), bits(&back));
+        let off = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+        assert_eq!(off, 0, "{off} of {} floats changed in state.json", want.len());
+        assert_eq!(back, state);
+    }
 }
