@@ -62,7 +62,7 @@ impl BackendTask for Eval {
         let prefix = a.prefix.clone().or_else(|| config.model.pretrained_prefix.clone());
         let network = config.network().context("resolving [model]")?;
         let loaded =
-            t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), &device).context("loading the network")?;
+            t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), config.run.seed, &device).context("loading the network")?;
         match (&loaded.report, &weights) {
             (Some(report), _) => eprintln!("weights: {report}"),
             (None, Some(w)) => eprintln!("weights: {}", w.display()),

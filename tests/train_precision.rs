@@ -67,22 +67,32 @@ fn losses(precision: &str, passes: &str) -> Vec<Vec<(String, f64)>> {
 }
 
 /// Same seed, same data (and the same dropout draws): every term of every iteration is finite
-/// and close to the f32 run's. The cross-entropy terms within 0.5 % (measured at most 0.14 % over
-/// these 6 iterations); the contrastive term within 6 % (measured at most 2.7 %): its logits are
-/// cosines over τ = 0.1, so the embeddings' bf16 rounding (relative 2⁻⁹ per value) is magnified
-/// tenfold, from the first iteration on.
+/// and close to the f32 run's. The cross-entropy terms within 0.5 % at every iteration (measured
+/// at most 0.1 % over these 6 iterations). The contrastive term's logits are cosines over
+/// τ = 0.1, so the embeddings' bf16 rounding (relative 2⁻⁹ per value) is magnified tenfold: at
+/// iteration 1 (the same weights) within 6 % (measured 1.7 %); later its queries are sampled by
+/// pseudo-labels, which flip on near-ties, so each iteration within 20 % (measured at most 12 %)
+/// and its mean over the run within 6 % (measured 2.3 %).
 #[test]
 fn a_bf16_run_follows_the_f32_loss_curve() {
     let (full, half) = (losses("f32", "joint"), losses("bf16", "joint"));
     assert_eq!((full.len(), half.len()), (ITERS, ITERS));
+    let rel = |x: f64, y: f64| (x - y).abs() / x;
     for (i, (a, b)) in full.iter().zip(&half).enumerate() {
         for ((name, x), (_, y)) in a.iter().zip(b) {
             let what = format!("iteration {}: {name} = {x} (f32), {y} (bf16)", i + 1);
             assert!(x.is_finite() && y.is_finite() && *x > 0.0, "{what}");
-            let tolerance = if name == "loss_t2s" { 0.06 } else { 0.005 };
-            assert!((x - y).abs() / x < tolerance, "{what}");
+            let tolerance = match (name.as_str(), i) {
+                ("loss_t2s", 0) => 0.06,
+                ("loss_t2s", _) => 0.2,
+                _ => 0.005,
+            };
+            assert!(rel(*x, *y) < tolerance, "{what}");
         }
     }
+    let mean = |run: &[Vec<(String, f64)>]| run.iter().map(|r| r.iter().find(|(n, _)| n == "loss_t2s").unwrap().1).sum::<f64>() / ITERS as f64;
+    let (x, y) = (mean(&full), mean(&half));
+    assert!(rel(x, y) < 0.06, "mean loss_t2s over the run: {x} (f32), {y} (bf16)");
 }
 
 /// Sequential passes (a compute copy per pass) in bf16: every term finite and positive.

@@ -73,7 +73,7 @@ pub struct LoadedModel<B: Backend> {
 
 /// Builds the network named by `model` (or stored in `weights` when it is a t2s file) and loads
 /// `weights`: a t2s `.safetensors` file or a PyTorch checkpoint (`prefix` picks a sub-model of
-/// the latter, e.g. `state_dict.ema_model.`).
+/// the latter, e.g. `state_dict.ema_model.`). Weights no file gives are drawn from seed 0.
 pub fn load_model<B: Backend>(
     model: Option<&str>,
     weights: Option<&Path>,
@@ -81,14 +81,18 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let config = model.map(resolve_model_config).transpose()?;
-    load_model_from(config, weights, prefix, device)
+    load_model_from(config, weights, prefix, 0, device)
 }
 
 /// [`load_model`] with the network already resolved (e.g. from a run configuration's `[model]`).
+/// Weights that no file gives (a fresh network, the heads of a backbone-only checkpoint) are
+/// drawn from `seed` on the host, the same on every backend
+/// ([`SegmentorConfig::init_seeded`]).
 pub fn load_model_from<B: Backend>(
     model: Option<SegmentorConfig>,
     weights: Option<&Path>,
     prefix: Option<&str>,
+    seed: u64,
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let stored = match weights {
@@ -118,7 +122,8 @@ pub fn load_model_from<B: Backend>(
             )));
         }
     }
-    let mut net = config.init::<B>(device)?;
+    // A t2s file gives every weight: nothing to draw.
+    let mut net = if stored.is_some() { config.init::<B>(device)? } else { config.init_seeded::<B>(seed, device)? };
     let report = match (weights, &stored) {
         (Some(w), Some(_)) => {
             load_t2s_into(&mut net, &config, w)?;

@@ -5,6 +5,8 @@ use crate::ops::conv::conv2d_forward;
 use crate::T2sBackend;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+
+use crate::nets::host_init::{drawn, Draw};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{activation::relu, backend::Backend, Tensor};
 
@@ -49,16 +51,23 @@ impl ConvSpec {
         self
     }
 
-    /// Builds the Burn convolution.
+    /// Builds the Burn convolution, weights and bias drawn on the host as PyTorch's
+    /// `nn.Conv2d` initialises them (uniform in ±1/√fan_in, `crate::nets::host_init`).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Conv2d<B> {
         let p = self.padding;
-        Conv2dConfig::new([self.in_channels, self.out_channels], [self.kernel, self.kernel])
+        let mut conv = Conv2dConfig::new([self.in_channels, self.out_channels], [self.kernel, self.kernel])
             .with_stride([self.stride, self.stride])
             .with_dilation([self.dilation, self.dilation])
             .with_groups(self.groups)
             .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
             .with_bias(self.bias)
-            .init(device)
+            .init(device);
+        // Burn's parameters are lazy: replacing them draws nothing.
+        let fan_in = self.in_channels / self.groups * self.kernel * self.kernel;
+        let shape = [self.out_channels, self.in_channels / self.groups, self.kernel, self.kernel];
+        conv.weight = drawn(shape, Draw::torch_default(fan_in), device);
+        conv.bias = self.bias.then(|| drawn([self.out_channels], Draw::torch_default(fan_in), device));
+        conv
     }
 }
 
@@ -84,11 +93,7 @@ impl<B: Backend> ConvBn<B> {
         let [out_c, in_per_group, kh, kw] = conv.weight.dims();
         let fan_out = (out_c * kh * kw) as f64;
         let std = 2f64.sqrt() / fan_out.sqrt();
-        conv.weight = burn::module::Param::from_tensor(Tensor::random(
-            [out_c, in_per_group, kh, kw],
-            burn::tensor::Distribution::Normal(0.0, std),
-            device,
-        ));
+        conv.weight = drawn([out_c, in_per_group, kh, kw], Draw::Normal(std), device);
         Self { conv, bn: batch_norm(spec.out_channels, device), relu }
     }
 }

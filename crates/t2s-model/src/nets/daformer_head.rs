@@ -102,7 +102,7 @@ impl DaFormerHeadConfig {
             .collect();
         let bottleneck = ConvBn::new(ConvSpec::new(self.dilations.len() * ch, ch, 3), true, device);
         let mut conv_seg = ConvSpec::new(ch, num_classes, 1).bias(true).init(device);
-        conv_seg.weight = Initializer::Normal { mean: 0.0, std: 0.01 }.init([num_classes, ch, 1, 1], device);
+        conv_seg.weight = crate::nets::host_init::drawn([num_classes, ch, 1, 1], crate::nets::host_init::Draw::Normal(0.01), device);
         conv_seg.bias = Some(Initializer::Zeros.init([num_classes], device));
         DaFormerHead {
             embed_layers: in_channels.iter().map(|&c| MlpEmbed::new(c, e, device)).collect(),

@@ -5,6 +5,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::nets::host_init::{drawn, Draw};
+
 /// A linear map `C → E` applied to every pixel (SegFormer's `linear_c{k}`, DAFormer's
 /// `embed_layers.{k}`).
 #[derive(Module, Debug)]
@@ -17,7 +19,12 @@ impl<B: Backend> MlpEmbed<B> {
     /// An embedding `in_channels → embed_dim` with PyTorch's default `nn.Linear` initialisation
     /// (uniform in ±1/√in_channels for weight and bias; the heads do not re-initialise it).
     pub fn new(in_channels: usize, embed_dim: usize, device: &B::Device) -> Self {
-        Self { proj: LinearConfig::new(in_channels, embed_dim).init(device) }
+        let mut proj = LinearConfig::new(in_channels, embed_dim).init(device);
+        // Drawn on the host (`crate::nets::host_init`); Burn's `[d_in, d_out]` layout.
+        let draw = Draw::torch_default(in_channels);
+        proj.weight = drawn([in_channels, embed_dim], draw, device);
+        proj.bias = Some(drawn([embed_dim], draw, device));
+        Self { proj }
     }
 
     /// `[N, C, H, W]` → `[N, E, H, W]`.

@@ -6,6 +6,7 @@ pub mod conv_bn;
 pub mod daformer_head;
 pub mod deeplabv2_head;
 pub mod head_output;
+pub mod host_init;
 pub mod inference_memory;
 pub mod mit;
 pub mod mlp_embed;

@@ -162,6 +162,7 @@ fn load_student<B: T2sAutodiffBackend>(
         Some(network.clone()),
         cfg.model.pretrained.as_deref(),
         cfg.model.pretrained_prefix.as_deref(),
+        cfg.run.seed,
         device,
     )?;
     if let Some(report) = &loaded.report {

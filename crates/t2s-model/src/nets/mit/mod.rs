@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::nets::conv_bn::ConvSpec;
+use crate::nets::host_init::{drawn, Draw};
 use crate::ops::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
 use crate::ops::conv_gemm::patchify_tokens;
 use crate::ops::depthwise::depthwise_geometry;
@@ -185,8 +186,10 @@ impl MitConfig {
 /// A linear layer initialised as the original's `_init_weights` (trunc_normal std 0.02 with
 /// cut-offs at ±2, i.e. effectively a plain normal; bias 0).
 fn mit_linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
-    let mut linear = LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 }).init(device);
-    // Parameters are initialised lazily, so replacing the bias allocates nothing twice.
+    let mut linear = LinearConfig::new(d_in, d_out).init(device);
+    // Parameters are initialised lazily, so replacing them allocates nothing twice. Burn's
+    // weight is `[d_in, d_out]`.
+    linear.weight = drawn([d_in, d_out], Draw::Normal(0.02), device);
     linear.bias = Some(Initializer::Zeros.init([d_out], device));
     linear
 }
@@ -198,7 +201,7 @@ fn mit_conv<B: Backend>(spec: ConvSpec, device: &B::Device) -> Conv2d<B> {
     let fan_out = spec.kernel * spec.kernel * spec.out_channels / spec.groups;
     let std = (2.0 / fan_out as f64).sqrt();
     let shape = [spec.out_channels, spec.in_channels / spec.groups, spec.kernel, spec.kernel];
-    conv.weight = Initializer::Normal { mean: 0.0, std }.init(shape, device);
+    conv.weight = drawn(shape, Draw::Normal(std), device);
     conv.bias = Some(Initializer::Zeros.init([spec.out_channels], device));
     conv
 }
