@@ -442,28 +442,14 @@ fn write_report<B: T2sBackend>(
         }
         tiles.push(row);
     }
-    let grid = image_grid(&tiles);
-    save_png(&grid, &output.join("predictions.png"))?;
-    let mut legend = String::from("predictions.png columns: target image | ground truth");
-    for t in trained.iter().filter(|t| t.seed == first) {
-        legend.push_str(&format!(" | {}", t.method));
+    let mut columns = vec!["target image".to_string()];
+    if tiles.first().is_some_and(|row| row.len() > models.len() + 1) {
+        columns.push("ground truth".into());
     }
-    write(&output.join("predictions.txt"), &(legend + "\n"))?;
+    columns.extend(trained.iter().filter(|t| t.seed == first).map(|t| t.method.clone()));
+    save_png(&crate::plots::labelled_grid(&columns, &tiles)?, &output.join("predictions.png"))?;
+    write(&output.join("predictions.txt"), &format!("predictions.png columns: {}\n", columns.join(" | ")))?;
     Ok(())
-}
-
-/// Tiles in rows, 2-pixel white gaps.
-fn image_grid(rows: &[Vec<image::RgbImage>]) -> image::RgbImage {
-    let gap = 2u32;
-    let (tw, th) = rows.first().and_then(|r| r.first()).map(|t| t.dimensions()).unwrap_or((1, 1));
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
-    let mut out = image::RgbImage::from_pixel(cols * (tw + gap), rows.len() as u32 * (th + gap), image::Rgb([255, 255, 255]));
-    for (r, row) in rows.iter().enumerate() {
-        for (c, tile) in row.iter().enumerate() {
-            image::imageops::replace(&mut out, tile, (c as u32 * (tw + gap)) as i64, (r as u32 * (th + gap)) as i64);
-        }
-    }
-    out
 }
 
 /// Points of one curve.

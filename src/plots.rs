@@ -120,6 +120,40 @@ fn render_png<T>(path: &Path, size: (u32, u32), draw: impl FnOnce(&Root<'_>) -> 
     Ok(out)
 }
 
+/// Height of the label band above a [`labelled_grid`].
+pub const GRID_HEADER: u32 = 22;
+
+/// Tiles in rows with 2-pixel white gaps, under a white band that names each column (centred over
+/// it, shrunk to the column's width when long).
+pub fn labelled_grid(columns: &[String], rows: &[Vec<image::RgbImage>]) -> Result<image::RgbImage> {
+    ensure_font()?;
+    let gap = 2u32;
+    let (tw, th) = rows.first().and_then(|r| r.first()).map(|t| t.dimensions()).unwrap_or((1, 1));
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0).max(columns.len()).max(1) as u32;
+    let width = cols * (tw + gap);
+    let mut band = vec![0u8; width as usize * GRID_HEADER as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut band, (width, GRID_HEADER)).into_drawing_area();
+        root.fill(&WHITE)?;
+        for (c, name) in columns.iter().enumerate() {
+            // DejaVu Sans at size s is about 0.55·s pixels per character.
+            let size = (14.0f64).min(tw as f64 / (0.58 * name.chars().count().max(1) as f64)).max(6.0);
+            let style = (FONT, size).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+            root.draw_text(name, &style, ((c as u32 * (tw + gap) + tw / 2) as i32, (GRID_HEADER / 2) as i32))?;
+        }
+        root.present()?;
+    }
+    let header = image::RgbImage::from_raw(width, GRID_HEADER, band).context("the label band's buffer")?;
+    let mut out = image::RgbImage::from_pixel(width, GRID_HEADER + rows.len() as u32 * (th + gap), image::Rgb([255, 255, 255]));
+    image::imageops::replace(&mut out, &header, 0, 0);
+    for (r, row) in rows.iter().enumerate() {
+        for (c, tile) in row.iter().enumerate() {
+            image::imageops::replace(&mut out, tile, (c as u32 * (tw + gap)) as i64, (GRID_HEADER + r as u32 * (th + gap)) as i64);
+        }
+    }
+    Ok(out)
+}
+
 /// Draws the title at the top and a legend row (or rows) under it; returns the area left for the chart.
 /// `swatch` draws one legend entry's marker centred at the given point.
 fn title_and_legend<'a>(
@@ -408,6 +442,26 @@ mod tests {
 
     fn series(name: &str, points: &[(f64, f64)]) -> Series {
         Series { name: name.into(), points: points.to_vec() }
+    }
+
+    #[test]
+    fn grid_columns_are_labelled_above_their_tiles() {
+        let red = image::RgbImage::from_pixel(60, 30, image::Rgb([200, 0, 0]));
+        let blue = image::RgbImage::from_pixel(60, 30, image::Rgb([0, 0, 200]));
+        let names = ["image".to_string(), "a much longer column name".to_string()];
+        let grid = labelled_grid(&names, &[vec![red.clone(), blue.clone()], vec![blue, red]]).unwrap();
+        assert_eq!(grid.dimensions(), (2 * 62, GRID_HEADER + 2 * 32));
+        // Tiles start under the band: row 0 column 1 is blue, row 1 column 0 is blue.
+        assert_eq!(grid.get_pixel(62 + 5, GRID_HEADER + 5).0, [0, 0, 200]);
+        assert_eq!(grid.get_pixel(5, GRID_HEADER + 32 + 5).0, [0, 0, 200]);
+        // Each column's label is drawn (dark pixels) inside its own part of the band.
+        for c in 0..2u32 {
+            let ink = (c * 62..c * 62 + 60)
+                .flat_map(|x| (0..GRID_HEADER).map(move |y| (x, y)))
+                .filter(|&(x, y)| grid.get_pixel(x, y).0.iter().all(|&v| v < 128))
+                .count();
+            assert!(ink > 10, "column {c}: {ink} dark pixels");
+        }
     }
 
     #[test]
