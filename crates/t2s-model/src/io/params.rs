@@ -77,3 +77,22 @@ mod tests {
         assert!(!linear.weight.is_initialized());
     }
 }
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    /// Optimiser state and weight files are keyed by path: no two tensors may share one.
+    #[test]
+    fn every_tensor_of_every_preset_has_its_own_path() {
+        for name in crate::PRESETS {
+            let mut cfg = crate::SegmentorConfig::preset(name).unwrap();
+            cfg.projection = Some(Default::default());
+            let net = cfg.init::<Flex>(&Default::default()).unwrap();
+            let entries = inventory::<Flex, _>(&net);
+            let paths: std::collections::HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths.len(), entries.len(), "{name}: {} tensors, {} paths", entries.len(), paths.len());
+        }
+    }
+}

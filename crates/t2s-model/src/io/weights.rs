@@ -189,6 +189,10 @@ fn top_level_names(keys: &[String]) -> Vec<String> {
 pub fn save_t2s<B: Backend>(model: &Segmentor<B>, cfg: &SegmentorConfig, path: &Path) -> Result<()> {
     let write_err = |message: String| ModelError::WeightsWrite { path: path.to_path_buf(), message };
     let json = serde_json::to_string(cfg).map_err(|e| write_err(e.to_string()))?;
+    // Burn's batch norm statistics keep each thread's latest update aside until something syncs
+    // them; saving reads the synced value, which would be one training update behind. Taking a
+    // record syncs them (clones share the statistics).
+    drop(burn::module::Module::into_record(model.clone()));
     let tmp = tmp_path(path);
     let mut store = SafetensorsStore::from_file(&tmp)
         .skip_enum_variants(true)

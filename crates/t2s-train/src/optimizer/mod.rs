@@ -73,18 +73,21 @@ impl<B: AutodiffBackend> GroupedOptimizer<B> {
         self.schedule.lr_at(iter, self.base_lr)
     }
 
-    /// Writes the optimiser state (moments or momentum buffers, step counts) as
-    /// `<dir>/optimizer.safetensors`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        state_file::save(&dir.join(STATE_FILE), &self.rule, &self.state)
+    /// Writes the optimiser state (moments or momentum buffers, step counts) of `module`'s
+    /// parameters as `<dir>/optimizer.safetensors`, by parameter path.
+    pub fn save<M: AutodiffModule<B>>(&self, dir: &Path, module: &M) -> Result<()> {
+        let paths = t2s_model::io::params::inventory::<B, M>(module).into_iter().map(|e| (e.id, e.path)).collect();
+        state_file::save(&dir.join(STATE_FILE), &self.rule, &self.state, &paths)
     }
 
-    /// Restores the state written by [`GroupedOptimizer::save`] for `module`, whose parameter
-    /// ids must be those of the saved run (as restored by loading its module record).
+    /// Restores the state written by [`GroupedOptimizer::save`] for `module`, matching parameters
+    /// by path (or, in a checkpoint written before 2026-12-06, by the ids its `student.mpk`
+    /// restored).
     pub fn load<M: AutodiffModule<B>>(mut self, dir: &Path, module: &M, device: &B::Device) -> Result<Self> {
         let mut sizes = Sizes { sizes: HashMap::new() };
         module.visit(&mut sizes);
-        self.state = state_file::load(dir, &self.rule, &sizes.sizes, device)?;
+        let ids = t2s_model::io::params::inventory::<B, M>(module).into_iter().map(|e| (e.path, e.id)).collect();
+        self.state = state_file::load(dir, &self.rule, &sizes.sizes, &ids, device)?;
         Ok(self)
     }
 

@@ -1,8 +1,9 @@
 //! The optimiser state of a checkpoint, `optimizer.safetensors`: one F32 tensor per moment or
-//! momentum buffer, named `<parameter id>.<field>` with PyTorch's field names (`exp_avg`,
+//! momentum buffer, named `<parameter path>.<field>` with PyTorch's field names (`exp_avg`,
 //! `exp_avg_sq`, `momentum_buffer`), and in the header's metadata the rule and every
-//! parameter's step count. Parameter ids are those of the checkpoint's `student.mpk`, which a
-//! resume loads first.
+//! parameter's step count. Paths are the module's (`backbone.stages.0…weight`), so a resume
+//! matches them whatever ids this process gave the parameters. Format 1 (before 2026-12-06)
+//! named tensors by parameter id, valid with the ids of the checkpoint's `student.mpk`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,28 +21,34 @@ pub const STATE_FILE: &str = "optimizer.safetensors";
 /// What t2s before this format wrote (Burn's optimiser records), recognised to say so.
 const LEGACY_FILES: [&str; 2] = ["optimizer_decay.mpk", "optimizer_no_decay.mpk"];
 const FORMAT_KEY: &str = "format";
-const FORMAT: &str = "t2s-optimizer-1";
+const FORMAT: &str = "t2s-optimizer-2";
+/// Keyed by parameter id (checkpoints with `student.mpk`).
+const FORMAT_BY_ID: &str = "t2s-optimizer-1";
 const RULE_KEY: &str = "rule";
 const STEPS_KEY: &str = "steps";
 
-/// Writes `state` to `path` with one device read for all tensors.
-pub(crate) fn save<B: Backend>(path: &Path, rule: &Rule, state: &HashMap<ParamId, Slot<B>>) -> Result<()> {
+/// Writes `state` to `path` with one device read for all tensors, each parameter under its
+/// path in `paths`.
+pub(crate) fn save<B: Backend>(path: &Path, rule: &Rule, state: &HashMap<ParamId, Slot<B>>, paths: &HashMap<ParamId, String>) -> Result<()> {
     let err = |message: String| TrainError::Io { path: path.into(), message };
-    let mut ids: Vec<ParamId> = state.keys().copied().collect();
-    ids.sort_by_key(|id| id.val());
+    let mut keyed = state
+        .keys()
+        .map(|id| paths.get(id).map(|p| (p.as_str(), *id)).ok_or_else(|| err(format!("parameter {} is not in the network", id.val()))))
+        .collect::<Result<Vec<_>>>()?;
+    keyed.sort();
     let mut names = Vec::new();
     let mut steps = serde_json::Map::new();
     let mut read = Transaction::default();
-    for id in ids {
+    for (key, id) in keyed {
         let mut register = |field: &str, t: &Tensor<B, 1>| {
-            names.push(format!("{}.{field}", id.val()));
+            names.push(format!("{key}.{field}"));
             read = std::mem::take(&mut read).register(t.clone());
         };
         match &state[&id] {
             Slot::AdamW { step, exp_avg, exp_avg_sq } => {
                 register("exp_avg", exp_avg);
                 register("exp_avg_sq", exp_avg_sq);
-                steps.insert(id.val().to_string(), (*step).into());
+                steps.insert(key.to_string(), (*step).into());
             }
             Slot::Sgd { momentum_buffer: Some(b) } => register("momentum_buffer", b),
             Slot::Sgd { momentum_buffer: None } => {}
@@ -64,12 +71,14 @@ pub(crate) fn save<B: Backend>(path: &Path, rule: &Rule, state: &HashMap<ParamId
 }
 
 /// Reads the state written by [`save`] from checkpoint folder `dir`. `sizes` holds the number of
-/// values of every parameter of the model being resumed, by id: a state of another model, of
-/// another rule, or a file that is not one, is an error that says so.
+/// values of every parameter of the model being resumed, by id, and `ids` its parameters' ids by
+/// path: a state of another model, of another rule, or a file that is not one, is an error that
+/// says so.
 pub(crate) fn load<B: Backend>(
     dir: &Path,
     rule: &Rule,
     sizes: &HashMap<ParamId, usize>,
+    ids: &HashMap<String, ParamId>,
     device: &B::Device,
 ) -> Result<HashMap<ParamId, Slot<B>>> {
     let path = dir.join(STATE_FILE);
@@ -90,9 +99,19 @@ pub(crate) fn load<B: Backend>(
     let file = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
-    if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
-        return Err(err(format!("not a t2s optimiser state (no `{FORMAT_KEY} = {FORMAT}` in its metadata)")));
-    }
+    let by_id = match meta.get(FORMAT_KEY).map(String::as_str) {
+        Some(FORMAT) => false,
+        Some(FORMAT_BY_ID) => true,
+        _ => return Err(err(format!("not a t2s optimiser state (no `{FORMAT_KEY} = {FORMAT}` in its metadata)"))),
+    };
+    // The parameter a tensor-name prefix (or a step count's key) names.
+    let param = |key: &str| -> Option<ParamId> {
+        if by_id {
+            key.parse::<u64>().ok().map(ParamId::from)
+        } else {
+            ids.get(key).copied()
+        }
+    };
     let saved_rule = meta.get(RULE_KEY).map(String::as_str).unwrap_or("");
     if saved_rule != rule.name() {
         return Err(err(format!(
@@ -106,10 +125,9 @@ pub(crate) fn load<B: Backend>(
     let mut fields: HashMap<ParamId, HashMap<String, Tensor<B, 1>>> = HashMap::new();
     for (name, view) in file.tensors() {
         let bad = |why: &str| err(format!("tensor `{name}`: {why}"));
-        let (id, field) = name.split_once('.').ok_or_else(|| bad("not named `<parameter id>.<field>`"))?;
-        let id = ParamId::from(id.parse::<u64>().map_err(|_| bad("not named `<parameter id>.<field>`"))?);
-        let Some(&n) = sizes.get(&id) else {
-            return Err(bad("no parameter of this model has that id: the checkpoint belongs to another model or run"));
+        let (key, field) = name.rsplit_once('.').ok_or_else(|| bad("not named `<parameter>.<field>`"))?;
+        let Some((id, &n)) = param(key).and_then(|id| sizes.get(&id).map(|n| (id, n))) else {
+            return Err(bad("no parameter of this model has that name: the checkpoint belongs to another model or run"));
         };
         if view.dtype() != Dtype::F32 || view.shape() != [n] {
             return Err(bad(&format!("expected F32 [{n}] (the parameter's size), found {:?} {:?}", view.dtype(), view.shape())));
@@ -118,13 +136,14 @@ pub(crate) fn load<B: Backend>(
         let tensor = Tensor::from_data(TensorData::new(values, [n]), device);
         fields.entry(id).or_default().insert(field.to_string(), tensor);
     }
+    let steps: HashMap<ParamId, u64> = steps.into_iter().filter_map(|(key, step)| param(&key).map(|id| (id, step))).collect();
 
     let mut state = HashMap::new();
     for (id, mut f) in fields {
         let missing = |field: &str| err(format!("parameter {}: `{}.{field}` is missing", id.val(), id.val()));
         let slot = match rule {
             Rule::AdamW { .. } => {
-                let step = *steps.get(&id.val().to_string()).ok_or_else(|| missing("steps"))?;
+                let step = *steps.get(&id).ok_or_else(|| missing("steps"))?;
                 let exp_avg = f.remove("exp_avg").ok_or_else(|| missing("exp_avg"))?;
                 let exp_avg_sq = f.remove("exp_avg_sq").ok_or_else(|| missing("exp_avg_sq"))?;
                 Slot::AdamW { step, exp_avg, exp_avg_sq }

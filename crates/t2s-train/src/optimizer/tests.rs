@@ -77,11 +77,16 @@ fn saved_state_continues_exactly() {
         let mut m = step(&mut opt, m, 0);
         m = step(&mut opt, m, 1);
         let dir = tempfile::tempdir().unwrap();
-        opt.save(dir.path()).unwrap();
-        let mut fresh = GroupedOptimizer::<AB>::new(&cfg, &schedule, &groups).load(dir.path(), &m, &Default::default()).unwrap();
+        opt.save(dir.path(), &m).unwrap();
+        // A resumed process: the same values under new parameter ids (the state is matched by
+        // parameter path).
+        let again = Two { backbone_w: Param::from_tensor(m.backbone_w.val()), head_norm: Param::from_tensor(m.head_norm.val()) };
+        assert_ne!(again.backbone_w.id, m.backbone_w.id);
+        let groups = ParamGroups { backbone: vec![again.backbone_w.id], head: vec![again.head_norm.id], no_decay: HashSet::from([again.head_norm.id]) };
+        let mut fresh = GroupedOptimizer::<AB>::new(&cfg, &schedule, &groups).load(dir.path(), &again, &Default::default()).unwrap();
         assert_eq!(fresh.state.len(), if cfg.momentum == 0.0 { 0 } else { 2 }, "{cfg:?}");
-        let a = step(&mut opt, m.clone(), 2);
-        let b = step(&mut fresh, m, 2);
+        let a = step(&mut opt, m, 2);
+        let b = step(&mut fresh, again, 2);
         assert_eq!(flat(&a.backbone_w), flat(&b.backbone_w), "{cfg:?}");
         assert_eq!(flat(&a.head_norm), flat(&b.head_norm), "{cfg:?}");
     }
@@ -232,16 +237,16 @@ fn a_state_file_that_does_not_fit_is_refused_with_the_reason() {
     let mut opt = GroupedOptimizer::<AB>::new(&adamw, &schedule, &groups);
     let m = opt.step(0, m.clone(), (m.backbone_w.val().sum() + m.head_norm.val().sum()).backward());
     let dir = tempfile::tempdir().unwrap();
-    opt.save(dir.path()).unwrap();
+    opt.save(dir.path(), &m).unwrap();
     let err = |r: Result<GroupedOptimizer<AB>>| r.err().expect("refused").to_string();
     // Another optimiser kind.
     let sgd = OptimSection { kind: OptimizerKind::Sgd, ..OptimSection::default() };
     let e = err(GroupedOptimizer::<AB>::new(&sgd, &schedule, &groups).load(dir.path(), &m, &Default::default()));
     assert!(e.contains("optimizer.safetensors") && e.contains("`adamw`") && e.contains("optim.kind is `sgd`"), "{e}");
-    // Another model (fresh parameter ids).
-    let other = model();
+    // Another model (other parameter paths).
+    let other = four();
     let e = err(GroupedOptimizer::<AB>::new(&adamw, &schedule, &groups).load(dir.path(), &other, &Default::default()));
-    assert!(e.contains("another model"), "{e}");
+    assert!(e.contains("another model") && e.contains(".exp_avg"), "{e}");
     // A checkpoint of the Burn-record format that t2s wrote before.
     let old = tempfile::tempdir().unwrap();
     std::fs::write(old.path().join("optimizer_decay.mpk"), b"").unwrap();
@@ -278,4 +283,43 @@ fn updates_below_bf16_resolution_accumulate_in_the_f32_master_weight() {
     assert_eq!(m.backbone_w.val().dtype(), DType::F32);
     let w = m.backbone_w.val().into_scalar();
     assert!((w - 0.99).abs() < 1e-6, "{w}");
+}
+
+/// Checkpoints written before 2026-12-06 key the state by parameter id (format 1), valid with the
+/// ids their `student.mpk` restores: they still resume.
+#[test]
+fn a_state_keyed_by_parameter_id_still_loads() {
+    use safetensors::tensor::TensorView;
+    let m = model();
+    let (w, n) = (m.backbone_w.id.val(), m.head_norm.id.val());
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let data = [bytes(&[0.1, 0.2]), bytes(&[0.3, 0.4]), bytes(&[0.5]), bytes(&[0.6])];
+    let names = [format!("{w}.exp_avg"), format!("{w}.exp_avg_sq"), format!("{n}.exp_avg"), format!("{n}.exp_avg_sq")];
+    let views: Vec<(String, TensorView)> = names
+        .iter()
+        .zip(&data)
+        .map(|(name, d)| (name.clone(), TensorView::new(safetensors::Dtype::F32, vec![d.len() / 4], d).unwrap()))
+        .collect();
+    let metadata = HashMap::from([
+        ("format".to_string(), "t2s-optimizer-1".to_string()),
+        ("rule".to_string(), "adamw".to_string()),
+        ("steps".to_string(), format!("{{\"{w}\": 3, \"{n}\": 5}}")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    safetensors::serialize_to_file(views, Some(metadata), &dir.path().join(state_file::STATE_FILE)).unwrap();
+    let groups = ParamGroups { backbone: vec![m.backbone_w.id, m.head_norm.id], head: vec![], no_decay: HashSet::new() };
+    let opt = GroupedOptimizer::<AB>::new(&OptimSection::default(), &ScheduleSection::default(), &groups)
+        .load(dir.path(), &m, &Default::default())
+        .unwrap();
+    match &opt.state[&m.head_norm.id] {
+        Slot::AdamW { step, exp_avg, exp_avg_sq } => {
+            assert_eq!((*step, flat_1(exp_avg), flat_1(exp_avg_sq)), (5, vec![0.5], vec![0.6]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(opt.state[&m.backbone_w.id], Slot::AdamW { step: 3, .. }));
+}
+
+fn flat_1(t: &Tensor<Flex, 1>) -> Vec<f32> {
+    t.clone().into_data().to_vec::<f32>().unwrap()
 }

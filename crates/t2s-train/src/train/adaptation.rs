@@ -52,7 +52,7 @@ impl<B: AutodiffBackend> Adaptation<B> {
             return Ok(Adaptation::SourceOnly);
         }
         let teacher = match &resume {
-            Some(r) => load_network(student.valid(), r.dir, "teacher", device)?,
+            Some(r) => load_network(student.valid(), network, r.dir, "teacher", device)?,
             None => student.valid(),
         };
         // The frozen ImageNet network of the feature distance (DAFormer: only with pretrained weights).

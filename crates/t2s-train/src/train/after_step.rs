@@ -134,15 +134,15 @@ impl AfterStep {
     }
 }
 
-/// Writes the checkpoint of the run's current iteration: the student and teacher as Burn
-/// records (weights with their parameter ids) and as t2s weight files, the optimiser state and
-/// `state.json` (architecture.md "Checkpoints and resume").
+/// Writes the checkpoint of the run's current iteration: the student and teacher as t2s weight
+/// files, the optimiser state (keyed by parameter path) and `state.json` (architecture.md
+/// "Checkpoints and resume").
 fn save_checkpoint<B: T2sAutodiffBackend>(run_dir: &Path, keep_last: usize, run: &OpenedRun<B>, student: &Segmentor<B>) -> Result<PathBuf> {
     write_checkpoint(run_dir, &run.state, keep_last, |dir| {
         save_network(student, &run.network, dir, "student")?;
         if let Some(teacher) = run.adaptation.teacher() {
             save_network(teacher, &run.network, dir, "teacher")?;
         }
-        run.optim.save(dir)
+        run.optim.save(dir, student)
     })
 }

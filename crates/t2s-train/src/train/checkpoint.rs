@@ -1,9 +1,9 @@
 //! Checkpoints: everything a run needs to continue exactly, written atomically.
 //!
-//! `checkpoints/iter_<N>/` holds `student.mpk` (Burn module record: weights with their parameter
-//! ids, which the optimiser state is keyed by), `student.safetensors` (the t2s weight file for
-//! `predict` / `eval`), `teacher.mpk` for self-training methods, the optimiser state
-//! (`optimizer.safetensors`, `crate::optimizer`) and `state.json`. It is written as
+//! `checkpoints/iter_<N>/` holds `student.safetensors` (the t2s weight file, read by `predict` /
+//! `eval` and by a resume), `teacher.safetensors` for self-training methods, the optimiser state
+//! (`optimizer.safetensors`, keyed by parameter path, `crate::optimizer`) and `state.json`. Each
+//! network is stored once. It is written as
 //! `iter_<N>.tmp/` and renamed when complete; `checkpoints/latest` names the newest complete one. A crash or Ctrl-C at any point leaves the previous one intact.
 
 use std::path::{Path, PathBuf};
@@ -76,21 +76,33 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<(PathBuf, TrainingState)> {
     Ok((dir, state))
 }
 
-/// A network's weights *with their parameter ids* (Burn's record, `<name>.mpk`) and as a t2s
-/// weight file (`<name>.safetensors`, for `predict` and `eval`), into checkpoint folder `dir`.
+/// A network's weights as a t2s weight file, `<name>.safetensors` in checkpoint folder `dir`: what
+/// `predict` and `eval` read, and what a resume loads (the optimiser state is keyed by parameter
+/// path, so the weights need not carry Burn's per-process parameter ids).
 pub fn save_network<B: Backend>(model: &Segmentor<B>, network: &SegmentorConfig, dir: &Path, name: &str) -> Result<()> {
-    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-        .record(model.clone().into_record(), dir.join(name))
-        .map_err(|e| TrainError::Io { path: dir.join(format!("{name}.mpk")), message: e.to_string() })?;
     Ok(t2s_model::save_t2s(model, network, &dir.join(format!("{name}.safetensors")))?)
 }
 
-/// `model` with the weights and parameter ids of `<name>.mpk` in checkpoint folder `dir`.
-pub fn load_network<B: Backend>(model: Segmentor<B>, dir: &Path, name: &str, device: &B::Device) -> Result<Segmentor<B>> {
-    let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-        .load(dir.join(name), device)
-        .map_err(|e| TrainError::Io { path: dir.join(format!("{name}.mpk")), message: e.to_string() })?;
-    Ok(model.load_record(record))
+/// `model` (built from `network`) with the weights of `<name>.safetensors` in checkpoint folder
+/// `dir`, keeping its parameter ids. A checkpoint written before 2026-12-06 also holds
+/// `<name>.mpk` (Burn's record, with the parameter ids its optimiser state is keyed by): that is
+/// loaded instead, ids included.
+pub fn load_network<B: Backend>(
+    mut model: Segmentor<B>,
+    network: &SegmentorConfig,
+    dir: &Path,
+    name: &str,
+    device: &B::Device,
+) -> Result<Segmentor<B>> {
+    let legacy = dir.join(format!("{name}.mpk"));
+    if legacy.is_file() {
+        let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+            .load(dir.join(name), device)
+            .map_err(|e| TrainError::Io { path: legacy.clone(), message: e.to_string() })?;
+        return Ok(model.load_record(record));
+    }
+    t2s_model::load_t2s_into(&mut model, network, &dir.join(format!("{name}.safetensors")))?;
+    Ok(model)
 }
 
 /// Removes all but the newest `keep` `iter_*` folders (and stale `.tmp` ones).
@@ -133,6 +145,56 @@ mod tests {
         assert!(write_checkpoint(run.path(), &state, 2, |_| Err(TrainError::Usage("disk full".into()))).is_err());
         assert_eq!(latest_checkpoint(run.path()).unwrap().1.iter, 30);
         assert!(latest_checkpoint(&run.path().join("nope")).is_err());
+    }
+
+    /// A resume loads the networks from their weight files: every tensor (parameters and batch
+    /// norm statistics, including the last training update of the latter) comes back bit for bit,
+    /// and the network computes the same.
+    #[test]
+    fn a_network_comes_back_from_its_weight_file_exactly() {
+        use burn::backend::{Autodiff, Flex};
+        use burn::module::{AutodiffModule, ModuleVisitor, Param};
+        use burn::tensor::Tensor;
+        type AB = Autodiff<Flex>;
+        struct Collect(Vec<Vec<u32>>);
+        impl<B: Backend> ModuleVisitor<B> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.push(param.val().into_data().iter::<f32>().map(f32::to_bits).collect());
+            }
+        }
+        // Through `valid()`, which syncs the batch norms' running statistics (a visitor alone
+        // sees the value before the last training update).
+        let collect = |net: &Segmentor<AB>| {
+            let mut c = Collect(Vec::new());
+            net.valid().visit(&mut c);
+            c.0
+        };
+        let device = Default::default();
+        let mut cfg = SegmentorConfig::preset("deeplabv2-r18").unwrap();
+        cfg.projection = Some(Default::default());
+        let a = cfg.init_seeded::<AB>(1, &device).unwrap();
+        // A training pass moves the batch norms' running statistics away from their initial 0 and 1.
+        let _ = a.forward(Tensor::<AB, 4>::random([2, 3, 64, 64], burn::tensor::Distribution::Default, &device));
+        let dir = tempfile::tempdir().unwrap();
+        save_network(&a, &cfg, dir.path(), "student").unwrap();
+        let b = load_network(cfg.init_seeded::<AB>(2, &device).unwrap(), &cfg, dir.path(), "student", &device).unwrap();
+        let (va, vb) = (collect(&a), collect(&b));
+        assert_eq!(va.len(), vb.len());
+        for (i, (x, y)) in va.iter().zip(&vb).enumerate() {
+            assert!(x == y, "tensor {i} differs");
+        }
+        // The teacher, loaded into the student's inference copy, shares the student's ids (the EMA
+        // blends by id), running statistics included.
+        save_network(&a.valid(), &cfg, dir.path(), "teacher").unwrap();
+        let teacher = load_network(b.valid(), &cfg, dir.path(), "teacher", &device).unwrap();
+        let ids = |e: Vec<t2s_model::io::params::TensorEntry>| e.into_iter().map(|e| (e.path, e.id)).collect::<Vec<_>>();
+        let (student_ids, teacher_ids) = (ids(t2s_model::io::params::inventory::<AB, _>(&b)), ids(t2s_model::io::params::inventory(&teacher)));
+        let differ: Vec<&String> = student_ids.iter().zip(&teacher_ids).filter(|(s, t)| s.1 != t.1).map(|(s, _)| &s.0).collect();
+        assert!(differ.is_empty(), "teacher ids differ from the student's: {differ:?}");
+        let x = Tensor::<AB, 4>::random([2, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+        let (oa, ob) = (a.forward(x.clone()), b.forward(x));
+        let emb = |o: t2s_model::SegOutput<AB>| o.embedding.unwrap().into_data().iter::<f32>().map(f32::to_bits).collect::<Vec<_>>();
+        assert!(emb(oa) == emb(ob), "embeddings differ");
     }
 
     /// state.json holds the EMA prototypes, the re-weighting statistics and π that a resumed run

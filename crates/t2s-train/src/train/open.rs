@@ -173,7 +173,7 @@ fn load_student<B: T2sAutodiffBackend>(
         return Ok((student, TrainingState { iter: 0, best: None, t2s: None }, None));
     }
     let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
-    Ok((load_network(student, &dir, "student", device)?, saved, Some(dir)))
+    Ok((load_network(student, network, &dir, "student", device)?, saved, Some(dir)))
 }
 
 /// The loaders, starting at batch `start_batch` (the iteration a resumed run continues at).
