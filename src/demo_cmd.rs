@@ -125,7 +125,8 @@ impl BackendTask for Demo {
         }
         base.schedule.max_iters = iters;
         base.schedule.warmup_iters = base.schedule.warmup_iters.min(warm / 2);
-        base.eval.interval = if a.quick { iters - warm } else { base.eval.interval.min(warm).max(1) };
+        // --quick evaluates three times after the warm-up, so its mIoU curves have a shape.
+        base.eval.interval = if a.quick { ((iters - warm) / 3).max(1) } else { base.eval.interval.min(warm).max(1) };
         base.run.debug_interval = if a.quick { 0 } else { base.run.debug_interval };
         if let Some(from) = &a.warmup_from {
             check_warmups(from, &base, &a.seeds, warm, a.methods.iter().any(|m| m == "source_only"))?;

@@ -63,6 +63,13 @@ fn demo_writes_the_report() {
     for (m, want) in methods.iter().zip(frozen) {
         assert_eq!(results["methods"][m]["miou"].as_f64().unwrap(), want, "{m}: the demo's numbers moved");
     }
+    // --quick evaluates three times after the warm-up (every iteration here), so each method's
+    // mIoU curve has points to draw, not one.
+    for m in ["dacs", "t2s"] {
+        let metrics = std::fs::read_to_string(out.join(format!("seed_0/{m}/metrics.jsonl"))).unwrap();
+        let evals = metrics.lines().filter(|l| l.contains("mIoU19")).count();
+        assert!(evals >= 3, "{m}: {evals} evaluations");
+    }
     let md = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(md.contains("| traffic light |") && md.contains("**mIoU**"), "{md}");
 
