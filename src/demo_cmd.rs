@@ -424,7 +424,7 @@ fn write_report<B: T2sBackend>(
     let models: Vec<_> = trained
         .iter()
         .filter(|t| t.seed == first)
-        .map(|t| t2s_train::load_model_from::<B>(None, Some(&t.weights), None, 0, device).map(|l| l.model))
+        .map(|t| t2s_train::load_model_from::<B>(None, Some(&t.weights), None, 0, t2s_train::Sources::CLI, device).map(|l| l.model))
         .collect::<std::result::Result<_, _>>()?;
     let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "demo");
     let shown = 4.min(opened.dataset.len());

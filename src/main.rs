@@ -123,10 +123,12 @@ impl BackendTask for Predict {
         let images = predict_inputs(&a.input, &a.output)?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
             .context("loading the network")?;
-        if let Some(report) = &loaded.report {
-            eprintln!("weights: {report}");
-        } else if a.model.weights.is_none() {
-            eprintln!("warning: no --weights given: predicting with a randomly initialised network");
+        let model_file = a.model.model.as_deref().filter(|m| t2s_model::read_t2s_config(std::path::Path::new(m)).ok().flatten().is_some());
+        match (&loaded.report, &a.model.weights, model_file) {
+            (Some(report), _, _) => eprintln!("weights: {report}"),
+            (None, None, Some(file)) => eprintln!("weights: {file} (the --model file)"),
+            (None, None, None) => eprintln!("warning: no --weights given: predicting with a randomly initialised network"),
+            (None, Some(_), _) => {}
         }
         let space = t2s_data::LabelSpace::cityscapes();
         if loaded.config.num_classes != space.len() {

@@ -208,6 +208,31 @@ fn predict_into_the_input_folder_skips_bad_files_and_keeps_names_apart() {
     assert_eq!(names, want);
 }
 
+/// `--model <t2s weight file>` alone predicts with that file's weights (as `--weights` does),
+/// and says so instead of warning about a random network.
+#[test]
+fn a_t2s_file_given_as_model_alone_gives_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, _) = tiny_model(dir.path());
+    let input = dir.path().join("a.png");
+    write_image(&input, 40, 30);
+    let predict = |option: &str, out: &str| {
+        let stderr = run_ok(
+            t2s_program()
+                .args(["--device", "cpu", "predict", "--save-logits", option])
+                .arg(&weights)
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(dir.path().join(out)),
+        );
+        (stderr, read_npy(&dir.path().join(out).join("a_logits.npy")).1)
+    };
+    let (said, by_model) = predict("--model", "m");
+    assert!(said.contains("(the --model file)") && !said.contains("randomly initialised"), "{said}");
+    assert_eq!(by_model, predict("--weights", "w").1);
+}
+
 /// An image whose whole-image pass would exceed `--memory-budget` is predicted in windows: the
 /// same logits as asking for those windows (`--mode slide`), not those of the whole image. A JPEG
 /// whose EXIF orientation says "turned 90°" is predicted upright, like the same pixels turned

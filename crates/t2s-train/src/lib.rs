@@ -35,7 +35,7 @@ pub use eval_report::{write_atomic, EvalReport};
 pub use evaluate::{evaluate, predict_labels, EvalOptions};
 pub use inference::{infer_logits, window_starts, InferenceMode};
 pub use metrics::{ConfusionMatrix, Protocol};
-pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel};
+pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel, Sources};
 pub use optimizer::GroupedOptimizer;
 pub use predict::{auto_inference, predict_images, PredictInference, PredictOptions, PredictReport, OUTPUT_SUFFIXES};
 pub use prototype_similarity::{embedding_class_sums, pearson, prototype_cosines, ClassEmbeddingSums, PrototypeOptions};

@@ -8,8 +8,26 @@ use t2s_model::{load_pytorch, load_t2s_into, read_t2s_config, safetensors_header
 
 use crate::error::{Result, TrainError};
 
-/// Resolves `--model`: a t2s weight file (its stored configuration), a `.toml` file (its
-/// `[model]` table, or the whole file if it has none), or a preset name.
+/// How a command names the network and the weights it loads, for messages (`--model` and
+/// `--weights` on the command line; `[model]` and `model.pretrained` in a run configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sources<'a> {
+    /// What names the network.
+    pub model: &'a str,
+    /// What names the weights.
+    pub weights: &'a str,
+}
+
+impl Sources<'static> {
+    /// `predict` and `import-weights`.
+    pub const CLI: Sources<'static> = Sources { model: "--model", weights: "--weights" };
+    /// A run configuration (`train`).
+    pub const RUN: Sources<'static> = Sources { model: "[model]", weights: "model.pretrained" };
+}
+
+/// Resolves `--model`: a t2s weight file (its stored configuration), a `.toml` file (a run
+/// configuration's `[model]`, with `preset` or `[model.network]`; a `configs/models/` file's
+/// `[model]` table; or the whole file if it has no `[model]`), or a preset name.
 pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
     let path = Path::new(model);
     if path.is_file() {
@@ -31,6 +49,13 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
             Some(_) => return Err(bad("`model` must be a table ([model])".into())),
             None => value,
         };
+        // A run configuration's [model] names a preset or holds [model.network].
+        if ["preset", "network", "pretrained", "pretrained_prefix", "projection_dim"].iter().any(|k| table.contains_key(*k)) {
+            let run = crate::RunConfig::load(path, &[])?;
+            return run.network()?.ok_or_else(|| {
+                bad("a run configuration whose [model] has neither `preset` nor [model.network]: it does not say which network".into())
+            });
+        }
         let cfg: SegmentorConfig =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("invalid model configuration: {e}")))?;
         cfg.validate()?;
@@ -74,6 +99,7 @@ pub struct LoadedModel<B: Backend> {
 /// Builds the network named by `model` (or stored in `weights` when it is a t2s file) and loads
 /// `weights`: a t2s `.safetensors` file or a PyTorch checkpoint (`prefix` picks a sub-model of
 /// the latter, e.g. `state_dict.ema_model.`). Weights no file gives are drawn from seed 0.
+/// `--model` alone, when it is a t2s weight file, gives the weights too.
 pub fn load_model<B: Backend>(
     model: Option<&str>,
     weights: Option<&Path>,
@@ -81,44 +107,63 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let config = model.map(resolve_model_config).transpose()?;
-    load_model_from(config, weights, prefix, 0, device)
+    let model_file = model.map(Path::new).filter(|p| p.is_file() && read_t2s_config(p).ok().flatten().is_some());
+    match (weights, model_file) {
+        (None, Some(file)) => load_model_from(config, Some(file), prefix, 0, Sources::CLI, device),
+        _ => load_model_from(config, weights, prefix, 0, Sources::CLI, device),
+    }
 }
 
 /// [`load_model`] with the network already resolved (e.g. from a run configuration's `[model]`).
 /// Weights that no file gives (a fresh network, the heads of a backbone-only checkpoint) are
 /// drawn from `seed` on the host, the same on every backend
 /// ([`SegmentorConfig::init_seeded`]).
+/// `names` says how the command calls the network and the weights in messages.
 pub fn load_model_from<B: Backend>(
     model: Option<SegmentorConfig>,
     weights: Option<&Path>,
     prefix: Option<&str>,
     seed: u64,
+    names: Sources,
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let stored = match weights {
         Some(w) if w.is_file() => {
             if is_safetensors_name(w) {
-                not_safetensors(w, "--weights")?;
+                not_safetensors(w, names.weights)?;
             }
             read_t2s_config(w)?
         }
-        Some(w) => return Err(TrainError::Usage(format!("--weights {}: no such file", w.display()))),
+        Some(w) => return Err(TrainError::Usage(format!("{} {}: no such file", names.weights, w.display()))),
         None => None,
     };
-    let config =
-        match (model, &stored) {
-            (Some(m), _) => m,
-            (None, Some(cfg)) => cfg.clone(),
-            (None, None) => return Err(TrainError::Usage(
-                "give --model (a preset, a configuration or a t2s weight file); a PyTorch checkpoint does not say which network it is for"
-                    .into(),
-            )),
-        };
+    let config = match (model, &stored, weights) {
+        (Some(m), _, _) => m,
+        (None, Some(cfg), _) => cfg.clone(),
+        (None, None, Some(w)) => {
+            return Err(TrainError::Usage(format!(
+                "{} {} is a PyTorch checkpoint, which does not say which network it is for: name the network with {} (a preset, \
+                 a configuration or a t2s weight file)",
+                names.weights,
+                w.display(),
+                names.model
+            )))
+        }
+        (None, None, None) => {
+            return Err(TrainError::Usage(format!(
+                "no network: give {} (a preset, a configuration or a t2s weight file) or {} (a t2s weight file)",
+                names.model, names.weights
+            )))
+        }
+    };
     if let (Some(stored), Some(w)) = (&stored, weights) {
         if stored != &config {
             return Err(TrainError::Usage(format!(
-                "--weights {} was saved for another network than --model describes; leave out --model to use the network stored in the file",
-                w.display()
+                "{} {} was saved for another network than {} describes; leave out {} to use the network stored in the file",
+                names.weights,
+                w.display(),
+                names.model,
+                names.model
             )));
         }
     }
@@ -153,6 +198,62 @@ mod tests {
             let e = resolve_model_config(path.to_str().unwrap()).err().unwrap().to_string();
             assert!(e.starts_with("--model ") && e.contains("not a safetensors file"), "{e}");
         }
+    }
+
+    #[test]
+    fn run_configurations_and_model_files_name_their_network() {
+        let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        // A run configuration: the network it trains ([model] preset, or [model.network]).
+        for name in ["gta2cs_daformer_t2s.toml", "synthetic_demo.toml"] {
+            let path = configs.join(name);
+            let want = crate::RunConfig::load(&path, &[]).unwrap().network().unwrap().unwrap();
+            assert_eq!(resolve_model_config(path.to_str().unwrap()).unwrap(), want, "{name}");
+        }
+        // The configs/models/ layout: the same network as its preset.
+        let file = configs.join("models/daformer-mitb5.toml");
+        assert_eq!(resolve_model_config(file.to_str().unwrap()).unwrap(), SegmentorConfig::preset("daformer-mitb5").unwrap());
+    }
+
+    #[test]
+    fn a_t2s_file_as_model_alone_gives_its_weights() {
+        use burn::backend::Flex;
+        let device = Default::default();
+        let cfg = SegmentorConfig::preset("deeplabv2-r18").unwrap();
+        let saved = cfg.init_seeded::<Flex>(9, &device).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("net.safetensors");
+        t2s_model::save_t2s(&saved, &cfg, &file).unwrap();
+        let loaded = load_model::<Flex>(Some(file.to_str().unwrap()), None, None, &device).unwrap();
+        struct Values(Vec<f32>);
+        impl<B: Backend> burn::module::ModuleVisitor<B> for Values {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
+                self.0.extend(p.val().into_data().iter::<f32>());
+            }
+        }
+        let first = |net: &Segmentor<Flex>| {
+            let mut v = Values(Vec::new());
+            burn::module::Module::visit(net, &mut v);
+            v.0
+        };
+        assert_eq!(first(&loaded.model), first(&saved));
+        // A fresh network of the same configuration (seed 0) has other weights.
+        assert_ne!(first(&cfg.init_seeded::<Flex>(0, &device).unwrap()), first(&saved));
+    }
+
+    #[test]
+    fn messages_name_the_options_the_command_has() {
+        use burn::backend::Flex;
+        let dir = tempfile::tempdir().unwrap();
+        let pth = dir.path().join("model.pth");
+        std::fs::write(&pth, b"not read").unwrap();
+        let load = |names| load_model_from::<Flex>(None, Some(&pth), None, 0, names, &Default::default()).err().unwrap().to_string();
+        let e = load(Sources::RUN);
+        assert!(e.starts_with("model.pretrained ") && e.contains("name the network with [model]") && !e.contains("--"), "{e}");
+        let e = load(Sources::CLI);
+        assert!(e.starts_with("--weights ") && e.contains("name the network with --model"), "{e}");
+        let missing = dir.path().join("none.pth");
+        let e = load_model_from::<Flex>(None, Some(&missing), None, 0, Sources::RUN, &Default::default()).err().unwrap().to_string();
+        assert!(e.starts_with("model.pretrained ") && e.ends_with("no such file"), "{e}");
     }
 
     #[test]

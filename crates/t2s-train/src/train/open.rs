@@ -163,6 +163,7 @@ fn load_student<B: T2sAutodiffBackend>(
         cfg.model.pretrained.as_deref(),
         cfg.model.pretrained_prefix.as_deref(),
         cfg.run.seed,
+        crate::Sources::RUN,
         device,
     )?;
     if let Some(report) = &loaded.report {
