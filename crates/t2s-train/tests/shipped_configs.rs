@@ -70,23 +70,35 @@ fn shipped_configs_parse_and_match_their_names() {
     assert_eq!((source.size, target.size), (Some([1280, 720]), Some([1024, 512])));
 }
 
+/// No shipped configuration starts with a warning. The only start-up warning is rare class
+/// sampling's collapse (an effective pool under 5 % of the images), so:
+/// - synthetic sources are rendered and counted (those above 256×128 on their first 40 images,
+///   since rendering 400 images of 1280×720 takes minutes in a test build; the pool is a
+///   fraction, measured at 170 of 400 for synthetic_daformer_t2s);
+/// - file datasets are not here: their sampling must be DAFormer's own (T = 0.01, 3,000 pixels
+///   at GTA5's and SYNTHIA's resized sizes, where DAFormer reports it working).
 #[test]
-fn small_synthetic_configs_sample_rare_classes_from_a_wide_pool() {
-    // The configurations whose source is the synthetic benchmark at up to 256×128 (the rest read
-    // datasets that are not here, or render 1280×720 images for a GPU: synthetic_daformer_t2s's
-    // pool, measured, is 170 of 400 images). Each must start without the collapse warning.
-    let mut checked = Vec::new();
-    for (name, cfg) in configs() {
-        let Some(synth) = cfg.data.source.synthetic() else { continue };
-        if !cfg.data.rcs.enabled || synth.size.is_some_and(|[w, h]| w * h > 256 * 128) {
+fn every_shipped_config_starts_without_a_warning() {
+    let mut counted = Vec::new();
+    for (name, mut cfg) in configs() {
+        if !cfg.data.rcs.enabled {
             continue;
+        }
+        let Some(synth) = cfg.data.source.synthetic() else {
+            assert_eq!((cfg.data.rcs.temperature, cfg.data.rcs.min_pixels), (0.01, 3000), "configs/{name}.toml: not DAFormer's sampling");
+            continue;
+        };
+        if synth.size.is_some_and(|[w, h]| w * h > 256 * 128) {
+            if let t2s_train::config::SetReader::Synthetic(set) = &mut cfg.data.source.reader {
+                set.len = Some(set.len.unwrap_or(40).min(40));
+            }
         }
         let source = open_set(&cfg.data.source, SetRole::Source, "data.source").unwrap();
         let (_, notes, warning) = rare_class_sampler(&cfg, &source, 19).unwrap();
         assert!(warning.is_none(), "configs/{name}.toml: {warning:?} ({notes:?})");
-        checked.push(name);
+        counted.push(name);
     }
-    assert_eq!(checked, ["synthetic_demo", "synthetic_source_only"]);
+    assert_eq!(counted, ["synthetic_daformer_t2s", "synthetic_demo", "synthetic_source_only"]);
 }
 
 /// Every configuration says, with its reason, the precision of its passes (`[train] precision`)
