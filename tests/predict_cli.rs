@@ -356,6 +356,20 @@ fn bad_inputs_fail_with_clear_messages() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tiny.safetensors"), "{err}");
+
+    // A file that is no checkpoint: said once, without the pickle reader's repetitions.
+    let out = t2s_program()
+        .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
+        .arg(dir.path().join("i.png"))
+        .arg("--input")
+        .arg(dir.path().join("i.png"))
+        .arg("--output")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not a readable PyTorch checkpoint"), "{err}");
+    assert!(err.matches("corrupt").count() + err.matches("damaged").count() == 1 && !err.contains(".."), "{err}");
 }
 
 /// The same network gives the same logits on wgpu as on the CPU. On machines without a wgpu

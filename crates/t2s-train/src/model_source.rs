@@ -49,12 +49,19 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
             Some(_) => return Err(bad("`model` must be a table ([model])".into())),
             None => value,
         };
-        // A run configuration's [model] names a preset or holds [model.network].
+        // A run configuration's [model] names a preset or holds [model.network] (the rest of
+        // the file is not needed).
         if ["preset", "network", "pretrained", "pretrained_prefix", "projection_dim"].iter().any(|k| table.contains_key(*k)) {
-            let run = crate::RunConfig::load(path, &[])?;
-            return run.network()?.ok_or_else(|| {
-                bad("a run configuration whose [model] has neither `preset` nor [model.network]: it does not say which network".into())
-            });
+            let section: crate::config::ModelSection =
+                toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("[model]: {e}")))?;
+            return match (section.network, section.preset) {
+                (Some(network), _) => {
+                    network.validate()?;
+                    Ok(network)
+                }
+                (None, Some(preset)) => resolve_model_config(&preset).map_err(|e| bad(format!("[model] preset: {e}"))),
+                (None, None) => Err(bad("[model] has neither `preset` nor [model.network]: it does not say which network".into())),
+            };
         }
         let cfg: SegmentorConfig =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("invalid model configuration: {e}")))?;
@@ -209,6 +216,14 @@ mod tests {
             let want = crate::RunConfig::load(&path, &[]).unwrap().network().unwrap().unwrap();
             assert_eq!(resolve_model_config(path.to_str().unwrap()).unwrap(), want, "{name}");
         }
+        // A file with only a run configuration's [model].
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short.toml");
+        std::fs::write(&short, "[model]\npreset = \"deeplabv2-r18\"\n").unwrap();
+        assert_eq!(resolve_model_config(short.to_str().unwrap()).unwrap(), SegmentorConfig::preset("deeplabv2-r18").unwrap());
+        std::fs::write(&short, "[model]\npreset = \"daformer-mitb9\"\n").unwrap();
+        let e = resolve_model_config(short.to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("short.toml") && e.contains("daformer-mitb9") && e.contains("daformer-mitb5"), "{e}");
         // The configs/models/ layout: the same network as its preset.
         let file = configs.join("models/daformer-mitb5.toml");
         assert_eq!(resolve_model_config(file.to_str().unwrap()).unwrap(), SegmentorConfig::preset("daformer-mitb5").unwrap());

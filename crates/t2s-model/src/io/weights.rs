@@ -89,7 +89,12 @@ pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig,
     if !path.is_file() {
         return Err(read_err("no such file".into()));
     }
-    let reader = PytorchReader::new(path).map_err(|e| read_err(format!("not a readable PyTorch checkpoint ({e})")))?;
+    let reader = PytorchReader::new(path).map_err(|e| {
+        // burn-store's message says "corrupted or unsupported" twice over; keep its first clause.
+        let text = e.to_string();
+        let first = text.split(". ").next().unwrap_or(&text).trim_end_matches('.').trim_start_matches("Pickle parsing error: ");
+        read_err(format!("not a readable PyTorch checkpoint ({first}): the file is damaged, or not a .pth/.pt checkpoint"))
+    })?;
     let tensors = reader.into_tensors();
     let all_keys: Vec<String> = tensors.keys().cloned().collect();
     let layout = choose_layout(&all_keys, prefix);
