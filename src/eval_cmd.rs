@@ -66,9 +66,8 @@ impl BackendTask for Eval {
         let loaded =
             t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), config.run.seed, sources, &device).context("loading the network")?;
         match (&loaded.report, &weights) {
-            (Some(report), _) => eprintln!("weights: {report}"),
-            (None, Some(w)) => eprintln!("weights: {}", w.display()),
-            (None, None) => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
+            (Some(report), Some(w)) => eprintln!("weights: {}: {report}", w.display()),
+            _ => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
         }
         let model = crate::at_precision(&loaded.model, a.precision, &device)?;
         let output = a.output.clone().unwrap_or_else(|| default_output(weights.as_deref()));

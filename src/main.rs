@@ -125,10 +125,9 @@ impl BackendTask for Predict {
             .context("loading the network")?;
         let model_file = a.model.model.as_deref().filter(|m| t2s_model::read_t2s_config(std::path::Path::new(m)).ok().flatten().is_some());
         match (&loaded.report, &a.model.weights, model_file) {
-            (Some(report), _, _) => eprintln!("weights: {report}"),
-            (None, None, Some(file)) => eprintln!("weights: {file} (the --model file)"),
-            (None, None, None) => eprintln!("warning: no --weights given: predicting with a randomly initialised network"),
-            (None, Some(_), _) => {}
+            (Some(report), Some(w), _) => eprintln!("weights: {}: {report}", w.display()),
+            (Some(report), None, Some(file)) => eprintln!("weights: {file} (the --model file): {report}"),
+            _ => eprintln!("warning: no --weights given: predicting with a randomly initialised network"),
         }
         let space = t2s_data::LabelSpace::cityscapes();
         if loaded.config.num_classes != space.len() {

@@ -229,7 +229,7 @@ fn a_t2s_file_given_as_model_alone_gives_its_weights() {
         (stderr, read_npy(&dir.path().join(out).join("a_logits.npy")).1)
     };
     let (said, by_model) = predict("--model", "m");
-    assert!(said.contains("(the --model file)") && !said.contains("randomly initialised"), "{said}");
+    assert!(said.contains("(the --model file): loaded ") && !said.contains("randomly initialised"), "{said}");
     assert_eq!(by_model, predict("--weights", "w").1);
 }
 

@@ -99,7 +99,7 @@ fn not_safetensors(path: &Path, option: &str) -> Result<()> {
 pub struct LoadedModel<B: Backend> {
     pub config: SegmentorConfig,
     pub model: Segmentor<B>,
-    /// Report of a PyTorch import (None for t2s files or fresh networks).
+    /// What the weights file gave (a PyTorch import or a t2s file); None for a fresh network.
     pub report: Option<LoadReport>,
 }
 
@@ -177,10 +177,7 @@ pub fn load_model_from<B: Backend>(
     // A t2s file gives every weight: nothing to draw.
     let mut net = if stored.is_some() { config.init::<B>(device)? } else { config.init_seeded::<B>(seed, device)? };
     let report = match (weights, &stored) {
-        (Some(w), Some(_)) => {
-            load_t2s_into(&mut net, &config, w)?;
-            None
-        }
+        (Some(w), Some(_)) => Some(load_t2s_into(&mut net, &config, w)?),
         (Some(w), None) => Some(load_pytorch(&mut net, &config, w, prefix)?),
         (None, _) => None,
     };
@@ -239,6 +236,11 @@ mod tests {
         let file = dir.path().join("net.safetensors");
         t2s_model::save_t2s(&saved, &cfg, &file).unwrap();
         let loaded = load_model::<Flex>(Some(file.to_str().unwrap()), None, None, &device).unwrap();
+        // The same report as a PyTorch import: every tensor of the network, none missing or ignored.
+        let report = loaded.report.as_ref().expect("a report for a t2s file");
+        assert_eq!(report.loaded, t2s_model::io::params::inventory::<Flex, _>(&saved).len());
+        assert!(report.not_in_file.is_empty() && report.unexpected.is_empty() && report.ignored == 0);
+        assert_eq!(report.to_string(), format!("loaded {} tensors", report.loaded));
         struct Values(Vec<f32>);
         impl<B: Backend> burn::module::ModuleVisitor<B> for Values {
             fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<B, D>>) {

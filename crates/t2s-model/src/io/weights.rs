@@ -260,8 +260,9 @@ pub fn load_t2s<B: Backend>(path: &Path, device: &B::Device) -> Result<(Segmento
     Ok((cfg, model))
 }
 
-/// Fills `model` from a t2s weight file, which must hold exactly the model's tensors.
-pub fn load_t2s_into<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path) -> Result<()> {
+/// Fills `model` from a t2s weight file, which must hold exactly the model's tensors; reports
+/// what it loaded as a PyTorch import does (nothing can be missing or unexpected).
+pub fn load_t2s_into<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path) -> Result<LoadReport> {
     let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
     let mut store = SafetensorsStore::from_file(path);
     let named: Vec<(String, TensorSnapshot)> =
@@ -273,7 +274,14 @@ pub fn load_t2s_into<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig
     if !problems.is_empty() {
         return Err(ModelError::WeightsMismatch { path: path.to_path_buf(), arch: arch_name(cfg), details: preview(&problems) });
     }
-    Ok(())
+    Ok(LoadReport {
+        prefix: String::new(),
+        backbone_only: false,
+        loaded: result.applied.len(),
+        not_in_file: Vec::new(),
+        unexpected: Vec::new(),
+        ignored: 0,
+    })
 }
 
 #[cfg(test)]
