@@ -111,6 +111,11 @@ impl BackendTask for Train {
             summary.iter,
             summary.checkpoint.display()
         );
+        for report in &summary.last_eval {
+            for p in &report.miou {
+                eprintln!("last evaluation, {}: {}", report.dataset, p.describe());
+            }
+        }
         if let Some((m, it)) = summary.best {
             eprintln!("best mIoU {:.2} at iteration {it} (best.safetensors)", 100.0 * m);
         }

@@ -37,7 +37,8 @@ fn eval_counts_every_labelled_pixel_and_writes_reports() {
     let o = t2s(dir.path()).args(["eval", "--config"]).arg(&cfg).arg("--output").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("mIoU19 (19 classes)"), "{stdout}");
+    // The mean says over which classes: those with an IoU (in the labels or the predictions).
+    let line = stdout.lines().find(|l| l.starts_with("mIoU19 ")).unwrap_or_else(|| panic!("{stdout}"));
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval_synthetic_target_val.json")).unwrap()).unwrap();
@@ -49,6 +50,12 @@ fn eval_counts_every_labelled_pixel_and_writes_reports() {
     assert_eq!(counts, labelled);
     assert_eq!(report["images"], 3);
     assert_eq!(report["classes"].as_array().unwrap().len(), 19);
+    let with_iou: Vec<&str> =
+        report["classes"].as_array().unwrap().iter().filter(|c| !c["iou"].is_null()).map(|c| c["name"].as_str().unwrap()).collect();
+    let averaged: Vec<&str> = report["miou"][0]["averaged"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(averaged, with_iou);
+    let over = if with_iou.len() == 19 { "over all 19 classes".to_string() } else { format!("over {} classes present in the ground truth or the predictions, of 19", with_iou.len()) };
+    assert!(line.ends_with(&over), "{line}");
     assert!(out.join("eval_synthetic_target_val.md").is_file());
     let name = data.name(0);
     assert!(out.join(format!("{name}_pred.png")).is_file() && out.join(format!("{name}_gt.png")).is_file());

@@ -26,7 +26,10 @@ fn train_writes_a_run_and_resume_continues_exactly() {
         assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    run(&["--config", "tiny.toml", "--set", "run.name=straight"]);
+    let said = run(&["--config", "tiny.toml", "--set", "run.name=straight"]);
+    // The run's last evaluation says over which classes its mean was taken.
+    let last = said.lines().find(|l| l.starts_with("last evaluation, synthetic target val: mIoU19 ")).unwrap_or_else(|| panic!("{said}"));
+    assert!(last.contains(" over ") && last.contains("classes"), "{last}");
     let straight = dir.path().join("runs/straight");
     for f in [
         "config.toml",

@@ -25,10 +25,31 @@ pub struct ClassScore {
 pub struct ProtocolScore {
     /// e.g. `mIoU19`.
     pub name: String,
-    /// Number of classes averaged over.
+    /// Number of classes in the protocol.
     pub classes: usize,
     /// The mean IoU (fraction), `None` when no class of the protocol occurred.
     pub miou: Option<f64>,
+    /// The classes that entered the mean: those of the protocol present in the ground truth or
+    /// the predictions (a class in neither has no IoU, as in mmseg).
+    #[serde(default)]
+    pub averaged: Vec<String>,
+}
+
+impl ProtocolScore {
+    /// "mIoU19 45.12 % over 11 classes present in the ground truth or the predictions, of 19".
+    pub fn describe(&self) -> String {
+        let value = self.miou.map_or("n/a".to_string(), |v| format!("{:.2} %", 100.0 * v));
+        if self.averaged.len() == self.classes {
+            format!("{} {value} over all {} classes", self.name, self.classes)
+        } else {
+            format!(
+                "{} {value} over {} classes present in the ground truth or the predictions, of {}",
+                self.name,
+                self.averaged.len(),
+                self.classes
+            )
+        }
+    }
 }
 
 /// Everything an evaluation reports.
@@ -55,10 +76,17 @@ impl EvalReport {
     pub fn new(dataset: &str, weights: &str, images: usize, confusion: ConfusionMatrix, names: &[String], protocols: &[Protocol]) -> Self {
         let (iou, acc) = (confusion.iou(), confusion.class_accuracy());
         let classes = (0..confusion.num_classes())
-            .map(|k| ClassScore { name: names.get(k).cloned().unwrap_or_else(|| format!("class {k}")), iou: iou[k], accuracy: acc[k] })
+            .map(|k| ClassScore { name: classes_name(names, k), iou: iou[k], accuracy: acc[k] })
             .collect();
-        let miou =
-            protocols.iter().map(|p| ProtocolScore { name: p.name.clone(), classes: p.classes.len(), miou: confusion.miou(p) }).collect();
+        let miou = protocols
+            .iter()
+            .map(|p| ProtocolScore {
+                name: p.name.clone(),
+                classes: p.classes.len(),
+                miou: confusion.miou(p),
+                averaged: p.classes.iter().filter(|&&c| iou.get(c).copied().flatten().is_some()).map(|&c| classes_name(names, c)).collect(),
+            })
+            .collect();
         Self {
             dataset: dataset.into(),
             weights: weights.into(),
@@ -86,7 +114,7 @@ impl EvalReport {
         }
         s += "\n";
         for p in &self.miou {
-            s += &format!("{} ({} classes): {}\n", p.name, p.classes, pct(p.miou));
+            s += &format!("{}\n", p.describe());
         }
         s += &format!("aAcc: {}\n", pct(self.pixel_accuracy));
         s
@@ -99,6 +127,11 @@ impl EvalReport {
         write_atomic(&dir.join(format!("{stem}.json")), json.as_bytes())?;
         write_atomic(&dir.join(format!("{stem}.md")), self.table().as_bytes())
     }
+}
+
+/// Class `k`'s name, or `class k` beyond the list.
+fn classes_name(names: &[String], k: usize) -> String {
+    names.get(k).cloned().unwrap_or_else(|| format!("class {k}"))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
@@ -123,7 +156,15 @@ mod tests {
         assert!((r.headline().unwrap() - (0.6 + 0.4 + 0.0) / 3.0).abs() < 1e-12);
         let t = r.table();
         assert!(t.contains("| road     | 60.00 | 75.00 |"), "{t}");
-        assert!(t.contains("mIoU3 (3 classes): 33.33"), "{t}");
+        assert!(t.contains("mIoU3 33.33 % over all 3 classes"), "{t}");
+        // Class 2 (building) is never labelled and never predicted: no IoU, not in the mean.
+        let mut m = ConfusionMatrix::new(3);
+        m.add(&[0, 0, 1, 1], &[0, 1, 1, 1], 255, "t").unwrap();
+        let r2 = EvalReport::new("toy val", "student", 1, m, &names, &[Protocol::all(3)]);
+        assert_eq!(r2.miou[0].averaged, ["road", "sidewalk"]);
+        // IoU road 1/2, sidewalk 2/3: mean over the two.
+        assert!((r2.headline().unwrap() - (0.5 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert!(r2.table().contains("mIoU3 58.33 % over 2 classes present in the ground truth or the predictions, of 3"), "{}", r2.table());
         let dir = tempfile::tempdir().unwrap();
         r.write(dir.path(), "eval").unwrap();
         let back: EvalReport = serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
