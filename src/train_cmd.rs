@@ -117,7 +117,8 @@ impl BackendTask for Train {
             }
         }
         if let Some((m, it)) = summary.best {
-            eprintln!("best mIoU {:.2} at iteration {it} (best.safetensors)", 100.0 * m);
+            let on = summary.selected_on.as_deref().map(|s| format!(" on {s}")).unwrap_or_default();
+            eprintln!("best mIoU {:.2}{on} at iteration {it} (best.safetensors; eval.select_on)", 100.0 * m);
         }
         if summary.interrupted {
             eprintln!("continue with: t2s train --resume {}", run_dir.display());

@@ -160,6 +160,45 @@ fn bad_runs_fail_before_training() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("projection"));
 }
 
+/// `eval.select_on` picks the evaluation set whose mIoU chooses best.safetensors: the best of
+/// that set's logged evaluations, said at the end; an unknown name stops before the run folder.
+#[test]
+fn the_selected_evaluation_set_picks_the_best_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let second = "\n[[data.eval]]\nkind = \"synthetic\"\ndomain = \"source\"\nlen = 2\nsize = [64, 32]\n";
+    std::fs::write(dir.path().join("two.toml"), config() + second).unwrap();
+    let train = |name: &str, select: &str| {
+        t2s(dir.path())
+            .args(["train", "--config", "two.toml", "--set", &format!("run.name={name}"), "--set", "eval.interval=1"])
+            .args(["--set", &format!("eval.select_on=\"{select}\"")])
+            .output()
+            .unwrap()
+    };
+    let o = train("sel", "synthetic source val");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    // The selected set's evaluations, from the log: the first best one.
+    let metrics = std::fs::read_to_string(dir.path().join("runs/sel/metrics.jsonl")).unwrap();
+    let evals: Vec<(u64, f64)> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["eval"] == "synthetic source val")
+        .map(|v| (v["iter"].as_u64().unwrap(), v["mIoU19"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(evals.len(), 4);
+    let best = evals.iter().fold(evals[0], |b, e| if e.1 > b.1 { *e } else { b });
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/sel/checkpoints/iter_000004/state.json")).unwrap()).unwrap();
+    assert_eq!((state["best"][0].as_f64().unwrap(), state["best"][1].as_u64().unwrap()), (best.1, best.0));
+    let line = format!("best mIoU {:.2} on synthetic source val at iteration {}", 100.0 * best.1, best.0);
+    assert!(said.contains(&line), "{line}: {said}");
+    // An unknown set is named with the ones there are, and nothing is left behind.
+    let o = train("typo", "synthetic source");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("\"synthetic target val\", \"synthetic source val\""), "{e}");
+    assert!(!dir.path().join("runs/typo").exists());
+}
+
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

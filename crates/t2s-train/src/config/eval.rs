@@ -43,6 +43,11 @@ pub struct EvalSection {
     pub resize: Option<[u32; 2]>,
     /// Images written as prediction pictures per evaluation (4).
     pub save_images: usize,
+    /// The evaluation set whose headline mIoU picks `best.safetensors`, by its name as runs
+    /// report it (e.g. `cityscapes val`); the first `[[data.eval]]` when left out. Selecting on
+    /// the target's own labelled split is what UDA papers do and is optimistic: the number is
+    /// the best of many looks at the set it is reported on (docs/method-notes.md).
+    pub select_on: Option<String>,
 }
 
 impl Default for EvalSection {
@@ -54,6 +59,7 @@ impl Default for EvalSection {
             protocols: Protocols::Auto,
             resize: None,
             save_images: 4,
+            select_on: None,
         }
     }
 }

@@ -89,7 +89,7 @@ impl AfterStep {
             let started = Instant::now();
             let model = student.valid();
             self.last_eval = self.evaluate_all(cfg, &model.at_precision(cfg.train.precision), device, &run.evals, &opts.run_dir, done)?;
-            if let Some(m) = self.last_eval.first().and_then(|r| r.headline()) {
+            if let Some(m) = self.last_eval.get(run.select).and_then(|r| r.headline()) {
                 if run.state.best.is_none_or(|(b, _)| m > b) {
                     run.state.best = Some((m, done));
                     t2s_model::save_t2s(&model, &run.network, &opts.run_dir.join("best.safetensors"))?;

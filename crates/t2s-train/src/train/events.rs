@@ -45,8 +45,10 @@ pub struct TrainSummary {
     pub iter: usize,
     /// The newest checkpoint.
     pub checkpoint: PathBuf,
-    /// Best headline mIoU (and its iteration).
+    /// Best headline mIoU (and its iteration) on `selected_on`.
     pub best: Option<(f64, usize)>,
+    /// The evaluation set that picked `best.safetensors` (`eval.select_on`); None without one.
+    pub selected_on: Option<String>,
     /// Whether the run stopped before `schedule.max_iters` (Ctrl-C or `until`).
     pub interrupted: bool,
     /// The reports of the last evaluation, one per evaluation set.

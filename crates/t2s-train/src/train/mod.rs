@@ -81,7 +81,8 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         None => latest_checkpoint(&opts.run_dir)?.0,
     };
     let interrupted = interrupted || run.state.iter < total;
-    Ok(TrainSummary { iter: run.state.iter, checkpoint, best: run.state.best, interrupted, last_eval: books.last_eval })
+    let selected_on = run.evals.get(run.select).map(|(_, opened)| opened.name.clone());
+    Ok(TrainSummary { iter: run.state.iter, checkpoint, best: run.state.best, selected_on, interrupted, last_eval: books.last_eval })
 }
 
 /// One iteration's batches and the method's step on them (forward and backward passes queued),

@@ -26,6 +26,8 @@ pub(super) struct OpenedRun<B: T2sAutodiffBackend> {
     pub loaders: Loaders,
     /// The evaluation sets, in `[[data.eval]]` order.
     pub evals: Vec<(SetSection, OpenedSet)>,
+    /// The evaluation set that picks `best.safetensors` (`eval.select_on`), by index.
+    pub select: usize,
     /// The source's label space (for the debug pictures).
     pub label_space: LabelSpace,
 }
@@ -69,6 +71,7 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
         (opts.events)(TrainEvent::Note(note));
     }
     let sets = open_sets(cfg, &network, opts.events)?;
+    let select = selected_set(cfg, &sets.evals)?;
     let source_order = source_order(cfg, &sets.source, network.num_classes, opts.events)?;
 
     B::seed(device, cfg.run.seed);
@@ -84,7 +87,7 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
 
     let label_space = sets.source.dataset.label_space().clone();
     let loaders = open_loaders(cfg, sets.source, sets.target, source_order, state.iter as u64)?;
-    let run = OpenedRun { network, adaptation, optim, state, loaders, evals: sets.evals, label_space };
+    let run = OpenedRun { network, adaptation, optim, state, loaders, evals: sets.evals, select, label_space };
     Ok((run, student))
 }
 
@@ -121,6 +124,18 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
         .map(|(i, s)| open_set(s, SetRole::Eval, &format!("data.eval[{i}]")).map(|o| (s.clone(), o)))
         .collect::<Result<_>>()?;
     Ok(OpenedSets { source, target, evals })
+}
+
+/// The index of the evaluation set `eval.select_on` names (the first when it is left out).
+fn selected_set(cfg: &RunConfig, evals: &[(SetSection, OpenedSet)]) -> Result<usize> {
+    let Some(name) = &cfg.eval.select_on else { return Ok(0) };
+    evals.iter().position(|(_, opened)| &opened.name == name).ok_or_else(|| {
+        let names: Vec<String> = evals.iter().map(|(_, o)| format!("\"{}\"", o.name)).collect();
+        TrainError::Usage(format!(
+            "eval.select_on = \"{name}\": no evaluation set has that name; the [[data.eval]] sets are {}",
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        ))
+    })
 }
 
 /// Refuses a `data.crop` larger than the set's first image (after its resize) in both sides:
