@@ -6,7 +6,6 @@ use t2s_model::T2sBackend;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use t2s_data::visualize::{colorize, save_png};
 use t2s_train::{open_set, RunConfig, SetRole};
 
 use crate::device::BackendTask;
@@ -99,13 +98,7 @@ impl BackendTask for Eval {
             let stem = format!("eval_{}", opened.name.replace([' ', '/'], "_"));
             report.write(&output, &stem)?;
             println!("{}", report.table());
-            let space = opened.dataset.label_space();
-            for (sample, pred) in &kept {
-                let label = sample.label.as_ref().expect("evaluation samples carry labels");
-                let (w, h) = label.dimensions();
-                save_png(&colorize(pred, w, h, space), &output.join(format!("{}_pred.png", sample.name)))?;
-                save_png(&colorize(label.as_raw(), w, h, space), &output.join(format!("{}_gt.png", sample.name)))?;
-            }
+            t2s_train::save_kept(&kept, opened.dataset.label_space(), &output)?;
             eprintln!("wrote {}/{stem}.json and .md", output.display());
         }
         Ok(())

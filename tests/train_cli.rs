@@ -31,6 +31,13 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     let last = said.lines().find(|l| l.starts_with("last evaluation, synthetic target val: mIoU19 ")).unwrap_or_else(|| panic!("{said}"));
     assert!(last.contains(" over ") && last.contains("classes"), "{last}");
     let straight = dir.path().join("runs/straight");
+    // eval.save_images (4 by default) pictures of each evaluation, in the run folder: both of the
+    // two evaluation images, prediction and ground truth.
+    let pictures = straight.join("eval/iter_000004_synthetic_target_val");
+    let mut names: Vec<String> = std::fs::read_dir(&pictures).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.iter().filter(|n| n.ends_with("_pred.png")).count() == 2 && names.iter().filter(|n| n.ends_with("_gt.png")).count() == 2, "{names:?}");
     for f in [
         "config.toml",
         "command.txt",

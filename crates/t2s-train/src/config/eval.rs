@@ -41,7 +41,8 @@ pub struct EvalSection {
     /// Keep-ratio resize `[long, short]` of evaluation images before inference (Cityscapes
     /// [1024, 512]); logits are resized back to the label's full resolution.
     pub resize: Option<[u32; 2]>,
-    /// Images written as prediction pictures per evaluation (4).
+    /// Images written as prediction pictures per evaluation (4): by `t2s eval` into its output
+    /// folder, during training into `<run>/eval/iter_<N>_<set>/` (`<name>_pred.png`, `_gt.png`).
     pub save_images: usize,
     /// The evaluation set whose headline mIoU picks `best.safetensors`, by its name as runs
     /// report it (e.g. `cityscapes val`); the first `[[data.eval]]` when left out. Selecting on

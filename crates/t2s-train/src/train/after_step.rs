@@ -119,10 +119,17 @@ impl AfterStep {
         let mut reports = Vec::new();
         for (set, opened) in evals {
             let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "student");
-            let (report, _) = evaluate(model, device, opened.dataset.as_ref(), &options, 0, &|_| {})?;
+            let (report, kept) = evaluate(model, device, opened.dataset.as_ref(), &options, cfg.eval.save_images, &|_| {})?;
             let dir = run_dir.join("eval");
+            let stem = format!("iter_{iter:06}_{}", opened.name.replace([' ', '/'], "_"));
             std::fs::create_dir_all(&dir).map_err(|e| TrainError::Io { path: dir.clone(), message: e.to_string() })?;
-            report.write(&dir, &format!("iter_{iter:06}_{}", opened.name.replace([' ', '/'], "_")))?;
+            report.write(&dir, &stem)?;
+            // eval.save_images pictures of this evaluation, in their own folder.
+            if !kept.is_empty() {
+                let pictures = dir.join(&stem);
+                std::fs::create_dir_all(&pictures).map_err(|e| TrainError::Io { path: pictures.clone(), message: e.to_string() })?;
+                crate::evaluate::save_kept(&kept, opened.dataset.label_space(), &pictures)?;
+            }
             let mut rec = serde_json::json!({ "iter": iter, "eval": opened.name });
             for p in &report.miou {
                 rec[&p.name] = serde_json::json!(p.miou);
