@@ -181,11 +181,19 @@ pub struct RcsSection {
     pub temperature: f64,
     /// An image qualifies for class c with more than this many pixels of c (3,000).
     pub min_pixels: u64,
+    /// The same threshold as a fraction of a label's pixels (the median label of the set), which
+    /// replaces `min_pixels` when given: a dataset at any resolution gets DAFormer's share with
+    /// [`DAFORMER_MIN_FRACTION`]; `min_pixels` is in pixels of GTA5's 1914×1052 labels.
+    pub min_fraction: Option<f64>,
 }
+
+/// DAFormer's 3,000 pixels as a share of a 1914×1052 GTA5 label (its class statistics are
+/// counted at the labels' stored size): 0.149 %.
+pub const DAFORMER_MIN_FRACTION: f64 = 3_000.0 / (1914.0 * 1052.0);
 
 impl Default for RcsSection {
     fn default() -> Self {
-        Self { enabled: true, temperature: 0.01, min_pixels: 3_000 }
+        Self { enabled: true, temperature: 0.01, min_pixels: 3_000, min_fraction: None }
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use data::{DataSection, FileSet, RcsSection, SetReader, SetSection, SyntheticSet, DEFAULT_SYNTHETIC_SIZE};
+pub use data::{DataSection, FileSet, RcsSection, SetReader, SetSection, SyntheticSet, DAFORMER_MIN_FRACTION, DEFAULT_SYNTHETIC_SIZE};
 pub use eval::{EvalSection, EvalWeights, Protocols};
 pub use model::ModelSection;
 pub use optim::{OptimSection, OptimizerKind};
@@ -185,6 +185,11 @@ impl RunConfig {
         self.validate_numbers()?;
         self.validate_crop()?;
         self.eval.inference.validate("eval.inference")?;
+        if let Some(f) = self.data.rcs.min_fraction {
+            if !(f > 0.0 && f < 1.0) {
+                return Err(format!("data.rcs.min_fraction = {f} must be a share of a label's pixels, between 0 and 1 (DAFormer's is {DAFORMER_MIN_FRACTION:.4})"));
+            }
+        }
         if !(0.0..1.0).contains(&self.uda.ema_alpha) {
             return Err(format!("uda.ema_alpha = {} must be in [0, 1)", self.uda.ema_alpha));
         }

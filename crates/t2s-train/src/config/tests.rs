@@ -146,6 +146,8 @@ fn nonsense_values_are_refused_by_name() {
     assert_eq!(refused("optim.momentum=2"), "optim.momentum = 2 must be between 0 and 1");
     assert_eq!(refused("optim.weight_decay=-0.01"), "optim.weight_decay = -0.01 must be zero or positive");
     assert!(refused("schedule.min_lr=1").contains("above optim.lr"));
+    assert!(refused("data.rcs.min_fraction=3000").starts_with("data.rcs.min_fraction = 3000 must be a share"));
+    assert!(refused(r#"eval.inference={ mode = "slide", crop = [64, 64], stride = [65, 64] }"#).contains("is longer than the crop"));
     // 256×128 synthetic images: a 512×512 crop would be three quarters padding.
     let small = |o: &str| RunConfig::parse(MINIMAL, &["data.source.size=[256, 128]".into(), o.into()]);
     let e = small("data.crop=[512, 512]").unwrap_err();
