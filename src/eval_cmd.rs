@@ -61,9 +61,12 @@ impl BackendTask for Eval {
         let prefix = a.prefix.clone().or_else(|| config.model.pretrained_prefix.clone());
         let network = config.network().context("resolving [model]")?;
         // --weights, or model.pretrained when it is not given.
-        let sources = t2s_train::Sources { model: "[model] of --config", weights: if a.weights.is_some() { "--weights" } else { "model.pretrained" } };
-        let loaded =
-            t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), config.run.seed, sources, &device).context("loading the network")?;
+        let sources = t2s_train::Sources {
+            model: "[model] of --config",
+            weights: if a.weights.is_some() { "--weights" } else { "model.pretrained" },
+        };
+        let loaded = t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), config.run.seed, sources, &device)
+            .context("loading the network")?;
         match (&loaded.report, &weights) {
             (Some(report), Some(w)) => eprintln!("weights: {}: {report}", w.display()),
             _ => eprintln!("warning: no weights given: evaluating a randomly initialised network"),

@@ -136,7 +136,8 @@ impl BackendTask for Predict {
                 loaded.config.num_classes
             );
         }
-        let opts = t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha, inference };
+        let opts =
+            t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha, inference };
         let bar = progress::Progress::new("predict", images.len(), "{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}");
         let progress = |done: usize, next: &std::path::Path| {
             bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
@@ -158,7 +159,9 @@ impl BackendTask for Predict {
             if files.oriented {
                 eprintln!("note: {name}: turned upright as its EXIF orientation says");
             }
-            if let (t2s_train::PredictInference::Auto { budget_bytes }, t2s_train::InferenceMode::Slide { crop, stride }) = (inference, files.mode) {
+            if let (t2s_train::PredictInference::Auto { budget_bytes }, t2s_train::InferenceMode::Slide { crop, stride }) =
+                (inference, files.mode)
+            {
                 eprintln!(
                     "note: {name}: the whole image would need more than --memory-budget {:.1} GiB; predicted in {}×{} windows every {}×{} pixels",
                     budget_bytes as f64 / GIB,

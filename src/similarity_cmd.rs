@@ -104,8 +104,15 @@ impl BackendTask for Similarity {
 
         let mut runs = Vec::with_capacity(a.weights.len());
         for (weights, name) in a.weights.iter().zip(names) {
-            let loaded = t2s_train::load_model_from::<B>(network.clone(), Some(weights), prefix.as_deref(), 0, t2s_train::Sources { model: "[model] of --config", weights: "--weights" }, &device)
-                .with_context(|| format!("loading {}", weights.display()))?;
+            let loaded = t2s_train::load_model_from::<B>(
+                network.clone(),
+                Some(weights),
+                prefix.as_deref(),
+                0,
+                t2s_train::Sources { model: "[model] of --config", weights: "--weights" },
+                &device,
+            )
+            .with_context(|| format!("loading {}", weights.display()))?;
             if let Some(report) = &loaded.report {
                 eprintln!("{name}: {report}");
             }

@@ -54,7 +54,11 @@ fn eval_counts_every_labelled_pixel_and_writes_reports() {
         report["classes"].as_array().unwrap().iter().filter(|c| !c["iou"].is_null()).map(|c| c["name"].as_str().unwrap()).collect();
     let averaged: Vec<&str> = report["miou"][0]["averaged"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(averaged, with_iou);
-    let over = if with_iou.len() == 19 { "over all 19 classes".to_string() } else { format!("over {} classes present in the ground truth or the predictions, of 19", with_iou.len()) };
+    let over = if with_iou.len() == 19 {
+        "over all 19 classes".to_string()
+    } else {
+        format!("over {} classes present in the ground truth or the predictions, of 19", with_iou.len())
+    };
     assert!(line.ends_with(&over), "{line}");
     assert!(out.join("eval_synthetic_target_val.md").is_file());
     let name = data.name(0);

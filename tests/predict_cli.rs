@@ -261,7 +261,10 @@ fn predict_cuts_large_images_into_windows_and_turns_exif_photos_upright() {
     // budget halves the window from 1024 down to its floor, 128, with half-window steps.
     let (note, (shape, auto)) = predict("auto", &["--memory-budget", "0.001"]);
     assert_eq!(shape, vec![5, 150, 200]);
-    assert!(note.contains("wide: the whole image would need more than --memory-budget") && note.contains("128×128 windows every 64×64"), "{note}");
+    assert!(
+        note.contains("wide: the whole image would need more than --memory-budget") && note.contains("128×128 windows every 64×64"),
+        "{note}"
+    );
     let (_, (_, slide)) = predict("slide", &["--mode", "slide", "--crop", "128,128", "--stride", "64"]);
     assert_eq!(auto, slide);
     let (quiet, (_, whole)) = predict("whole", &[]);
@@ -284,7 +287,15 @@ fn predict_cuts_large_images_into_windows_and_turns_exif_photos_upright() {
     let upright = image::imageops::rotate90(&image::load_from_memory(&jpeg).unwrap().to_rgb8());
     upright.save(photo.join("by_hand.png")).unwrap();
     let out = dir.path().join("photos_out");
-    let stderr = run_ok(t2s_program().args(["--device", "cpu", "predict", "--save-logits", "--weights"]).arg(&weights).arg("--input").arg(&photo).arg("--output").arg(&out));
+    let stderr = run_ok(
+        t2s_program()
+            .args(["--device", "cpu", "predict", "--save-logits", "--weights"])
+            .arg(&weights)
+            .arg("--input")
+            .arg(&photo)
+            .arg("--output")
+            .arg(&out),
+    );
     assert!(stderr.contains("note: phone: turned upright as its EXIF orientation says") && !stderr.contains("by_hand: turned"), "{stderr}");
     let labels = image::open(out.join("phone_labelTrainIds.png")).unwrap().to_luma8();
     assert_eq!(labels.dimensions(), (24, 40));

@@ -34,10 +34,14 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     // eval.save_images (4 by default) pictures of each evaluation, in the run folder: both of the
     // two evaluation images, prediction and ground truth.
     let pictures = straight.join("eval/iter_000004_synthetic_target_val");
-    let mut names: Vec<String> = std::fs::read_dir(&pictures).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&pictures).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names.len(), 4, "{names:?}");
-    assert!(names.iter().filter(|n| n.ends_with("_pred.png")).count() == 2 && names.iter().filter(|n| n.ends_with("_gt.png")).count() == 2, "{names:?}");
+    assert!(
+        names.iter().filter(|n| n.ends_with("_pred.png")).count() == 2 && names.iter().filter(|n| n.ends_with("_gt.png")).count() == 2,
+        "{names:?}"
+    );
     for f in [
         "config.toml",
         "command.txt",
@@ -151,9 +155,13 @@ fn bad_runs_fail_before_training() {
     let (head, rest) = text.split_once("[data.source]").unwrap();
     let rest = &rest[rest.find("\n[").unwrap()..];
     std::fs::write(dir.path().join("folder.toml"), format!("{head}{folder_source}{rest}")).unwrap();
-    let o = t2s(dir.path()).args(["train", "--config", "folder.toml", "--set", "run.name=f", "--set", "data.crop=[32, 64]"]).output().unwrap();
+    let o =
+        t2s(dir.path()).args(["train", "--config", "folder.toml", "--set", "run.name=f", "--set", "data.crop=[32, 64]"]).output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && e.contains("data.crop = [32, 64] is larger than data.source's 48×24 images") && e.contains("a is 48×24"), "{e}");
+    assert!(
+        !o.status.success() && e.contains("data.crop = [32, 64] is larger than data.source's 48×24 images") && e.contains("a is 48×24"),
+        "{e}"
+    );
     assert!(!dir.path().join("runs/f").exists(), "no run folder for a crop that does not fit");
     // Self-training without a target set, and T2S without a projection head, are named.
     std::fs::write(dir.path().join("dacs.toml"), config().replace("source_only", "dacs")).unwrap();

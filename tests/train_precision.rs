@@ -90,7 +90,8 @@ fn a_bf16_run_follows_the_f32_loss_curve() {
             assert!(rel(*x, *y) < tolerance, "{what}");
         }
     }
-    let mean = |run: &[Vec<(String, f64)>]| run.iter().map(|r| r.iter().find(|(n, _)| n == "loss_t2s").unwrap().1).sum::<f64>() / ITERS as f64;
+    let mean =
+        |run: &[Vec<(String, f64)>]| run.iter().map(|r| r.iter().find(|(n, _)| n == "loss_t2s").unwrap().1).sum::<f64>() / ITERS as f64;
     let (x, y) = (mean(&full), mean(&half));
     assert!(rel(x, y) < 0.06, "mean loss_t2s over the run: {x} (f32), {y} (bf16)");
 }

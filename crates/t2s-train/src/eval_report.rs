@@ -75,9 +75,8 @@ impl EvalReport {
     /// Builds the report from a confusion matrix and class names (one per class).
     pub fn new(dataset: &str, weights: &str, images: usize, confusion: ConfusionMatrix, names: &[String], protocols: &[Protocol]) -> Self {
         let (iou, acc) = (confusion.iou(), confusion.class_accuracy());
-        let classes = (0..confusion.num_classes())
-            .map(|k| ClassScore { name: classes_name(names, k), iou: iou[k], accuracy: acc[k] })
-            .collect();
+        let classes =
+            (0..confusion.num_classes()).map(|k| ClassScore { name: classes_name(names, k), iou: iou[k], accuracy: acc[k] }).collect();
         let miou = protocols
             .iter()
             .map(|p| ProtocolScore {

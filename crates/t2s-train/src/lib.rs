@@ -32,7 +32,7 @@ pub use config::RunConfig;
 pub use data_sets::{open_set, OpenedSet, SetRole};
 pub use error::{Result, TrainError};
 pub use eval_report::{write_atomic, EvalReport};
-pub use evaluate::{evaluate, save_kept, predict_labels, EvalOptions};
+pub use evaluate::{evaluate, predict_labels, save_kept, EvalOptions};
 pub use inference::{infer_logits, window_starts, InferenceMode};
 pub use metrics::{ConfusionMatrix, Protocol};
 pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel, Sources};

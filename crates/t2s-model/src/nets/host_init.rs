@@ -116,7 +116,13 @@ mod tests {
         let (va, vb, vc, va2) = (values(&a), values(&b), values(&c), values(&a2));
         let same = |x: &[f32], y: &[f32]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
         let first_diff = |x: &[f32], y: &[f32]| x.iter().zip(y).position(|(p, q)| p != q);
-        assert!(same(&va, &vb), "the same seed on another backend type: {} vs {} values, first difference at {:?}", va.len(), vb.len(), first_diff(&va, &vb));
+        assert!(
+            same(&va, &vb),
+            "the same seed on another backend type: {} vs {} values, first difference at {:?}",
+            va.len(),
+            vb.len(),
+            first_diff(&va, &vb)
+        );
         assert!(same(&va, &va2), "a clone: first difference at {:?}", first_diff(&va, &va2));
         assert!(!same(&va, &vc), "another seed");
     }

@@ -43,9 +43,7 @@ impl SegmentorConfig {
         let head = match &self.decode_head {
             // Four embedded maps upsampled and concatenated (and the concatenation), the ASPP
             // branches, the fused feature.
-            DecodeHeadConfig::Daformer(d) => {
-                quarter * (8 * d.embed_dim as u64 + (d.dilations.len() as u64 + 1) * d.channels as u64)
-            }
+            DecodeHeadConfig::Daformer(d) => quarter * (8 * d.embed_dim as u64 + (d.dilations.len() as u64 + 1) * d.channels as u64),
             DecodeHeadConfig::Segformer(s) => quarter * 9 * s.embed_dim as u64,
             DecodeHeadConfig::Deeplabv2(d) => {
                 let os = match &self.backbone {

@@ -29,7 +29,12 @@ const STEPS_KEY: &str = "steps";
 
 /// Writes `state` to `path` with one device read for all tensors, each parameter under its
 /// path in `paths`.
-pub(crate) fn save<B: Backend>(path: &Path, rule: &Rule, state: &HashMap<ParamId, Slot<B>>, paths: &HashMap<ParamId, String>) -> Result<()> {
+pub(crate) fn save<B: Backend>(
+    path: &Path,
+    rule: &Rule,
+    state: &HashMap<ParamId, Slot<B>>,
+    paths: &HashMap<ParamId, String>,
+) -> Result<()> {
     let err = |message: String| TrainError::Io { path: path.into(), message };
     let mut keyed = state
         .keys()

@@ -82,7 +82,11 @@ fn saved_state_continues_exactly() {
         // parameter path).
         let again = Two { backbone_w: Param::from_tensor(m.backbone_w.val()), head_norm: Param::from_tensor(m.head_norm.val()) };
         assert_ne!(again.backbone_w.id, m.backbone_w.id);
-        let groups = ParamGroups { backbone: vec![again.backbone_w.id], head: vec![again.head_norm.id], no_decay: HashSet::from([again.head_norm.id]) };
+        let groups = ParamGroups {
+            backbone: vec![again.backbone_w.id],
+            head: vec![again.head_norm.id],
+            no_decay: HashSet::from([again.head_norm.id]),
+        };
         let mut fresh = GroupedOptimizer::<AB>::new(&cfg, &schedule, &groups).load(dir.path(), &again, &Default::default()).unwrap();
         assert_eq!(fresh.state.len(), if cfg.momentum == 0.0 { 0 } else { 2 }, "{cfg:?}");
         let a = step(&mut opt, m, 2);

@@ -58,8 +58,15 @@ impl<B: AutodiffBackend> Adaptation<B> {
         // The frozen ImageNet network of the feature distance (DAFormer: only with pretrained weights).
         let imagenet_fd = match (cfg.feature_distance_on(), cfg.model.pretrained.as_deref()) {
             (true, Some(p)) => Some(
-                crate::load_model_from::<B::InnerBackend>(Some(network.clone()), Some(p), cfg.model.pretrained_prefix.as_deref(), cfg.run.seed, crate::Sources::RUN, device)?
-                    .model,
+                crate::load_model_from::<B::InnerBackend>(
+                    Some(network.clone()),
+                    Some(p),
+                    cfg.model.pretrained_prefix.as_deref(),
+                    cfg.run.seed,
+                    crate::Sources::RUN,
+                    device,
+                )?
+                .model,
             ),
             _ => None,
         };

@@ -188,7 +188,8 @@ mod tests {
         save_network(&a.valid(), &cfg, dir.path(), "teacher").unwrap();
         let teacher = load_network(b.valid(), &cfg, dir.path(), "teacher", &device).unwrap();
         let ids = |e: Vec<t2s_model::io::params::TensorEntry>| e.into_iter().map(|e| (e.path, e.id)).collect::<Vec<_>>();
-        let (student_ids, teacher_ids) = (ids(t2s_model::io::params::inventory::<AB, _>(&b)), ids(t2s_model::io::params::inventory(&teacher)));
+        let (student_ids, teacher_ids) =
+            (ids(t2s_model::io::params::inventory::<AB, _>(&b)), ids(t2s_model::io::params::inventory(&teacher)));
         let differ: Vec<&String> = student_ids.iter().zip(&teacher_ids).filter(|(s, t)| s.1 != t.1).map(|(s, _)| &s.0).collect();
         assert!(differ.is_empty(), "teacher ids differ from the student's: {differ:?}");
         let x = Tensor::<AB, 4>::random([2, 3, 64, 64], burn::tensor::Distribution::Default, &device);
@@ -208,7 +209,11 @@ mod tests {
         let (classes, dim) = (19, 64);
         let mut f64s = |n: usize| (0..n).map(|_| rng.random::<f64>() * 10f64.powi(rng.random_range(-12..3))).collect::<Vec<f64>>();
         let distribution = f64s(2000);
-        let stats = ClassStatistics { statistic: ReweightStatistic::default(), momentum: 0.99, values: f64s(classes).into_iter().map(Some).collect() };
+        let stats = ClassStatistics {
+            statistic: ReweightStatistic::default(),
+            momentum: 0.99,
+            values: f64s(classes).into_iter().map(Some).collect(),
+        };
         let prototypes = |rng: &mut rand_chacha::ChaCha8Rng| PrototypeState {
             momentum: 0.999,
             num_classes: classes,
@@ -216,7 +221,8 @@ mod tests {
             values: (0..classes * dim).map(|_| rng.random::<f32>() - 0.5).collect(),
             seen: vec![true; classes],
         };
-        let t2s = crate::t2s_term::T2sSaved { prototypes: prototypes(&mut rng), target_prototypes: prototypes(&mut rng), stats, distribution };
+        let t2s =
+            crate::t2s_term::T2sSaved { prototypes: prototypes(&mut rng), target_prototypes: prototypes(&mut rng), stats, distribution };
         let state = TrainingState { iter: 3, best: Some((std::f64::consts::PI * 1e-3, 2)), t2s: Some(t2s) };
         let run = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(run.path().join("checkpoints")).unwrap();

@@ -12,13 +12,15 @@ use crate::config::RunConfig;
 use crate::data_sets::OpenedSet;
 use crate::{Result, TrainError};
 
-/// Counts `[image][class]` for every sample of `set` with each label's pixel count (ignored
-/// pixels included), and a line saying where they came from.
-pub fn class_counts(set: &OpenedSet, num_classes: usize) -> Result<(Vec<(Vec<u64>, u64)>, String)> {
+/// One image's pixels per class, and its label's pixel count (ignored pixels included).
+pub type ImageCounts = (Vec<u64>, u64);
+
+/// [`ImageCounts`] for every sample of `set`, and a line saying where they came from.
+pub fn class_counts(set: &OpenedSet, num_classes: usize) -> Result<(Vec<ImageCounts>, String)> {
     let ds: &dyn Dataset = set.dataset.as_ref();
     if let Some(path) = &set.stats_cache {
         if let Ok(Some(stats)) = read_class_stats(path) {
-            let counts: Option<Vec<(Vec<u64>, u64)>> = (0..ds.len())
+            let counts: Option<Vec<ImageCounts>> = (0..ds.len())
                 .map(|i| {
                     let e = stats.images.get(&ds.name(i)).filter(|e| e.counts.len() == num_classes)?;
                     Some((e.counts.clone(), e.counts.iter().sum::<u64>() + e.ignored))
@@ -127,7 +129,12 @@ mod tests {
     #[test]
     fn a_fraction_of_the_label_is_a_pixel_threshold_at_its_size() {
         let synth = SynthConfig { domain: Domain::Source, split: Split::Train, len: 40, width: 64, height: 32, seed: 3 };
-        let set = || OpenedSet { dataset: Box::new(SyntheticDataset::new(synth.clone()).unwrap()), name: "s".into(), notes: vec![], stats_cache: None };
+        let set = || OpenedSet {
+            dataset: Box::new(SyntheticDataset::new(synth.clone()).unwrap()),
+            name: "s".into(),
+            notes: vec![],
+            stats_cache: None,
+        };
         let mut cfg = RunConfig::parse("[model]\npreset = \"deeplabv2-r18\"\n[data]\ncrop = [32, 64]\n[data.source]\nkind = \"synthetic\"\ndomain = \"source\"\nsize = [64, 32]\n", &[]).unwrap();
         cfg.data.rcs.min_pixels = 20;
         let (by_pixels, _, _) = rare_class_sampler(&cfg, &set(), 19).unwrap();
