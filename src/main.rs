@@ -123,10 +123,11 @@ impl BackendTask for Predict {
         let images = predict_inputs(&a.input, &a.output)?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
             .context("loading the network")?;
-        let model_file = a.model.model.as_deref().filter(|m| t2s_model::read_t2s_config(std::path::Path::new(m)).ok().flatten().is_some());
-        match (&loaded.report, &a.model.weights, model_file) {
-            (Some(report), Some(w), _) => eprintln!("weights: {}: {report}", w.display()),
-            (Some(report), None, Some(file)) => eprintln!("weights: {file} (the --model file): {report}"),
+        match (&loaded.report, &loaded.weights) {
+            (Some(report), Some(file)) => {
+                let from_model = if a.model.weights.is_none() { " (the --model file)" } else { "" };
+                eprintln!("weights: {}{from_model}: {report}", file.display());
+            }
             _ => eprintln!("warning: no --weights given: predicting with a randomly initialised network"),
         }
         let space = t2s_data::LabelSpace::cityscapes();

@@ -54,6 +54,14 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     (shape, data)
 }
 
+/// `t2s --device cpu predict --weights <weights> --input <input> --output <output>`, to which a
+/// test adds its options.
+fn predict(weights: &Path, input: &Path, output: &Path) -> Command {
+    let mut cmd = t2s_program();
+    cmd.args(["--device", "cpu", "predict", "--weights"]).arg(weights).arg("--input").arg(input).arg("--output").arg(output);
+    cmd
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("t2s runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -216,7 +224,7 @@ fn a_t2s_file_given_as_model_alone_gives_its_weights() {
     let (weights, _) = tiny_model(dir.path());
     let input = dir.path().join("a.png");
     write_image(&input, 40, 30);
-    let predict = |option: &str, out: &str| {
+    let run = |option: &str, out: &str| {
         let stderr = run_ok(
             t2s_program()
                 .args(["--device", "cpu", "predict", "--save-logits", option])
@@ -228,9 +236,9 @@ fn a_t2s_file_given_as_model_alone_gives_its_weights() {
         );
         (stderr, read_npy(&dir.path().join(out).join("a_logits.npy")).1)
     };
-    let (said, by_model) = predict("--model", "m");
+    let (said, by_model) = run("--model", "m");
     assert!(said.contains("(the --model file): loaded ") && !said.contains("randomly initialised"), "{said}");
-    assert_eq!(by_model, predict("--weights", "w").1);
+    assert_eq!(by_model, run("--weights", "w").1);
 }
 
 /// An image whose whole-image pass would exceed `--memory-budget` is predicted in windows: the
@@ -243,31 +251,22 @@ fn predict_cuts_large_images_into_windows_and_turns_exif_photos_upright() {
     let (weights, _) = tiny_model(dir.path());
     let input = dir.path().join("wide.png");
     write_image(&input, 200, 150);
-    let predict = |name: &str, extra: &[&str]| {
+    let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        let stderr = run_ok(
-            t2s_program()
-                .args(["--device", "cpu", "predict", "--save-logits", "--weights"])
-                .arg(&weights)
-                .arg("--input")
-                .arg(&input)
-                .arg("--output")
-                .arg(&out)
-                .args(extra),
-        );
+        let stderr = run_ok(predict(&weights, &input, &out).arg("--save-logits").args(extra));
         (stderr, read_npy(&out.join("wide_logits.npy")))
     };
     // The tiny network needs ~3 MB for the whole image and ~2 MB for a 128×128 window: a 1 MB
     // budget halves the window from 1024 down to its floor, 128, with half-window steps.
-    let (note, (shape, auto)) = predict("auto", &["--memory-budget", "0.001"]);
+    let (note, (shape, auto)) = run("auto", &["--memory-budget", "0.001"]);
     assert_eq!(shape, vec![5, 150, 200]);
     assert!(
         note.contains("wide: the whole image would need more than --memory-budget") && note.contains("128×128 windows every 64×64"),
         "{note}"
     );
-    let (_, (_, slide)) = predict("slide", &["--mode", "slide", "--crop", "128,128", "--stride", "64"]);
+    let (_, (_, slide)) = run("slide", &["--mode", "slide", "--crop", "128,128", "--stride", "64"]);
     assert_eq!(auto, slide);
-    let (quiet, (_, whole)) = predict("whole", &[]);
+    let (quiet, (_, whole)) = run("whole", &[]);
     assert!(!quiet.contains("windows"), "{quiet}");
     let gap = whole.iter().zip(&slide).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(gap > 1e-3, "windows and the whole image gave the same logits ({gap})");
@@ -287,15 +286,7 @@ fn predict_cuts_large_images_into_windows_and_turns_exif_photos_upright() {
     let upright = image::imageops::rotate90(&image::load_from_memory(&jpeg).unwrap().to_rgb8());
     upright.save(photo.join("by_hand.png")).unwrap();
     let out = dir.path().join("photos_out");
-    let stderr = run_ok(
-        t2s_program()
-            .args(["--device", "cpu", "predict", "--save-logits", "--weights"])
-            .arg(&weights)
-            .arg("--input")
-            .arg(&photo)
-            .arg("--output")
-            .arg(&out),
-    );
+    let stderr = run_ok(predict(&weights, &photo, &out).arg("--save-logits"));
     assert!(stderr.contains("note: phone: turned upright as its EXIF orientation says") && !stderr.contains("by_hand: turned"), "{stderr}");
     let labels = image::open(out.join("phone_labelTrainIds.png")).unwrap().to_luma8();
     assert_eq!(labels.dimensions(), (24, 40));

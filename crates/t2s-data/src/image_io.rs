@@ -14,24 +14,20 @@ pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
 /// File extensions read as images.
 const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
 
-/// Decodes an image file as 8-bit RGB (grey and RGBA inputs are converted).
+/// Decodes an image file as 8-bit RGB (grey and RGBA inputs are converted), pixels as stored.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    if !path.is_file() {
-        return Err(DataError::NotFound { path: path.to_path_buf(), hint: String::new() });
-    }
-    let img = image::ImageReader::open(path)
-        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
-        .with_guessed_format()
-        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
-        .decode()
-        .map_err(|e| DataError::Decode { path: path.to_path_buf(), message: e.to_string() })?;
-    Ok(img.to_rgb8())
+    decode(path, false).map(|(img, _)| img)
 }
 
 /// Decodes an image file as 8-bit RGB the way image viewers show it: turned as its EXIF
 /// orientation says (phone photos are stored sideways with a tag). Returns whether it was turned.
 /// Datasets are read with [`read_rgb`], untouched, so that images stay aligned with their labels.
 pub fn read_rgb_oriented(path: &Path) -> Result<(RgbImage, bool)> {
+    decode(path, true)
+}
+
+/// The image at `path` as RGB, turned upright when `orient` and its metadata say so.
+fn decode(path: &Path, orient: bool) -> Result<(RgbImage, bool)> {
     if !path.is_file() {
         return Err(DataError::NotFound { path: path.to_path_buf(), hint: String::new() });
     }
@@ -42,7 +38,11 @@ pub fn read_rgb_oriented(path: &Path) -> Result<(RgbImage, bool)> {
         .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
         .into_decoder()
         .map_err(decode_error)?;
-    let orientation = image::ImageDecoder::orientation(&mut decoder).map_err(decode_error)?;
+    let orientation = if orient {
+        image::ImageDecoder::orientation(&mut decoder).map_err(decode_error)?
+    } else {
+        image::metadata::Orientation::NoTransforms
+    };
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     img.apply_orientation(orientation);
     Ok((img.to_rgb8(), orientation != image::metadata::Orientation::NoTransforms))

@@ -101,6 +101,8 @@ pub struct LoadedModel<B: Backend> {
     pub model: Segmentor<B>,
     /// What the weights file gave (a PyTorch import or a t2s file); None for a fresh network.
     pub report: Option<LoadReport>,
+    /// The weights file read (`--weights`, or a t2s file given as `--model`).
+    pub weights: Option<std::path::PathBuf>,
 }
 
 /// Builds the network named by `model` (or stored in `weights` when it is a t2s file) and loads
@@ -181,7 +183,7 @@ pub fn load_model_from<B: Backend>(
         (Some(w), None) => Some(load_pytorch(&mut net, &config, w, prefix)?),
         (None, _) => None,
     };
-    Ok(LoadedModel { config, model: net, report })
+    Ok(LoadedModel { config, model: net, report, weights: weights.map(Path::to_path_buf) })
 }
 
 #[cfg(test)]
