@@ -4,12 +4,13 @@
 //! results.json, the per-class table (Markdown and JSON), loss and mIoU curves, per-class bars
 //! and a picture grid of predictions.
 //!
-//! Budget: every method trains `iters` iterations. The adaptation methods start from the
-//! source-only model after `iters / 4` iterations (`--adapt-from`; a mean teacher needs a teacher
-//! that predicts something, and DAFormer starts from ImageNet weights instead) and adapt for the
-//! rest, so the three share their first quarter and all see the same number of iterations. A
-//! quarter, not a half: trained from scratch, the source-only model's target mIoU peaks early and
-//! then falls as it fits the source's look (docs/results.md).
+//! Budget: every method trains `iters` iterations. The adaptation methods train source-only for
+//! the first `iters / 4` (`uda.adapt_from`, `--adapt-from`; a mean teacher needs a teacher that
+//! predicts something, and DAFormer starts from ImageNet weights instead) and adapt for the rest,
+//! each in one run, so the three share their first quarter (the same draws: it is the same
+//! source-only training) and all see the same number of iterations. A quarter, not a half:
+//! trained from scratch, the source-only model's target mIoU peaks early and then falls as it
+//! fits the source's look (docs/results.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,8 +61,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub iters: Option<usize>,
 
-    /// Iteration at which dacs and t2s start from the source-only model (default: a quarter of
-    /// the iterations).
+    /// Iteration at which dacs and t2s switch from their source-only warm-up to adaptation
+    /// (`uda.adapt_from`; default: a quarter of the iterations).
     #[arg(long, value_name = "ITER")]
     pub adapt_from: Option<usize>,
 
@@ -72,12 +73,6 @@ pub struct DemoArgs {
     /// Override a key of the demo configuration (repeatable), e.g. `--set t2s.fda_beta=0.05`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-
-    /// Reuse the source-only warm-ups of an earlier report folder (its seed_<S>/warmup.safetensors)
-    /// instead of training them again, for ablations of dacs or t2s. The earlier demo must have
-    /// had the same network, data, optimiser and schedule; source_only must not be in --methods.
-    #[arg(long, value_name = "DIR")]
-    pub warmup_from: Option<PathBuf>,
 }
 
 /// One trained model of the report.
@@ -86,8 +81,6 @@ struct Trained {
     method: String,
     seed: u64,
     run_dir: PathBuf,
-    /// Iterations before this run's first one (the shared source-only warm-up).
-    offset: usize,
     report: EvalReport,
     weights: PathBuf,
 }
@@ -111,7 +104,9 @@ impl BackendTask for Demo {
         if iters < 4 {
             bail!("--iters {iters}: give at least 4 iterations");
         }
-        let warm = a.adapt_from.unwrap_or(iters / 4);
+        // The configuration's warm-up (a quarter of its 800 iterations) when its length is kept.
+        let configured = Some(base.uda.adapt_from).filter(|&w| w > 0 && iters == base.schedule.max_iters);
+        let warm = a.adapt_from.or(configured).unwrap_or(iters / 4);
         if warm == 0 || warm >= iters {
             bail!("--adapt-from {warm}: give an iteration between 1 and {} (below --iters)", iters - 1);
         }
@@ -124,13 +119,11 @@ impl BackendTask for Demo {
             bail!("--seeds: give at least one seed");
         }
         base.schedule.max_iters = iters;
+        base.uda.adapt_from = warm;
         base.schedule.warmup_iters = base.schedule.warmup_iters.min(warm / 2);
         // --quick evaluates three times after the warm-up, so its mIoU curves have a shape.
         base.eval.interval = if a.quick { ((iters - warm) / 3).max(1) } else { base.eval.interval.min(warm).max(1) };
         base.run.debug_interval = if a.quick { 0 } else { base.run.debug_interval };
-        if let Some(from) = &a.warmup_from {
-            check_warmups(from, &base, &a.seeds, warm, a.methods.iter().any(|m| m == "source_only"))?;
-        }
         let output = a.output.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             PathBuf::from("runs").join(format!("demo-{secs}"))
@@ -144,11 +137,9 @@ impl BackendTask for Demo {
 
         let stop = crate::stop_signal::stop_on_signals()?;
 
-        let want = |m: &str| a.methods.iter().any(|x| x == m);
         let mut plan: Vec<(u64, &str)> = Vec::new();
         for &seed in &a.seeds {
-            plan.push((seed, "source_only"));
-            plan.extend(["dacs", "t2s"].into_iter().filter(|m| want(m)).map(|m| (seed, m)));
+            plan.extend(["source_only", "dacs", "t2s"].into_iter().filter(|m| a.methods.iter().any(|x| x == m)).map(|m| (seed, m)));
             if a.with_oracle {
                 plan.push((seed, "oracle"));
             }
@@ -162,63 +153,35 @@ impl BackendTask for Demo {
         );
         let mut trained: Vec<Trained> = Vec::new();
         for (k, &(seed, method)) in plan.iter().enumerate() {
-            if let (Some(from), "source_only") = (&a.warmup_from, method) {
-                let src = from.join(format!("seed_{seed}")).join("warmup.safetensors");
-                let dst_dir = output.join(format!("seed_{seed}"));
-                std::fs::create_dir_all(&dst_dir).with_context(|| format!("creating {}", dst_dir.display()))?;
-                std::fs::copy(&src, dst_dir.join("warmup.safetensors"))
-                    .with_context(|| format!("copying the warm-up {}", src.display()))?;
-                write(&dst_dir.join("warmup.json"), &json!({ "iteration": warm }).to_string())?;
-                eprintln!("[{}/{}] seed {seed}: source-only warm-up taken from {}", k + 1, plan.len(), src.display());
-                continue;
-            }
             let mut cfg = base.clone();
             cfg.run.seed = seed;
             cfg.run.output = output.join(format!("seed_{seed}"));
             cfg.run.name = Some(method.to_string());
-            let (until, offset) = match method {
-                "source_only" => {
-                    cfg.uda.method = Method::SourceOnly;
-                    cfg.run.checkpoint_interval = warm;
-                    cfg.run.keep_last = iters / warm.max(1) + 1;
-                    // Only the warm-up when source-only itself is not asked for.
-                    (if want("source_only") { iters } else { warm }, 0)
-                }
+            cfg.uda.adapt_from = 0;
+            match method {
+                "source_only" => cfg.uda.method = Method::SourceOnly,
                 "oracle" => {
                     cfg.uda.method = Method::SourceOnly;
                     match &mut cfg.data.source.reader {
                         SetReader::Synthetic(s) => s.domain = Some(Domain::Target),
                         SetReader::Files(_) => bail!("--with-oracle trains on the synthetic target's labels: keep data.source synthetic"),
                     }
-                    (iters, 0)
                 }
                 m => {
                     cfg.uda.method = if m == "dacs" { Method::Dacs } else { Method::T2s };
-                    cfg.schedule.max_iters = iters - warm;
-                    cfg.model.pretrained = Some(output.join(format!("seed_{seed}")).join("warmup.safetensors"));
-                    (iters - warm, warm)
+                    cfg.uda.adapt_from = warm;
                 }
-            };
+            }
             let label = format!("[{}/{}] seed {seed} {method}", k + 1, plan.len());
             let run_dir = create_run_dir(&cfg, &config_path, &self.command_line)?;
-            let summary = train_with_bar::<B>(&cfg, run_dir.clone(), until, &label, stop.flag.clone(), &device)?;
+            let summary = train_with_bar::<B>(&cfg, run_dir.clone(), iters, &label, stop.flag.clone(), &device)?;
             if stop.flag.load(Ordering::SeqCst) {
                 bail!("stopped by {}; the runs so far are in {}", stop.name(), output.display());
-            }
-            if method == "source_only" {
-                // The shared starting point of the adaptation runs.
-                let warm_ckpt = t2s_train::train::checkpoint::checkpoint_dir(&run_dir, warm).join("student.safetensors");
-                let dst = output.join(format!("seed_{seed}")).join("warmup.safetensors");
-                std::fs::copy(&warm_ckpt, &dst).with_context(|| format!("copying {} to {}", warm_ckpt.display(), dst.display()))?;
-                write(&dst.with_extension("json"), &json!({ "iteration": warm }).to_string())?;
-                if !want("source_only") {
-                    continue;
-                }
             }
             let report = summary.last_eval.into_iter().next().context("the run did not evaluate on the synthetic target")?;
             eprintln!("{label}: mIoU {:.2}", 100.0 * report.headline().unwrap_or(0.0));
             let weights = summary.checkpoint.join("student.safetensors");
-            trained.push(Trained { method: method.to_string(), seed, run_dir, offset, report, weights });
+            trained.push(Trained { method: method.to_string(), seed, run_dir, report, weights });
         }
 
         let elapsed = started.elapsed().as_secs_f64();
@@ -227,58 +190,6 @@ impl BackendTask for Demo {
         eprintln!("demo finished in {:.1} min; report: {}", elapsed / 60.0, output.display());
         Ok(())
     }
-}
-
-/// Checks that `from` (an earlier demo's report folder) holds a warm-up for every seed, trained
-/// with what the warm-up depends on (network, data, optimiser, schedule) equal to `base`'s.
-fn check_warmups(from: &Path, base: &RunConfig, seeds: &[u64], warm: usize, source_only_wanted: bool) -> Result<()> {
-    if source_only_wanted {
-        bail!("--warmup-from reuses source-only warm-ups for dacs and t2s; leave source_only out of --methods");
-    }
-    let path = from.join("demo_config.toml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("--warmup-from {}: reading {} (is it a `t2s demo` report folder?)", from.display(), path.display()))?;
-    let prev = RunConfig::parse(&text, &[]).map_err(anyhow::Error::msg).with_context(|| format!("parsing {}", path.display()))?;
-    let differs: Vec<&str> = [
-        ("model", prev.model != base.model),
-        ("data", prev.data != base.data),
-        ("optim", prev.optim != base.optim),
-        ("schedule", prev.schedule != base.schedule),
-    ]
-    .into_iter()
-    .filter_map(|(name, d)| d.then_some(name))
-    .collect();
-    if !differs.is_empty() {
-        bail!(
-            "--warmup-from {}: its [{}] differ from this demo's (compare {}); its warm-ups would not be this demo's",
-            from.display(),
-            differs.join("], ["),
-            path.display()
-        );
-    }
-    for seed in seeds {
-        let w = from.join(format!("seed_{seed}")).join("warmup.safetensors");
-        if !w.is_file() {
-            bail!(
-                "--warmup-from {}: no warm-up for seed {seed} ({} is missing); run that demo with --seeds including {seed}",
-                from.display(),
-                w.display()
-            );
-        }
-        let meta = w.with_extension("json");
-        let at = std::fs::read_to_string(&meta)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["iteration"].as_u64())
-            .with_context(|| format!("--warmup-from {}: {} is missing or unreadable", from.display(), meta.display()))?;
-        if at != warm as u64 {
-            bail!(
-                "--warmup-from {}: its warm-up ends at iteration {at}, this demo adapts from {warm}; pass --adapt-from {at}",
-                from.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// One training run with its own progress bar (iterations, ETA, throughput, losses).
@@ -408,7 +319,7 @@ fn write_report<B: T2sBackend>(
     let mut losses = Vec::new();
     let mut mious = Vec::new();
     for t in trained.iter().filter(|t| t.seed == first) {
-        let (loss, miou) = read_curves(&t.run_dir.join("metrics.jsonl"), t.offset)?;
+        let (loss, miou) = read_curves(&t.run_dir.join("metrics.jsonl"))?;
         losses.push(Series { name: t.method.clone(), points: loss });
         mious.push(Series { name: t.method.clone(), points: miou });
     }
@@ -456,14 +367,14 @@ fn write_report<B: T2sBackend>(
 /// Points of one curve.
 type Curve = Vec<(f64, f64)>;
 
-/// (iteration, total loss) and (iteration, mIoU %) from a run's metrics.jsonl, shifted by `offset`.
-fn read_curves(path: &Path, offset: usize) -> Result<(Curve, Curve)> {
+/// (iteration, total loss) and (iteration, mIoU %) from a run's metrics.jsonl.
+fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let (mut loss, mut miou) = (Vec::new(), Vec::new());
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON lines", path.display()))?;
         let Some(iter) = v.get("iter").and_then(|i| i.as_f64()) else { continue };
-        let x = iter + offset as f64;
+        let x = iter;
         if let Some(m) = v.get("mIoU19").and_then(|m| m.as_f64()) {
             miou.push((x, 100.0 * m));
         } else if let Some(obj) = v.as_object() {

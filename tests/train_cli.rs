@@ -288,13 +288,8 @@ fn stop_resume_and_continue(signal: &str, exit_status: i32) {
 #[test]
 fn t2s_trains_every_term_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    // The T2S network needs its projection head; a debug picture every 2 iterations.
-    let config = config()
-        .replace("source_only", "t2s")
-        .replace("[model.network.decode_head]", "[model.network.projection]\ndim = 8\n[model.network.decode_head]")
-        + SYNTHETIC_TARGET
-        + "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n";
-    let config = config.replace("checkpoint_interval = 2", "checkpoint_interval = 2\ndebug_interval = 2");
+    // A debug picture every 2 iterations.
+    let config = t2s_config().replace("checkpoint_interval = 2", "checkpoint_interval = 2\ndebug_interval = 2");
     std::fs::write(dir.path().join("t2s.toml"), config).unwrap();
     let run = |args: &[&str]| {
         let o = t2s(dir.path()).arg("train").args(args).output().unwrap();
@@ -370,6 +365,25 @@ fn t2s_trains_every_term_and_resumes_exactly() {
     assert!(picture(&straight) == picture(&sequential), "the debug pictures of iteration 2 differ");
 }
 
+/// A safetensors file's tensor table (names, types, shapes, offsets) and data, without its
+/// `__metadata__` (whose key order is not fixed).
+fn tensors(path: &Path) -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header.remove("__metadata__");
+    (header, bytes[8 + n..].to_vec())
+}
+
+/// The tiny run as `t2s` (with the projection head the term needs) on the synthetic target.
+fn t2s_config() -> String {
+    config()
+        .replace("source_only", "t2s")
+        .replace("[model.network.decode_head]", "[model.network.projection]\ndim = 8\n[model.network.decode_head]")
+        + SYNTHETIC_TARGET
+        + "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n"
+}
+
 /// Every logged number of `b` equals `a`'s to `tol` (relative, absolute below 1), but the timings.
 fn assert_same_records(
     a: &[serde_json::Map<String, serde_json::Value>],
@@ -381,11 +395,78 @@ fn assert_same_records(
     for (ra, rb) in a.iter().zip(b) {
         for (k, va) in ra {
             // Timings differ, and the number of backward passes is what the modes differ in.
-            if k == "sec_per_iter" || k == "student_backward_passes" {
+            if k == "sec_per_iter" || k == "student_backward_passes" || k == "phase" {
                 continue;
             }
             let (x, y) = (va.as_f64().unwrap(), rb[k].as_f64().unwrap());
             assert!((x - y).abs() <= tol * x.abs().max(1.0), "iteration {}: {k} {x} straight vs {y} {what}", ra["iter"]);
         }
+    }
+}
+
+/// `uda.adapt_from`: source-only iterations, then the method, in one run folder; `--resume` is
+/// exact on either side of the switch and at the switch itself.
+#[test]
+fn a_source_only_warm_up_then_adaptation_resumes_exactly_across_the_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = t2s_config()
+        .replace("max_iters = 4", "max_iters = 5")
+        .replace("checkpoint_interval = 2", "checkpoint_interval = 1\nkeep_last = 10");
+    std::fs::write(dir.path().join("t2s.toml"), config).unwrap();
+    let run = |args: &[&str]| {
+        let o = t2s(dir.path()).arg("train").args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let said = run(&["--config", "t2s.toml", "--set", "run.name=straight", "--set", "uda.adapt_from=2"]);
+    assert!(said.contains("iteration 2: source-only warm-up done (uda.adapt_from); t2s from here"), "{said}");
+    let straight = dir.path().join("runs/straight");
+    let a = training_records(&straight);
+    assert_eq!(a.len(), 5);
+    for (i, r) in a.iter().enumerate() {
+        let warm = i < 2;
+        assert_eq!(r["phase"], if warm { "source_only" } else { "t2s" }, "{r:?}");
+        for k in ["loss_mix", "loss_pseudo_target", "loss_t2s"] {
+            assert_eq!(r.contains_key(k), !warm, "{k} in {r:?}");
+        }
+    }
+    // The warm-up is source-only training (the same numbers as a source-only run of the same
+    // configuration), and the learning-rate schedule runs over the whole run.
+    run(&["--config", "t2s.toml", "--set", "run.name=so", "--set", "uda.method=source_only"]);
+    let so = training_records(&dir.path().join("runs/so"));
+    assert_same_records(&so[..2], &a[..2], 0.0, "source-only");
+    for (rs, ra) in so.iter().zip(&a) {
+        assert_eq!(rs["lr"], ra["lr"], "iteration {}", ra["iter"]);
+    }
+    // No teacher during the warm-up; the first adaptation step's EMA copies the student (α = 0,
+    // counted from the switch), so the teacher after iteration 3 is the student after 2.
+    let ckpt = |run: &Path, i: usize| run.join(format!("checkpoints/iter_{i:06}"));
+    assert!(!ckpt(&straight, 2).join("teacher.safetensors").exists());
+    let (teacher, student) =
+        (tensors(&ckpt(&straight, 3).join("teacher.safetensors")), tensors(&ckpt(&straight, 2).join("student.safetensors")));
+    assert!(teacher.0.len() > 100 && teacher == student, "the teacher after iteration 3 is not the student after 2");
+    // The EMA's warm-up counts from the switch: the second adaptation step blends with
+    // α = 1 − 1/2 (0.75 counted from the start of the run).
+    let floats = |(header, data): &(serde_json::Map<String, serde_json::Value>, Vec<u8>)| -> Vec<f32> {
+        let mut v = Vec::new();
+        for t in header.values().filter(|t| t["dtype"] == "F32") {
+            let [from, to] = [0, 1].map(|i| t["data_offsets"][i].as_u64().unwrap() as usize);
+            v.extend(data[from..to].chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
+        }
+        v
+    };
+    let s3 = floats(&tensors(&ckpt(&straight, 3).join("student.safetensors")));
+    let t4 = floats(&tensors(&ckpt(&straight, 4).join("teacher.safetensors")));
+    let s2 = floats(&student);
+    let off = s2.iter().zip(&s3).zip(&t4).filter(|((a, b), t)| (0.5 * *a + 0.5 * *b - *t).abs() > 1e-6 * t.abs().max(1.0)).count();
+    assert!(off == 0 && s2 != s3, "{off} of {} teacher values after iteration 4 are not the mean of the students after 2 and 3", t4.len());
+    // Stopped before, at and after the switch, then resumed: every logged number is the same.
+    for until in ["1", "2", "3"] {
+        let name = format!("run.name=until{until}");
+        run(&["--config", "t2s.toml", "--set", &name, "--set", "uda.adapt_from=2", "--until", until]);
+        run(&["--resume", &format!("runs/until{until}")]);
+        let b = training_records(&dir.path().join(format!("runs/until{until}")));
+        assert_same_records(&a, &b, 1e-5, &format!("resumed at {until}"));
+        assert_eq!(a.iter().map(|r| &r["phase"]).collect::<Vec<_>>(), b.iter().map(|r| &r["phase"]).collect::<Vec<_>>());
     }
 }

@@ -150,6 +150,9 @@ impl RunConfig {
         if self.uda.method == Method::T2s && self.data.target.is_none() {
             notes.push("no [data.target]: domain generalisation, pseudo-targets take the style of other source images".into());
         }
+        if self.uda.method == Method::SourceOnly && self.uda.adapt_from > 0 {
+            notes.push(format!("uda.adapt_from = {} has nothing to switch to with uda.method = \"source_only\"", self.uda.adapt_from));
+        }
         if self.uda.method != Method::SourceOnly && self.uda.fdist_lambda > 0.0 && self.model.pretrained.is_none() {
             notes.push(format!(
                 "uda.fdist_lambda = {} but model.pretrained is not set: the ImageNet feature distance is off",
@@ -181,6 +184,12 @@ impl RunConfig {
         }
         if self.schedule.max_iters == 0 {
             return Err("schedule.max_iters must be at least 1".into());
+        }
+        if self.uda.adapt_from >= self.schedule.max_iters {
+            return Err(format!(
+                "uda.adapt_from = {} leaves no iteration to adapt in: it must be below schedule.max_iters = {}",
+                self.uda.adapt_from, self.schedule.max_iters
+            ));
         }
         self.validate_numbers()?;
         self.validate_crop()?;

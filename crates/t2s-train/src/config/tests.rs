@@ -137,6 +137,23 @@ fn notes_say_what_the_settings_turn_off() {
     assert!(c.notes().is_empty() && c.feature_distance_on());
     let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into()]).unwrap();
     assert!(!c.feature_distance_on());
+    // A warm-up before a method that does not adapt.
+    let c =
+        RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into(), "uda.adapt_from=10".into()]).unwrap();
+    assert_eq!(c.notes(), ["uda.adapt_from = 10 has nothing to switch to with uda.method = \"source_only\""]);
+}
+
+#[test]
+fn a_warm_up_switches_methods_at_its_end() {
+    let c = RunConfig::parse(MINIMAL, &["uda.adapt_from=200".into(), "schedule.max_iters=800".into()]).unwrap();
+    let u = &c.uda;
+    assert_eq!(
+        (u.method_at(0), u.method_at(199), u.method_at(200), u.method_at(799)),
+        (Method::SourceOnly, Method::SourceOnly, Method::T2s, Method::T2s)
+    );
+    assert_eq!((u.adapting_for(150), u.adapting_for(200), u.adapting_for(205)), (0, 0, 5));
+    let e = RunConfig::parse(MINIMAL, &["uda.adapt_from=800".into(), "schedule.max_iters=800".into()]).unwrap_err();
+    assert_eq!(e, "uda.adapt_from = 800 leaves no iteration to adapt in: it must be below schedule.max_iters = 800");
 }
 
 #[test]

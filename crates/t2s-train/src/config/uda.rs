@@ -36,6 +36,13 @@ pub enum StudentPasses {
 pub struct UdaSection {
     /// `source_only`, `dacs` or `t2s` (default).
     pub method: Method,
+    /// Source-only warm-up: the first `adapt_from` iterations train on the source alone, then
+    /// `method` takes over with the teacher copied from the student (0: adapt from the start, as
+    /// DAFormer does from ImageNet weights). A network trained from scratch needs it: a mean
+    /// teacher that predicts nothing teaches nothing. The learning-rate schedule runs over the
+    /// whole run; the teacher's EMA warm-up and T2S's unreliable-pixel schedule count from the
+    /// switch (docs/method-notes.md).
+    pub adapt_from: usize,
     /// EMA teacher: θ_T ← α·θ_T + (1 − α)·θ_S with α = min(1 − 1/(t + 1), `ema_alpha`) (0.999).
     pub ema_alpha: f64,
     /// Pseudo-label confidence threshold: an image's pixel weight is the fraction of its pixels
@@ -63,10 +70,39 @@ pub struct UdaSection {
     pub student_passes: StudentPasses,
 }
 
+impl Method {
+    /// The name the configuration uses (`source_only`, `dacs`, `t2s`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::SourceOnly => "source_only",
+            Method::Dacs => "dacs",
+            Method::T2s => "t2s",
+        }
+    }
+}
+
+impl UdaSection {
+    /// The method that trains 0-based iteration `iter`: `source_only` before `adapt_from`.
+    pub fn method_at(&self, iter: usize) -> Method {
+        if iter < self.adapt_from {
+            Method::SourceOnly
+        } else {
+            self.method
+        }
+    }
+
+    /// Iterations of the adaptation phase before 0-based `iter` (the clock of the teacher's EMA
+    /// warm-up and of the T2S schedules).
+    pub fn adapting_for(&self, iter: usize) -> usize {
+        iter.saturating_sub(self.adapt_from)
+    }
+}
+
 impl Default for UdaSection {
     fn default() -> Self {
         Self {
             method: Method::T2s,
+            adapt_from: 0,
             ema_alpha: 0.999,
             pseudo_threshold: 0.968,
             pseudo_label_margin: [15, 120],

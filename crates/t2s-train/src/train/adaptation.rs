@@ -38,19 +38,23 @@ pub struct Resume<'a> {
 }
 
 impl<B: AutodiffBackend> Adaptation<B> {
-    /// The method `cfg` (validated) names, for `student` (already resumed, if resuming: the
-    /// teacher shares its parameter ids, which the EMA pairs parameters by); a resumed run's
-    /// teacher and T2S state come from `resume`.
+    /// The method `cfg` (validated) trains 0-based iteration `iter` with (source-only during a
+    /// `uda.adapt_from` warm-up), for `student` (already resumed, if resuming: the teacher
+    /// shares its parameter ids, which the EMA pairs parameters by); a resumed run's teacher and
+    /// T2S state come from `resume`. At the switch the teacher is the student.
     pub fn build(
         cfg: &RunConfig,
         network: &SegmentorConfig,
         student: &Segmentor<B>,
         resume: Option<Resume>,
+        iter: usize,
         device: &B::Device,
     ) -> Result<Self> {
-        if cfg.uda.method == Method::SourceOnly {
+        if cfg.uda.method_at(iter) == Method::SourceOnly {
             return Ok(Adaptation::SourceOnly);
         }
+        // A checkpoint from the switch itself was written by the warm-up: no teacher yet.
+        let resume = resume.filter(|_| iter > cfg.uda.adapt_from);
         let teacher = match &resume {
             Some(r) => load_network(student.valid(), network, r.dir, "teacher", device)?,
             None => student.valid(),
@@ -134,7 +138,7 @@ mod tests {
         for (method, self_training, t2s) in [("source_only", false, false), ("dacs", true, false), ("t2s", true, true)] {
             let (cfg, network) = config(method);
             let student = network.init::<AB>(&device).unwrap();
-            let built = Adaptation::<AB>::build(&cfg, &network, &student, None, &device).unwrap();
+            let built = Adaptation::<AB>::build(&cfg, &network, &student, None, 0, &device).unwrap();
             assert_eq!((built.teacher().is_some(), built.t2s().is_some()), (self_training, t2s), "{method}");
             if let Adaptation::SelfTraining(st) = &built {
                 // No pretrained weights: no ImageNet network for the feature distance.

@@ -79,6 +79,7 @@ impl AfterStep {
             let secs = (self.clock.elapsed().as_secs_f64() - self.eval_secs).max(0.0) / self.clock_iters as f64;
             (self.clock, self.clock_iters, self.eval_secs) = (Instant::now(), 0, 0.0);
             let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(done - 1), "sec_per_iter": secs });
+            phase(cfg, done, &mut rec);
             for (k, v) in step.losses.iter().chain(&step.stats) {
                 rec[k] = serde_json::json!(v);
             }
@@ -131,6 +132,7 @@ impl AfterStep {
                 crate::evaluate::save_kept(&kept, opened.dataset.label_space(), &pictures)?;
             }
             let mut rec = serde_json::json!({ "iter": iter, "eval": opened.name });
+            phase(cfg, iter, &mut rec);
             for p in &report.miou {
                 rec[&p.name] = serde_json::json!(p.miou);
             }
@@ -138,6 +140,14 @@ impl AfterStep {
             reports.push(report);
         }
         Ok(reports)
+    }
+}
+
+/// A run with a source-only warm-up (`uda.adapt_from`) names on each metrics line the phase that
+/// trained its iterations: `source_only`, then the method.
+fn phase(cfg: &RunConfig, done: usize, rec: &mut serde_json::Value) {
+    if cfg.uda.adapt_from > 0 {
+        rec["phase"] = serde_json::json!(cfg.uda.method_at(done - 1).name());
     }
 }
 

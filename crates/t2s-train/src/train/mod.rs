@@ -25,7 +25,7 @@ use burn::tensor::Transaction;
 use t2s_data::Batch;
 use t2s_model::{Segmentor, T2sAutodiffBackend};
 
-use crate::config::RunConfig;
+use crate::config::{Method, RunConfig};
 use crate::{Result, TrainError};
 pub use adaptation::{Adaptation, SelfTraining};
 use after_step::{AfterStep, Flow, StepLog};
@@ -56,6 +56,17 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
     let mut interrupted = false;
     while run.state.iter < until {
         let iter = run.state.iter;
+        if iter == cfg.uda.adapt_from
+            && iter > 0
+            && matches!(run.adaptation, Adaptation::SourceOnly)
+            && cfg.uda.method != Method::SourceOnly
+        {
+            run.adaptation = Adaptation::build(cfg, &run.network, &student, None, iter, device)?;
+            (opts.events)(TrainEvent::Note(format!(
+                "iteration {iter}: source-only warm-up done (uda.adapt_from); {} from here, the teacher starting as the student",
+                cfg.uda.method.name()
+            )));
+        }
         let step = run_step(cfg, &mut run, &student, &opts.run_dir, device)?;
         // The optimiser's step is queued before anything is read: a read waits for all queued
         // work, so the host records the step's many small operations (a dozen per parameter
@@ -97,7 +108,7 @@ fn run_step<B: T2sAutodiffBackend>(
     let iter = run.state.iter;
     // Dropout and drop-path draw from the backend's generator: a function of (seed, iter).
     B::seed(device, cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iter as u64 + 1));
-    let (source, target) = run.loaders.next()?;
+    let (source, target) = run.loaders.next(cfg.uda.method_at(iter) != Method::SourceOnly)?;
     match &mut run.adaptation {
         Adaptation::SourceOnly => source_only_step(student, &source, cfg.train.precision, device),
         Adaptation::SelfTraining(st) => {

@@ -39,12 +39,13 @@ pub(super) struct Loaders {
 }
 
 impl Loaders {
-    /// The next source batch and, with a target loader, the next target batch.
-    pub(super) fn next(&mut self) -> Result<(Batch, Option<Batch>)> {
+    /// The next source batch and, with a target loader and `with_target` (not during a
+    /// source-only warm-up), the next target batch.
+    pub(super) fn next(&mut self, with_target: bool) -> Result<(Batch, Option<Batch>)> {
         let source = self.source.next_batch().ok_or(TrainError::LoaderExhausted { set: "source" })??;
         let target = match &mut self.target {
-            Some(l) => Some(l.next_batch().ok_or(TrainError::LoaderExhausted { set: "target" })??),
-            None => None,
+            Some(l) if with_target => Some(l.next_batch().ok_or(TrainError::LoaderExhausted { set: "target" })??),
+            _ => None,
         };
         Ok((source, target))
     }
@@ -77,7 +78,7 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     B::seed(device, cfg.run.seed);
     let (student, state, resume_dir) = load_student::<B>(cfg, &network, opts, device)?;
     let resume = resume_dir.as_deref().map(|dir| Resume { dir, state: &state });
-    let adaptation = Adaptation::build(cfg, &network, &student, resume, device)?;
+    let adaptation = Adaptation::build(cfg, &network, &student, resume, state.iter, device)?;
     // Groups are taken after a resume's record is loaded: parameter ids are random per process.
     let mut optim = GroupedOptimizer::<B>::new(&cfg.optim, &cfg.schedule, &student.param_groups());
     if let Some(dir) = &resume_dir {
@@ -86,7 +87,7 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     }
 
     let label_space = sets.source.dataset.label_space().clone();
-    let loaders = open_loaders(cfg, sets.source, sets.target, source_order, state.iter as u64)?;
+    let loaders = open_loaders(cfg, sets.source, sets.target, source_order, state.iter)?;
     let run = OpenedRun { network, adaptation, optim, state, loaders, evals: sets.evals, select, label_space };
     Ok((run, student))
 }
@@ -192,14 +193,17 @@ fn load_student<B: T2sAutodiffBackend>(
     Ok((load_network(student, network, &dir, "student", device)?, saved, Some(dir)))
 }
 
-/// The loaders, starting at batch `start_batch` (the iteration a resumed run continues at).
+/// The loaders, starting at the batch of iteration `iter` (where a resumed run continues). The
+/// target's batch of iteration `i` is its batch `i`, drawn from the end of a source-only
+/// warm-up (`uda.adapt_from`) on, so that a resume on either side of the switch continues it.
 fn open_loaders(
     cfg: &RunConfig,
     source: OpenedSet,
     target: Option<(SetSection, OpenedSet)>,
     source_order: SampleOrder,
-    start_batch: u64,
+    iter: usize,
 ) -> Result<Loaders> {
+    let start_batch = iter as u64;
     let crop = CropConfig::daformer(cfg.data.crop[0], cfg.data.crop[1]);
     let threads = if cfg.data.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.data.workers };
     let loader_cfg =
@@ -211,7 +215,8 @@ fn open_loaders(
             // The target's crop is drawn uniformly (the class-ratio check needs labels, which a
             // target never has here, as DAFormer's target pipeline), from its own seed stream.
             let augment = AugmentConfig { resize: resize_of(&set), crop: Some(crop), flip_prob: cfg.data.flip_prob };
-            let cfg_t = LoaderConfig { seed: cfg.run.seed ^ TARGET_SEED_SALT, ..loader_cfg };
+            let start_batch = iter.max(cfg.uda.adapt_from) as u64;
+            let cfg_t = LoaderConfig { seed: cfg.run.seed ^ TARGET_SEED_SALT, start_batch, ..loader_cfg };
             Some(Loader::new(Arc::from(opened.dataset), augment, SampleOrder::Shuffle, cfg_t)?)
         }
         None => None,

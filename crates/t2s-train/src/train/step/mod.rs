@@ -106,7 +106,9 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
     let mut rng = seeded_rng(cfg.run.seed ^ STEP_SEED_SALT, iter as u64);
     let mut stats = Vec::new();
 
-    st.teacher = ema_update(st.teacher.clone(), &student.valid(), ema_alpha(iter, cfg.uda.ema_alpha));
+    // After a source-only warm-up (`uda.adapt_from`) the EMA warm-up starts at the switch: the
+    // first adaptation step copies the student, as DAFormer's first step does.
+    st.teacher = ema_update(st.teacher.clone(), &student.valid(), ema_alpha(cfg.uda.adapting_for(iter), cfg.uda.ema_alpha));
     // Class weights of the CE terms, when re-weighting scales them (from the statistics so far).
     let ce_weights = match &st.t2s {
         Some(t) if cfg.t2s.reweight && cfg.t2s.reweight_targets.contains(&ReweightTarget::CrossEntropy) => {

@@ -60,7 +60,9 @@ pub(super) fn plan_teacher_side<B: Backend>(
             source_labels,
             target_probs: target_probs.clone(),
         };
-        let (p, log) = plan_t2s_term(view, st, t2s, iter, cfg.schedule.max_iters, rng)?;
+        // The unreliable-pixel schedule runs over the adaptation phase (after `uda.adapt_from`).
+        let span = cfg.schedule.max_iters - cfg.uda.adapt_from;
+        let (p, log) = plan_t2s_term(view, st, t2s, cfg.uda.adapting_for(iter), span, rng)?;
         stats.push(("t2s_queries".to_string(), log.queries as f64));
         stats.push(("t2s_classes".to_string(), log.classes as f64));
         stats.push(("t2s_unreliable".to_string(), log.unreliable as f64));
