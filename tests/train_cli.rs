@@ -470,3 +470,46 @@ fn a_source_only_warm_up_then_adaptation_resumes_exactly_across_the_switch() {
         assert_eq!(a.iter().map(|r| &r["phase"]).collect::<Vec<_>>(), b.iter().map(|r| &r["phase"]).collect::<Vec<_>>());
     }
 }
+
+/// `t2s.embedding_scale = 2`: the term samples from embeddings upsampled by 2, four times the
+/// pixels, so the unreliable target pixels (a share of them) are about four times as many.
+#[test]
+fn a_finer_embedding_scale_gives_the_term_four_times_the_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), t2s_config()).unwrap();
+    let unreliable = |scale: &str| {
+        let name = format!("run.name=scale{scale}");
+        let o = t2s(dir.path())
+            .args(["train", "--config", "t2s.toml", "--until", "1", "--set", &name, "--set", &format!("t2s.embedding_scale={scale}")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        training_records(&dir.path().join(format!("runs/scale{scale}")))[0]["t2s_unreliable"].as_f64().unwrap()
+    };
+    let (coarse, fine) = (unreliable("1"), unreliable("2"));
+    // 2 images of 4×8 embedding pixels at 20 %: about 13; at scale 2, 256 pixels: about 51.
+    assert!(coarse > 0.0 && (3.5..=4.5).contains(&(fine / coarse)), "{coarse} → {fine}");
+}
+
+/// `t2s.target_queries`: queries from the mixed images' real target pixels add their own
+/// logged term; `t2s.head_warmup` runs alongside (the term then trains the projection head only).
+#[test]
+fn target_queries_add_a_logged_term() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), t2s_config()).unwrap();
+    let sets = ["t2s.target_queries=8", "t2s.target_query_confidence=0", "t2s.head_warmup=1", "run.name=tq"];
+    let mut cmd = t2s(dir.path());
+    cmd.args(["train", "--config", "t2s.toml", "--until", "2"]);
+    sets.iter().for_each(|s| {
+        cmd.args(["--set", s]);
+    });
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for r in training_records(&dir.path().join("runs/tq")) {
+        // Every unpasted pixel qualifies at confidence 0: all 8 queries are drawn. (The term's
+        // value is 0 here: the untrained teacher predicts one class everywhere, and a single
+        // class gives the term no cross-class signal; t2s_term's tests check its values.)
+        assert_eq!(r["t2s_target_queries"].as_f64(), Some(8.0), "{r:?}");
+        assert!(r["loss_t2s_target"].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0), "{r:?}");
+    }
+}

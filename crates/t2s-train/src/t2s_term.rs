@@ -89,6 +89,9 @@ pub struct TeacherView<B: Backend> {
     pub source_labels: Tensor<B, 3, Int>,
     /// Teacher softmax on the target images `[N, C, h, w]`.
     pub target_probs: Tensor<B, 4>,
+    /// `[N·h·w]`, pixel-major: true where the mixed image's embedding pixel covers target pixels
+    /// only (nothing pasted), the candidates of `t2s.target_queries`; None without a target.
+    pub unpasted: Option<Vec<bool>>,
 }
 
 /// What the term did, for logs.
@@ -104,16 +107,26 @@ pub struct T2sLog {
     pub target_negative_fraction: f64,
     /// The unreliable percentage α_t used.
     pub unreliable_percent: f32,
+    /// Queries from confident real-target pixels (`t2s.target_queries`).
+    pub target_queries: usize,
+}
+
+/// Queries into one embedding with their negatives.
+struct QuerySet {
+    /// Query pixels (indices into the `N·h·w` pixels, pixel-major) and their classes.
+    indices: Vec<usize>,
+    classes: Vec<usize>,
+    /// `m` negative key indices per query (into the plan's keys), query-major.
+    negatives: Vec<usize>,
 }
 
 /// What [`plan_t2s_term`] decided, for [`T2sPlan::loss`]: the sampled pixels, the keys, the
 /// prototypes and the class weights, all off the graph.
 pub struct T2sPlan<B: Backend> {
-    /// Query pixels (indices into the `N·h·w` pixels, pixel-major) and their classes.
-    query_indices: Vec<usize>,
-    query_classes: Vec<usize>,
-    /// `m` negative key indices per query (into `keys`), query-major.
-    negatives: Vec<usize>,
+    /// The queries of the pseudo-target's embedding.
+    pseudo_target: QuerySet,
+    /// The queries of the mixed images' embedding (`t2s.target_queries`), when drawn.
+    target: Option<QuerySet>,
     m: usize,
     /// Source then target keys `[2P, D]`.
     keys: Tensor<B, 2>,
@@ -143,12 +156,18 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     // Per-pixel scalars to the host (a few bytes per pixel; the embeddings stay on the device),
     // in one transaction: one wait for the device instead of one per map.
     let k = 3.min(c);
-    let read = Transaction::default()
+    let want_target = cfg.target_queries > 0 && teacher.unpasted.is_some();
+    let mut read = Transaction::default()
         .register(teacher.source_labels.clone())
         .register(entropy(teacher.target_probs.clone()))
-        .register(top_classes(teacher.target_probs.clone(), k))
-        .execute();
-    let [labels, ent, top]: [TensorData; 3] = read.try_into().expect("a transaction returns one result per registered tensor");
+        .register(top_classes(teacher.target_probs.clone(), k));
+    if want_target {
+        read = read.register(teacher.target_probs.clone().max_dim(1));
+    }
+    let mut read = read.execute().into_iter();
+    let mut next = || read.next().expect("a transaction returns one result per registered tensor");
+    let (labels, ent, top) = (next(), next(), next());
+    let confidence: Option<Vec<f32>> = want_target.then(|| next().iter::<f32>().collect());
     let labels: Vec<u8> = labels.iter::<i64>().map(|v| v.clamp(0, 255) as u8).collect();
     let ent: Vec<f32> = ent.iter::<f32>().collect();
     let top: Vec<i64> = top.iter::<i64>().collect(); // [N, k, h, w]
@@ -186,6 +205,31 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
         .collect();
     let negatives =
         sample_negatives(&queries, &labels, c, 255, &candidates, p, cfg.negatives, cfg.domain_equalized, rng).map_err(loss_err)?;
+    // Queries from the confident, unpasted real-target pixels of the mixed images, labelled with
+    // the teacher's class there, drawn after everything else so that the other draws stay the same.
+    let target = match (&confidence, &teacher.unpasted) {
+        (Some(conf), Some(unpasted)) => {
+            let pseudo: Vec<u8> = (0..p)
+                .map(|j| {
+                    let (img, pix) = (j / (h * w), j % (h * w));
+                    if unpasted[j] && conf[j] >= cfg.target_query_confidence {
+                        top[img * k * h * w + pix] as u8
+                    } else {
+                        u8::MAX
+                    }
+                })
+                .collect();
+            if pseudo.iter().all(|&l| l == u8::MAX) {
+                None
+            } else {
+                let q = sample_queries(&pseudo, c, 255, &pi, cfg.target_queries, cfg.min_queries_per_class, rng).map_err(loss_err)?;
+                let neg =
+                    sample_negatives(&q, &labels, c, 255, &candidates, p, cfg.negatives, cfg.domain_equalized, rng).map_err(loss_err)?;
+                Some(QuerySet { indices: neg.queries.indices, classes: neg.queries.classes, negatives: neg.indices })
+            }
+        }
+        _ => None,
+    };
 
     // Keys [P, D] (pixel-major), prototypes updated with this batch's source keys.
     let flat = |t: Tensor<B, 4>| t.permute([0, 2, 3, 1]).reshape([p, d]);
@@ -201,11 +245,11 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
         unreliable: unreliable.len(),
         target_negative_fraction: if nq == 0 { 0.0 } else { negatives.from_target as f64 / (nq * negatives.m) as f64 },
         unreliable_percent: percent,
+        target_queries: target.as_ref().map_or(0, |t| t.indices.len()),
     };
     let plan = T2sPlan {
-        query_indices: negatives.queries.indices,
-        query_classes: negatives.queries.classes,
-        negatives: negatives.indices,
+        pseudo_target: QuerySet { indices: negatives.queries.indices, classes: negatives.queries.classes, negatives: negatives.indices },
+        target,
         m: negatives.m,
         keys: Tensor::cat(vec![source_keys, flat(teacher.target_keys)], 0),
         prototypes: state.prototypes.prototypes(),
@@ -216,26 +260,43 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     Ok((plan, log))
 }
 
+/// An embedding `[N, D, h, w]` at the term's resolution (`t2s.embedding_scale`): upsampled
+/// bilinearly by `scale` (`[N, D, scale·h, scale·w]`), or as it is for 1.
+pub fn at_term_scale<B: Backend>(embedding: Tensor<B, 4>, scale: usize) -> Tensor<B, 4> {
+    let [_, _, h, w] = embedding.dims();
+    t2s_model::resize_bilinear(embedding, h * scale, w * scale)
+}
+
 impl<B: Backend> T2sPlan<B> {
     /// The weighted contrastive loss `λ·L_T2S` (a one-element tensor on the student's graph) for
     /// the student's pseudo-target embedding `student` `[N, D, h, w]` (its labels are the source
     /// labels), the embedding the plan's teacher view was made for.
-    pub fn loss<AB: AutodiffBackend<InnerBackend = B>>(self, student: Tensor<AB, 4>) -> Tensor<AB, 1> {
+    pub fn loss<AB: AutodiffBackend<InnerBackend = B>>(&self, student: Tensor<AB, 4>) -> Tensor<AB, 1> {
+        self.term(student, &self.pseudo_target)
+    }
+
+    /// The same term for the queries from confident real-target pixels (`t2s.target_queries`)
+    /// on the student's embedding of the mixed images `[N, D, h, w]`; None when none were drawn.
+    pub fn target_loss<AB: AutodiffBackend<InnerBackend = B>>(&self, mixed: Tensor<AB, 4>) -> Option<Tensor<AB, 1>> {
+        self.target.as_ref().map(|t| self.term(mixed, t))
+    }
+
+    fn term<AB: AutodiffBackend<InnerBackend = B>>(&self, student: Tensor<AB, 4>, set: &QuerySet) -> Tensor<AB, 1> {
         let [n, d, h, w] = student.dims();
         let device = student.device();
-        let nq = self.query_indices.len();
+        let nq = set.indices.len();
         let idx = |v: &[usize]| {
             Tensor::<AB, 1, Int>::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), &device)
         };
-        let q = student.permute([0, 2, 3, 1]).reshape([n * h * w, d]).select(0, idx(&self.query_indices)); // [Nq, D]
-        let neg = idx(&self.negatives).reshape([nq, self.m]);
+        let q = student.permute([0, 2, 3, 1]).reshape([n * h * w, d]).select(0, idx(&set.indices)); // [Nq, D]
+        let neg = idx(&set.negatives).reshape([nq, self.m]);
         let c = self.weights.len();
-        let class_weights = Tensor::<AB, 1>::from_data(TensorData::new(self.weights, [c]), &device);
+        let class_weights = Tensor::<AB, 1>::from_data(TensorData::new(self.weights.clone(), [c]), &device);
         let loss = t2s_contrastive_loss(
             q,
-            idx(&self.query_classes),
-            Tensor::from_inner(self.prototypes),
-            Tensor::from_inner(self.keys),
+            idx(&set.classes),
+            Tensor::from_inner(self.prototypes.clone()),
+            Tensor::from_inner(self.keys.clone()),
             neg,
             class_weights,
             self.temperature,
@@ -278,6 +339,7 @@ mod tests {
             target_keys: embed([2, 2, 2, 2]),
             source_labels: Tensor::from_data(TensorData::new(vec![0i64, 0, 1, 1], [1, 2, 2]), &Default::default()),
             target_probs: Tensor::from_data(TensorData::new(probs, [1, 4, 2, 2]), &Default::default()),
+            unpasted: None,
         };
         let student = embed::<AB>([0, 0, 1, 1]).require_grad();
         let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
@@ -294,5 +356,53 @@ mod tests {
         // Gradient reaches the student embedding.
         let grads = loss.backward();
         assert!(student.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn target_queries_take_confident_unpasted_pixels_only() {
+        // Source as above (classes 0 and 1 along e0 and e1). Target pixel 0 is class 0 and pixel 2
+        // class 0 at 0.97, but pixel 2 was pasted over; pixel 1 is class 1 at 0.97; pixel 3 is
+        // uncertain. No unreliable target pixels (α = 0): negatives are the other class's source
+        // keys, orthogonal. The student's mixed embedding puts pixels 0 and 1 on their prototypes
+        // and pixels 2 and 3 along e3: only queries at pixels 0 and 1 give the closed form below.
+        let cfg = T2sSection {
+            queries: 8,
+            min_queries_per_class: 2,
+            negatives: 6,
+            temperature: 0.2,
+            reweight: false,
+            unreliable_start: 0.0,
+            target_queries: 4,
+            ..T2sSection::default()
+        };
+        let mut state = T2sState::<IB>::new(&cfg, 4, 4, &Default::default());
+        let pixel = [[0.97f32, 0.01, 0.01, 0.01], [0.01, 0.97, 0.01, 0.01], [0.97, 0.01, 0.01, 0.01], [0.25, 0.25, 0.25, 0.25]];
+        let probs: Vec<f32> = (0..4).flat_map(|c| pixel.iter().map(move |p| p[c])).collect(); // [1, C, 2, 2]
+        let view = TeacherView::<IB> {
+            source_keys: embed([0, 0, 1, 1]),
+            target_keys: embed([2, 2, 2, 2]),
+            source_labels: Tensor::from_data(TensorData::new(vec![0i64, 0, 1, 1], [1, 2, 2]), &Default::default()),
+            target_probs: Tensor::from_data(TensorData::new(probs, [1, 4, 2, 2]), &Default::default()),
+            unpasted: Some(vec![true, true, false, true]),
+        };
+        let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        assert_eq!(log.target_queries, 4);
+        let mixed = embed::<AB>([0, 1, 3, 3]).require_grad();
+        let loss = plan.target_loss(mixed.clone()).unwrap();
+        let want = -((5.0f64).exp() / ((5.0f64).exp() + 6.0)).ln();
+        let got = loss.clone().into_scalar() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!(mixed.grad(&loss.backward()).is_some());
+        // Without the option, none are drawn.
+        let off = T2sSection { target_queries: 0, ..cfg };
+        let view = TeacherView::<IB> {
+            source_keys: embed([0, 0, 1, 1]),
+            target_keys: embed([2, 2, 2, 2]),
+            source_labels: Tensor::from_data(TensorData::new(vec![0i64, 0, 1, 1], [1, 2, 2]), &Default::default()),
+            target_probs: Tensor::from_data(TensorData::new(vec![0.25f32; 16], [1, 4, 2, 2]), &Default::default()),
+            unpasted: Some(vec![true; 4]),
+        };
+        let (plan, log) = plan_t2s_term(view, &mut state, &off, 0, 100, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        assert!(plan.target_loss(embed::<AB>([0, 1, 3, 3])).is_none() && log.target_queries == 0);
     }
 }

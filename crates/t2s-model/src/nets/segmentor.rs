@@ -259,6 +259,13 @@ impl<B: T2sBackend> Segmentor<B> {
     /// The input is cast to the weights' float type (bf16 for a [`compute_copy`](crate::compute_copy) at
     /// [`Precision::Bf16`](crate::Precision)) and the outputs are f32, for the losses.
     pub fn forward_sub_batches(&self, x: Tensor<B, 4>, sub_batches: usize) -> SegOutput<B> {
+        self.forward_with(x, sub_batches, false)
+    }
+
+    /// [`forward_sub_batches`](Self::forward_sub_batches), with the projection head's input cut
+    /// from the graph when `detach_projection_input`: gradients through the embedding then
+    /// train the projection head alone (T2S's projection-head warm-up, `t2s.head_warmup`).
+    pub fn forward_with(&self, x: Tensor<B, 4>, sub_batches: usize, detach_projection_input: bool) -> SegOutput<B> {
         let features = self.features_of(x, sub_batches);
         let (logits, head_feature) = match &self.decode_head {
             DecodeHead::DeepLabV2(h) => {
@@ -274,6 +281,7 @@ impl<B: T2sBackend> Segmentor<B> {
                 (o.logits, o.feature)
             }
         };
+        let head_feature = if detach_projection_input { head_feature.detach() } else { head_feature };
         let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature, sub_batches));
         let f32 = |t: Tensor<B, 4>| cast_to(t, DType::F32);
         SegOutput { logits: f32(logits), embedding: embedding.map(f32), features: features.into_iter().map(f32).collect() }
@@ -380,6 +388,44 @@ mod tests {
         assert_eq!(net.predict(x).dims(), [2, 5, 64, 96]);
         // Inputs too small for the strided convolutions are padded and cropped back.
         assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 7], &device)).dims(), [1, 5, 20, 7]);
+    }
+
+    /// With the projection head's input detached, a loss of the embedding alone reaches the
+    /// projection head's parameters and nothing before it; attached, the backbone's too.
+    #[test]
+    fn a_detached_projection_input_trains_the_head_alone() {
+        type AB = burn::backend::Autodiff<Flex>;
+        let json = r#"{"backbone":{"type":"resnet","depth":0,"layers":[1,1,1,1],"block":"bottleneck","stem_width":8,"base_width":4},
+            "decode_head":{"type":"deeplabv2"},"num_classes":5,"projection":{"dim":8}}"#;
+        let cfg: SegmentorConfig = serde_json::from_str(json).unwrap();
+        let device = Default::default();
+        let net = cfg.init::<AB>(&device).unwrap();
+        let x = Tensor::<AB, 4>::random([2, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        for detach in [true, false] {
+            let out = net.forward_with(x.clone(), 1, detach);
+            let grads = out.embedding.unwrap().sin().sum().backward();
+            let with_grads = |module: &dyn Fn(&mut Counter)| {
+                let mut c = Counter { grads: &grads, count: 0 };
+                module(&mut c);
+                c.count
+            };
+            let all = with_grads(&|c| net.visit(c));
+            let head = with_grads(&|c| net.proj_head.as_ref().unwrap().visit(c));
+            assert!(head >= 4, "detach {detach}: {head} projection-head parameters have gradients");
+            assert_eq!(all == head, detach, "detach {detach}: {} parameters before the head have gradients", all - head);
+        }
+    }
+
+    /// Counts the parameters that have a gradient.
+    struct Counter<'a> {
+        grads: &'a <burn::backend::Autodiff<Flex> as burn::tensor::backend::AutodiffBackend>::Gradients,
+        count: usize,
+    }
+
+    impl burn::module::ModuleVisitor<burn::backend::Autodiff<Flex>> for Counter<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<burn::backend::Autodiff<Flex>, D>>) {
+            self.count += param.val().grad(self.grads).is_some() as usize;
+        }
     }
 
     /// One pass over three concatenated batches against three passes, on the autodiff

@@ -136,6 +136,12 @@ impl RunConfig {
         }
     }
 
+    /// Whether the contrastive term trains only the projection head at 0-based iteration `iter`
+    /// (`t2s.head_warmup` iterations from the start of adaptation).
+    pub fn t2s_head_warming(&self, iter: usize) -> bool {
+        self.uda.method == Method::T2s && self.uda.adapting_for(iter) < self.t2s.head_warmup
+    }
+
     /// Whether the ImageNet feature distance runs: self-training with `uda.fdist_lambda > 0` and
     /// `model.pretrained` set (DAFormer computes it only from pretrained weights; without them
     /// it is off, and [`RunConfig::notes`] says so instead of refusing the recipe's default).
@@ -288,6 +294,13 @@ impl RunConfig {
             return Err("uda.method = \"t2s\" needs a projection head: add [model.network.projection] (presets have one)".into());
         }
         let stride = network.logit_stride();
+        let scale = self.t2s.embedding_scale;
+        if scale == 0 || !stride.is_multiple_of(scale) {
+            return Err(format!(
+                "t2s.embedding_scale = {scale} must divide the embedding's stride {stride} (1 keeps the projection head's resolution)"
+            ));
+        }
+        let stride = stride / scale;
         let [h, w] = self.data.crop;
         if !(h as usize).is_multiple_of(stride) || !(w as usize).is_multiple_of(stride) {
             return Err(format!(

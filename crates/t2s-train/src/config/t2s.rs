@@ -58,6 +58,24 @@ pub struct T2sSection {
     pub prototype_momentum: f32,
     /// Minimum winning fraction when downscaling labels to the embedding (0.75).
     pub label_min_fraction: f32,
+    /// The resolution the term works at, as a multiple of the projection head's (1): 2 upsamples
+    /// the teacher's and the student's embeddings bilinearly by 2 before sampling, so that labels
+    /// are taken in blocks of half the side (4×4 pixels at output stride 8) and small objects keep
+    /// more embedding pixels. It must divide the embedding's stride.
+    pub embedding_scale: usize,
+    /// Adaptation iterations during which the contrastive term trains the projection head alone
+    /// (its input cut from the graph), so that the backbone is not pulled through a head that is
+    /// still random (0: the term reaches the backbone from the first iteration).
+    pub head_warmup: usize,
+    /// Queries drawn, besides the pseudo-target's, from the real target pixels of the mixed
+    /// images that the teacher labels confidently (0: none, as the paper): the student's
+    /// embedding of an unpasted target pixel is pulled toward the source prototype of its
+    /// pseudo-label, with negatives drawn as for the pseudo-target's queries. Logged as
+    /// `loss_t2s_target` (λ-weighted, re-weighted like the main term).
+    pub target_queries: usize,
+    /// The teacher probability a target pixel needs to be a query (0.968, DAFormer's
+    /// pseudo-label threshold), at embedding resolution.
+    pub target_query_confidence: f32,
     /// Dynamic class re-weighting on (true); off means w_c = 1.
     pub reweight: bool,
     /// `true_class_probability` (default), `target_confidence` or `cross_domain_similarity`.
@@ -89,6 +107,10 @@ impl Default for T2sSection {
             unreliable_end: 0.0,
             prototype_momentum: 0.99,
             label_min_fraction: 0.75,
+            embedding_scale: 1,
+            head_warmup: 0,
+            target_queries: 0,
+            target_query_confidence: 0.968,
             reweight: true,
             reweight_statistic: ReweightStatistic::TrueClassProbability,
             reweight_momentum: 0.99,

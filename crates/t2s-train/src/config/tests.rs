@@ -106,6 +106,10 @@ fn method_requirements_name_the_setting() {
     assert!(RunConfig::parse(&with_head, &["data.crop=[512, 256]".into()]).is_ok());
     let e = RunConfig::parse(&with_head, &["data.crop=[512, 260]".into()]).unwrap_err();
     assert!(e.contains("data.crop = [512, 260]") && e.contains("stride 8"), "{e}");
+    // A finer term resolution (`t2s.embedding_scale`) must divide the stride, and the crop its quotient.
+    assert!(RunConfig::parse(&with_head, &["data.crop=[512, 260]".into(), "t2s.embedding_scale=2".into()]).is_ok());
+    let e = RunConfig::parse(&with_head, &["t2s.embedding_scale=3".into()]).unwrap_err();
+    assert!(e.starts_with("t2s.embedding_scale = 3 must divide the embedding's stride 8"), "{e}");
     // A preset that does not exist is named under [model].
     let e = RunConfig::parse(MINIMAL, &["model.preset=daformer-mitb9".into()]).unwrap_err();
     assert!(e.contains("[model]") && e.contains("daformer-mitb9"), "{e}");
@@ -152,6 +156,9 @@ fn a_warm_up_switches_methods_at_its_end() {
         (Method::SourceOnly, Method::SourceOnly, Method::T2s, Method::T2s)
     );
     assert_eq!((u.adapting_for(150), u.adapting_for(200), u.adapting_for(205)), (0, 0, 5));
+    // The projection-head warm-up counts from the switch too.
+    let c = RunConfig::parse(MINIMAL, &["uda.adapt_from=200".into(), "t2s.head_warmup=50".into()]).unwrap();
+    assert_eq!((c.t2s_head_warming(199), c.t2s_head_warming(249), c.t2s_head_warming(250)), (true, true, false));
     let e = RunConfig::parse(MINIMAL, &["uda.adapt_from=800".into(), "schedule.max_iters=800".into()]).unwrap_err();
     assert_eq!(e, "uda.adapt_from = 800 leaves no iteration to adapt in: it must be below schedule.max_iters = 800");
 }

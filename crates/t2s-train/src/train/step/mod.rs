@@ -147,8 +147,13 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
     let plan = match &mut st.t2s {
         Some(t2s) => {
             let teacher_confidence = mixed.as_ref().map(|m| m.probs.clone());
-            let inputs =
-                t2s_side::TeacherSide { view: &teacher.view, source_keys: teacher.source, teacher_confidence, labels: ys.clone().inner() };
+            let inputs = t2s_side::TeacherSide {
+                view: &teacher.view,
+                source_keys: teacher.source,
+                teacher_confidence,
+                labels: ys.clone().inner(),
+                mixed: mixed.as_ref().map(|m| (source, &m.batch)),
+            };
             t2s_side::plan_teacher_side(inputs, t2s, cfg, iter, &mut rng, &mut stats)?
         }
         None => None,
@@ -160,7 +165,12 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
         mixed: mixed.as_ref().map(|m| m.batch.images.as_slice()),
         pseudo_target: pseudo_targets.as_ref().map(|(images, _)| images.as_slice()),
     };
-    let passes = student::run_student(student, terms, parts, cfg.uda.student_passes, cfg.train.precision, device)?;
+    let options = student::PassOptions {
+        mode: cfg.uda.student_passes,
+        precision: cfg.train.precision,
+        detach_projection_input: cfg.t2s_head_warming(iter),
+    };
+    let passes = student::run_student(student, terms, parts, options, device)?;
     stats.push(("student_backward_passes".to_string(), passes.backward_passes as f64));
 
     let images = want_images.then(|| StepImages {

@@ -45,16 +45,25 @@ pub(super) struct StudentResult<B: AutodiffBackend> {
     pub backward_passes: usize,
 }
 
+/// How the student's passes run.
+pub(super) struct PassOptions {
+    pub mode: StudentPasses,
+    /// The student computes in this precision.
+    pub precision: Precision,
+    /// The projection head's input cut from the graph (`t2s.head_warmup`).
+    pub detach_projection_input: bool,
+}
+
 /// Forward and backward passes of the student over `parts`, computing in `precision` (a compute
 /// copy per pass: each backward pass consumes its graph, casts included).
 pub(super) fn run_student<B: T2sAutodiffBackend>(
     student: &Segmentor<B>,
     mut terms: StudentTerms<B>,
     parts: Parts,
-    mode: StudentPasses,
-    precision: Precision,
+    options: PassOptions,
     device: &B::Device,
 ) -> Result<StudentResult<B>> {
+    let PassOptions { mode, precision, detach_projection_input: detach } = options;
     let [n, h, w] = terms.ys.dims();
     let mut list: Vec<(Part, &[f32])> = vec![(Part::Source, parts.source)];
     list.extend(parts.mixed.map(|m| (Part::Mixed, m)));
@@ -65,7 +74,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
         StudentPasses::Joint => {
             let images: Vec<&[f32]> = list.iter().map(|(_, im)| *im).collect();
             let xs = Tensor::<B, 4>::from_inner(upload(&images, n, h, w, device));
-            let out = student.at_precision(precision).forward_sub_batches(xs.clone(), list.len());
+            let out = student.at_precision(precision).forward_with(xs.clone(), list.len(), detach);
             let mut part_losses = Vec::with_capacity(list.len());
             for (i, ((part, _), out)) in list.iter().zip(split_output(out, list.len(), n)).enumerate() {
                 part_losses.extend(terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))?);
@@ -79,7 +88,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
             let (mut grads, mut passes): (Option<B::Gradients>, usize) = (None, 0);
             for (part, images) in &list {
                 let x = Tensor::<B, 4>::from_inner(upload(&[images], n, h, w, device));
-                let out = student.at_precision(precision).forward(x.clone());
+                let out = student.at_precision(precision).forward_with(x.clone(), 1, detach);
                 let Some(loss) = terms.loss(*part, out, || x)? else { continue };
                 let g = loss.backward();
                 passes += 1;
@@ -195,8 +204,15 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
         if self.want_images {
             self.mix_prediction = to_u8(logits.clone().inner().argmax(1).reshape([n, h, w]));
         }
-        let loss = cross_entropy(logits, ym, &CrossEntropyOptions::default(), Some(wm));
+        let mut loss = cross_entropy(logits, ym, &CrossEntropyOptions::default(), Some(wm));
         self.losses.push(term("loss_mix", &loss));
+        // Queries from the confident real-target pixels of the mixed images (`t2s.target_queries`).
+        if let (Some(plan), Some(embedding)) = (&self.t2s_plan, out.embedding) {
+            if let Some(l) = plan.target_loss(crate::t2s_term::at_term_scale(embedding, self.cfg.t2s.embedding_scale)) {
+                self.losses.push(term("loss_t2s_target", &l));
+                loss = loss + l;
+            }
+        }
         Ok(loss)
     }
 
@@ -216,7 +232,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
             part_terms.push(l);
         }
         if let Some(plan) = self.t2s_plan.take() {
-            let l = plan.loss(out.embedding.ok_or_else(no_embedding)?);
+            let l = plan.loss(crate::t2s_term::at_term_scale(out.embedding.ok_or_else(no_embedding)?, t2s.embedding_scale));
             self.losses.push(term("loss_t2s", &l));
             part_terms.push(l);
         }

@@ -7,12 +7,13 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use rand::Rng;
+use t2s_data::{Batch, ClassMixMask, MixedBatch};
 use t2s_loss::class_weights::{prototype_similarity, target_confidence};
 use t2s_loss::{downscale_labels_majority, ReweightStatistic};
 use t2s_model::{resize_bilinear, SegOutput};
 
 use crate::config::RunConfig;
-use crate::t2s_term::{plan_t2s_term, T2sPlan, T2sState, TeacherView};
+use crate::t2s_term::{at_term_scale, plan_t2s_term, T2sPlan, T2sState, TeacherView};
 use crate::{Result, TrainError};
 
 /// The teacher's outputs the T2S side reads.
@@ -25,6 +26,28 @@ pub(super) struct TeacherSide<'a, B: Backend> {
     pub teacher_confidence: Option<Tensor<B, 4>>,
     /// The source labels `[N, H, W]`.
     pub labels: Tensor<B, 3, Int>,
+    /// The source batch and the mixed batch made from it (with a target set), for the target
+    /// queries' candidates (`t2s.target_queries`).
+    pub mixed: Option<(&'a Batch, &'a MixedBatch)>,
+}
+
+/// `[N·h·w]`, pixel-major: whether each `block × block` cell of the mixed images holds no pasted
+/// source pixel (ClassMix pastes the source pixels of the classes it chose for the image).
+pub(super) fn unpasted_blocks(source: &Batch, mixed: &MixedBatch, block: usize) -> Result<Vec<bool>> {
+    let (n, hh, ww) = (source.len(), source.height, source.width);
+    let labels = source.labels.as_ref().ok_or_else(|| TrainError::Internal("a source batch without labels".into()))?;
+    let (h, w) = (hh / block, ww / block);
+    let mut out = vec![true; n * h * w];
+    for (i, classes) in mixed.classes.iter().enumerate().take(n) {
+        let mask = ClassMixMask::from_classes(&labels[i * hh * ww..(i + 1) * hh * ww], classes.clone()).mask;
+        for (k, _) in mask.iter().enumerate().filter(|(_, &pasted)| pasted) {
+            let (y, x) = (k / ww / block, k % ww / block);
+            if y < h && x < w {
+                out[(i * h + y) * w + x] = false;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Updates the target prototypes and the teacher-side re-weighting statistics and, when the
@@ -38,7 +61,8 @@ pub(super) fn plan_teacher_side<B: Backend>(
     stats: &mut Vec<(String, f64)>,
 ) -> Result<Option<T2sPlan<B>>> {
     let t2s = &cfg.t2s;
-    let emb_t = inputs.view.embedding.clone().ok_or_else(no_embedding)?;
+    let scale = t2s.embedding_scale;
+    let emb_t = at_term_scale(inputs.view.embedding.clone().ok_or_else(no_embedding)?, scale);
     let [n, d, eh, ew] = emb_t.dims();
     let [_, h, w] = inputs.labels.dims();
     if h % eh != 0 || w % ew != 0 || h / eh != w / ew {
@@ -55,10 +79,14 @@ pub(super) fn plan_teacher_side<B: Backend>(
         let source_labels = downscale_labels_majority(inputs.labels, num_classes, h / eh, t2s.label_min_fraction, 255)
             .map_err(|e| TrainError::Usage(format!("t2s.label_min_fraction: {e}")))?;
         let view = TeacherView {
-            source_keys: teacher_s.embedding.ok_or_else(no_embedding)?,
+            source_keys: at_term_scale(teacher_s.embedding.ok_or_else(no_embedding)?, scale),
             target_keys: emb_t,
             source_labels,
             target_probs: target_probs.clone(),
+            unpasted: match inputs.mixed {
+                Some((source, mixed)) if t2s.target_queries > 0 => Some(unpasted_blocks(source, mixed, h / eh)?),
+                _ => None,
+            },
         };
         // The unreliable-pixel schedule runs over the adaptation phase (after `uda.adapt_from`).
         let span = cfg.schedule.max_iters - cfg.uda.adapt_from;
@@ -67,6 +95,9 @@ pub(super) fn plan_teacher_side<B: Backend>(
         stats.push(("t2s_classes".to_string(), log.classes as f64));
         stats.push(("t2s_unreliable".to_string(), log.unreliable as f64));
         stats.push(("t2s_target_negatives".to_string(), log.target_negative_fraction));
+        if t2s.target_queries > 0 {
+            stats.push(("t2s_target_queries".to_string(), log.target_queries as f64));
+        }
         plan = Some(p);
     }
     // Re-weighting statistics after this iteration's use of the weights (the CE weights, the
@@ -85,4 +116,34 @@ pub(super) fn plan_teacher_side<B: Backend>(
 /// The network was validated to have a projection head for `t2s` (`RunConfig::validate`).
 pub(super) fn no_embedding() -> TrainError {
     TrainError::Internal("uda.method = t2s with a network that has no projection head".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_blocks_are_not_target_candidates() {
+        // One 4×8 image; class 3 in rows 0–1 of columns 0–1, class 5 at (3, 7), class 1 elsewhere.
+        let mut labels = vec![1u8; 32];
+        for (y, x) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            labels[y * 8 + x] = 3;
+        }
+        labels[3 * 8 + 7] = 5;
+        let source = Batch {
+            index: 0,
+            height: 4,
+            width: 8,
+            images: vec![0.0; 96],
+            raw: vec![0; 96],
+            labels: Some(labels),
+            names: vec!["a".into()],
+            indices: vec![0],
+            rare_classes: vec![None],
+        };
+        let mixed = MixedBatch { images: Vec::new(), raw: Vec::new(), labels: Vec::new(), weights: Vec::new(), classes: vec![vec![3, 5]] };
+        // 2×2 blocks: (0, 0) holds pasted class 3, (1, 3) pasted class 5.
+        let blocks = unpasted_blocks(&source, &mixed, 2).unwrap();
+        assert_eq!(blocks, [false, true, true, true, true, true, true, false]);
+    }
 }
