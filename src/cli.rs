@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "t2s",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("T2S_REVISION"), ")"),
     about,
     long_about = None,
     after_help = "When standard error is not a terminal (a batch job's log), long commands print a plain progress line every \

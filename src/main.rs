@@ -29,6 +29,7 @@ fn main() {
     #[cfg(all(target_os = "linux", feature = "wgpu"))]
     device::ensure_runtime_dir();
     let cli = Cli::parse();
+    t2s_train::train::run_dir::set_program_revision(env!("T2S_REVISION"));
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     gpu_cache::configure();
     if let Err(err) = with_host_profile(cli) {

@@ -52,7 +52,16 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     ] {
         assert!(straight.join(f).is_file(), "{f} missing");
     }
-    assert!(std::fs::read_to_string(straight.join("command.txt")).unwrap().contains("git revision"));
+    // The build's revision, also outside the checkout (the run ran in a temporary folder), as
+    // `t2s --version` says it.
+    let command = std::fs::read_to_string(straight.join("command.txt")).unwrap();
+    let recorded = command.lines().find_map(|l| l.strip_prefix("git revision: ")).unwrap_or_else(|| panic!("{command}"));
+    let version = String::from_utf8(t2s(dir.path()).arg("--version").output().unwrap().stdout).unwrap();
+    assert_eq!(version.trim(), format!("t2s {} (git {recorded})", env!("CARGO_PKG_VERSION")));
+    let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    if head.status.success() {
+        assert!(recorded.starts_with(String::from_utf8_lossy(&head.stdout).trim()), "{recorded} is not this checkout's HEAD");
+    }
     let a = losses(&straight);
     assert_eq!(a.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert!(a.iter().all(|(_, l)| l.is_finite() && *l > 0.0));

@@ -63,8 +63,22 @@ pub fn record_resume(dir: &Path, cfg: &RunConfig, command_line: &str, iter: usiz
     write_atomic(&path, text.as_bytes())
 }
 
-/// The current git revision (with `-dirty` when the tree has changes), or `unknown`.
+/// The revision the program was built from, when the program says (`set_program_revision`).
+static PROGRAM_REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the git revision the program was built from (the `t2s` binary embeds it at build
+/// time), for `command.txt`: a run started outside the checkout, or in another repository,
+/// still names the code that trained it. Later calls are ignored.
+pub fn set_program_revision(revision: &str) {
+    let _ = PROGRAM_REVISION.set(revision.to_string());
+}
+
+/// The program's revision ([`set_program_revision`]) unless it is unknown; else the git
+/// revision of the working directory (with `-dirty` when the tree has changes), or `unknown`.
 pub fn git_revision() -> String {
+    if let Some(rev) = PROGRAM_REVISION.get().filter(|r| r.as_str() != "unknown") {
+        return rev.clone();
+    }
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
