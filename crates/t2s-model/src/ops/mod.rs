@@ -6,6 +6,8 @@
 pub mod activation;
 pub mod backend;
 pub mod batch_norm;
+#[cfg(feature = "cubecl")]
+pub mod contrastive_cube;
 pub mod conv;
 pub mod conv_gemm;
 pub mod depthwise;
