@@ -11,7 +11,8 @@ use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use t2s_loss::t2s_contrastive_loss;
+use t2s_loss::{t2s_contrastive_loss, t2s_contrastive_loss_tensor_ops};
+use t2s_model::T2sAutodiffBackend;
 
 mod common;
 
@@ -48,29 +49,31 @@ fn inputs<B: Backend>(device: &B::Device) -> Inputs<B> {
     }
 }
 
-/// One forward and backward pass; reading the query gradient back synchronises the device.
-fn step<B: AutodiffBackend>(x: &Inputs<B>) -> f32 {
+/// One forward and backward pass, with the fused kernels where the backend has them (`fused`) or
+/// as tensor operations; reading the query gradient back synchronises the device.
+fn step<B: T2sAutodiffBackend>(x: &Inputs<B>, fused: bool) -> f32 {
     let q = x.queries.clone().require_grad();
-    let loss = t2s_contrastive_loss(
-        q.clone(),
-        x.classes.clone(),
-        x.prototypes.clone(),
-        x.keys.clone(),
-        x.negatives.clone(),
-        x.weights.clone(),
-        TAU,
-    );
+    let loss = if fused { t2s_contrastive_loss } else { t2s_contrastive_loss_tensor_ops };
+    let loss = loss(q.clone(), x.classes.clone(), x.prototypes.clone(), x.keys.clone(), x.negatives.clone(), x.weights.clone(), TAU);
     let grads = loss.backward();
     let g = q.grad(&grads).expect("query gradient");
     g.sum().into_scalar().elem::<f32>()
 }
 
-fn bench_on<B: AutodiffBackend>(c: &mut Criterion, name: &str, device: B::Device) {
+/// The loss on backend `B`: as tensor operations, and with the fused kernels where `B` has them.
+fn bench_on<B: T2sAutodiffBackend>(c: &mut Criterion, name: &str, device: B::Device) {
     let x = inputs::<B>(&device);
-    step(&x); // warm-up: kernel compilation and autotuning on GPU backends
     let mut group = c.benchmark_group("t2s loss 4864x256 m50 K60000 fwd+bwd");
     group.sample_size(10);
-    group.bench_function(name, |b| b.iter(|| step(&x)));
+    for fused in [true, false].into_iter().filter(|&f| !f || B::FUSED_CONTRASTIVE) {
+        step(&x, fused); // warm-up: kernel compilation and autotuning on GPU backends
+        let label = match (B::FUSED_CONTRASTIVE, fused) {
+            (false, _) => name.to_string(),
+            (true, true) => format!("{name} fused"),
+            (true, false) => format!("{name} tensor ops"),
+        };
+        group.bench_function(label, |b| b.iter(|| step(&x, fused)));
+    }
     group.finish();
 }
 

@@ -3,6 +3,7 @@
 //! class and combine the classes with the dynamic class weights.
 
 use burn::tensor::{backend::Backend, Int, Tensor};
+use t2s_model::T2sBackend;
 
 /// Largest gathered negative block `[rows·M, D]`, in floats (64 MiB of f32), computed in one
 /// piece; larger query sets are processed in chunks of rows. Lowered in tests to exercise it.
@@ -78,7 +79,7 @@ const NORMALIZE_EPS: f64 = 1e-12;
 /// On shape mismatches, `C == 0`, `D == 0`, `M > 0` with an empty key bank, or a non-finite or
 /// non-positive `temperature` (programming errors, checked on the host from shapes and scalars
 /// only).
-pub fn t2s_contrastive_loss<B: Backend>(
+pub fn t2s_contrastive_loss<B: T2sBackend>(
     queries: Tensor<B, 2>,
     query_classes: Tensor<B, 1, Int>,
     prototypes: Tensor<B, 2>,
@@ -86,6 +87,34 @@ pub fn t2s_contrastive_loss<B: Backend>(
     negatives: Tensor<B, 2, Int>,
     class_weights: Tensor<B, 1>,
     temperature: f32,
+) -> Tensor<B, 1> {
+    contrastive_loss(queries, query_classes, prototypes, keys, negatives, class_weights, temperature, true)
+}
+
+/// [`t2s_contrastive_loss`] always as tensor operations, on every backend: what the fused
+/// kernels are measured and tested against (`benches/contrastive_loss.rs`).
+pub fn t2s_contrastive_loss_tensor_ops<B: T2sBackend>(
+    queries: Tensor<B, 2>,
+    query_classes: Tensor<B, 1, Int>,
+    prototypes: Tensor<B, 2>,
+    keys: Tensor<B, 2>,
+    negatives: Tensor<B, 2, Int>,
+    class_weights: Tensor<B, 1>,
+    temperature: f32,
+) -> Tensor<B, 1> {
+    contrastive_loss(queries, query_classes, prototypes, keys, negatives, class_weights, temperature, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn contrastive_loss<B: T2sBackend>(
+    queries: Tensor<B, 2>,
+    query_classes: Tensor<B, 1, Int>,
+    prototypes: Tensor<B, 2>,
+    keys: Tensor<B, 2>,
+    negatives: Tensor<B, 2, Int>,
+    class_weights: Tensor<B, 1>,
+    temperature: f32,
+    allow_fused: bool,
 ) -> Tensor<B, 1> {
     let [nq, d] = queries.dims();
     let [c, proto_d] = prototypes.dims();
@@ -112,12 +141,64 @@ pub fn t2s_contrastive_loss<B: Backend>(
 
     // Only the queries carry gradient: the prototypes and the key bank come from the EMA
     // teacher / running state, the weights are statistics.
-    let queries_n = l2_normalize(queries);
     let prototypes_n = l2_normalize(prototypes.detach());
     let weights = class_weights.detach();
+    let fused = if allow_fused && m > 0 && B::FUSED_CONTRASTIVE {
+        // CUDA and wgpu: normalisation, scores and log-sum-exp in one kernel, the query gradient
+        // in one more (`T2sBackend::contrastive_rows_fused`).
+        let positives = prototypes_n.clone().select(0, classes.clone());
+        let keys_n = l2_normalize(keys.clone().detach());
+        B::contrastive_rows_fused(queries.clone(), positives, keys_n, negatives.clone().clamp(0, k as i64 - 1), inv_tau as f32)
+    } else {
+        None
+    };
+    let per_query = match fused {
+        Some(out) => out.rows.reshape([nq, 1]),
+        None => tensor_rows(queries, prototypes_n, keys, negatives, classes.clone(), inv_tau),
+    };
 
+    // Per-class means through a constant one-hot [Nq, C] built on the device by comparing with
+    // the class ids (Burn's `one_hot` reads indices back to the host). [Nq, C] is small
+    // (4,864 × 19), so an elementwise product and column sums beat a matmul's overhead.
+    let class_ids: Tensor<B, 2, Int> = Tensor::<B, 1, Int>::arange(0..c as i64, &device).reshape([1, c]);
+    let one_hot: Tensor<B, 2> = classes.reshape([nq, 1]).expand([nq, c]).equal(class_ids.expand([nq, c])).float();
+    // Counts [1, C] are exact small integers. Absent classes have sum 0 and count 0;
+    // clamping the count keeps their mean a finite 0.
+    let counts = one_hot.clone().sum_dim(0);
+    let present = counts.clone().greater_elem(0.0);
+    let class_means = (one_hot * per_query).sum_dim(0) / counts.clamp_min(1.0); // [1, C]
+
+    // Mask (not multiply) absent classes' weights so a NaN/inf weight there cannot give NaN.
+    let weights = weights.reshape([1, c]).mask_fill(present.clone().bool_not(), 0.0);
+    let numerator = (weights.clone() * class_means).sum();
+    let denominator = weights.sum();
+    // All present weights 0 → numerator 0; divide by 1 instead of 0 to get 0, not NaN.
+    let denominator = denominator.clone().mask_fill(denominator.lower_equal_elem(0.0), 1.0);
+    let loss = numerator / denominator;
+
+    // Fewer than two classes present → 0. `mask_fill` keeps the node on the graph and its
+    // backward zeroes the incoming gradient exactly.
+    let fewer_than_two = present.int().sum().lower_elem(2); // [1]
+    loss.mask_fill(fewer_than_two, 0.0)
+}
+
+/// ℓ per query `[Nq, 1]` with tensor operations (every backend without the fused kernels):
+/// `queries [Nq, D]`, normalised `prototypes_n [C, D]`, `keys [K, D]`, `negatives [Nq, M]`,
+/// `classes [Nq]` (clamped to `0..C`), `1/τ`.
+fn tensor_rows<B: Backend>(
+    queries: Tensor<B, 2>,
+    prototypes_n: Tensor<B, 2>,
+    keys: Tensor<B, 2>,
+    negatives: Tensor<B, 2, Int>,
+    classes: Tensor<B, 1, Int>,
+    inv_tau: f64,
+) -> Tensor<B, 2> {
+    let [nq, d] = queries.dims();
+    let [k, _] = keys.dims();
+    let m = negatives.dims()[1];
+    let queries_n = l2_normalize(queries);
     // Positive logit q·P_c/τ: gather each query's prototype ([Nq, D], small) and dot.
-    let positive: Tensor<B, 2> = (queries_n.clone() * prototypes_n.select(0, classes.clone())).sum_dim(1).mul_scalar(inv_tau); // [Nq, 1]
+    let positive: Tensor<B, 2> = (queries_n.clone() * prototypes_n.select(0, classes)).sum_dim(1).mul_scalar(inv_tau); // [Nq, 1]
 
     // Logits [Nq, 1 + M], the positive at index 0. See "Memory" above for the layout choice.
     let logits = if m == 0 {
@@ -146,31 +227,7 @@ pub fn t2s_contrastive_loss<B: Backend>(
     // constant shift: it cancels in the difference, and exp() can no longer overflow).
     let max = logits.clone().detach().max_dim(1); // [Nq, 1]
     let log_sum_exp = (logits - max.clone()).exp().sum_dim(1).log() + max; // [Nq, 1]
-    let per_query = log_sum_exp - positive; // [Nq, 1], ≥ 0
-
-    // Per-class means through a constant one-hot [Nq, C] built on the device by comparing with
-    // the class ids (Burn's `one_hot` reads indices back to the host). [Nq, C] is small
-    // (4,864 × 19), so an elementwise product and column sums beat a matmul's overhead.
-    let class_ids: Tensor<B, 2, Int> = Tensor::<B, 1, Int>::arange(0..c as i64, &device).reshape([1, c]);
-    let one_hot: Tensor<B, 2> = classes.reshape([nq, 1]).expand([nq, c]).equal(class_ids.expand([nq, c])).float();
-    // Counts [1, C] are exact small integers. Absent classes have sum 0 and count 0;
-    // clamping the count keeps their mean a finite 0.
-    let counts = one_hot.clone().sum_dim(0);
-    let present = counts.clone().greater_elem(0.0);
-    let class_means = (one_hot * per_query).sum_dim(0) / counts.clamp_min(1.0); // [1, C]
-
-    // Mask (not multiply) absent classes' weights so a NaN/inf weight there cannot give NaN.
-    let weights = weights.reshape([1, c]).mask_fill(present.clone().bool_not(), 0.0);
-    let numerator = (weights.clone() * class_means).sum();
-    let denominator = weights.sum();
-    // All present weights 0 → numerator 0; divide by 1 instead of 0 to get 0, not NaN.
-    let denominator = denominator.clone().mask_fill(denominator.lower_equal_elem(0.0), 1.0);
-    let loss = numerator / denominator;
-
-    // Fewer than two classes present → 0. `mask_fill` keeps the node on the graph and its
-    // backward zeroes the incoming gradient exactly.
-    let fewer_than_two = present.int().sum().lower_elem(2); // [1]
-    loss.mask_fill(fewer_than_two, 0.0)
+    log_sum_exp - positive // [Nq, 1], ≥ 0
 }
 
 /// Row-wise L2 normalisation `x / max(‖x‖, ε)`, PyTorch `F.normalize(x, dim=1)` semantics.
@@ -251,11 +308,11 @@ mod tests {
             Self { d, c, queries, classes: vec![0; nq], prototypes, keys, m, negatives, weights: vec![1.0; c], tau: 0.2 }
         }
 
-        fn loss<Bk: Backend>(&self) -> Tensor<Bk, 1> {
+        fn loss<Bk: t2s_model::T2sBackend>(&self) -> Tensor<Bk, 1> {
             self.loss_with(float2::<Bk>(&self.queries, [self.nq(), self.d]))
         }
 
-        fn loss_with<Bk: Backend>(&self, queries: Tensor<Bk, 2>) -> Tensor<Bk, 1> {
+        fn loss_with<Bk: t2s_model::T2sBackend>(&self, queries: Tensor<Bk, 2>) -> Tensor<Bk, 1> {
             t2s_contrastive_loss(
                 queries,
                 int1::<Bk>(&self.classes),

@@ -27,7 +27,7 @@ pub mod prototypes;
 pub mod sampling;
 
 pub use class_weights::{ClassStatistics, ReweightStatistic};
-pub use contrastive::t2s_contrastive_loss;
+pub use contrastive::{t2s_contrastive_loss, t2s_contrastive_loss_tensor_ops};
 pub use cross_entropy::{check_labels, cross_entropy, CrossEntropyOptions, Reduction};
 pub use error::LossError;
 pub use feature_distance::{class_mask, feature_distance, THING_CLASSES};

@@ -271,17 +271,20 @@ impl<B: Backend> T2sPlan<B> {
     /// The weighted contrastive loss `λ·L_T2S` (a one-element tensor on the student's graph) for
     /// the student's pseudo-target embedding `student` `[N, D, h, w]` (its labels are the source
     /// labels), the embedding the plan's teacher view was made for.
-    pub fn loss<AB: AutodiffBackend<InnerBackend = B>>(&self, student: Tensor<AB, 4>) -> Tensor<AB, 1> {
+    pub fn loss<AB: AutodiffBackend<InnerBackend = B> + t2s_model::T2sBackend>(&self, student: Tensor<AB, 4>) -> Tensor<AB, 1> {
         self.term(student, &self.pseudo_target)
     }
 
     /// The same term for the queries from confident real-target pixels (`t2s.target_queries`)
     /// on the student's embedding of the mixed images `[N, D, h, w]`; None when none were drawn.
-    pub fn target_loss<AB: AutodiffBackend<InnerBackend = B>>(&self, mixed: Tensor<AB, 4>) -> Option<Tensor<AB, 1>> {
+    pub fn target_loss<AB: AutodiffBackend<InnerBackend = B> + t2s_model::T2sBackend>(
+        &self,
+        mixed: Tensor<AB, 4>,
+    ) -> Option<Tensor<AB, 1>> {
         self.target.as_ref().map(|t| self.term(mixed, t))
     }
 
-    fn term<AB: AutodiffBackend<InnerBackend = B>>(&self, student: Tensor<AB, 4>, set: &QuerySet) -> Tensor<AB, 1> {
+    fn term<AB: AutodiffBackend<InnerBackend = B> + t2s_model::T2sBackend>(&self, student: Tensor<AB, 4>, set: &QuerySet) -> Tensor<AB, 1> {
         let [n, d, h, w] = student.dims();
         let device = student.device();
         let nq = set.indices.len();

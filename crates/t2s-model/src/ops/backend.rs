@@ -16,7 +16,7 @@ use crate::ops::layer_norm::burn_layer_norm;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 /// A Burn backend with t2s's own operations. Implemented for every backend t2s builds with
 /// (Flex, CubeBackend, Fusion, Autodiff of any of them); networks are generic over it.
@@ -66,6 +66,62 @@ pub trait T2sBackend: Backend {
     fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
         gelu(x)
     }
+
+    /// Whether [`T2sBackend::contrastive_rows_fused`] runs kernels here (the CubeCL backends and
+    /// their fusion and autodiff wrappers). Elsewhere the T2S loss computes the term with tensor
+    /// operations, which autodiff differentiates one by one (`t2s_loss::t2s_contrastive_loss`).
+    const FUSED_CONTRASTIVE: bool = false;
+
+    /// The per-query term of the T2S contrastive loss as fused kernels
+    /// (`crate::ops::contrastive_cube` gives the formula): `queries [Nq, D]` (the only input
+    /// with a gradient), each query's normalised prototype `positives [Nq, D]`, the normalised
+    /// key bank `keys [K, D]`, `negatives [Nq, M]` (rows of `keys`, M ≥ 1), `1/τ` → ℓ per query
+    /// `[Nq]` with what its backward pass needs. `None` where [`T2sBackend::FUSED_CONTRASTIVE`]
+    /// is false.
+    fn contrastive_rows_fused(
+        _queries: Tensor<Self, 2>,
+        _positives: Tensor<Self, 2>,
+        _keys: Tensor<Self, 2>,
+        _negatives: Tensor<Self, 2, Int>,
+        _inv_tau: f32,
+    ) -> Option<ContrastiveRows<Self>> {
+        None
+    }
+
+    /// The gradient `[Nq, D]` of `Σ_i upstream_i·ℓ_i` with respect to the queries, from the
+    /// forward pass's `saved` values; `None` where [`T2sBackend::FUSED_CONTRASTIVE`] is false.
+    #[allow(clippy::too_many_arguments)]
+    fn contrastive_rows_fused_backward(
+        _queries: Tensor<Self, 2>,
+        _positives: Tensor<Self, 2>,
+        _keys: Tensor<Self, 2>,
+        _negatives: Tensor<Self, 2, Int>,
+        _saved: &ContrastiveSaved<Self>,
+        _upstream: Tensor<Self, 1>,
+        _inv_tau: f32,
+    ) -> Option<Tensor<Self, 2>> {
+        None
+    }
+}
+
+/// The fused contrastive term's outputs ([`T2sBackend::contrastive_rows_fused`]).
+#[derive(Debug, Clone)]
+pub struct ContrastiveRows<B: Backend> {
+    /// ℓ per query `[Nq]` (on the graph of the queries under autodiff).
+    pub rows: Tensor<B, 1>,
+    /// What the backward pass needs.
+    pub saved: ContrastiveSaved<B>,
+}
+
+/// What the fused contrastive term's backward pass needs of its forward pass.
+#[derive(Debug, Clone)]
+pub struct ContrastiveSaved<B: Backend> {
+    /// Log-sum-exp of each query's logits `[Nq]`.
+    pub lse: Tensor<B, 1>,
+    /// ‖q‖ per query `[Nq]`, before the clamp at ε.
+    pub norms: Tensor<B, 1>,
+    /// The scaled logits `[Nq, M + 1]`, the positive first.
+    pub logits: Tensor<B, 2>,
 }
 
 /// A float primitive as a tensor of rank D: what t2s's own backward passes (`crate::ops::depthwise_autodiff`,
@@ -106,6 +162,18 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
 
     fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
         crate::ops::activation::gelu_autodiff(x)
+    }
+
+    const FUSED_CONTRASTIVE: bool = B::FUSED_CONTRASTIVE;
+
+    fn contrastive_rows_fused(
+        queries: Tensor<Self, 2>,
+        positives: Tensor<Self, 2>,
+        keys: Tensor<Self, 2>,
+        negatives: Tensor<Self, 2, Int>,
+        inv_tau: f32,
+    ) -> Option<ContrastiveRows<Self>> {
+        crate::ops::contrastive_autodiff::contrastive_rows_autodiff(queries, positives, keys, negatives, inv_tau)
     }
 }
 

@@ -207,36 +207,24 @@ fn contrastive_rows_backward_kernel<F: Float, I: Numeric>(
     }
 }
 
-/// What the forward pass leaves for the backward pass.
-#[derive(Debug, Clone)]
-pub struct ContrastiveRows<R: CubeRuntime> {
-    /// ℓ per query `[Nq]`.
-    pub rows: CubeTensor<R>,
-    /// Log-sum-exp of each query's logits `[Nq]`.
-    pub lse: CubeTensor<R>,
-    /// ‖q‖ per query `[Nq]`, before the clamp at ε.
-    pub norms: CubeTensor<R>,
-    /// The scaled logits `[Nq, M + 1]`, the positive first.
-    pub logits: CubeTensor<R>,
-}
-
 /// The forward kernel on `queries [Nq, D]`, `positives [Nq, D]` (normalised), `keys [K, D]`
 /// (normalised) and `negatives [Nq, M]` (row indices into `keys`), at `1/τ = inv_tau`. All float
-/// inputs must have one dtype.
+/// inputs must have one dtype. Returns ℓ per query `[Nq]`, each query's log-sum-exp `[Nq]`, its
+/// norm `[Nq]` (before the clamp at ε) and its scaled logits `[Nq, M + 1]` (the positive first).
 pub fn contrastive_rows<R: CubeRuntime>(
     queries: CubeTensor<R>,
     positives: CubeTensor<R>,
     keys: CubeTensor<R>,
     negatives: CubeTensor<R>,
     inv_tau: f32,
-) -> ContrastiveRows<R> {
+) -> [CubeTensor<R>; 4] {
     let (queries, positives, keys, negatives) =
         (into_contiguous(queries), into_contiguous(positives), into_contiguous(keys), into_contiguous(negatives));
     let [nq, _] = queries.shape().dims::<2>();
     let [_, m] = negatives.shape().dims::<2>();
     let (client, device, dtype, itype) = (queries.client.clone(), queries.device.clone(), queries.dtype, negatives.dtype);
     let alloc = |shape: Vec<usize>| empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::from(shape), dtype);
-    let out = ContrastiveRows { rows: alloc(vec![nq]), lse: alloc(vec![nq]), norms: alloc(vec![nq]), logits: alloc(vec![nq, m + 1]) };
+    let out = [alloc(vec![nq]), alloc(vec![nq]), alloc(vec![nq]), alloc(vec![nq, m + 1])];
     if nq == 0 {
         return out;
     }
@@ -248,10 +236,10 @@ pub fn contrastive_rows<R: CubeRuntime>(
         positives.into_tensor_arg(),
         keys.into_tensor_arg(),
         negatives.into_tensor_arg(),
-        out.rows.clone().into_tensor_arg(),
-        out.lse.clone().into_tensor_arg(),
-        out.norms.clone().into_tensor_arg(),
-        out.logits.clone().into_tensor_arg(),
+        out[0].clone().into_tensor_arg(),
+        out[1].clone().into_tensor_arg(),
+        out[2].clone().into_tensor_arg(),
+        out[3].clone().into_tensor_arg(),
         inv_tau,
         BLOCK,
         [dtype.into(), itype.into()],
@@ -260,13 +248,14 @@ pub fn contrastive_rows<R: CubeRuntime>(
 }
 
 /// The backward kernel: the gradient `[Nq, D]` of `Σ_i upstream_i·ℓ_i` with respect to the
-/// queries, from the forward pass's `saved` values.
+/// queries, from the forward pass's `[lse, norms, logits]`.
+#[allow(clippy::too_many_arguments)]
 pub fn contrastive_rows_backward<R: CubeRuntime>(
     queries: CubeTensor<R>,
     positives: CubeTensor<R>,
     keys: CubeTensor<R>,
     negatives: CubeTensor<R>,
-    saved: &ContrastiveRows<R>,
+    [lse, norms, logits]: [CubeTensor<R>; 3],
     upstream: CubeTensor<R>,
     inv_tau: f32,
 ) -> CubeTensor<R> {
@@ -291,9 +280,9 @@ pub fn contrastive_rows_backward<R: CubeRuntime>(
         positives.into_tensor_arg(),
         keys.into_tensor_arg(),
         negatives.into_tensor_arg(),
-        saved.logits.clone().into_tensor_arg(),
-        saved.lse.clone().into_tensor_arg(),
-        saved.norms.clone().into_tensor_arg(),
+        into_contiguous(logits).into_tensor_arg(),
+        into_contiguous(lse).into_tensor_arg(),
+        into_contiguous(norms).into_tensor_arg(),
         upstream.into_tensor_arg(),
         grad.clone().into_tensor_arg(),
         inv_tau,

@@ -1,8 +1,9 @@
 //! [`T2sBackend`] for the CubeCL backends (CUDA, wgpu) and for Burn's fusion wrapper over them:
 //! depth-wise convolutions, channels-last ([`T2sBackend::depthwise_conv2d_nhwc`]) and
 //! channels-first ([`T2sBackend::depthwise_conv2d`]), as one kernel, Burn's direct convolution
-//! (`burn_cubecl::kernel::conv::conv_forward_nhwc`) with `groups = C`; every other operation
-//! takes the trait's default body.
+//! (`burn_cubecl::kernel::conv::conv_forward_nhwc`) with `groups = C`; the T2S contrastive
+//! loss's per-query term ([`T2sBackend::contrastive_rows_fused`]) as t2s's own kernels
+//! (`crate::ops::contrastive_cube`); every other operation takes the trait's default body.
 //!
 //! Why: MiT's Mix-FFN holds its activations as tokens `[N, h·w, C]`, which are `[N, h, w, C]`
 //! channels-last with no copy. Through the tap windows (`crate::ops::depthwise::windowed_taps`) each
@@ -15,9 +16,9 @@
 //! same forward operation on the output gradient (`crate::ops::depthwise::depthwise_input_grad`), and
 //! the weight gradient stays a tap-window product.
 
-use crate::ops::backend::{tensor, T2sBackend};
+use crate::ops::backend::{tensor, ContrastiveRows, ContrastiveSaved, T2sBackend};
 use crate::ops::depthwise::DepthwiseGeometry;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 #[cfg(feature = "cubecl")]
 impl<R, F, I, BT> T2sBackend for burn_cubecl::CubeBackend<R, F, I, BT>
@@ -45,6 +46,49 @@ where
             Some(out) => tensor(out),
             None => crate::ops::depthwise::windowed_taps(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1]),
         }
+    }
+
+    const FUSED_CONTRASTIVE: bool = true;
+
+    fn contrastive_rows_fused(
+        queries: Tensor<Self, 2>,
+        positives: Tensor<Self, 2>,
+        keys: Tensor<Self, 2>,
+        negatives: Tensor<Self, 2, Int>,
+        inv_tau: f32,
+    ) -> Option<ContrastiveRows<Self>> {
+        let [rows, lse, norms, logits] = crate::ops::contrastive_cube::contrastive_rows::<R>(
+            queries.into_primitive().tensor(),
+            positives.into_primitive().tensor(),
+            keys.into_primitive().tensor(),
+            negatives.into_primitive(),
+            inv_tau,
+        );
+        Some(ContrastiveRows {
+            rows: tensor(rows),
+            saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits) },
+        })
+    }
+
+    fn contrastive_rows_fused_backward(
+        queries: Tensor<Self, 2>,
+        positives: Tensor<Self, 2>,
+        keys: Tensor<Self, 2>,
+        negatives: Tensor<Self, 2, Int>,
+        saved: &ContrastiveSaved<Self>,
+        upstream: Tensor<Self, 1>,
+        inv_tau: f32,
+    ) -> Option<Tensor<Self, 2>> {
+        let s = saved.clone();
+        Some(tensor(crate::ops::contrastive_cube::contrastive_rows_backward::<R>(
+            queries.into_primitive().tensor(),
+            positives.into_primitive().tensor(),
+            keys.into_primitive().tensor(),
+            negatives.into_primitive(),
+            [s.lse.into_primitive().tensor(), s.norms.into_primitive().tensor(), s.logits.into_primitive().tensor()],
+            upstream.into_primitive().tensor(),
+            inv_tau,
+        )))
     }
 }
 
@@ -107,6 +151,63 @@ mod fusion {
         }
     }
 
+    /// The fused contrastive term's forward kernel as one operation of the fusion stream:
+    /// queries, positives, keys (float) and negatives (int) in; rows, lse, norms, logits out.
+    #[derive(Debug)]
+    struct ContrastiveForward<B> {
+        desc: CustomOpIr,
+        inv_tau: f32,
+        _backend: PhantomData<B>,
+    }
+
+    impl<B: FusionBackend + T2sBackend> Operation<B::FusionRuntime> for ContrastiveForward<B> {
+        fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+            let ([q, p, k, n], [rows, lse, norms, logits]) = self.desc.as_fixed();
+            let out = B::contrastive_rows_fused(
+                tensor(handles.get_float_tensor::<B>(q)),
+                tensor(handles.get_float_tensor::<B>(p)),
+                tensor(handles.get_float_tensor::<B>(k)),
+                Tensor::from_primitive(handles.get_int_tensor::<B>(n)),
+                self.inv_tau,
+            )
+            .expect("queued only for a wrapped backend with the fused kernels");
+            handles.register_float_tensor::<B>(&rows.id, out.rows.into_primitive().tensor());
+            handles.register_float_tensor::<B>(&lse.id, out.saved.lse.into_primitive().tensor());
+            handles.register_float_tensor::<B>(&norms.id, out.saved.norms.into_primitive().tensor());
+            handles.register_float_tensor::<B>(&logits.id, out.saved.logits.into_primitive().tensor());
+        }
+    }
+
+    /// The fused contrastive term's backward kernel as one operation of the fusion stream.
+    #[derive(Debug)]
+    struct ContrastiveBackward<B> {
+        desc: CustomOpIr,
+        inv_tau: f32,
+        _backend: PhantomData<B>,
+    }
+
+    impl<B: FusionBackend + T2sBackend> Operation<B::FusionRuntime> for ContrastiveBackward<B> {
+        fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+            let ([q, p, k, n, lse, norms, logits, up], [dq]) = self.desc.as_fixed();
+            let saved = ContrastiveSaved {
+                lse: tensor(handles.get_float_tensor::<B>(lse)),
+                norms: tensor(handles.get_float_tensor::<B>(norms)),
+                logits: tensor(handles.get_float_tensor::<B>(logits)),
+            };
+            let grad = B::contrastive_rows_fused_backward(
+                tensor(handles.get_float_tensor::<B>(q)),
+                tensor(handles.get_float_tensor::<B>(p)),
+                tensor(handles.get_float_tensor::<B>(k)),
+                Tensor::from_primitive(handles.get_int_tensor::<B>(n)),
+                &saved,
+                tensor(handles.get_float_tensor::<B>(up)),
+                self.inv_tau,
+            )
+            .expect("queued only for a wrapped backend with the fused kernels");
+            handles.register_float_tensor::<B>(&dq.id, grad.into_primitive().tensor());
+        }
+    }
+
     impl<B: FusionBackend + T2sBackend> T2sBackend for Fusion<B> {
         fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
             // The wrapped backend's kernel through the channels-last operation below (its
@@ -131,6 +232,68 @@ mod fusion {
             let op = DepthwiseNhwc::<B> { desc: desc.clone(), geometry, _backend: PhantomData };
             let mut outputs = client.register(streams, OperationIr::Custom(desc), op);
             tensor(outputs.remove(0))
+        }
+
+        const FUSED_CONTRASTIVE: bool = B::FUSED_CONTRASTIVE;
+
+        fn contrastive_rows_fused(
+            queries: Tensor<Self, 2>,
+            positives: Tensor<Self, 2>,
+            keys: Tensor<Self, 2>,
+            negatives: Tensor<Self, 2, Int>,
+            inv_tau: f32,
+        ) -> Option<ContrastiveRows<Self>> {
+            if !B::FUSED_CONTRASTIVE {
+                return None;
+            }
+            let [nq, _] = queries.dims();
+            let m = negatives.dims()[1];
+            let (q, p, k) = (queries.into_primitive().tensor(), positives.into_primitive().tensor(), keys.into_primitive().tensor());
+            let n = negatives.into_primitive();
+            let client = q.client.clone();
+            let dtype = q.dtype;
+            let streams = OperationStreams::with_inputs([&q, &p, &k, &n]);
+            let out = |shape: Vec<usize>| TensorIr::uninit(client.create_empty_handle(), Shape::from(shape), dtype);
+            let outs = [out(vec![nq]), out(vec![nq]), out(vec![nq]), out(vec![nq, m + 1])];
+            let desc = CustomOpIr::new("t2s_contrastive_rows", &[q.into_ir(), p.into_ir(), k.into_ir(), n.into_ir()], &outs);
+            let op = ContrastiveForward::<B> { desc: desc.clone(), inv_tau, _backend: PhantomData };
+            let [rows, lse, norms, logits]: [_; 4] =
+                client.register(streams, OperationIr::Custom(desc), op).try_into().expect("four outputs registered");
+            Some(ContrastiveRows {
+                rows: tensor(rows),
+                saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits) },
+            })
+        }
+
+        fn contrastive_rows_fused_backward(
+            queries: Tensor<Self, 2>,
+            positives: Tensor<Self, 2>,
+            keys: Tensor<Self, 2>,
+            negatives: Tensor<Self, 2, Int>,
+            saved: &ContrastiveSaved<Self>,
+            upstream: Tensor<Self, 1>,
+            inv_tau: f32,
+        ) -> Option<Tensor<Self, 2>> {
+            if !B::FUSED_CONTRASTIVE {
+                return None;
+            }
+            let shape = queries.shape();
+            let s = saved.clone();
+            let float = |t: Tensor<Self, 2>| t.into_primitive().tensor();
+            let (q, p, k) = (float(queries), float(positives), float(keys));
+            let n = negatives.into_primitive();
+            let (lse, norms, logits) =
+                (s.lse.into_primitive().tensor(), s.norms.into_primitive().tensor(), s.logits.into_primitive().tensor());
+            let up = upstream.into_primitive().tensor();
+            let client = q.client.clone();
+            let streams = OperationStreams::with_inputs([&q, &p, &k, &n, &lse, &norms, &logits, &up]);
+            let out = TensorIr::uninit(client.create_empty_handle(), shape, q.dtype);
+            let inputs =
+                [q.into_ir(), p.into_ir(), k.into_ir(), n.into_ir(), lse.into_ir(), norms.into_ir(), logits.into_ir(), up.into_ir()];
+            let desc = CustomOpIr::new("t2s_contrastive_rows_backward", &inputs, &[out]);
+            let op = ContrastiveBackward::<B> { desc: desc.clone(), inv_tau, _backend: PhantomData };
+            let mut outputs = client.register(streams, OperationIr::Custom(desc), op);
+            Some(tensor(outputs.remove(0)))
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod backend;
 pub mod batch_norm;
+mod contrastive_autodiff;
 #[cfg(feature = "cubecl")]
 pub mod contrastive_cube;
 pub mod conv;
