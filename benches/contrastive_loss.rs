@@ -1,6 +1,7 @@
 //! Criterion benchmark of the T2S loss kernel at the default size (method.md §4): 19 classes ×
 //! 256 queries (Nq = 4,864), D = 256, m = 50 negatives per query from a key bank of 60,000,
-//! forward and backward. `cargo bench --bench contrastive_loss` runs it on the CPU (Flex)
+//! forward and backward; and at a MiT-B5 512×512 step's size (`mitb5`: the same queries, a key
+//! bank of the source and target embeddings of two 128×128 maps each, 65,536 keys). `cargo bench --bench contrastive_loss` runs it on the CPU (Flex)
 //! backend, and on wgpu when an adapter exists (set `T2S_BENCH_WGPU=0` to skip);
 //! `--features cuda` adds CUDA when a GPU is present. The same computation in PyTorch is
 //! `scripts/bench_contrastive.py`; docs/benchmarks.md compares both.
@@ -21,6 +22,8 @@ const PER_CLASS: usize = 256;
 const DIM: usize = 256;
 const NEGATIVES: usize = 50;
 const KEYS: usize = 60_000;
+/// The key bank of a MiT-B5 step: 2 source + 2 target images at 512×512, embeddings at stride 4.
+const KEYS_MITB5: usize = 4 * 128 * 128;
 const TAU: f32 = 0.2;
 
 /// Inputs of one loss evaluation; the indices are drawn on the host like the samplers do.
@@ -33,17 +36,17 @@ struct Inputs<B: Backend> {
     weights: Tensor<B, 1>,
 }
 
-fn inputs<B: Backend>(device: &B::Device) -> Inputs<B> {
+fn inputs<B: Backend>(keys: usize, device: &B::Device) -> Inputs<B> {
     let nq = CLASSES * PER_CLASS;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let classes: Vec<i64> = (0..nq).map(|i| (i / PER_CLASS) as i64).collect();
-    let negatives: Vec<i64> = (0..nq * NEGATIVES).map(|_| rng.random_range(0..KEYS as i64)).collect();
+    let negatives: Vec<i64> = (0..nq * NEGATIVES).map(|_| rng.random_range(0..keys as i64)).collect();
     let weights: Vec<f32> = (0..CLASSES).map(|_| rng.random_range(0.1..10.0)).collect();
     Inputs {
         queries: Tensor::random([nq, DIM], Distribution::Normal(0.0, 1.0), device),
         classes: Tensor::from_data(TensorData::new(classes, [nq]), device),
         prototypes: Tensor::random([CLASSES, DIM], Distribution::Normal(0.0, 1.0), device),
-        keys: Tensor::random([KEYS, DIM], Distribution::Normal(0.0, 1.0), device),
+        keys: Tensor::random([keys, DIM], Distribution::Normal(0.0, 1.0), device),
         negatives: Tensor::from_data(TensorData::new(negatives, [nq, NEGATIVES]), device),
         weights: Tensor::from_data(TensorData::new(weights, [CLASSES]), device),
     }
@@ -62,19 +65,21 @@ fn step<B: T2sAutodiffBackend>(x: &Inputs<B>, fused: bool) -> f32 {
 
 /// The loss on backend `B`: as tensor operations, and with the fused kernels where `B` has them.
 fn bench_on<B: T2sAutodiffBackend>(c: &mut Criterion, name: &str, device: B::Device) {
-    let x = inputs::<B>(&device);
-    let mut group = c.benchmark_group("t2s loss 4864x256 m50 K60000 fwd+bwd");
-    group.sample_size(10);
-    for fused in [true, false].into_iter().filter(|&f| !f || B::FUSED_CONTRASTIVE) {
-        step(&x, fused); // warm-up: kernel compilation and autotuning on GPU backends
-        let label = match (B::FUSED_CONTRASTIVE, fused) {
-            (false, _) => name.to_string(),
-            (true, true) => format!("{name} fused"),
-            (true, false) => format!("{name} tensor ops"),
-        };
-        group.bench_function(label, |b| b.iter(|| step(&x, fused)));
+    for (group, keys) in [("t2s loss 4864x256 m50 K60000 fwd+bwd", KEYS), ("t2s loss mitb5 4864x256 m50 K65536 fwd+bwd", KEYS_MITB5)] {
+        let x = inputs::<B>(keys, &device);
+        let mut group = c.benchmark_group(group);
+        group.sample_size(10);
+        for fused in [true, false].into_iter().filter(|&f| !f || B::FUSED_CONTRASTIVE) {
+            step(&x, fused); // warm-up: kernel compilation and autotuning on GPU backends
+            let label = match (B::FUSED_CONTRASTIVE, fused) {
+                (false, _) => name.to_string(),
+                (true, true) => format!("{name} fused"),
+                (true, false) => format!("{name} tensor ops"),
+            };
+            group.bench_function(label, |b| b.iter(|| step(&x, fused)));
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 /// The negatives' scores alone, the loss's largest piece of work: the gathered block

@@ -2,11 +2,15 @@
 
 Same computation and sizes as `benches/contrastive_loss.rs`: 19 classes x 256 queries, D = 256,
 m = 50 negatives per query from a key bank of 60,000, temperature 0.2, forward + backward
-(gradient w.r.t. the queries only). Usage:
+(gradient w.r.t. the queries only); `--keys 65536` is the bench's `mitb5` size (the key bank of a
+MiT-B5 512x512 step). Usage:
 
-    python3 scripts/bench_contrastive.py [--device cpu|cuda] [--threads N]
+    python3 scripts/bench_contrastive.py [--device cpu|cuda] [--threads N] [--keys K] [--json FILE]
+
+`--json FILE` appends {"impl": "pytorch", "shape": "default"|"mitb5", "ms": median} as a line.
 """
 import argparse
+import json
 import time
 
 import torch
@@ -38,6 +42,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--keys", type=int, default=K, help="key bank size (60000; 65536 is the mitb5 shape)")
+    ap.add_argument("--json", help="append the median as a JSON line to this file")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -47,8 +53,8 @@ def main():
     queries = torch.randn(nq, D, generator=g).to(dev).requires_grad_()
     classes = (torch.arange(nq) // PER_CLASS).to(dev)
     prototypes = torch.randn(C, D, generator=g).to(dev)
-    keys = torch.randn(K, D, generator=g).to(dev)
-    negatives = torch.randint(0, K, (nq, M), generator=g).to(dev)
+    keys = torch.randn(a.keys, D, generator=g).to(dev)
+    negatives = torch.randint(0, a.keys, (nq, M), generator=g).to(dev)
     weights = (torch.rand(C, generator=g) * 9.9 + 0.1).to(dev)
 
     def step():
@@ -65,8 +71,13 @@ def main():
         step()
         times.append(time.perf_counter() - t)
     times.sort()
-    print(f"pytorch {torch.__version__} {a.device} threads={torch.get_num_threads()}: "
-          f"median {times[len(times) // 2] * 1e3:.2f} ms, min {times[0] * 1e3:.2f} ms over {a.iters} iterations")
+    median = times[len(times) // 2] * 1e3
+    print(f"pytorch {torch.__version__} {a.device} threads={torch.get_num_threads()} keys={a.keys}: "
+          f"median {median:.2f} ms, min {times[0] * 1e3:.2f} ms over {a.iters} iterations")
+    if a.json:
+        shape = "default" if a.keys == K else "mitb5" if a.keys == 4 * 128 * 128 else f"K{a.keys}"
+        with open(a.json, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"impl": "pytorch", "shape": shape, "ms": round(median, 4)}) + "\n")
 
 
 if __name__ == "__main__":

@@ -117,14 +117,20 @@ B=""; for b in bench_autotune bench; do [ -x "$W/$b" ] && { B=$b; break; }; done
 [ "$BENCH" = 1 ] && {
   if [ -n "$B" ]; then
     echo "== $B (started at $(elapsed) s)"
-    T2S_BENCH_WGPU=0 timeout 100 "$W/$B" --bench cuda --warm-up-time 2 --measurement-time 5 2>&1 | grep -v '^$'
+    T2S_BENCH_WGPU=0 CRITERION_HOME="$W/criterion_loss" timeout 150 "$W/$B" --bench cuda --warm-up-time 2 --measurement-time 5 2>&1 | grep -v '^$'
     echo "== $B profiled, loss only (started at $(elapsed) s)"
     T2S_BENCH_WGPU=0 CUBECL_DEBUG_LOG="$W/bench_profile.log" CUBECL_DEBUG_OPTION=profile timeout 30 \
       "$W/$B" --bench 't2s loss.*cuda' --profile-time 3 > /dev/null 2>&1
     echo "kernel time per name over the profiled loop:"; kernel_table "$W/bench_profile.log" 12
   fi
   echo "== pytorch loss (started at $(elapsed) s)"
-  PYTHONUNBUFFERED=1 timeout 45 python3 scripts/bench_contrastive.py --device cuda --iters 30
+  rm -f "$W/pytorch_loss.jsonl"
+  PYTHONUNBUFFERED=1 timeout 45 python3 scripts/bench_contrastive.py --device cuda --iters 30 --json "$W/pytorch_loss.jsonl"
+  PYTHONUNBUFFERED=1 timeout 45 python3 scripts/bench_contrastive.py --device cuda --iters 30 --keys 65536 --json "$W/pytorch_loss.jsonl"
+  # docs/loss_bench.json: t2s fused, t2s tensor operations and PyTorch, this run, this GPU.
+  python3 scripts/loss_bench_json.py "$W/criterion_loss" "$W/pytorch_loss.jsonl" cuda \
+    "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" "$("$W/t2s" --version 2>/dev/null | sed -n 's/.*(git \(.*\))/\1/p')" > "$OUT/loss_bench.json"
+  cat "$OUT/loss_bench.json"
   echo "== pytorch SegFormer MiT-B5 training step, 2×512×512 (started at $(elapsed) s)"
   PYTHONUNBUFFERED=1 timeout 50 python3 - <<'PY'
 import time, torch
