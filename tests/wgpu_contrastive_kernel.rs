@@ -49,16 +49,22 @@ fn reference(q: &[f64], p: &[f64], keys: &[f64], neg: &[usize], g: &[f64], d: us
         let denom = norm.max(1e-12);
         let qh: Vec<f64> = qi.iter().map(|x| x / denom).collect();
         let dot = |v: &[f64]| qh.iter().zip(v).map(|(a, b)| a * b).sum::<f64>() / tau;
+        // Key j of query i, normalised.
+        let key = |j: usize| {
+            let row = &keys[neg[i * m + j] * d..(neg[i * m + j] + 1) * d];
+            let n = row.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+            row.iter().map(|x| x / n).collect::<Vec<f64>>()
+        };
         let mut s = vec![dot(&p[i * d..(i + 1) * d])];
-        s.extend((0..m).map(|j| dot(&keys[neg[i * m + j] * d..(neg[i * m + j] + 1) * d])));
+        s.extend((0..m).map(|j| dot(&key(j))));
         let max = s.iter().cloned().fold(f64::MIN, f64::max);
         let lse = max + s.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
         rows[i] = lse - s[0];
         let pi: Vec<f64> = s.iter().map(|v| (v - lse).exp()).collect();
         let mut dqh: Vec<f64> = (0..d).map(|k| (pi[0] - 1.0) * p[i * d + k] / tau).collect();
         for j in 0..m {
-            for (k, x) in dqh.iter_mut().enumerate() {
-                *x += pi[j + 1] * keys[neg[i * m + j] * d + k] / tau;
+            for (x, kv) in dqh.iter_mut().zip(key(j)) {
+                *x += pi[j + 1] * kv / tau;
             }
         }
         let proj: f64 = qh.iter().zip(&dqh).map(|(a, b)| a * b).sum();
@@ -91,7 +97,12 @@ fn fused_contrastive_rows_match_the_formula() {
             q[d..2 * d].iter_mut().for_each(|x| *x = 0.0);
         }
         let p = unit_rows(&mut rng, nq, d);
-        let keys = unit_rows(&mut rng, k, d);
+        // Keys of any length: the kernel normalises them as it reads them.
+        let mut keys = unit_rows(&mut rng, k, d);
+        for row in keys.chunks_mut(d) {
+            let s = rng.random_range(0.2..3.0);
+            row.iter_mut().for_each(|x| *x *= s);
+        }
         let neg: Vec<usize> = (0..nq * m).map(|_| rng.random_range(0..k)).collect();
         let g: Vec<f64> = (0..nq).map(|_| rng.random_range(0.1..2.0)).collect();
         let (want_rows, want_grad) = reference(&q, &p, &keys, &neg, &g, d, m, tau);
@@ -100,12 +111,20 @@ fn fused_contrastive_rows_match_the_formula() {
             Tensor::<Cube, 2, Int>::from_data(TensorData::new(neg.iter().map(|&i| i as i32).collect::<Vec<_>>(), [nq, m]), &device)
                 .into_primitive();
         let inputs = (float(&q, [nq, d]), float(&p, [nq, d]), float(&keys, [k, d]), negatives);
-        let [rows, lse, norms, logits] =
+        let [rows, lse, norms, logits, key_norms] =
             contrastive_rows(inputs.0.clone(), inputs.1.clone(), inputs.2.clone(), inputs.3.clone(), (1.0 / tau) as f32);
         let upstream = Tensor::<Cube, 1>::from_data(TensorData::new(g.iter().map(|&x| x as f32).collect::<Vec<_>>(), [nq]), &device)
             .into_primitive()
             .tensor();
-        let grad = contrastive_rows_backward(inputs.0, inputs.1, inputs.2, inputs.3, [lse, norms, logits], upstream, (1.0 / tau) as f32);
+        let grad = contrastive_rows_backward(
+            inputs.0,
+            inputs.1,
+            inputs.2,
+            inputs.3,
+            [lse, norms, logits, key_norms],
+            upstream,
+            (1.0 / tau) as f32,
+        );
         let (rows, grad) = (read(rows), read2(grad));
         for (i, (a, b)) in rows.iter().zip(&want_rows).enumerate() {
             assert!((*a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0), "shape {nq}×{d}, M {m}: ℓ[{i}] {a} vs {b}");

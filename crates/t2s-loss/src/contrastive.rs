@@ -145,10 +145,16 @@ fn contrastive_loss<B: T2sBackend>(
     let weights = class_weights.detach();
     let fused = if allow_fused && m > 0 && B::FUSED_CONTRASTIVE {
         // CUDA and wgpu: normalisation, scores and log-sum-exp in one kernel, the query gradient
-        // in one more (`T2sBackend::contrastive_rows_fused`).
+        // in one more (`T2sBackend::contrastive_rows_fused`); the kernel normalises the keys it
+        // gathers as it reads them.
         let positives = prototypes_n.clone().select(0, classes.clone());
-        let keys_n = l2_normalize(keys.clone().detach());
-        B::contrastive_rows_fused(queries.clone(), positives, keys_n, negatives.clone().clamp(0, k as i64 - 1), inv_tau as f32)
+        B::contrastive_rows_fused(
+            queries.clone(),
+            positives,
+            keys.clone().detach(),
+            negatives.clone().clamp(0, k as i64 - 1),
+            inv_tau as f32,
+        )
     } else {
         None
     };

@@ -74,8 +74,9 @@ pub trait T2sBackend: Backend {
 
     /// The per-query term of the T2S contrastive loss as fused kernels
     /// (`crate::ops::contrastive_cube` gives the formula): `queries [Nq, D]` (the only input
-    /// with a gradient), each query's normalised prototype `positives [Nq, D]`, the normalised
-    /// key bank `keys [K, D]`, `negatives [Nq, M]` (rows of `keys`, M ≥ 1), `1/τ` → ℓ per query
+    /// with a gradient), each query's normalised prototype `positives [Nq, D]`, the key bank
+    /// `keys [K, D]` (normalised as it is read), `negatives [Nq, M]` (rows of `keys`, M ≥ 1),
+    /// `1/τ` → ℓ per query
     /// `[Nq]` with what its backward pass needs. `None` where [`T2sBackend::FUSED_CONTRASTIVE`]
     /// is false.
     fn contrastive_rows_fused(
@@ -122,6 +123,8 @@ pub struct ContrastiveSaved<B: Backend> {
     pub norms: Tensor<B, 1>,
     /// The scaled logits `[Nq, M + 1]`, the positive first.
     pub logits: Tensor<B, 2>,
+    /// `max(‖k‖, ε)` of each query's gathered keys `[Nq, M]`.
+    pub key_norms: Tensor<B, 2>,
 }
 
 /// A float primitive as a tensor of rank D: what t2s's own backward passes (`crate::ops::depthwise_autodiff`,

@@ -16,9 +16,8 @@ use burn::tensor::{Int, Tensor, TensorPrimitive};
 #[derive(Debug)]
 struct ContrastiveRowsBackward;
 
-/// Queries, positives, keys, negatives, then the forward pass's log-sum-exp, norms and logits,
-/// and `1/τ`.
-type Saved<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, IntTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f32);
+/// Queries, positives, keys and negatives, the forward pass's saved values, and `1/τ`.
+type Saved<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, IntTensor<B>, ContrastiveSaved<B>, f32);
 
 impl<B: T2sBackend> Backward<B, 1> for ContrastiveRowsBackward {
     type State = Saved<B>;
@@ -27,9 +26,8 @@ impl<B: T2sBackend> Backward<B, 1> for ContrastiveRowsBackward {
         let [node_q] = ops.parents;
         let upstream = tensor::<B, 1>(grads.consume::<B>(&ops.node));
         let Some(node) = node_q else { return };
-        let (q, positives, keys, negatives, lse, norms, logits, inv_tau) = ops.state;
+        let (q, positives, keys, negatives, saved, inv_tau) = ops.state;
         let negatives = Tensor::<B, 2, Int>::from_primitive(negatives);
-        let saved = ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits) };
         let dq = B::contrastive_rows_fused_backward(tensor(q), tensor(positives), tensor(keys), negatives, &saved, upstream, inv_tau)
             .expect("an autodiff operation recorded only for a backend with the fused kernels");
         grads.register::<B>(node.id, dq.into_primitive().tensor());
@@ -60,9 +58,7 @@ pub(crate) fn contrastive_rows_autodiff<B: T2sBackend, C: CheckpointStrategy>(
                 positives.clone().into_primitive().tensor(),
                 keys.clone().into_primitive().tensor(),
                 negatives.clone().into_primitive(),
-                out.saved.lse.clone().into_primitive().tensor(),
-                out.saved.norms.clone().into_primitive().tensor(),
-                out.saved.logits.clone().into_primitive().tensor(),
+                out.saved.clone(),
                 inv_tau,
             );
             (prep.finish(state, out.rows.clone().into_primitive().tensor()), out)
@@ -79,6 +75,7 @@ pub(crate) fn contrastive_rows_autodiff<B: T2sBackend, C: CheckpointStrategy>(
             lse: Tensor::from_inner(saved.lse),
             norms: Tensor::from_inner(saved.norms),
             logits: Tensor::from_inner(saved.logits),
+            key_norms: Tensor::from_inner(saved.key_norms),
         },
     })
 }

@@ -4,20 +4,22 @@
 //! For query row i with negatives n_i1 … n_iM:
 //!
 //! ```text
-//! q̂_i  = q_i / max(‖q_i‖, ε)                       (F.normalize, ε = 1e-12)
-//! s_i0 = q̂_i·p_i / τ,  s_ij = q̂_i·k_{n_ij} / τ       (p_i, k: normalised already)
+//! q̂_i  = q_i / max(‖q_i‖, ε), k̂ = k / max(‖k‖, ε)  (F.normalize, ε = 1e-12)
+//! s_i0 = q̂_i·p_i / τ,  s_ij = q̂_i·k̂_{n_ij} / τ      (p_i: normalised already)
 //! ℓ_i  = logsumexp(s_i0 … s_iM) − s_i0
 //! ```
 //!
 //! and, for an upstream gradient g_i of ℓ_i, with π_ij = exp(s_ij − lse_i):
 //!
 //! ```text
-//! ∂ℓ_i/∂q̂_i = ((π_i0 − 1)·p_i + Σ_j π_ij·k_{n_ij}) / τ
+//! ∂ℓ_i/∂q̂_i = ((π_i0 − 1)·p_i + Σ_j π_ij·k̂_{n_ij}) / τ
 //! ∂ℓ_i/∂q_i = g_i·(∂q̂ − q̂ (q̂·∂q̂)) / ‖q_i‖          (‖q_i‖ ≥ ε; below, g_i·∂q̂ / ε)
 //! ```
 //!
 //! The tensor-operation form takes a dozen launches each way (norms, gathers, the batched product,
-//! max, exp, sums, and their gradients); these are one each. Positives and keys carry no gradient:
+//! max, exp, sums, and their gradients); these are one each. The keys are normalised as they are
+//! read (the norm of a gathered row costs nothing beside its dot product), which saves a pass
+//! over the whole bank (60,000 × 256) and a copy of it. Positives and keys carry no gradient:
 //! they are the EMA teacher's prototypes and key bank.
 
 use burn::tensor::{Shape, TensorMetadata};
@@ -69,14 +71,15 @@ fn block_max<F: Float>(shared: &mut SharedMemory<F>, unit: usize) {
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn contrastive_rows_kernel<F: Float, I: Numeric>(
-    queries: &Tensor<F>,    // [Nq, D]
-    positives: &Tensor<F>,  // [Nq, D]
-    keys: &Tensor<F>,       // [K, D]
-    negatives: &Tensor<I>,  // [Nq, M]
-    rows: &mut Tensor<F>,   // [Nq] ℓ
-    lse: &mut Tensor<F>,    // [Nq]
-    norms: &mut Tensor<F>,  // [Nq] ‖q‖ (unclamped)
-    logits: &mut Tensor<F>, // [Nq, M + 1]
+    queries: &Tensor<F>,       // [Nq, D]
+    positives: &Tensor<F>,     // [Nq, D]
+    keys: &Tensor<F>,          // [K, D]
+    negatives: &Tensor<I>,     // [Nq, M]
+    rows: &mut Tensor<F>,      // [Nq] ℓ
+    lse: &mut Tensor<F>,       // [Nq]
+    norms: &mut Tensor<F>,     // [Nq] ‖q‖ (unclamped)
+    logits: &mut Tensor<F>,    // [Nq, M + 1]
+    key_norms: &mut Tensor<F>, // [Nq, M] max(‖k‖, ε) of each gathered key
     inv_tau: f32,
     #[comptime] block: u32,
     #[define(F, I)] _dtypes: [StorageType; 2],
@@ -113,9 +116,15 @@ fn contrastive_rows_kernel<F: Float, I: Numeric>(
             }
         } else {
             let row = u32::cast_from(negatives[i * m + j - 1]) as usize;
+            let mut sq = F::new(0.0);
             for k in 0..d {
-                dot += queries[i * d + k] * keys[row * d + k];
+                let key = keys[row * d + k];
+                dot += queries[i * d + k] * key;
+                sq += key * key;
             }
+            let key_norm = F::max(F::sqrt(sq), F::new(NORM_EPS));
+            key_norms[i * m + j - 1] = key_norm;
+            dot /= key_norm;
         }
         let s = dot * scale;
         logits[i * (m + 1) + j] = s;
@@ -156,6 +165,7 @@ fn contrastive_rows_backward_kernel<F: Float, I: Numeric>(
     keys: &Tensor<F>,      // [K, D]
     negatives: &Tensor<I>, // [Nq, M]
     logits: &Tensor<F>,    // [Nq, M + 1]
+    key_norms: &Tensor<F>, // [Nq, M]
     lse: &Tensor<F>,       // [Nq]
     norms: &Tensor<F>,     // [Nq]
     upstream: &Tensor<F>,  // [Nq]
@@ -183,7 +193,7 @@ fn contrastive_rows_backward_kernel<F: Float, I: Numeric>(
         let mut acc = p0 * positives[i * d + k];
         for j in 0..m {
             let row = u32::cast_from(negatives[i * m + j]) as usize;
-            acc += F::exp(logits[i * (m + 1) + j + 1] - l) * keys[row * d + k];
+            acc += F::exp(logits[i * (m + 1) + j + 1] - l) * keys[row * d + k] / key_norms[i * m + j];
         }
         let g = acc * tau_inv;
         grad[i * d + k] = g;
@@ -207,24 +217,25 @@ fn contrastive_rows_backward_kernel<F: Float, I: Numeric>(
     }
 }
 
-/// The forward kernel on `queries [Nq, D]`, `positives [Nq, D]` (normalised), `keys [K, D]`
-/// (normalised) and `negatives [Nq, M]` (row indices into `keys`), at `1/τ = inv_tau`. All float
+/// The forward kernel on `queries [Nq, D]`, `positives [Nq, D]` (normalised), `keys [K, D]` (not
+/// normalised) and `negatives [Nq, M]` (row indices into `keys`), at `1/τ = inv_tau`. All float
 /// inputs must have one dtype. Returns ℓ per query `[Nq]`, each query's log-sum-exp `[Nq]`, its
-/// norm `[Nq]` (before the clamp at ε) and its scaled logits `[Nq, M + 1]` (the positive first).
+/// norm `[Nq]` (before the clamp at ε), its scaled logits `[Nq, M + 1]` (the positive first) and
+/// the clamped norms of its gathered keys `[Nq, M]`.
 pub fn contrastive_rows<R: CubeRuntime>(
     queries: CubeTensor<R>,
     positives: CubeTensor<R>,
     keys: CubeTensor<R>,
     negatives: CubeTensor<R>,
     inv_tau: f32,
-) -> [CubeTensor<R>; 4] {
+) -> [CubeTensor<R>; 5] {
     let (queries, positives, keys, negatives) =
         (into_contiguous(queries), into_contiguous(positives), into_contiguous(keys), into_contiguous(negatives));
     let [nq, _] = queries.shape().dims::<2>();
     let [_, m] = negatives.shape().dims::<2>();
     let (client, device, dtype, itype) = (queries.client.clone(), queries.device.clone(), queries.dtype, negatives.dtype);
     let alloc = |shape: Vec<usize>| empty_device_contiguous_dtype::<R>(client.clone(), device.clone(), Shape::from(shape), dtype);
-    let out = [alloc(vec![nq]), alloc(vec![nq]), alloc(vec![nq]), alloc(vec![nq, m + 1])];
+    let out = [alloc(vec![nq]), alloc(vec![nq]), alloc(vec![nq]), alloc(vec![nq, m + 1]), alloc(vec![nq, m])];
     if nq == 0 {
         return out;
     }
@@ -240,6 +251,7 @@ pub fn contrastive_rows<R: CubeRuntime>(
         out[1].clone().into_tensor_arg(),
         out[2].clone().into_tensor_arg(),
         out[3].clone().into_tensor_arg(),
+        out[4].clone().into_tensor_arg(),
         inv_tau,
         BLOCK,
         [dtype.into(), itype.into()],
@@ -248,14 +260,14 @@ pub fn contrastive_rows<R: CubeRuntime>(
 }
 
 /// The backward kernel: the gradient `[Nq, D]` of `Σ_i upstream_i·ℓ_i` with respect to the
-/// queries, from the forward pass's `[lse, norms, logits]`.
+/// queries, from the forward pass's `[lse, norms, logits, key_norms]`.
 #[allow(clippy::too_many_arguments)]
 pub fn contrastive_rows_backward<R: CubeRuntime>(
     queries: CubeTensor<R>,
     positives: CubeTensor<R>,
     keys: CubeTensor<R>,
     negatives: CubeTensor<R>,
-    [lse, norms, logits]: [CubeTensor<R>; 3],
+    [lse, norms, logits, key_norms]: [CubeTensor<R>; 4],
     upstream: CubeTensor<R>,
     inv_tau: f32,
 ) -> CubeTensor<R> {
@@ -281,6 +293,7 @@ pub fn contrastive_rows_backward<R: CubeRuntime>(
         keys.into_tensor_arg(),
         negatives.into_tensor_arg(),
         into_contiguous(logits).into_tensor_arg(),
+        into_contiguous(key_norms).into_tensor_arg(),
         into_contiguous(lse).into_tensor_arg(),
         into_contiguous(norms).into_tensor_arg(),
         upstream.into_tensor_arg(),

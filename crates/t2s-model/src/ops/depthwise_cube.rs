@@ -57,7 +57,7 @@ where
         negatives: Tensor<Self, 2, Int>,
         inv_tau: f32,
     ) -> Option<ContrastiveRows<Self>> {
-        let [rows, lse, norms, logits] = crate::ops::contrastive_cube::contrastive_rows::<R>(
+        let [rows, lse, norms, logits, key_norms] = crate::ops::contrastive_cube::contrastive_rows::<R>(
             queries.into_primitive().tensor(),
             positives.into_primitive().tensor(),
             keys.into_primitive().tensor(),
@@ -66,7 +66,7 @@ where
         );
         Some(ContrastiveRows {
             rows: tensor(rows),
-            saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits) },
+            saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits), key_norms: tensor(key_norms) },
         })
     }
 
@@ -85,7 +85,12 @@ where
             positives.into_primitive().tensor(),
             keys.into_primitive().tensor(),
             negatives.into_primitive(),
-            [s.lse.into_primitive().tensor(), s.norms.into_primitive().tensor(), s.logits.into_primitive().tensor()],
+            [
+                s.lse.into_primitive().tensor(),
+                s.norms.into_primitive().tensor(),
+                s.logits.into_primitive().tensor(),
+                s.key_norms.into_primitive().tensor(),
+            ],
             upstream.into_primitive().tensor(),
             inv_tau,
         )))
@@ -162,7 +167,7 @@ mod fusion {
 
     impl<B: FusionBackend + T2sBackend> Operation<B::FusionRuntime> for ContrastiveForward<B> {
         fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-            let ([q, p, k, n], [rows, lse, norms, logits]) = self.desc.as_fixed();
+            let ([q, p, k, n], [rows, lse, norms, logits, key_norms]) = self.desc.as_fixed();
             let out = B::contrastive_rows_fused(
                 tensor(handles.get_float_tensor::<B>(q)),
                 tensor(handles.get_float_tensor::<B>(p)),
@@ -175,6 +180,7 @@ mod fusion {
             handles.register_float_tensor::<B>(&lse.id, out.saved.lse.into_primitive().tensor());
             handles.register_float_tensor::<B>(&norms.id, out.saved.norms.into_primitive().tensor());
             handles.register_float_tensor::<B>(&logits.id, out.saved.logits.into_primitive().tensor());
+            handles.register_float_tensor::<B>(&key_norms.id, out.saved.key_norms.into_primitive().tensor());
         }
     }
 
@@ -188,11 +194,12 @@ mod fusion {
 
     impl<B: FusionBackend + T2sBackend> Operation<B::FusionRuntime> for ContrastiveBackward<B> {
         fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-            let ([q, p, k, n, lse, norms, logits, up], [dq]) = self.desc.as_fixed();
+            let ([q, p, k, n, lse, norms, logits, key_norms, up], [dq]) = self.desc.as_fixed();
             let saved = ContrastiveSaved {
                 lse: tensor(handles.get_float_tensor::<B>(lse)),
                 norms: tensor(handles.get_float_tensor::<B>(norms)),
                 logits: tensor(handles.get_float_tensor::<B>(logits)),
+                key_norms: tensor(handles.get_float_tensor::<B>(key_norms)),
             };
             let grad = B::contrastive_rows_fused_backward(
                 tensor(handles.get_float_tensor::<B>(q)),
@@ -254,14 +261,14 @@ mod fusion {
             let dtype = q.dtype;
             let streams = OperationStreams::with_inputs([&q, &p, &k, &n]);
             let out = |shape: Vec<usize>| TensorIr::uninit(client.create_empty_handle(), Shape::from(shape), dtype);
-            let outs = [out(vec![nq]), out(vec![nq]), out(vec![nq]), out(vec![nq, m + 1])];
+            let outs = [out(vec![nq]), out(vec![nq]), out(vec![nq]), out(vec![nq, m + 1]), out(vec![nq, m])];
             let desc = CustomOpIr::new("t2s_contrastive_rows", &[q.into_ir(), p.into_ir(), k.into_ir(), n.into_ir()], &outs);
             let op = ContrastiveForward::<B> { desc: desc.clone(), inv_tau, _backend: PhantomData };
-            let [rows, lse, norms, logits]: [_; 4] =
-                client.register(streams, OperationIr::Custom(desc), op).try_into().expect("four outputs registered");
+            let [rows, lse, norms, logits, key_norms]: [_; 5] =
+                client.register(streams, OperationIr::Custom(desc), op).try_into().expect("five outputs registered");
             Some(ContrastiveRows {
                 rows: tensor(rows),
-                saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits) },
+                saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits), key_norms: tensor(key_norms) },
             })
         }
 
@@ -282,14 +289,27 @@ mod fusion {
             let float = |t: Tensor<Self, 2>| t.into_primitive().tensor();
             let (q, p, k) = (float(queries), float(positives), float(keys));
             let n = negatives.into_primitive();
-            let (lse, norms, logits) =
-                (s.lse.into_primitive().tensor(), s.norms.into_primitive().tensor(), s.logits.into_primitive().tensor());
+            let (lse, norms, logits, key_norms) = (
+                s.lse.into_primitive().tensor(),
+                s.norms.into_primitive().tensor(),
+                s.logits.into_primitive().tensor(),
+                s.key_norms.into_primitive().tensor(),
+            );
             let up = upstream.into_primitive().tensor();
             let client = q.client.clone();
-            let streams = OperationStreams::with_inputs([&q, &p, &k, &n, &lse, &norms, &logits, &up]);
+            let streams = OperationStreams::with_inputs([&q, &p, &k, &n, &lse, &norms, &logits, &key_norms, &up]);
             let out = TensorIr::uninit(client.create_empty_handle(), shape, q.dtype);
-            let inputs =
-                [q.into_ir(), p.into_ir(), k.into_ir(), n.into_ir(), lse.into_ir(), norms.into_ir(), logits.into_ir(), up.into_ir()];
+            let inputs = [
+                q.into_ir(),
+                p.into_ir(),
+                k.into_ir(),
+                n.into_ir(),
+                lse.into_ir(),
+                norms.into_ir(),
+                logits.into_ir(),
+                key_norms.into_ir(),
+                up.into_ir(),
+            ];
             let desc = CustomOpIr::new("t2s_contrastive_rows_backward", &inputs, &[out]);
             let op = ContrastiveBackward::<B> { desc: desc.clone(), inv_tau, _backend: PhantomData };
             let mut outputs = client.register(streams, OperationIr::Custom(desc), op);
