@@ -50,11 +50,15 @@ const NORMALIZE_EPS: f64 = 1e-12;
 /// signal, method.md §4.8) but it is still a node of the autodiff graph built from `queries`,
 /// so `backward()` works and gives the queries an exactly-zero gradient.
 ///
-/// Returns a one-element tensor on the queries' device and graph. Everything is tensor ops —
-/// nothing is read back to the host (the class count, presence and the "fewer than two
-/// classes" switch are device tensors), so there is one code path for every backend.
+/// Returns a one-element tensor on the queries' device and graph. Nothing is read back to the
+/// host (the class count, presence and the "fewer than two classes" switch are device tensors).
+/// On the CubeCL backends (CUDA, wgpu) the per-query ℓ and its query gradient are t2s's fused
+/// kernels (`T2sBackend::contrastive_rows_fused`, `t2s_model::ops::contrastive_cube`: one launch
+/// each way, the gathered keys normalised as they are read, no gathered block kept); on the
+/// others, tensor operations as below ([`t2s_contrastive_loss_tensor_ops`] forces these
+/// everywhere). The class weighting is tensor operations on every backend.
 ///
-/// # Memory
+/// # Memory (the tensor operations)
 ///
 /// The negatives are gathered, `keys_n[negatives]` → `[Nq, M, D]`, and scored with one batched
 /// matrix product `[Nq, M, D] × [Nq, D, 1] → [Nq, M, 1]`. At the default sizes (`Nq = 4,864`,
