@@ -8,25 +8,18 @@
 //! sets it).
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 use burn_wgpu::{CubeBackend, WgpuRuntime};
+use common::wgpu_available;
 use rand::{Rng, SeedableRng};
 use t2s_loss::{t2s_contrastive_loss, t2s_contrastive_loss_tensor_ops};
 use t2s_model::ops::contrastive_cube::{contrastive_rows, contrastive_rows_backward};
 use t2s_model::{T2sAutodiffBackend, T2sBackend};
 
 type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
-
-fn wgpu_available() -> bool {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    if pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY)).is_empty() {
-        assert!(std::env::var_os("T2S_REQUIRE_WGPU").is_none(), "no wgpu adapter but T2S_REQUIRE_WGPU is set");
-        eprintln!("skipped: no wgpu adapter");
-        return false;
-    }
-    true
-}
 
 /// Rows of `d` values, each scaled to unit length.
 fn unit_rows(rng: &mut impl Rng, n: usize, d: usize) -> Vec<f64> {

@@ -14,9 +14,12 @@
 //! sets it).
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor, TensorData};
+use common::wgpu_available;
 use core::f64::consts::SQRT_2;
 use t2s_model::nets::conv_bn::ConvSpec;
 use t2s_model::ops::conv::{conv2d_forward, gemm_geometry, uses_conv_rewrites};
@@ -24,18 +27,6 @@ use t2s_model::ops::conv_gemm::patchify_tokens;
 use t2s_model::ops::depthwise::DepthwiseGeometry;
 use t2s_model::ops::layer_norm::burn_layer_norm;
 use t2s_model::{T2sAutodiffBackend, T2sBackend};
-
-/// Whether a wgpu adapter exists; without one the tests are skipped, unless `T2S_REQUIRE_WGPU`
-/// is set, which makes that a failure.
-fn wgpu_available() -> bool {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    if pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY)).is_empty() {
-        assert!(std::env::var_os("T2S_REQUIRE_WGPU").is_none(), "no wgpu adapter but T2S_REQUIRE_WGPU is set");
-        eprintln!("skipped: no wgpu adapter");
-        return false;
-    }
-    true
-}
 
 /// Asserts that every array of `gpu` equals the same-named one of `cpu` up to `rel` of its largest
 /// magnitude.

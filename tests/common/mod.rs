@@ -106,3 +106,16 @@ pub fn training_records(run: &Path) -> Vec<serde_json::Map<String, serde_json::V
         .map(|v| v.as_object().unwrap().clone())
         .collect()
 }
+
+/// Whether a wgpu adapter exists; without one the wgpu tests are skipped, unless
+/// `T2S_REQUIRE_WGPU` is set, which makes that a failure (CI installs lavapipe and sets it).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_available() -> bool {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    if pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY)).is_empty() {
+        assert!(std::env::var_os("T2S_REQUIRE_WGPU").is_none(), "no wgpu adapter but T2S_REQUIRE_WGPU is set");
+        eprintln!("skipped: no wgpu adapter");
+        return false;
+    }
+    true
+}

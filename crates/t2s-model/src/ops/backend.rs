@@ -16,6 +16,7 @@ use crate::ops::layer_norm::burn_layer_norm;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Int, Tensor};
 
 /// A Burn backend with t2s's own operations. Implemented for every backend t2s builds with
@@ -112,6 +113,26 @@ pub struct ContrastiveRows<B: Backend> {
     pub rows: Tensor<B, 1>,
     /// What the backward pass needs.
     pub saved: ContrastiveSaved<B>,
+}
+
+impl<B: Backend> ContrastiveRows<B> {
+    /// From the kernels' outputs `[rows, lse, norms, logits, key_norms]`.
+    pub fn from_primitives([rows, lse, norms, logits, key_norms]: [FloatTensor<B>; 5]) -> Self {
+        let saved = ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits), key_norms: tensor(key_norms) };
+        Self { rows: tensor(rows), saved }
+    }
+}
+
+impl<B: Backend> ContrastiveSaved<B> {
+    /// `[lse, norms, logits, key_norms]`, as the backward kernel takes them.
+    pub fn into_primitives(self) -> [FloatTensor<B>; 4] {
+        [
+            self.lse.into_primitive().tensor(),
+            self.norms.into_primitive().tensor(),
+            self.logits.into_primitive().tensor(),
+            self.key_norms.into_primitive().tensor(),
+        ]
+    }
 }
 
 /// What the fused contrastive term's backward pass needs of its forward pass.

@@ -57,17 +57,13 @@ where
         negatives: Tensor<Self, 2, Int>,
         inv_tau: f32,
     ) -> Option<ContrastiveRows<Self>> {
-        let [rows, lse, norms, logits, key_norms] = crate::ops::contrastive_cube::contrastive_rows::<R>(
+        Some(ContrastiveRows::from_primitives(crate::ops::contrastive_cube::contrastive_rows::<R>(
             queries.into_primitive().tensor(),
             positives.into_primitive().tensor(),
             keys.into_primitive().tensor(),
             negatives.into_primitive(),
             inv_tau,
-        );
-        Some(ContrastiveRows {
-            rows: tensor(rows),
-            saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits), key_norms: tensor(key_norms) },
-        })
+        )))
     }
 
     fn contrastive_rows_fused_backward(
@@ -79,18 +75,12 @@ where
         upstream: Tensor<Self, 1>,
         inv_tau: f32,
     ) -> Option<Tensor<Self, 2>> {
-        let s = saved.clone();
         Some(tensor(crate::ops::contrastive_cube::contrastive_rows_backward::<R>(
             queries.into_primitive().tensor(),
             positives.into_primitive().tensor(),
             keys.into_primitive().tensor(),
             negatives.into_primitive(),
-            [
-                s.lse.into_primitive().tensor(),
-                s.norms.into_primitive().tensor(),
-                s.logits.into_primitive().tensor(),
-                s.key_norms.into_primitive().tensor(),
-            ],
+            saved.clone().into_primitives(),
             upstream.into_primitive().tensor(),
             inv_tau,
         )))
@@ -264,12 +254,8 @@ mod fusion {
             let outs = [out(vec![nq]), out(vec![nq]), out(vec![nq]), out(vec![nq, m + 1]), out(vec![nq, m])];
             let desc = CustomOpIr::new("t2s_contrastive_rows", &[q.into_ir(), p.into_ir(), k.into_ir(), n.into_ir()], &outs);
             let op = ContrastiveForward::<B> { desc: desc.clone(), inv_tau, _backend: PhantomData };
-            let [rows, lse, norms, logits, key_norms]: [_; 5] =
-                client.register(streams, OperationIr::Custom(desc), op).try_into().expect("five outputs registered");
-            Some(ContrastiveRows {
-                rows: tensor(rows),
-                saved: ContrastiveSaved { lse: tensor(lse), norms: tensor(norms), logits: tensor(logits), key_norms: tensor(key_norms) },
-            })
+            let outputs: [_; 5] = client.register(streams, OperationIr::Custom(desc), op).try_into().expect("five outputs registered");
+            Some(ContrastiveRows::from_primitives(outputs))
         }
 
         fn contrastive_rows_fused_backward(
@@ -285,16 +271,10 @@ mod fusion {
                 return None;
             }
             let shape = queries.shape();
-            let s = saved.clone();
             let float = |t: Tensor<Self, 2>| t.into_primitive().tensor();
             let (q, p, k) = (float(queries), float(positives), float(keys));
             let n = negatives.into_primitive();
-            let (lse, norms, logits, key_norms) = (
-                s.lse.into_primitive().tensor(),
-                s.norms.into_primitive().tensor(),
-                s.logits.into_primitive().tensor(),
-                s.key_norms.into_primitive().tensor(),
-            );
+            let [lse, norms, logits, key_norms] = saved.clone().into_primitives();
             let up = upstream.into_primitive().tensor();
             let client = q.client.clone();
             let streams = OperationStreams::with_inputs([&q, &p, &k, &n, &lse, &norms, &logits, &key_norms, &up]);
