@@ -66,7 +66,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "ITER")]
     pub adapt_from: Option<usize>,
 
-    /// Methods to train, comma-separated, among source_only, dacs, t2s.
+    /// Methods to train, comma-separated, among source_only, dacs, t2s, dacs_mic and t2s_mic (the
+    /// last two with MIC's masked image consistency, `uda.mic`).
     #[arg(long, value_delimiter = ',', default_value = "source_only,dacs,t2s")]
     pub methods: Vec<String>,
 
@@ -75,9 +76,12 @@ pub struct DemoArgs {
     pub overrides: Vec<String>,
 }
 
+/// The methods `--methods` accepts, in the order they train.
+const DEMO_METHODS: [&str; 5] = ["source_only", "dacs", "t2s", "dacs_mic", "t2s_mic"];
+
 /// One trained model of the report.
 struct Trained {
-    /// `source_only`, `dacs`, `t2s` or `oracle`.
+    /// One of [`DEMO_METHODS`] or `oracle`.
     method: String,
     seed: u64,
     run_dir: PathBuf,
@@ -111,8 +115,8 @@ impl BackendTask for Demo {
             bail!("--adapt-from {warm}: give an iteration between 1 and {} (below --iters)", iters - 1);
         }
         for m in &a.methods {
-            if !["source_only", "dacs", "t2s"].contains(&m.as_str()) {
-                bail!("--methods: unknown method `{m}`; choose among source_only, dacs, t2s");
+            if !DEMO_METHODS.contains(&m.as_str()) {
+                bail!("--methods: unknown method `{m}`; choose among {}", DEMO_METHODS.join(", "));
             }
         }
         if a.seeds.is_empty() {
@@ -139,7 +143,7 @@ impl BackendTask for Demo {
 
         let mut plan: Vec<(u64, &str)> = Vec::new();
         for &seed in &a.seeds {
-            plan.extend(["source_only", "dacs", "t2s"].into_iter().filter(|m| a.methods.iter().any(|x| x == m)).map(|m| (seed, m)));
+            plan.extend(DEMO_METHODS.into_iter().filter(|m| a.methods.iter().any(|x| x == m)).map(|m| (seed, m)));
             if a.with_oracle {
                 plan.push((seed, "oracle"));
             }
@@ -168,7 +172,8 @@ impl BackendTask for Demo {
                     }
                 }
                 m => {
-                    cfg.uda.method = if m == "dacs" { Method::Dacs } else { Method::T2s };
+                    cfg.uda.method = if m.starts_with("dacs") { Method::Dacs } else { Method::T2s };
+                    cfg.uda.mic = m.ends_with("_mic");
                     cfg.uda.adapt_from = warm;
                 }
             }

@@ -84,10 +84,11 @@ fn demo_writes_the_report() {
     assert_eq!((&so.0, &so.1), (&t2s_first.0, &t2s_first.1));
     assert_eq!(t2s_first.2, Some(serde_json::json!("source_only")));
 
-    // The methods are independent runs: t2s alone gives the same model.
+    // The methods are independent runs: t2s without the others gives the same model. MIC's
+    // variant trains beside it, with MIC's term from the switch on.
     let alone = dir.path().join("alone");
     let o = t2s(dir.path())
-        .args(["demo", "--quick", "--iters", "6", "--methods", "t2s", "--output"])
+        .args(["demo", "--quick", "--iters", "6", "--methods", "t2s_mic,t2s", "--output"])
         .arg(&alone)
         .args(["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"])
         .output()
@@ -96,4 +97,14 @@ fn demo_writes_the_report() {
     assert!(!alone.join("seed_0/source_only").exists());
     let redo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(alone.join("results.json")).unwrap()).unwrap();
     assert_eq!(redo["methods"]["t2s"]["miou"], results["methods"]["t2s"]["miou"]);
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(alone.join("seed_0/t2s_mic/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r.get("loss_source").is_some())
+        .collect();
+    // MIC's term in every adaptation iteration logged, and only there.
+    let phases: Vec<(String, bool)> =
+        records.iter().map(|r| (r["phase"].as_str().unwrap().to_string(), r.get("loss_mic").is_some())).collect();
+    assert!(phases.iter().all(|(p, mic)| *mic == (p == "t2s")) && phases.iter().any(|(_, mic)| *mic), "{phases:?}");
 }

@@ -522,3 +522,65 @@ fn target_queries_add_a_logged_term() {
         assert!(r["loss_t2s_target"].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0), "{r:?}");
     }
 }
+
+/// `uda.mic`: MIC's masked target images, learnt against the teacher's pseudo-labels of the
+/// unmasked ones, composed with t2s.
+#[test]
+fn mic_learns_the_teachers_labels_from_masked_targets_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = t2s_config().replace("checkpoint_interval = 2", "checkpoint_interval = 2\ndebug_interval = 2");
+    std::fs::write(dir.path().join("t2s.toml"), config).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = t2s(dir.path());
+        // Pseudo-label threshold 0: every pixel counts as confident (an untrained teacher's
+        // pseudo-label weights would all be 0, and so would MIC's loss).
+        cmd.args([
+            "train",
+            "--config",
+            "t2s.toml",
+            "--set",
+            "uda.mic=true",
+            "--set",
+            "uda.mic_block_size=8",
+            "--set",
+            "uda.pseudo_threshold=0",
+        ]);
+        let o = cmd.args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    // Nothing masked, no augmentation and no ClassMix: the masked image is the target image and
+    // the mixed image too, with the same pseudo-labels and weights, so MIC's loss is the mixed
+    // loss (each sub-batch has its own batch-norm statistics).
+    let plain = ["uda.mic_mask_ratio=0", "uda.mic_color_aug=false", "uda.classmix=false", "uda.color_jitter_prob=0", "uda.blur_prob=0"];
+    let mut args = vec!["--set", "run.name=plain", "--until", "2"];
+    plain.iter().for_each(|s| args.extend(["--set", s]));
+    run(&args);
+    for r in training_records(&dir.path().join("runs/plain")) {
+        let (mic, mix) = (r["loss_mic"].as_f64().unwrap(), r["loss_mix"].as_f64().unwrap());
+        assert!(mix > 0.0 && (mic - mix).abs() <= 1e-6 * mix, "loss_mic {mic} vs loss_mix {mix}");
+        assert_eq!(r["mic_masked_fraction"].as_f64(), Some(0.0));
+    }
+    // MIC's defaults but the block: 4×8 blocks of 8 pixels on the 32×64 crops, ~70 % masked.
+    run(&["--set", "run.name=mic"]);
+    let a = training_records(&dir.path().join("runs/mic"));
+    assert_eq!(a.len(), 4);
+    for r in &a {
+        assert!(r["loss_mic"].as_f64().is_some_and(|v| v.is_finite() && v > 0.0), "{r:?}");
+        let f = r["mic_masked_fraction"].as_f64().unwrap();
+        // The mean of two images' shares of 32 blocks each: a multiple of 1/64.
+        assert!((f * 64.0 - (f * 64.0).round()).abs() < 1e-4 && f > 0.25 && f < 1.0, "masked fraction {f}: not whole blocks");
+    }
+    // λ scales the term: iteration 1 is computed from the same weights and the same draws.
+    run(&["--set", "run.name=double", "--set", "uda.mic_lambda=2", "--until", "1"]);
+    let double = training_records(&dir.path().join("runs/double"));
+    let (one, two) = (a[0]["loss_mic"].as_f64().unwrap(), double[0]["loss_mic"].as_f64().unwrap());
+    assert!((two - 2.0 * one).abs() <= 1e-6 * two, "λ = 2: {two} vs 2 × {one}");
+    // Debug strips gain a ninth column, the masked target.
+    let strip = image::open(dir.path().join("runs/mic/debug/iter_000004.png")).unwrap();
+    assert_eq!(strip.width(), 9 * 66);
+    // Two iterations, then resume: every logged number is the same.
+    run(&["--set", "run.name=halves", "--until", "2"]);
+    let o = t2s(dir.path()).args(["train", "--resume", "runs/halves"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_records(&a, &training_records(&dir.path().join("runs/halves")), 1e-5, "resumed");
+}

@@ -156,6 +156,9 @@ impl RunConfig {
         if self.uda.method == Method::T2s && self.data.target.is_none() {
             notes.push("no [data.target]: domain generalisation, pseudo-targets take the style of other source images".into());
         }
+        if self.uda.method == Method::SourceOnly && self.uda.mic {
+            notes.push("uda.mic = true masks target images, and uda.method = \"source_only\" has none: MIC is off".into());
+        }
         if self.uda.method == Method::SourceOnly && self.uda.adapt_from > 0 {
             notes.push(format!("uda.adapt_from = {} has nothing to switch to with uda.method = \"source_only\"", self.uda.adapt_from));
         }
@@ -181,6 +184,15 @@ impl RunConfig {
                 "uda.method = \"dacs\" needs a target set: add a [data.target] table, or use \"source_only\" (or \"t2s\" for domain generalisation)"
                     .into(),
             );
+        }
+        if self.uda.mic && self.uda.method != Method::SourceOnly && self.data.target.is_none() {
+            return Err("uda.mic = true masks target images and learns the teacher's pseudo-labels of them: add a [data.target] table, or set uda.mic = false".into());
+        }
+        if self.uda.mic {
+            self.uda.mic_mask().validate().map_err(|e| format!("uda.mic_{e}"))?;
+            if !(self.uda.mic_lambda.is_finite() && self.uda.mic_lambda >= 0.0) {
+                return Err(format!("uda.mic_lambda = {} must be zero or positive (MIC's is 1)", self.uda.mic_lambda));
+            }
         }
         if self.data.batch_size == 0 {
             return Err("data.batch_size must be at least 1".into());

@@ -190,3 +190,24 @@ fn a_typo_in_a_file_is_placed_and_corrected() {
     let e = RunConfig::parse(MINIMAL, &["optim.lrr=1".into()]).unwrap_err();
     assert!(e.starts_with("unknown key `lrr` (from --set optim.lrr=1); did you mean `lr`?"), "{e}");
 }
+
+#[test]
+fn mic_is_off_by_default_and_checked_when_on() {
+    let c = RunConfig::parse(MINIMAL, &[]).unwrap();
+    assert!(!c.uda.mic);
+    // MIC's defaults (lhoyer/MIC: 64-pixel blocks, 70 % masked, λ = 1, colour-augmented).
+    assert_eq!((c.uda.mic_block_size, c.uda.mic_mask_ratio, c.uda.mic_lambda, c.uda.mic_color_aug), (64, 0.7, 1.0, true));
+    let refused = |o: &[&str]| RunConfig::parse(MINIMAL, &o.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap_err();
+    assert_eq!(refused(&["uda.mic=true", "uda.mic_mask_ratio=1"]), "uda.mic_mask_ratio: 1 must be in [0, 1) (MIC's is 0.7)");
+    assert_eq!(refused(&["uda.mic=true", "uda.mic_block_size=0"]), "uda.mic_block_size: must be at least 1 pixel");
+    assert_eq!(refused(&["uda.mic=true", "uda.mic_lambda=-1"]), "uda.mic_lambda = -1 must be zero or positive (MIC's is 1)");
+    // Off, its settings are not checked.
+    assert!(RunConfig::parse(MINIMAL, &["uda.mic_mask_ratio=1".into()]).is_ok());
+    // It needs target images to mask.
+    let source_alone = "[data.source]\nkind = \"synthetic\"\nsize = [1024, 512]\n";
+    let e = RunConfig::parse(source_alone, &["uda.mic=true".into()]).unwrap_err();
+    assert!(e.starts_with("uda.mic = true masks target images") && e.contains("[data.target]"), "{e}");
+    // Source-only has no target pass: a note says MIC is off.
+    let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into(), "uda.mic=true".into()]).unwrap();
+    assert_eq!(c.notes(), ["uda.mic = true masks target images, and uda.method = \"source_only\" has none: MIC is off"]);
+}

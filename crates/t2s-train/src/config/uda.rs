@@ -68,6 +68,19 @@ pub struct UdaSection {
     pub fdist_scale_min_ratio: f32,
     /// `joint` (default) or `sequential`: see [`StudentPasses`] (speed against memory).
     pub student_passes: StudentPasses,
+    /// MIC, masked image consistency (lhoyer/MIC, `separatetrgaug`): the student also learns the
+    /// teacher's pseudo-labels of each target image from a copy with most of it masked out
+    /// (`mic_*` below), logged as `loss_mic`. Needs a target set; off by default.
+    pub mic: bool,
+    /// MIC's mask block side in pixels (64, MIC's value for 512² and 1024² crops).
+    pub mic_block_size: usize,
+    /// Share of the blocks masked (0.7).
+    pub mic_mask_ratio: f64,
+    /// Weight of MIC's loss (1).
+    pub mic_lambda: f64,
+    /// Colour jitter and blur of the masked images, a fresh draw of the strong augmentation (true,
+    /// MIC's `separatetrgaug`; false is its `separatetrg`).
+    pub mic_color_aug: bool,
 }
 
 impl Method {
@@ -96,6 +109,21 @@ impl UdaSection {
     pub fn adapting_for(&self, iter: usize) -> usize {
         iter.saturating_sub(self.adapt_from)
     }
+
+    /// MIC's block mask (`mic_block_size`, `mic_mask_ratio`).
+    pub fn mic_mask(&self) -> t2s_data::BlockMaskConfig {
+        t2s_data::BlockMaskConfig { block_size: self.mic_block_size, mask_ratio: self.mic_mask_ratio }
+    }
+
+    /// The strong augmentation of the mixed images (and of MIC's masked ones).
+    pub fn strong_aug(&self) -> t2s_data::StrongAugConfig {
+        t2s_data::StrongAugConfig {
+            color_jitter_strength: self.color_jitter_strength as f32,
+            color_jitter_prob: self.color_jitter_prob,
+            blur_prob: self.blur_prob,
+            ..t2s_data::StrongAugConfig::default()
+        }
+    }
 }
 
 impl Default for UdaSection {
@@ -114,6 +142,11 @@ impl Default for UdaSection {
             fdist_classes: t2s_loss::THING_CLASSES.to_vec(),
             fdist_scale_min_ratio: 0.75,
             student_passes: StudentPasses::Joint,
+            mic: false,
+            mic_block_size: 64,
+            mic_mask_ratio: 0.7,
+            mic_lambda: 1.0,
+            mic_color_aug: true,
         }
     }
 }

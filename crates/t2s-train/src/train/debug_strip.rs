@@ -1,6 +1,6 @@
 //! The debug picture of an iteration (`run.debug_interval`): one row per sample, columns
 //! source | source label | pseudo-target | target | pseudo-label | mixed image | mixed label |
-//! prediction on the mixed image — what DAFormer's `debug_img_interval` shows, so a glance
+//! prediction on the mixed image | MIC's masked target (`uda.mic`) — what DAFormer's `debug_img_interval` shows, so a glance
 //! tells whether pseudo-labels, mixing and FDA look right.
 
 use std::path::Path;

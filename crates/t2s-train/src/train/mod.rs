@@ -142,7 +142,7 @@ fn check_finite(losses: &[(String, f64)], iter: usize, last_checkpoint: Option<&
 }
 
 /// `debug/iter_<N>.png`: source | source label | pseudo-target | target | pseudo-label | mixed
-/// image | mixed label | prediction.
+/// image | mixed label | prediction | (MIC) masked target.
 fn write_debug(run_dir: &Path, iter: usize, batches: StepBatches, images: &StepImages, space: &t2s_data::LabelSpace) -> Result<()> {
     use debug_strip::Column;
     let source: &Batch = batches.source;
@@ -162,6 +162,9 @@ fn write_debug(run_dir: &Path, iter: usize, batches: StepBatches, images: &StepI
             Column::Labels(&mixed.labels),
             Column::Labels(prediction),
         ]);
+    }
+    if let Some(masked) = &images.masked {
+        columns.push(Column::Floats(masked));
     }
     debug_strip::write_strip(&run_dir.join("debug").join(format!("iter_{iter:06}.png")), &columns, source.len(), h, w, space)
 }

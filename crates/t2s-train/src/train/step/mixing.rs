@@ -5,7 +5,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rand::Rng;
-use t2s_data::{class_mix, Batch, MixedBatch, StrongAugConfig};
+use t2s_data::{class_mix, Batch, MixedBatch};
 use t2s_model::{resize_bilinear, SegOutput};
 
 use crate::config::UdaSection;
@@ -16,8 +16,10 @@ use crate::Result;
 pub(super) struct Mixed<B: Backend> {
     /// Images, labels and pixel weights for the student.
     pub batch: MixedBatch,
-    /// The target's pseudo-labels `[N, H, W]` (for the debug strip).
+    /// The target's pseudo-labels `[N, H, W]` (MIC's labels, and the debug strip's).
     pub pseudo_labels: Vec<u8>,
+    /// Their pixel weights `[N, H, W]` (MIC's).
+    pub pseudo_weights: Vec<f32>,
     /// The teacher's softmax on the target at crop resolution `[N, C, H, W]` (the
     /// `target_confidence` re-weighting statistic).
     pub probs: Tensor<B, 4>,
@@ -36,12 +38,6 @@ pub(super) fn mix_target<B: Backend>(
     let (h, w) = (source.height, source.width);
     let pl = pseudo_labels(resize_bilinear(teacher.logits.clone(), h, w), uda.pseudo_threshold, uda.pseudo_label_margin);
     stats.push(("pseudo_confidence".to_string(), pl.confident_fraction as f64));
-    let strong = StrongAugConfig {
-        color_jitter_strength: uda.color_jitter_strength as f32,
-        color_jitter_prob: uda.color_jitter_prob,
-        blur_prob: uda.blur_prob,
-        ..StrongAugConfig::default()
-    };
-    let batch = class_mix(source, target, &pl.labels, &pl.weights, uda.classmix, &strong, rng)?;
-    Ok(Mixed { batch, pseudo_labels: pl.labels, probs: pl.probs })
+    let batch = class_mix(source, target, &pl.labels, &pl.weights, uda.classmix, &uda.strong_aug(), rng)?;
+    Ok(Mixed { batch, pseudo_labels: pl.labels, pseudo_weights: pl.weights, probs: pl.probs })
 }

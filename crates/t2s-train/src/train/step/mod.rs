@@ -6,8 +6,8 @@
 //! 2. [`mixing`]: pseudo-labels read back, ClassMix + strong augmentation on the host;
 //! 3. [`t2s_side`] (`t2s` only): the teacher side of T2S-DA: target prototypes, the contrastive
 //!    term's plan, the re-weighting statistics;
-//! 4. [`student`]: the student's source, mixed and pseudo-target sub-batches, joint or
-//!    sequential, and the gradients of their summed loss.
+//! 4. [`student`]: the student's source, mixed, pseudo-target and (MIC) masked target
+//!    sub-batches, joint or sequential, and the gradients of their summed loss.
 //!
 //! `source_only` is the student's source sub-batch alone ([`source_only`]).
 
@@ -21,7 +21,7 @@ mod tensors;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
-use t2s_data::{pseudo_target, rolled_style, seeded_rng, Batch, Fda, MixedBatch};
+use t2s_data::{masked_target, pseudo_target, rolled_style, seeded_rng, Batch, Fda, MixedBatch};
 use t2s_loss::class_weights::true_class_probability;
 use t2s_model::{Segmentor, T2sAutodiffBackend};
 
@@ -41,6 +41,8 @@ pub struct StepImages {
     /// With a target set: its pseudo-labels `[B, H, W]`, the mixed batch and the student's
     /// prediction on the mixed images `[B, H, W]`.
     pub dacs: Option<(Vec<u8>, MixedBatch, Vec<u8>)>,
+    /// MIC's masked target images, raw `[B, 3, H, W]` (`uda.mic`).
+    pub masked: Option<Vec<f32>>,
 }
 
 /// The gradients of the step's summed loss, its named terms, other logged numbers, and (when
@@ -159,11 +161,27 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
         None => None,
     };
 
-    let terms = student::StudentTerms::new(cfg, st, ys, ce_weights, mixed.as_ref().map(|m| &m.batch), plan, want_images);
+    // MIC (`uda.mic`): the target images masked, to be segmented as the teacher labelled them
+    // unmasked. Drawn after every other draw of the step, so a run without it draws as before.
+    let masked = match (&mixed, batches.target) {
+        (Some(_), Some(target)) if cfg.uda.mic => {
+            let strong = cfg.uda.mic_color_aug.then(|| cfg.uda.strong_aug());
+            let batch = masked_target(target, strong.as_ref(), &cfg.uda.mic_mask(), &mut rng)?;
+            let mean = batch.masked_fraction.iter().sum::<f32>() / batch.masked_fraction.len().max(1) as f32;
+            stats.push(("mic_masked_fraction".to_string(), mean as f64));
+            Some(batch)
+        }
+        _ => None,
+    };
+
+    let mic =
+        masked.as_ref().zip(mixed.as_ref()).map(|(_, m)| student::MicTargets { labels: &m.pseudo_labels, weights: &m.pseudo_weights });
+    let terms = student::StudentTerms::new(cfg, st, ys, ce_weights, mixed.as_ref().map(|m| &m.batch), mic, plan, want_images);
     let parts = student::Parts {
         source: &source.images,
         mixed: mixed.as_ref().map(|m| m.batch.images.as_slice()),
         pseudo_target: pseudo_targets.as_ref().map(|(images, _)| images.as_slice()),
+        masked: masked.as_ref().map(|m| m.images.as_slice()),
     };
     let options = student::PassOptions {
         mode: cfg.uda.student_passes,
@@ -177,6 +195,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
         size: (source.height, source.width),
         pseudo_target: pseudo_targets.map(|(_, raw)| raw),
         dacs: mixed.map(|m| (m.pseudo_labels, m.batch, passes.mix_prediction)),
+        masked: masked.map(|m| m.raw),
     });
     Ok(StepOutput { grads: passes.grads, losses: passes.losses, stats, images, statistic: passes.statistic })
 }

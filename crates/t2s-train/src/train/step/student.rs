@@ -25,6 +25,8 @@ enum Part {
     Source,
     Mixed,
     PseudoTarget,
+    /// MIC's masked target images.
+    Masked,
 }
 
 /// The student's input images per sub-batch, `[N, 3, H, W]` normalised each.
@@ -32,6 +34,14 @@ pub(super) struct Parts<'a> {
     pub source: &'a [f32],
     pub mixed: Option<&'a [f32]>,
     pub pseudo_target: Option<&'a [f32]>,
+    pub masked: Option<&'a [f32]>,
+}
+
+/// MIC's targets: the teacher's pseudo-labels of the unmasked target images and their pixel
+/// weights, `[N, H, W]` each (the mixed images' target pixels have the same).
+pub(super) struct MicTargets<'a> {
+    pub labels: &'a [u8],
+    pub weights: &'a [f32],
 }
 
 /// What the student's passes leave for the step's output.
@@ -68,6 +78,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
     let mut list: Vec<(Part, &[f32])> = vec![(Part::Source, parts.source)];
     list.extend(parts.mixed.map(|m| (Part::Mixed, m)));
     list.extend(parts.pseudo_target.map(|p| (Part::PseudoTarget, p)));
+    list.extend(parts.masked.map(|p| (Part::Masked, p)));
     let (grads, backward_passes) = match mode {
         // One pass over the sub-batches as one batch (`Segmentor::forward_sub_batches`: batch
         // norm keeps per-sub-batch statistics, so this is the passes of DAFormer's step in one).
@@ -114,6 +125,7 @@ pub(super) struct StudentTerms<'a, B: T2sAutodiffBackend> {
     source_pixel_w: Option<Tensor<B, 3>>,
     ce_weights: Option<Vec<f32>>,
     mixed: Option<&'a MixedBatch>,
+    mic: Option<MicTargets<'a>>,
     t2s_plan: Option<T2sPlan<B::InnerBackend>>,
     /// Whether the pseudo-target part leaves the `true_class_probability` statistic.
     true_class_probability: bool,
@@ -125,14 +137,16 @@ pub(super) struct StudentTerms<'a, B: T2sAutodiffBackend> {
 
 impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
     /// The terms of a step with source labels `ys` `[N, H, W]`, the CE terms' class weights (when
-    /// re-weighting scales them), the mixed batch (with a target set) and the contrastive
-    /// term's plan (when it is on).
+    /// re-weighting scales them), the mixed batch (with a target set), MIC's targets (with
+    /// `uda.mic`) and the contrastive term's plan (when it is on).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cfg: &'a RunConfig,
         st: &'a SelfTraining<B>,
         ys: Tensor<B, 3, Int>,
         ce_weights: Option<Vec<f32>>,
         mixed: Option<&'a MixedBatch>,
+        mic: Option<MicTargets<'a>>,
         t2s_plan: Option<T2sPlan<B::InnerBackend>>,
         want_images: bool,
     ) -> Self {
@@ -145,6 +159,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
             source_pixel_w,
             ce_weights,
             mixed,
+            mic,
             t2s_plan,
             true_class_probability: st.t2s.as_ref().is_some_and(|t| t.stats.statistic == ReweightStatistic::TrueClassProbability),
             want_images,
@@ -163,6 +178,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
             Part::Source => self.source_loss(out, source).map(Some),
             Part::Mixed => self.mixed_loss(out).map(Some),
             Part::PseudoTarget => self.pseudo_target_loss(out),
+            Part::Masked => self.masked_loss(out).map(Some),
         }
     }
 
@@ -213,6 +229,25 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
                 loss = loss + l;
             }
         }
+        Ok(loss)
+    }
+
+    /// MIC's loss: the prediction on the masked target images against the teacher's pseudo-labels
+    /// of the unmasked ones, with their pixel weights (and the CE terms' class weights when
+    /// re-weighting scales them), times `uda.mic_lambda`; MIC's `decode.loss_seg` with
+    /// `seg_weight`, mean over all pixels.
+    fn masked_loss(&mut self, out: SegOutput<B>) -> Result<Tensor<B, 1>> {
+        let [n, h, w] = self.ys.dims();
+        let mic = self.mic.as_ref().ok_or_else(|| TrainError::Internal("a masked part without MIC's targets".into()))?;
+        let device = self.ys.device();
+        let y = label_tensor::<B>(mic.labels, [n, h, w], &device);
+        let mut weight = Tensor::<B, 3>::from_data(TensorData::new(mic.weights.to_vec(), [n, h, w]), &device);
+        if let Some(cw) = &self.ce_weights {
+            weight = weight * class_pixel_weights(cw, y.clone());
+        }
+        let logits = resize_bilinear(out.logits, h, w);
+        let loss = cross_entropy(logits, y, &CrossEntropyOptions::default(), Some(weight)).mul_scalar(self.cfg.uda.mic_lambda);
+        self.losses.push(term("loss_mic", &loss));
         Ok(loss)
     }
 
