@@ -7,6 +7,7 @@ pub mod daformer_head;
 pub mod deeplabv2_head;
 pub mod head_output;
 pub mod host_init;
+pub mod hrda;
 pub mod inference_memory;
 pub mod mit;
 pub mod mlp_embed;
