@@ -55,7 +55,7 @@ fn resnet_cfg(layers: [usize; 4], block: BlockKind, stem: StemKind, stem_width: 
 }
 
 fn segmentor(backbone: BackboneConfig, decode_head: DecodeHeadConfig) -> (SegmentorConfig, Segmentor<B>) {
-    let cfg = SegmentorConfig { backbone, decode_head, num_classes: 5, projection: None };
+    let cfg = SegmentorConfig { backbone, decode_head, num_classes: 5, projection: None, hrda: None };
     let net = cfg.init::<B>(&Default::default()).expect("network builds");
     (cfg, net)
 }
@@ -149,7 +149,7 @@ fn wrong_architecture_and_class_count_are_clear_errors() {
     assert!(err.contains("resnet.pth") && err.contains("missing") && err.contains("backbone.stages.0"), "{err}");
     // The right backbone but 7 classes instead of 5: the classifier's shape is named.
     let backbone = BackboneConfig::Resnet(resnet_cfg([1, 2, 2, 1], BlockKind::Bottleneck, StemKind::Deep, 8, 4, 8));
-    let cfg = SegmentorConfig { backbone, decode_head: dlv2(), num_classes: 7, projection: None };
+    let cfg = SegmentorConfig { backbone, decode_head: dlv2(), num_classes: 7, projection: None, hrda: None };
     let mut net = cfg.init::<B>(&Default::default()).unwrap();
     let err = load_pytorch(&mut net, &cfg, &fixture("resnet.pth"), Some("deeplabv2.")).unwrap_err().to_string();
     assert!(err.contains("decode_head.aspp_modules.0.conv.weight") && err.contains("7 classes"), "{err}");

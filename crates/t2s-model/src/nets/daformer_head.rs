@@ -50,11 +50,39 @@ pub struct DaFormerHeadConfig {
     /// during training (`nn.Dropout2d`, 0.1).
     #[serde(default = "default_dropout")]
     pub dropout: f64,
+    /// How the concatenated embeddings are fused: `aspp` (DAFormer's context-aware fusion, the
+    /// default) or `conv` (one 1×1 conv + BN + ReLU, `dilations` unused: HRDA's scale-attention
+    /// head).
+    #[serde(default, skip_serializing_if = "FusionKind::is_aspp")]
+    pub fusion: FusionKind,
+}
+
+/// The fusion of DAFormer's head ([`DaFormerHeadConfig::fusion`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionKind {
+    /// DAFormer's `sepaspp`: ASPP with depth-wise separable dilated branches and a bottleneck.
+    #[default]
+    Aspp,
+    /// mmseg's `fusion_cfg = dict(type='conv', kernel_size=1)`: one 1×1 conv + BN + ReLU.
+    Conv,
+}
+
+impl FusionKind {
+    fn is_aspp(&self) -> bool {
+        *self == FusionKind::Aspp
+    }
 }
 
 impl Default for DaFormerHeadConfig {
     fn default() -> Self {
-        Self { embed_dim: default_width(), channels: default_width(), dilations: default_dilations(), dropout: default_dropout() }
+        Self {
+            embed_dim: default_width(),
+            channels: default_width(),
+            dilations: default_dilations(),
+            dropout: default_dropout(),
+            fusion: FusionKind::Aspp,
+        }
     }
 }
 
@@ -86,6 +114,24 @@ impl DaFormerHeadConfig {
     pub fn init<B: Backend>(&self, in_channels: [usize; 4], num_classes: usize, device: &B::Device) -> DaFormerHead<B> {
         let (e, ch) = (self.embed_dim, self.channels);
         let fused_in = 4 * e;
+        let fuse_layer = match self.fusion {
+            FusionKind::Aspp => Fusion::Aspp(self.aspp(fused_in, device)),
+            FusionKind::Conv => Fusion::Conv(ConvBn::new(ConvSpec::new(fused_in, ch, 1), true, device)),
+        };
+        let mut conv_seg = ConvSpec::new(ch, num_classes, 1).bias(true).init(device);
+        conv_seg.weight = crate::nets::host_init::drawn([num_classes, ch, 1, 1], crate::nets::host_init::Draw::Normal(0.01), device);
+        conv_seg.bias = Some(Initializer::Zeros.init([num_classes], device));
+        DaFormerHead {
+            embed_layers: in_channels.iter().map(|&c| MlpEmbed::new(c, e, device)).collect(),
+            fuse_layer,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            conv_seg,
+        }
+    }
+
+    /// The ASPP fusion of `fused_in` channels.
+    fn aspp<B: Backend>(&self, fused_in: usize, device: &B::Device) -> AsppFusion<B> {
+        let ch = self.channels;
         let aspp_modules = self
             .dilations
             .iter()
@@ -101,15 +147,7 @@ impl DaFormerHeadConfig {
             })
             .collect();
         let bottleneck = ConvBn::new(ConvSpec::new(self.dilations.len() * ch, ch, 3), true, device);
-        let mut conv_seg = ConvSpec::new(ch, num_classes, 1).bias(true).init(device);
-        conv_seg.weight = crate::nets::host_init::drawn([num_classes, ch, 1, 1], crate::nets::host_init::Draw::Normal(0.01), device);
-        conv_seg.bias = Some(Initializer::Zeros.init([num_classes], device));
-        DaFormerHead {
-            embed_layers: in_channels.iter().map(|&c| MlpEmbed::new(c, e, device)).collect(),
-            fuse_layer: AsppFusion { aspp_modules, bottleneck },
-            dropout: DropoutConfig::new(self.dropout).init(),
-            conv_seg,
-        }
+        AsppFusion { aspp_modules, bottleneck }
     }
 }
 
@@ -118,8 +156,8 @@ impl DaFormerHeadConfig {
 pub struct DaFormerHead<B: Backend> {
     /// Per-stage embeddings `C_k → E`.
     pub embed_layers: Vec<MlpEmbed<B>>,
-    /// ASPP fusion of the concatenated embeddings (`4E → channels`).
-    pub fuse_layer: AsppFusion<B>,
+    /// Fusion of the concatenated embeddings (`4E → channels`).
+    pub fuse_layer: Fusion<B>,
     /// Channel dropout (`nn.Dropout2d`) before the classifier; see
     /// [`channel_dropout`](crate::nets::head_output::channel_dropout).
     pub dropout: Dropout,
@@ -144,6 +182,28 @@ impl<B: T2sBackend> DaFormerHead<B> {
         // [N, classes, H_1, W_1]
         let logits = conv2d_forward(&self.conv_seg, channel_dropout(&self.dropout, feature.clone()));
         HeadOutput { logits, feature }
+    }
+}
+
+/// The head's fusion layer. Variant names are not part of parameter paths: `fuse_layer.aspp_modules…`
+/// and `fuse_layer.bottleneck…` for ASPP, `fuse_layer.conv`/`fuse_layer.bn` for the 1×1 conv (mmcv's
+/// `ConvModule`), as in mmseg.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Fusion<B: Backend> {
+    /// DAFormer's ASPP.
+    Aspp(AsppFusion<B>),
+    /// 1×1 conv + BN + ReLU.
+    Conv(ConvBn<B>),
+}
+
+impl<B: T2sBackend> Fusion<B> {
+    /// `[N, C_in, H, W]` → `[N, channels, H, W]` (batch-norm statistics per sub-batch).
+    pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
+        match self {
+            Self::Aspp(m) => m.forward(x, sub_batches),
+            Self::Conv(m) => m.forward(x, sub_batches),
+        }
     }
 }
 
@@ -227,18 +287,18 @@ mod tests {
     fn forward_matches_loop_reference() {
         let device = Default::default();
         // Small dilations so that the 8×10 map sees several taps of every dilated kernel.
-        let cfg = DaFormerHeadConfig { embed_dim: 4, channels: 5, dilations: vec![1, 2, 3], dropout: 0.1 };
+        let cfg = DaFormerHeadConfig { embed_dim: 4, channels: 5, dilations: vec![1, 2, 3], dropout: 0.1, fusion: FusionKind::Aspp };
         cfg.validate().expect("valid");
         let head = Randomize::apply(cfg.init::<B>([3, 4, 5, 6], 3, &device), 11);
         let sizes = [(3, 8, 10), (4, 4, 5), (5, 2, 3), (6, 1, 2)];
         let xs: Vec<_> = sizes.iter().enumerate().map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 40 + k as u64, 1.0)).collect();
         let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect(), 1);
+        let Fusion::Aspp(aspp) = &head.fuse_layer else { panic!("an ASPP fusion") };
 
         // Stage order 0, 1, 2, 3.
         let e: Vec<_> = xs.iter().zip(&head.embed_layers).map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10)).collect();
         let fused = cat_channels(&e);
-        let branches: Vec<_> = head
-            .fuse_layer
+        let branches: Vec<_> = aspp
             .aspp_modules
             .iter()
             .zip(&cfg.dilations)
@@ -253,7 +313,7 @@ mod tests {
                 }
             })
             .collect();
-        let feature = conv_bn_ref(&cat_channels(&branches), &head.fuse_layer.bottleneck, 1, 1, 1);
+        let feature = conv_bn_ref(&cat_channels(&branches), &aspp.bottleneck, 1, 1, 1);
         let (ws, bs) = conv(&head.conv_seg);
         let logits = conv2d(&feature, &ws, Some(&bs), 1, 0, 1, 1);
         assert_close(&out.feature, &feature, "feature");
@@ -290,7 +350,8 @@ mod tests {
         assert_eq!(ours, expected);
 
         // Dilation and padding of the separable branches follow the configuration.
-        for (m, d) in head.fuse_layer.aspp_modules.iter().zip([1, 6, 12, 18]) {
+        let Fusion::Aspp(aspp) = &head.fuse_layer else { panic!("an ASPP fusion") };
+        for (m, d) in aspp.aspp_modules.iter().zip([1, 6, 12, 18]) {
             match m {
                 AsppBranch::Pointwise(c) => assert_eq!((d, c.conv.kernel_size), (1, [1, 1])),
                 AsppBranch::Separable(s) => {
@@ -299,6 +360,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `fusion = "conv"` (HRDA's scale-attention head): one 1×1 conv + BN + ReLU, mmcv's
+    /// `ConvModule` paths.
+    #[test]
+    fn a_pointwise_fusion_is_one_conv_block() {
+        let device = Default::default();
+        let cfg = DaFormerHeadConfig { embed_dim: 4, channels: 5, fusion: FusionKind::Conv, ..Default::default() };
+        let head = Randomize::apply(cfg.init::<B>([3, 4, 5, 6], 2, &device), 12);
+        let mut paths: Vec<String> = Shapes::of(&head).into_iter().map(|(p, _)| p).filter(|p| p.starts_with("fuse_layer")).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "fuse_layer.bn.beta",
+                "fuse_layer.bn.gamma",
+                "fuse_layer.bn.running_mean",
+                "fuse_layer.bn.running_var",
+                "fuse_layer.conv.weight"
+            ]
+        );
+        let sizes = [(3, 8, 10), (4, 4, 5), (5, 2, 3), (6, 1, 2)];
+        let xs: Vec<_> = sizes.iter().enumerate().map(|(k, &(c, h, w))| rand_nd(&[2, c, h, w], 50 + k as u64, 1.0)).collect();
+        let out = head.forward(xs.iter().map(|x| x.tensor::<4>()).collect(), 1);
+        let e: Vec<_> = xs.iter().zip(&head.embed_layers).map(|(x, m)| resize_ref(&embed_ref(x, m), 8, 10)).collect();
+        let Fusion::Conv(c) = &head.fuse_layer else { panic!("a conv fusion") };
+        assert_close(&out.feature, &conv_bn_ref(&cat_channels(&e), c, 0, 1, 1), "feature");
+        // Serialised only when it is not the default.
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert!(text.contains("\"fusion\":\"conv\""), "{text}");
+        assert!(!serde_json::to_string(&DaFormerHeadConfig::default()).unwrap().contains("fusion"));
     }
 
     #[test]

@@ -6,8 +6,95 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
+use crate::error::{ModelError, Result};
 use crate::ops::resize::resize_bilinear;
+
+fn default_detail_crop() -> [usize; 2] {
+    [512, 512]
+}
+fn default_divisible() -> usize {
+    8
+}
+fn default_detail_weight() -> f64 {
+    0.1
+}
+fn yes() -> bool {
+    true
+}
+fn default_attention_width() -> usize {
+    256
+}
+
+/// HRDA (`[model.network.hrda]`): the network sees each image twice, whole at half resolution
+/// (the context) and as a detail crop at full resolution, and a scale-attention head decides
+/// per pixel (and class) how much of each to use. Defaults: lhoyer/HRDA's
+/// `gtaHR2csHR_hrda.py` (context scale 0.5, detail crop 512×512 of a 1024×1024 training crop).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HrdaConfig {
+    /// Detail crop `[height, width]` in full-resolution pixels (`hr_crop_size`, 512×512).
+    #[serde(default = "default_detail_crop")]
+    pub detail_crop: [usize; 2],
+    /// Detail-crop coordinates are multiples of this (`crop_coord_divisible`, 8): twice the
+    /// logit stride, so the crop lands on whole context logits.
+    #[serde(default = "default_divisible")]
+    pub crop_divisible: usize,
+    /// Weight of the detail prediction's own loss on its crop (`hr_loss_weight`, 0.1); the fused
+    /// prediction's loss takes 1 minus it.
+    #[serde(default = "default_detail_weight")]
+    pub detail_loss_weight: f64,
+    /// One attention map per class (`attention_classwise`, true) or one for all.
+    #[serde(default = "yes")]
+    pub attention_classwise: bool,
+    /// Width of the scale-attention head (`attention_embed_dim`, 256); a DAFormer head's
+    /// attention twin fuses with one 1×1 conv instead of the ASPP.
+    #[serde(default = "default_attention_width")]
+    pub attention_embed_dim: usize,
+    /// Whole images (inference, the teacher's pseudo-labels) take their detail prediction from
+    /// overlapping sliding detail crops (`hr_slide_inference`, true), or from one pass over the
+    /// whole full-resolution image.
+    #[serde(default = "yes")]
+    pub slide_inference: bool,
+}
+
+impl Default for HrdaConfig {
+    fn default() -> Self {
+        Self {
+            detail_crop: default_detail_crop(),
+            crop_divisible: default_divisible(),
+            detail_loss_weight: default_detail_weight(),
+            attention_classwise: true,
+            attention_embed_dim: default_attention_width(),
+            slide_inference: true,
+        }
+    }
+}
+
+impl HrdaConfig {
+    /// Checks the settings for a network of logit stride `os`, naming the one at fault.
+    pub fn validate(&self, os: usize) -> Result<()> {
+        let err = |m: String| Err(ModelError::Config(format!("model.network.hrda.{m}")));
+        let cell = 2 * os;
+        if self.crop_divisible == 0 || !self.crop_divisible.is_multiple_of(cell) {
+            return err(format!(
+                "crop_divisible = {} must be a multiple of {cell} (twice the logit stride {os}), so the detail crop covers whole context logits",
+                self.crop_divisible
+            ));
+        }
+        if self.detail_crop.iter().any(|&c| c == 0 || !c.is_multiple_of(cell)) {
+            return err(format!("detail_crop = {:?} must be positive multiples of {cell} (twice the logit stride {os})", self.detail_crop));
+        }
+        if !(0.0..1.0).contains(&self.detail_loss_weight) {
+            return err(format!("detail_loss_weight = {} must be in [0, 1) (HRDA's is 0.1)", self.detail_loss_weight));
+        }
+        if self.attention_embed_dim == 0 {
+            return err("attention_embed_dim must be positive".into());
+        }
+        Ok(())
+    }
+}
 
 /// A box `[y1, y2) × [x1, x2)` in pixels (HRDA's `(y1, y2, x1, x2)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,5 +254,112 @@ mod tests {
         // Without overlap: 0 and 36.
         let xs: Vec<usize> = slide_boxes(64, 100, [64, 64], false).iter().map(|b| b.x1).collect();
         assert_eq!(xs, [0, 36]);
+    }
+}
+
+/// The HRDA network's wiring, checked at the attention's extremes, where the fusion reduces to
+/// one of the single-scale network's own predictions.
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+    use crate::nets::segmentor::{DecodeHead, Segmentor, SegmentorConfig};
+    use burn::backend::Flex;
+    use burn::module::Param;
+    use burn::tensor::Distribution;
+
+    type B = Flex;
+
+    fn config(slide: bool) -> SegmentorConfig {
+        let mut cfg: SegmentorConfig = serde_json::from_str(
+            r#"{"backbone":{"type":"mit","embed_dims":[8,16,24,32],"depths":[1,1,1,1],"num_heads":[1,2,3,4],"sr_ratios":[8,4,2,1]},
+                "decode_head":{"type":"daformer","embed_dim":16,"channels":16},"num_classes":5,"projection":{"dim":8},
+                "hrda":{"detail_crop":[32,32],"attention_embed_dim":8}}"#,
+        )
+        .unwrap();
+        cfg.hrda.as_mut().unwrap().slide_inference = slide;
+        cfg
+    }
+
+    /// The network with its scale attention fixed at sigmoid(`bias`) everywhere.
+    fn with_attention(mut net: Segmentor<B>, bias: f32) -> Segmentor<B> {
+        let Some(DecodeHead::DaFormer(h)) = net.scale_attention.as_mut() else { panic!("a DAFormer attention head") };
+        let [o, i, kh, kw] = h.conv_seg.weight.dims();
+        h.conv_seg.weight = Param::from_tensor(Tensor::zeros([o, i, kh, kw], &Default::default()));
+        h.conv_seg.bias = Some(Param::from_tensor(Tensor::full([o], bias, &Default::default())));
+        net
+    }
+
+    /// The network without HRDA: the same backbone and decode head.
+    fn single(net: &Segmentor<B>) -> Segmentor<B> {
+        Segmentor { scale_attention: None, hrda: None, ..net.clone() }
+    }
+
+    fn max_diff(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn settings_that_cannot_line_up_are_refused_by_name() {
+        let refused = |edit: &dyn Fn(&mut SegmentorConfig)| {
+            let mut cfg = config(true);
+            edit(&mut cfg);
+            cfg.validate().unwrap_err().to_string()
+        };
+        // Logit stride 4: crops and their coordinates on multiples of 8.
+        let e = refused(&|c| c.hrda.as_mut().unwrap().crop_divisible = 4);
+        assert!(e.contains("model.network.hrda.crop_divisible = 4 must be a multiple of 8"), "{e}");
+        let e = refused(&|c| c.hrda.as_mut().unwrap().detail_crop = [36, 32]);
+        assert!(e.contains("model.network.hrda.detail_crop = [36, 32]"), "{e}");
+        let e = refused(&|c| c.hrda.as_mut().unwrap().detail_loss_weight = 1.0);
+        assert!(e.contains("detail_loss_weight = 1 must be in [0, 1)"), "{e}");
+        let e = refused(&|c| c.decode_head = serde_json::from_str(r#"{"type":"segformer","embed_dim":16}"#).unwrap());
+        assert!(e.contains("model.network.hrda") && e.contains("segformer"), "{e}");
+        assert!(config(true).validate().is_ok());
+    }
+
+    #[test]
+    fn shapes_follow_the_context_and_detail_scales() {
+        let device = Default::default();
+        let net = config(true).init::<B>(&device).unwrap();
+        assert!(net.scale_attention.is_some());
+        let x = Tensor::<B, 4>::random([2, 3, 64, 96], Distribution::Normal(0.0, 1.0), &device);
+        let out = net.forward(x.clone());
+        assert_eq!(out.logits.dims(), [2, 5, 16, 24]);
+        // The embedding is the context pass's, at half the resolution.
+        assert_eq!(out.embedding.unwrap().dims(), [2, 8, 8, 12]);
+        let crops = [CropBox { y1: 0, y2: 32, x1: 8, x2: 40 }, CropBox { y1: 32, y2: 64, x1: 64, x2: 96 }];
+        let t = net.forward_hrda(x, &crops, false);
+        assert_eq!((t.fused.dims(), t.detail.dims(), t.context.logits.dims()), ([2, 5, 16, 24], [2, 5, 8, 8], [2, 5, 8, 12]));
+    }
+
+    #[test]
+    fn no_attention_leaves_the_upsampled_context_prediction() {
+        let device = Default::default();
+        let net = with_attention(config(true).init::<B>(&device).unwrap(), -40.0);
+        let x = Tensor::<B, 4>::random([2, 3, 64, 96], Distribution::Normal(0.0, 1.0), &device);
+        let context = single(&net).forward(resize_bilinear(x.clone(), 32, 48)).logits;
+        let expected = resize_bilinear(context, 16, 24);
+        assert!(max_diff(net.forward(x.clone()).logits, expected.clone()) < 1e-5);
+        let crops = [CropBox { y1: 16, y2: 48, x1: 40, x2: 72 }];
+        assert!(max_diff(net.forward_hrda(x, &crops, false).fused, expected) < 1e-5);
+    }
+
+    #[test]
+    fn full_attention_takes_the_detail_prediction() {
+        let device = Default::default();
+        let x = Tensor::<B, 4>::random([1, 3, 64, 96], Distribution::Normal(0.0, 1.0), &device);
+        // Whole-image inference without sliding: the single-scale network on the full image.
+        let net = with_attention(config(false).init::<B>(&device).unwrap(), 40.0);
+        assert!(max_diff(net.forward(x.clone()).logits, single(&net).forward(x.clone()).logits) < 1e-5);
+        // Training: the detail pass on the crop inside it (away from its border, where the
+        // upsampled attention mask is whole), the upsampled context prediction outside.
+        let crop = CropBox { y1: 16, y2: 48, x1: 40, x2: 72 };
+        let out = net.forward_hrda(x.clone(), &[crop], false);
+        let detail = single(&net).forward(x.clone().slice([0..1, 0..3, 16..48, 40..72])).logits;
+        let inner = |t: Tensor<B, 4>, y: std::ops::Range<usize>, xr: std::ops::Range<usize>| t.slice([0..1, 0..5, y, xr]);
+        assert!(max_diff(inner(out.fused.clone(), 5..11, 11..17), inner(detail, 1..7, 1..7)) < 1e-5);
+        let context = resize_bilinear(single(&net).forward(resize_bilinear(x, 32, 48)).logits, 16, 24);
+        assert!(max_diff(inner(out.fused, 0..16, 0..9), inner(context, 0..16, 0..9)) < 1e-5);
     }
 }

@@ -5,13 +5,15 @@ use crate::T2sBackend;
 use std::collections::HashSet;
 
 use burn::module::{Module, ParamId};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{backend::Backend, DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::io::params::inventory;
-use crate::nets::daformer_head::{DaFormerHead, DaFormerHeadConfig};
+use crate::nets::daformer_head::{DaFormerHead, DaFormerHeadConfig, FusionKind};
 use crate::nets::deeplabv2_head::{DeepLabV2Head, DeepLabV2HeadConfig};
+use crate::nets::hrda::{fuse_scales, merge_slide, slide_boxes, CropBox, HrdaConfig};
 use crate::nets::mit::{MitConfig, MixTransformer};
 use crate::nets::projection_head::{ProjectionConfig, ProjectionHead};
 use crate::nets::resnet::{ResNet, ResNetConfig, StemKind};
@@ -57,6 +59,9 @@ pub struct SegmentorConfig {
     /// Contrastive projection head; absent for plain segmentation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<ProjectionConfig>,
+    /// HRDA's multi-resolution network ([`HrdaConfig`]); absent for a single-scale network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hrda: Option<HrdaConfig>,
 }
 
 /// Names accepted by [`SegmentorConfig::preset`].
@@ -114,7 +119,7 @@ impl SegmentorConfig {
             }
             _ => return Err(unknown()),
         };
-        Ok(Self { backbone, decode_head, num_classes: 19, projection: Some(ProjectionConfig::default()) })
+        Ok(Self { backbone, decode_head, num_classes: 19, projection: Some(ProjectionConfig::default()), hrda: None })
     }
 
     /// Output channels of the four backbone stages.
@@ -148,10 +153,37 @@ impl SegmentorConfig {
             BackboneConfig::Mit(m) => m.validate()?,
         }
         match &self.decode_head {
-            DecodeHeadConfig::Deeplabv2(_) => Ok(()),
-            DecodeHeadConfig::Daformer(h) => h.validate(),
-            DecodeHeadConfig::Segformer(h) => h.validate(),
+            DecodeHeadConfig::Deeplabv2(_) => (),
+            DecodeHeadConfig::Daformer(h) => h.validate()?,
+            DecodeHeadConfig::Segformer(h) => h.validate()?,
         }
+        if let Some(hrda) = &self.hrda {
+            if matches!(self.decode_head, DecodeHeadConfig::Segformer(_)) {
+                return Err(ModelError::Config(
+                    "model.network.hrda: HRDA's scale attention is built for a daformer or deeplabv2 decode head, not segformer".into(),
+                ));
+            }
+            hrda.validate(self.logit_stride())?;
+        }
+        Ok(())
+    }
+
+    /// HRDA's scale-attention head: the decode head's twin with `attention_embed_dim` channels
+    /// (a DAFormer head fusing with one 1×1 conv instead of the ASPP), one output per class or
+    /// one in all (`HRDAHead.__init__`).
+    fn scale_attention<B: Backend>(&self, hrda: &HrdaConfig, channels: [usize; 4], device: &B::Device) -> Result<DecodeHead<B>> {
+        let outputs = if hrda.attention_classwise { self.num_classes } else { 1 };
+        Ok(match &self.decode_head {
+            DecodeHeadConfig::Deeplabv2(h) => DecodeHead::DeepLabV2(h.init(channels[3], outputs, device)?),
+            DecodeHeadConfig::Daformer(h) => {
+                let width = hrda.attention_embed_dim;
+                let cfg = DaFormerHeadConfig { embed_dim: width, channels: width, fusion: FusionKind::Conv, ..h.clone() };
+                DecodeHead::DaFormer(cfg.init(channels, outputs, device))
+            }
+            DecodeHeadConfig::Segformer(_) => {
+                return Err(ModelError::Config("model.network.hrda needs a daformer or deeplabv2 head".into()))
+            }
+        })
     }
 
     /// Builds the network with fresh (PyTorch-style) initialisation.
@@ -171,7 +203,11 @@ impl SegmentorConfig {
             Some(p) => Some(p.init(feature_channels, device)?),
             None => None,
         };
-        Ok(Segmentor { backbone, decode_head, proj_head })
+        let scale_attention = match &self.hrda {
+            Some(h) => Some(self.scale_attention(h, channels, device)?),
+            None => None,
+        };
+        Ok(Segmentor { backbone, decode_head, proj_head, scale_attention, hrda: self.hrda.clone(), logit_stride: self.logit_stride() })
     }
 }
 
@@ -205,12 +241,35 @@ pub struct SegOutput<B: Backend> {
     pub features: Vec<Tensor<B, 4>>,
 }
 
-/// Backbone + decode head + projection head.
+/// Backbone + decode head + projection head (+ HRDA's scale-attention head).
 #[derive(Module, Debug)]
 pub struct Segmentor<B: Backend> {
     pub backbone: Backbone<B>,
     pub decode_head: DecodeHead<B>,
     pub proj_head: Option<ProjectionHead<B>>,
+    /// HRDA's scale-attention head (`model.network.hrda`).
+    pub scale_attention: Option<DecodeHead<B>>,
+    /// HRDA's settings, with the scale-attention head.
+    #[module(skip)]
+    pub hrda: Option<HrdaConfig>,
+    /// Input pixels per logit pixel ([`SegmentorConfig::logit_stride`]).
+    #[module(skip)]
+    pub logit_stride: usize,
+}
+
+/// What HRDA's training pass gives ([`Segmentor::forward_hrda`]).
+#[derive(Debug, Clone)]
+pub struct HrdaOutput<B: Backend> {
+    /// The fused prediction `[N, classes, H/s, W/s]` (s: the logit stride, H×W the full
+    /// resolution).
+    pub fused: Tensor<B, 4>,
+    /// The detail prediction on each sub-batch's crop, `[N, classes, ch/s, cw/s]`.
+    pub detail: Tensor<B, 4>,
+    /// Each sub-batch's detail crop, in full-resolution pixels.
+    pub crops: Vec<CropBox>,
+    /// The context pass (the images at half resolution): its logits `[N, classes, H/2s, W/2s]`,
+    /// embedding and backbone features.
+    pub context: SegOutput<B>,
 }
 
 impl<B: T2sBackend> Segmentor<B> {
@@ -265,22 +324,101 @@ impl<B: T2sBackend> Segmentor<B> {
     /// [`forward_sub_batches`](Self::forward_sub_batches), with the projection head's input cut
     /// from the graph when `detach_projection_input`: gradients through the embedding then
     /// train the projection head alone (T2S's projection-head warm-up, `t2s.head_warmup`).
+    ///
+    /// An HRDA network gives its whole-image prediction ([`Segmentor::hrda_whole`]).
     pub fn forward_with(&self, x: Tensor<B, 4>, sub_batches: usize, detach_projection_input: bool) -> SegOutput<B> {
-        let features = self.features_of(x, sub_batches);
-        let (logits, head_feature) = match &self.decode_head {
+        match &self.hrda {
+            Some(hrda) => self.hrda_whole(x, hrda, sub_batches, detach_projection_input),
+            None => self.single_scale(x, sub_batches, detach_projection_input),
+        }
+    }
+
+    /// Logits and the feature the projection head takes, from `head` on backbone `features`.
+    fn decode(head: &DecodeHead<B>, features: &[Tensor<B, 4>], sub_batches: usize) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        match head {
             DecodeHead::DeepLabV2(h) => {
                 let last = features[features.len() - 1].clone();
                 (h.forward(last.clone()), last)
             }
             DecodeHead::DaFormer(h) => {
-                let o = h.forward(features.clone(), sub_batches);
+                let o = h.forward(features.to_vec(), sub_batches);
                 (o.logits, o.feature)
             }
             DecodeHead::SegFormer(h) => {
-                let o = h.forward(features.clone(), sub_batches);
+                let o = h.forward(features.to_vec(), sub_batches);
                 (o.logits, o.feature)
             }
+        }
+    }
+
+    /// HRDA's scale attention (through the sigmoid, f32) from the context pass's features.
+    fn attention(&self, features: &[Tensor<B, 4>], sub_batches: usize) -> Tensor<B, 4> {
+        let head = self.scale_attention.as_ref().expect("an HRDA network has a scale-attention head");
+        let features: Vec<Tensor<B, 4>> = features.iter().map(|f| cast_to(f.clone(), weight_dtype(self))).collect();
+        sigmoid(cast_to(Self::decode(head, &features, sub_batches).0, DType::F32))
+    }
+
+    /// HRDA's whole-image prediction (`HRDAEncoderDecoder.encode_decode`): the context pass on
+    /// the images at half resolution, the detail prediction from overlapping sliding detail
+    /// crops at full resolution (or one pass over the whole image without
+    /// `slide_inference`), fused by the scale attention. The embedding and features are the
+    /// context pass's. `[N, 3, H, W]` → logits `[N, classes, H/s, W/s]`.
+    pub fn hrda_whole(&self, x: Tensor<B, 4>, hrda: &HrdaConfig, sub_batches: usize, detach: bool) -> SegOutput<B> {
+        let [n, c, h, w] = x.dims();
+        let os = self.logit_stride;
+        let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), sub_batches, detach);
+        let att = self.attention(&context.features, sub_batches);
+        let detail = if hrda.slide_inference {
+            let crop = [hrda.detail_crop[0].min(h), hrda.detail_crop[1].min(w)];
+            let boxes = slide_boxes(h, w, crop, true);
+            // Crop-major: crop i of every image, then crop i + 1 (HRDA's `torch.cat(crop_imgs)`).
+            let crops: Vec<Tensor<B, 4>> = boxes.iter().map(|b| x.clone().slice([0..n, 0..c, b.y1..b.y2, b.x1..b.x2])).collect();
+            let features = self.features_of(Tensor::cat(crops, 0), 1);
+            let logits = cast_to(Self::decode(&self.decode_head, &features, 1).0, DType::F32);
+            let at_logits: Vec<CropBox> = boxes.iter().map(|b| b.shrunk(os)).collect();
+            merge_slide(logits, &at_logits, n)
+        } else {
+            let features = self.features_of(x, sub_batches);
+            cast_to(Self::decode(&self.decode_head, &features, sub_batches).0, DType::F32)
         };
+        let (fused, _) = fuse_scales(context.logits.clone(), att, detail, None, os);
+        SegOutput { logits: fused, ..context }
+    }
+
+    /// HRDA's training pass (`HRDAEncoderDecoder.forward_train` and `HRDAHead.forward`) over
+    /// `crops.len()` sub-batches of `[k·n, 3, H, W]` images: the context pass on the images at
+    /// half resolution, the detail pass on each sub-batch's crop (`crops[i]`, in full-resolution
+    /// pixels, all of one size: [`draw_crop_box`](crate::nets::hrda::draw_crop_box)), and their
+    /// fusion. Batch-norm statistics per sub-batch, as [`forward_sub_batches`](Self::forward_sub_batches).
+    ///
+    /// # Panics
+    /// On a network without HRDA, or crops of different sizes.
+    pub fn forward_hrda(&self, x: Tensor<B, 4>, crops: &[CropBox], detach_projection_input: bool) -> HrdaOutput<B> {
+        let [total, c, h, w] = x.dims();
+        let k = crops.len();
+        let n = total / k;
+        let os = self.logit_stride;
+        let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), k, detach_projection_input);
+        let att = self.attention(&context.features, k);
+        let parts: Vec<Tensor<B, 4>> =
+            crops.iter().enumerate().map(|(i, b)| x.clone().slice([i * n..(i + 1) * n, 0..c, b.y1..b.y2, b.x1..b.x2])).collect();
+        let features = self.features_of(Tensor::cat(parts, 0), k);
+        let detail = cast_to(Self::decode(&self.decode_head, &features, k).0, DType::F32);
+        let fused = crops
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let part = |t: &Tensor<B, 4>| t.clone().narrow(0, i * n, n);
+                fuse_scales(part(&context.logits), part(&att), part(&detail), Some(*b), os).0
+            })
+            .collect();
+        HrdaOutput { fused: Tensor::cat(fused, 0), detail, crops: crops.to_vec(), context }
+    }
+
+    /// The single-scale network's pass ([`forward_with`](Self::forward_with) without HRDA).
+    fn single_scale(&self, x: Tensor<B, 4>, sub_batches: usize, detach_projection_input: bool) -> SegOutput<B> {
+        let features = self.features_of(x, sub_batches);
+        let (logits, head_feature) = Self::decode(&self.decode_head, &features, sub_batches);
         let head_feature = if detach_projection_input { head_feature.detach() } else { head_feature };
         let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature, sub_batches));
         let f32 = |t: Tensor<B, 4>| cast_to(t, DType::F32);
