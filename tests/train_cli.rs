@@ -584,3 +584,51 @@ fn mic_learns_the_teachers_labels_from_masked_targets_and_resumes_exactly() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_records(&a, &training_records(&dir.path().join("runs/halves")), 1e-5, "resumed");
 }
+
+/// HRDA (`[model.network.hrda]`) with MIC and T2S-DA: every term and its detail twin logged,
+/// from the source-only warm-up on; `--resume` exact; the sequential passes draw the same
+/// detail crops as the joint pass.
+#[test]
+fn hrda_with_mic_and_t2s_trains_every_term_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Logit stride 8: crops on multiples of 16; a 16×32 detail crop of the 32×64 training crop.
+    let config = t2s_config() + "\n[model.network.hrda]\ndetail_crop = [16, 32]\ncrop_divisible = 16\n";
+    std::fs::write(dir.path().join("hrda.toml"), config).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = t2s(dir.path());
+        cmd.args(["train", "--config", "hrda.toml", "--set", "uda.adapt_from=1", "--set", "uda.mic=true"]);
+        cmd.args(["--set", "uda.mic_block_size=8", "--set", "uda.pseudo_threshold=0"]);
+        let o = cmd.args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["--set", "run.name=straight"]);
+    let a = training_records(&dir.path().join("runs/straight"));
+    assert_eq!(a.len(), 4);
+    let positive = |r: &serde_json::Map<String, serde_json::Value>, k: &str| r[k].as_f64().is_some_and(|v| v.is_finite() && v > 0.0);
+    // The warm-up: the source term and its detail twin alone.
+    assert!(positive(&a[0], "loss_source") && positive(&a[0], "loss_source_detail") && a[0].get("loss_mix").is_none(), "{:?}", a[0]);
+    for r in &a[1..] {
+        for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_mic"] {
+            assert!(positive(r, k) && positive(r, &format!("{k}_detail")), "{k} in {r:?}");
+        }
+        assert!(r["loss_t2s"].as_f64().is_some_and(f64::is_finite), "{r:?}");
+    }
+    // The run evaluated at its end with HRDA's whole-image prediction.
+    let metrics = std::fs::read_to_string(dir.path().join("runs/straight/metrics.jsonl")).unwrap();
+    assert!(metrics.lines().any(|l| l.contains("\"eval\"") && l.contains("mIoU19")), "{metrics}");
+    run(&["--set", "run.name=halves", "--until", "2"]);
+    let o = t2s(dir.path()).args(["train", "--resume", "runs/halves"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_records(&a, &training_records(&dir.path().join("runs/halves")), 1e-5, "resumed");
+    run(&["--set", "run.name=sequential", "--set", "uda.student_passes=sequential", "--until", "3"]);
+    // Iteration 3 shows the first adaptation step's summed gradients in every segmentation
+    // term; the contrastive term's pixel sampling can already tip over a rounding difference
+    // there (as in `t2s_trains_every_term_and_resumes_exactly` at iteration 4), so it is left out.
+    let without_t2s = |mut r: serde_json::Map<String, serde_json::Value>| {
+        r.retain(|k, _| !k.starts_with("loss_t2s") && !k.starts_with("t2s_"));
+        r
+    };
+    let s: Vec<_> = training_records(&dir.path().join("runs/sequential")).into_iter().map(without_t2s).collect();
+    let a3: Vec<_> = a[..3].iter().cloned().map(without_t2s).collect();
+    assert_same_records(&a3, &s, 1e-5, "sequential");
+}

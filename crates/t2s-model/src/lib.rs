@@ -17,6 +17,7 @@ pub mod precision;
 pub use error::{ModelError, Result};
 pub use io::params::{count_trainable, inventory, TensorEntry};
 pub use io::weights::{load_pytorch, load_t2s, load_t2s_into, read_t2s_config, safetensors_header, save_t2s, LoadReport};
+pub use nets::hrda::{CropBox, HrdaConfig};
 pub use nets::segmentor::{
     Backbone, BackboneConfig, DecodeHead, DecodeHeadConfig, ParamGroups, SegOutput, Segmentor, SegmentorConfig, PRESETS,
 };

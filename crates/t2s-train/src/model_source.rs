@@ -51,17 +51,17 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
         };
         // A run configuration's [model] names a preset or holds [model.network] (the rest of
         // the file is not needed).
-        if ["preset", "network", "pretrained", "pretrained_prefix", "projection_dim"].iter().any(|k| table.contains_key(*k)) {
+        if ["preset", "network", "pretrained", "pretrained_prefix", "projection_dim", "hrda"].iter().any(|k| table.contains_key(*k)) {
             let section: crate::config::ModelSection =
                 toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("[model]: {e}")))?;
-            return match (section.network, section.preset) {
-                (Some(network), _) => {
-                    network.validate()?;
-                    Ok(network)
-                }
-                (None, Some(preset)) => resolve_model_config(&preset).map_err(|e| bad(format!("[model] preset: {e}"))),
-                (None, None) => Err(bad("[model] has neither `preset` nor [model.network]: it does not say which network".into())),
+            let network = match (&section.network, &section.preset) {
+                (Some(network), _) => network.clone(),
+                (None, Some(preset)) => resolve_model_config(preset).map_err(|e| bad(format!("[model] preset: {e}")))?,
+                (None, None) => return Err(bad("[model] has neither `preset` nor [model.network]: it does not say which network".into())),
             };
+            let network = section.with_hrda(network);
+            network.validate()?;
+            return Ok(network);
         }
         let cfg: SegmentorConfig =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("invalid model configuration: {e}")))?;

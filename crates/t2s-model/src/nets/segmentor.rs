@@ -283,8 +283,17 @@ impl<B: T2sBackend> Segmentor<B> {
     }
 
     /// Backbone stage outputs for an image batch `[N, 3, H, W]`.
-    /// f32 whatever the weights' type, as [`Segmentor::forward`]'s.
+    /// f32 whatever the weights' type, as [`Segmentor::forward`]'s. An HRDA network's are of the
+    /// images at its context scale, half the resolution (HRDA's `feature_scale = 0.5`), as its
+    /// forward pass's features.
     pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
+        let x = match &self.hrda {
+            Some(_) => {
+                let [_, _, h, w] = x.dims();
+                resize_bilinear(x, h / 2, w / 2)
+            }
+            None => x,
+        };
         self.features_of(x, 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
     }
 

@@ -101,11 +101,12 @@ impl RunConfig {
     /// The network `[model]` describes: `network` if given, else the preset; `None` when neither
     /// is set (then the weights file must carry its network).
     pub fn network(&self) -> Result<Option<t2s_model::SegmentorConfig>> {
-        match (&self.model.network, &self.model.preset) {
-            (Some(n), _) => Ok(Some(n.clone())),
-            (None, Some(p)) => crate::resolve_model_config(p).map(Some),
-            (None, None) => Ok(None),
-        }
+        let network = match (&self.model.network, &self.model.preset) {
+            (Some(n), _) => n.clone(),
+            (None, Some(p)) => crate::resolve_model_config(p)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(self.model.with_hrda(network)))
     }
 
     /// The mIoU protocols to report for a `num_classes` network: `auto` adds SYNTHIA's 16 and 13
@@ -229,6 +230,7 @@ impl RunConfig {
         if self.uda.method == Method::T2s {
             self.validate_t2s_network()?;
         }
+        self.validate_hrda_crop()?;
         if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
             return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
         }
@@ -300,12 +302,32 @@ impl RunConfig {
     /// `uda.method = "t2s"`'s needs of the network, when `[model]` names one (training requires
     /// it to): a projection head, and a crop that the embedding's stride divides (the source
     /// labels are brought to its resolution by whole blocks, method.md §4).
+    fn validate_hrda_crop(&self) -> std::result::Result<(), String> {
+        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
+        let Some(hrda) = &network.hrda else { return Ok(()) };
+        let cell = 2 * network.logit_stride();
+        let [h, w] = self.data.crop;
+        let [dh, dw] = hrda.detail_crop;
+        if (h as usize) < dh || (w as usize) < dw {
+            return Err(format!(
+                "data.crop = [{h}, {w}] is smaller than model.network.hrda.detail_crop = [{dh}, {dw}]: the detail crop is cut from the training crop (HRDA: 512×512 of 1024×1024)"
+            ));
+        }
+        if !(h as usize).is_multiple_of(cell) || !(w as usize).is_multiple_of(cell) {
+            return Err(format!(
+                "data.crop = [{h}, {w}] must be a multiple of {cell} with HRDA (twice the logit stride), so the context pass at half resolution lines up with the detail crop"
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_t2s_network(&self) -> std::result::Result<(), String> {
         let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
         if network.projection.is_none() {
             return Err("uda.method = \"t2s\" needs a projection head: add [model.network.projection] (presets have one)".into());
         }
-        let stride = network.logit_stride();
+        // HRDA's embedding is its context pass's, at half the resolution.
+        let stride = network.logit_stride() * if network.hrda.is_some() { 2 } else { 1 };
         let scale = self.t2s.embedding_scale;
         if scale == 0 || !stride.is_multiple_of(scale) {
             return Err(format!(

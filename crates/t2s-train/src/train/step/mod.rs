@@ -12,6 +12,7 @@
 //! `source_only` is the student's source sub-batch alone ([`source_only`]).
 
 mod mixing;
+mod prediction;
 mod source_only;
 mod student;
 mod t2s_side;
@@ -89,7 +90,7 @@ pub struct StepBatches<'a> {
 
 /// The seed of every host-side draw of the step (ClassMix, strong augmentation, T2S sampling):
 /// a stream per iteration, so a resumed run draws what an uninterrupted one would.
-const STEP_SEED_SALT: u64 = 0x7432_735f_7374_6570;
+pub(super) const STEP_SEED_SALT: u64 = 0x7432_735f_7374_6570;
 
 /// Runs one self-training iteration at 0-based `iter`; `t2s` without a target batch is domain
 /// generalisation (pseudo-targets styled after other source images, no pseudo-labels or mixing).
@@ -188,7 +189,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
         precision: cfg.train.precision,
         detach_projection_input: cfg.t2s_head_warming(iter),
     };
-    let passes = student::run_student(student, terms, parts, options, device)?;
+    let passes = student::run_student(student, terms, parts, options, &mut rng, device)?;
     stats.push(("student_backward_passes".to_string(), passes.backward_passes as f64));
 
     let images = want_images.then(|| StepImages {

@@ -2,28 +2,40 @@
 //! step 2), the base every other method adds to.
 
 use burn::tensor::{Tensor, TensorData};
-use t2s_data::Batch;
-use t2s_loss::{cross_entropy, CrossEntropyOptions};
-use t2s_model::{resize_bilinear, Precision, Segmentor, T2sAutodiffBackend};
+use t2s_data::{seeded_rng, Batch};
+use t2s_model::{Precision, Segmentor, T2sAutodiffBackend};
 
+use super::prediction::{detail_crops, segmentation_ce, student_pass};
 use super::tensors::batch_labels;
-use super::StepOutput;
+use super::{StepOutput, STEP_SEED_SALT};
 use crate::Result;
 
 /// The source cross-entropy (logits upsampled to the crop, as mmseg's decode head loss), its
 /// gradients, and the term named for logging (off the graph, not yet read; see
-/// [`StepOutput::losses`]), the student computing in `precision`.
+/// [`StepOutput::losses`]), the student computing in `precision`. With HRDA, HRDA's loss on a
+/// detail crop drawn from the run's `seed` and 0-based `iter` (logged as `loss_source` and
+/// `loss_source_detail`).
 pub fn source_only_step<B: T2sAutodiffBackend>(
     student: &Segmentor<B>,
     batch: &Batch,
     precision: Precision,
+    (seed, iter): (u64, usize),
     device: &B::Device,
 ) -> Result<StepOutput<B>> {
-    let x = Tensor::from_data(TensorData::new(batch.images.clone(), [batch.len(), 3, batch.height, batch.width]), device);
+    let (n, h, w) = (batch.len(), batch.height, batch.width);
+    let x = Tensor::from_data(TensorData::new(batch.images.clone(), [n, 3, h, w]), device);
     let y = batch_labels::<B>(batch, device)?;
-    let [_, _, h, w] = x.dims();
-    let logits = resize_bilinear(student.at_precision(precision).forward(x).logits, h, w); // [B, C, H, W]
-    let loss = cross_entropy(logits, y, &CrossEntropyOptions::default(), None);
-    let losses = vec![("loss_source".to_string(), loss.clone().inner())];
+    let crops = detail_crops(student, 1, h, w, &mut seeded_rng(seed ^ STEP_SEED_SALT, iter as u64));
+    let pred = student_pass(&student.at_precision(precision), x, crops.as_deref(), 1, n, false).remove(0);
+    let detail_weight = student.hrda.as_ref().map_or(0.0, |hrda| hrda.detail_loss_weight);
+    let (fused, detail) = segmentation_ce(&pred, y, None, detail_weight);
+    let mut losses = vec![("loss_source".to_string(), fused.clone().inner())];
+    let loss = match detail {
+        Some(d) => {
+            losses.push(("loss_source_detail".to_string(), d.clone().inner()));
+            fused + d
+        }
+        None => fused,
+    };
     Ok(StepOutput { grads: loss.backward(), losses, stats: Vec::new(), images: None, statistic: None })
 }

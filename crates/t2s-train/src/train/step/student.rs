@@ -6,14 +6,16 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
 use t2s_data::MixedBatch;
-use t2s_loss::{class_mask, cross_entropy, downscale_labels_majority, feature_distance, CrossEntropyOptions, ReweightStatistic};
-use t2s_model::{resize_bilinear, Precision, SegOutput, Segmentor, T2sAutodiffBackend};
+use t2s_loss::{class_mask, downscale_labels_majority, feature_distance, ReweightStatistic};
+use t2s_model::{resize_bilinear, Precision, Segmentor, T2sAutodiffBackend};
 
 use super::super::adaptation::SelfTraining;
 use super::super::grad_sum::add_gradients;
+use super::prediction::{detail_crops, segmentation_ce, student_pass, Prediction};
 use super::t2s_side::no_embedding;
-use super::tensors::{class_pixel_weights, label_tensor, split_output, to_u8, upload};
+use super::tensors::{class_pixel_weights, label_tensor, to_u8, upload};
 use super::PendingStatistic;
 use crate::config::{RunConfig, StudentPasses};
 use crate::t2s_term::T2sPlan;
@@ -71,6 +73,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
     mut terms: StudentTerms<B>,
     parts: Parts,
     options: PassOptions,
+    rng: &mut impl Rng,
     device: &B::Device,
 ) -> Result<StudentResult<B>> {
     let PassOptions { mode, precision, detach_projection_input: detach } = options;
@@ -79,16 +82,19 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
     list.extend(parts.mixed.map(|m| (Part::Mixed, m)));
     list.extend(parts.pseudo_target.map(|p| (Part::PseudoTarget, p)));
     list.extend(parts.masked.map(|p| (Part::Masked, p)));
+    // HRDA: a detail crop per sub-batch, drawn after the step's other draws, the same in both modes.
+    let crops = detail_crops(student, list.len(), h, w, rng);
+    terms.detail_weight = student.hrda.as_ref().map_or(0.0, |hrda| hrda.detail_loss_weight);
     let (grads, backward_passes) = match mode {
         // One pass over the sub-batches as one batch (`Segmentor::forward_sub_batches`: batch
         // norm keeps per-sub-batch statistics, so this is the passes of DAFormer's step in one).
         StudentPasses::Joint => {
             let images: Vec<&[f32]> = list.iter().map(|(_, im)| *im).collect();
             let xs = Tensor::<B, 4>::from_inner(upload(&images, n, h, w, device));
-            let out = student.at_precision(precision).forward_with(xs.clone(), list.len(), detach);
+            let preds = student_pass(&student.at_precision(precision), xs.clone(), crops.as_deref(), list.len(), n, detach);
             let mut part_losses = Vec::with_capacity(list.len());
-            for (i, ((part, _), out)) in list.iter().zip(split_output(out, list.len(), n)).enumerate() {
-                part_losses.extend(terms.loss(*part, out, || xs.clone().narrow(0, i * n, n))?);
+            for (i, ((part, _), pred)) in list.iter().zip(preds).enumerate() {
+                part_losses.extend(terms.loss(*part, pred, || xs.clone().narrow(0, i * n, n))?);
             }
             let loss =
                 part_losses.into_iter().reduce(|a, b| a + b).ok_or_else(|| TrainError::Internal("a step without loss terms".into()))?;
@@ -97,10 +103,11 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
         // Each sub-batch's graph is freed by its backward pass before the next is built.
         StudentPasses::Sequential => {
             let (mut grads, mut passes): (Option<B::Gradients>, usize) = (None, 0);
-            for (part, images) in &list {
+            for (i, (part, images)) in list.iter().enumerate() {
                 let x = Tensor::<B, 4>::from_inner(upload(&[images], n, h, w, device));
-                let out = student.at_precision(precision).forward_with(x.clone(), 1, detach);
-                let Some(loss) = terms.loss(*part, out, || x)? else { continue };
+                let crop = crops.as_ref().map(|c| &c[i..i + 1]);
+                let pred = student_pass(&student.at_precision(precision), x.clone(), crop, 1, n, detach).remove(0);
+                let Some(loss) = terms.loss(*part, pred, || x)? else { continue };
                 let g = loss.backward();
                 passes += 1;
                 match grads.as_mut() {
@@ -133,6 +140,8 @@ pub(super) struct StudentTerms<'a, B: T2sAutodiffBackend> {
     losses: Vec<(String, Tensor<B::InnerBackend, 1>)>,
     mix_prediction: Vec<u8>,
     statistic: Option<PendingStatistic<B::InnerBackend>>,
+    /// HRDA's detail loss weight (0 without HRDA).
+    detail_weight: f64,
 }
 
 impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
@@ -166,6 +175,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
             losses: Vec::new(),
             mix_prediction: Vec::new(),
             statistic: None,
+            detail_weight: 0.0,
         }
     }
 
@@ -173,7 +183,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
     /// images `[N, 3, H, W]` (the feature distance's input, asked for only when that term is on).
     /// Logs its terms by name. None: the part adds no term (a pseudo-target pass with both of
     /// its terms off, run for the re-weighting statistic alone).
-    fn loss(&mut self, part: Part, out: SegOutput<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Option<Tensor<B, 1>>> {
+    fn loss(&mut self, part: Part, out: Prediction<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Option<Tensor<B, 1>>> {
         match part {
             Part::Source => self.source_loss(out, source).map(Some),
             Part::Mixed => self.mixed_loss(out).map(Some),
@@ -184,14 +194,13 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
 
     /// Source cross-entropy; ImageNet feature distance on thing-class source pixels (deepest
     /// backbone feature), when on.
-    fn source_loss(&mut self, out: SegOutput<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Tensor<B, 1>> {
-        let [_, h, w] = self.ys.dims();
-        let num_classes = out.logits.dims()[1];
-        let logits = resize_bilinear(out.logits, h, w);
-        let mut loss = cross_entropy(logits, self.ys.clone(), &CrossEntropyOptions::default(), self.source_pixel_w.clone());
-        self.losses.push(term("loss_source", &loss));
+    fn source_loss(&mut self, pred: Prediction<B>, source: impl FnOnce() -> Tensor<B, 4>) -> Result<Tensor<B, 1>> {
+        let [_, h, _] = self.ys.dims();
+        let num_classes = pred.out.logits.dims()[1];
+        let mut loss = self.segmentation("loss_source", &pred, self.ys.clone(), self.source_pixel_w.clone());
         let uda = &self.cfg.uda;
         if let Some(imagenet) = self.imagenet {
+            let out = pred.out;
             let feat = out.features[out.features.len() - 1].clone();
             let imnet = imagenet.at_precision(self.cfg.train.precision).extract_features(source().inner());
             let imnet = Tensor::<B, 4>::from_inner(imnet[imnet.len() - 1].clone());
@@ -207,7 +216,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
     }
 
     /// The mixed loss, weighted by the pseudo-labels' confidence.
-    fn mixed_loss(&mut self, out: SegOutput<B>) -> Result<Tensor<B, 1>> {
+    fn mixed_loss(&mut self, pred: Prediction<B>) -> Result<Tensor<B, 1>> {
         let [n, h, w] = self.ys.dims();
         let mixed = self.mixed.ok_or_else(|| TrainError::Internal("a mixed part without its batch".into()))?;
         let device = self.ys.device();
@@ -216,14 +225,13 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
         if let Some(cw) = &self.ce_weights {
             wm = wm * class_pixel_weights(cw, ym.clone());
         }
-        let logits = resize_bilinear(out.logits, h, w);
         if self.want_images {
-            self.mix_prediction = to_u8(logits.clone().inner().argmax(1).reshape([n, h, w]));
+            let logits = resize_bilinear(pred.out.logits.clone().inner(), h, w);
+            self.mix_prediction = to_u8(logits.argmax(1).reshape([n, h, w]));
         }
-        let mut loss = cross_entropy(logits, ym, &CrossEntropyOptions::default(), Some(wm));
-        self.losses.push(term("loss_mix", &loss));
+        let mut loss = self.segmentation("loss_mix", &pred, ym, Some(wm));
         // Queries from the confident real-target pixels of the mixed images (`t2s.target_queries`).
-        if let (Some(plan), Some(embedding)) = (&self.t2s_plan, out.embedding) {
+        if let (Some(plan), Some(embedding)) = (&self.t2s_plan, pred.out.embedding) {
             if let Some(l) = plan.target_loss(crate::t2s_term::at_term_scale(embedding, self.cfg.t2s.embedding_scale)) {
                 self.losses.push(term("loss_t2s_target", &l));
                 loss = loss + l;
@@ -232,11 +240,30 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
         Ok(loss)
     }
 
+    /// A part's segmentation cross-entropy ([`segmentation_ce`]), logged as `name` (and HRDA's
+    /// detail term as `name_detail`), summed.
+    fn segmentation(&mut self, name: &str, pred: &Prediction<B>, labels: Tensor<B, 3, Int>, weights: Option<Tensor<B, 3>>) -> Tensor<B, 1> {
+        let (fused, detail) = segmentation_ce(pred, labels, weights, self.detail_weight);
+        self.log_segmentation(name, fused, detail)
+    }
+
+    /// Logs a segmentation term and its HRDA detail term, and returns their sum.
+    fn log_segmentation(&mut self, name: &str, fused: Tensor<B, 1>, detail: Option<Tensor<B, 1>>) -> Tensor<B, 1> {
+        self.losses.push(term(name, &fused));
+        match detail {
+            Some(d) => {
+                self.losses.push(term(&format!("{name}_detail"), &d));
+                fused + d
+            }
+            None => fused,
+        }
+    }
+
     /// MIC's loss: the prediction on the masked target images against the teacher's pseudo-labels
     /// of the unmasked ones, with their pixel weights (and the CE terms' class weights when
     /// re-weighting scales them), times `uda.mic_lambda`; MIC's `decode.loss_seg` with
     /// `seg_weight`, mean over all pixels.
-    fn masked_loss(&mut self, out: SegOutput<B>) -> Result<Tensor<B, 1>> {
+    fn masked_loss(&mut self, pred: Prediction<B>) -> Result<Tensor<B, 1>> {
         let [n, h, w] = self.ys.dims();
         let mic = self.mic.as_ref().ok_or_else(|| TrainError::Internal("a masked part without MIC's targets".into()))?;
         let device = self.ys.device();
@@ -245,29 +272,27 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
         if let Some(cw) = &self.ce_weights {
             weight = weight * class_pixel_weights(cw, y.clone());
         }
-        let logits = resize_bilinear(out.logits, h, w);
-        let loss = cross_entropy(logits, y, &CrossEntropyOptions::default(), Some(weight)).mul_scalar(self.cfg.uda.mic_lambda);
-        self.losses.push(term("loss_mic", &loss));
-        Ok(loss)
+        let lambda = self.cfg.uda.mic_lambda;
+        let (fused, detail) = segmentation_ce(&pred, y, Some(weight), self.detail_weight);
+        Ok(self.log_segmentation("loss_mic", fused.mul_scalar(lambda), detail.map(|d| d.mul_scalar(lambda))))
     }
 
     /// T2S-DA's student side: the pseudo-target cross-entropy and the contrastive loss.
-    fn pseudo_target_loss(&mut self, out: SegOutput<B>) -> Result<Option<Tensor<B, 1>>> {
+    fn pseudo_target_loss(&mut self, pred: Prediction<B>) -> Result<Option<Tensor<B, 1>>> {
         let [_, h, w] = self.ys.dims();
         let t2s = &self.cfg.t2s;
-        let logits = resize_bilinear(out.logits, h, w);
         if self.true_class_probability {
-            self.statistic = Some(PendingStatistic { probs: softmax(logits.clone().inner(), 1), labels: self.ys.clone().inner() });
+            let logits = resize_bilinear(pred.out.logits.clone().inner(), h, w);
+            self.statistic = Some(PendingStatistic { probs: softmax(logits, 1), labels: self.ys.clone().inner() });
         }
         let mut part_terms = Vec::with_capacity(2);
         if t2s.pseudo_target_ce > 0.0 {
-            let l = cross_entropy(logits, self.ys.clone(), &CrossEntropyOptions::default(), self.source_pixel_w.clone())
-                .mul_scalar(t2s.pseudo_target_ce);
-            self.losses.push(term("loss_pseudo_target", &l));
-            part_terms.push(l);
+            let (fused, detail) = segmentation_ce(&pred, self.ys.clone(), self.source_pixel_w.clone(), self.detail_weight);
+            let scale = t2s.pseudo_target_ce;
+            part_terms.push(self.log_segmentation("loss_pseudo_target", fused.mul_scalar(scale), detail.map(|d| d.mul_scalar(scale))));
         }
         if let Some(plan) = self.t2s_plan.take() {
-            let l = plan.loss(crate::t2s_term::at_term_scale(out.embedding.ok_or_else(no_embedding)?, t2s.embedding_scale));
+            let l = plan.loss(crate::t2s_term::at_term_scale(pred.out.embedding.ok_or_else(no_embedding)?, t2s.embedding_scale));
             self.losses.push(term("loss_t2s", &l));
             part_terms.push(l);
         }
