@@ -68,6 +68,37 @@ fn shipped_configs_parse_and_match_their_names() {
     let target = syn.data.target.as_ref().unwrap();
     let (source, target) = (syn.data.source.synthetic().expect("a synthetic source"), target.synthetic().expect("a synthetic target"));
     assert_eq!((source.size, target.size), (Some([1280, 720]), Some([1024, 512])));
+
+    // HRDA (with MIC where named): the DAFormer T2S-DA recipe at HRDA's sizes (lhoyer/HRDA
+    // gtaHR2csHR / synthiaHR2csHR: sources at twice DAFormer's size, Cityscapes at 2048×1024,
+    // 1024×1024 crops with 512×512 detail crops, full-resolution evaluation in sliding windows).
+    for source in ["gta2cs", "syn2cs"] {
+        let (_, base) = all.iter().find(|(n, _)| *n == format!("{source}_daformer_t2s")).unwrap();
+        for mic in [false, true] {
+            let name = format!("{source}_hrda{}_t2s", if mic { "_mic" } else { "" });
+            let (_, c) = all.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
+            let hrda = c.network().unwrap().unwrap().hrda.unwrap_or_else(|| panic!("{name}: no HRDA"));
+            assert_eq!(
+                (hrda.detail_crop, hrda.crop_divisible, hrda.detail_loss_weight, hrda.attention_classwise),
+                ([512, 512], 8, 0.1, true)
+            );
+            assert_eq!((c.data.crop, c.uda.mic, c.uda.method), ([1024, 1024], mic, Method::T2s), "{name}");
+            let twice = base.data.source.resize.map(|[w, h]| [2 * w, 2 * h]);
+            assert_eq!((c.data.source.resize, c.data.target.as_ref().unwrap().resize), (twice, Some([2048, 1024])), "{name}");
+            assert_eq!(c.eval.resize, None, "{name}");
+            assert_eq!(
+                (&c.t2s, &c.optim, &c.schedule, c.model.preset.as_deref()),
+                (&base.t2s, &base.optim, &base.schedule, Some("daformer-mitb5"))
+            );
+            if mic {
+                assert_eq!((c.uda.mic_block_size, c.uda.mic_mask_ratio, c.uda.mic_lambda, c.uda.mic_color_aug), (64, 0.7, 1.0, true));
+            }
+        }
+    }
+    // The CPU variant: HRDA, MIC and T2S-DA on the synthetic benchmark at twice the demo's size.
+    let (_, cpu) = all.iter().find(|(n, _)| n == "synthetic_hrda_mic_t2s").expect("synthetic HRDA config");
+    let hrda = cpu.network().unwrap().unwrap().hrda.expect("HRDA");
+    assert_eq!((hrda.detail_crop, cpu.data.crop, cpu.uda.mic, cpu.uda.method), ([96, 192], [192, 384], true, Method::T2s));
 }
 
 /// No shipped configuration starts with a warning. The only start-up warning is rare class
@@ -98,7 +129,7 @@ fn every_shipped_config_starts_without_a_warning() {
         assert!(warning.is_none(), "configs/{name}.toml: {warning:?} ({notes:?})");
         counted.push(name);
     }
-    assert_eq!(counted, ["synthetic_daformer_t2s", "synthetic_demo", "synthetic_source_only"]);
+    assert_eq!(counted, ["synthetic_daformer_t2s", "synthetic_demo", "synthetic_hrda_mic_t2s", "synthetic_source_only"]);
 }
 
 /// Every configuration says, with its reason, the precision of its passes (`[train] precision`)

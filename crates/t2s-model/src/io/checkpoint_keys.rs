@@ -63,7 +63,15 @@ pub fn rename_key(key: &str, family: Family) -> Option<String> {
             Family::Mit => rename_mit(rest),
         };
         segs.extend(rest);
+    } else if segs.first().map(String::as_str) == Some("decode_head") && segs.len() > 2 && segs[1] == "scale_attention" {
+        // HRDA's `HRDAHead` holds the scale-attention head (`decode_head.scale_attention.…`),
+        // which t2s's segmentor holds beside the decode head.
+        segs.remove(0);
     } else if segs.first().map(String::as_str) == Some("decode_head") && segs.len() > 1 {
+        // HRDA's `HRDAHead` wraps the single-scale head as `decode_head.head.…`.
+        if segs.len() > 2 && segs[1] == "head" {
+            segs.remove(1);
+        }
         // SegFormer's head: `linear_c{k}` (k = 1..4) is our `linear_c.{k-1}`.
         if let Some(k) = segs[1].strip_prefix("linear_c").and_then(|k| k.parse::<usize>().ok()) {
             if (1..=4).contains(&k) {
@@ -167,6 +175,10 @@ mod tests {
             m("decode_head.fuse_layer.aspp_modules.1.depthwise_conv.conv.weight"),
             "decode_head.fuse_layer.aspp_modules.1.depthwise_conv.conv.weight"
         );
+        // HRDA's `HRDAHead`: the wrapped head and the scale attention beside it.
+        assert_eq!(m("decode_head.head.fuse_layer.bottleneck.conv.weight"), "decode_head.fuse_layer.bottleneck.conv.weight");
+        assert_eq!(m("decode_head.scale_attention.fuse_layer.conv.weight"), "scale_attention.fuse_layer.conv.weight");
+        assert_eq!(m("decode_head.scale_attention.conv_seg.bias"), "scale_attention.conv_seg.bias");
         assert!(is_classifier_key("backbone.head.weight"));
         assert!(is_classifier_key("backbone.fc.bias"));
         assert!(!is_classifier_key("decode_head.conv_seg.weight"));
