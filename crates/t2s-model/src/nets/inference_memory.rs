@@ -14,7 +14,24 @@ impl SegmentorConfig {
     /// matrices dominate and grow with the square of the pixel count (stage 1 of MiT-B5 on a
     /// 4000×3000 image: 750,000 queries × 11,625 keys, 34.9 GB each for the scores and their
     /// softmax); the other terms grow linearly. An estimate, not a measurement: it errs high.
+    ///
+    /// An HRDA network's whole-image pass is its context pass at half the resolution, then its
+    /// detail pass, over all its sliding detail crops at once (or the whole full-resolution
+    /// image without `slide_inference`): the larger of the two.
     pub fn inference_bytes(&self, h: usize, w: usize) -> u64 {
+        let Some(hrda) = &self.hrda else { return self.single_scale_bytes(h, w) };
+        let context = self.single_scale_bytes(h / 2, w / 2);
+        let detail = if hrda.slide_inference {
+            let crop = [hrda.detail_crop[0].min(h), hrda.detail_crop[1].min(w)];
+            crate::nets::hrda::slide_boxes(h, w, crop, true).len() as u64 * self.single_scale_bytes(crop[0], crop[1])
+        } else {
+            self.single_scale_bytes(h, w)
+        };
+        context.max(detail)
+    }
+
+    /// [`inference_bytes`](Self::inference_bytes) of the single-scale network.
+    fn single_scale_bytes(&self, h: usize, w: usize) -> u64 {
         let backbone = match &self.backbone {
             BackboneConfig::Mit(mit) => {
                 let (mut sh, mut sw) = (h, w);
@@ -87,6 +104,19 @@ mod tests {
         // at 256×256 dominate; a few GiB in all, far below the whole 12-megapixel pass.
         let crop = cfg.inference_bytes(1024, 1024);
         assert!(crop > 2 * 4 * 65_536 * 1_024 && crop < 4 << 30, "{crop}");
+    }
+
+    #[test]
+    fn hrda_counts_its_batched_detail_crops() {
+        let mut cfg = SegmentorConfig::preset("daformer-mitb5").unwrap();
+        let single = cfg.inference_bytes(512, 512);
+        let whole = cfg.inference_bytes(1024, 1024);
+        cfg.hrda = Some(crate::HrdaConfig::default());
+        // 1024×1024: 3 × 3 detail crops of 512×512 at stride 256, in one batch, outweigh the
+        // 512×512 context pass.
+        assert_eq!(cfg.inference_bytes(1024, 1024), 9 * single);
+        cfg.hrda.as_mut().unwrap().slide_inference = false;
+        assert_eq!(cfg.inference_bytes(1024, 1024), whole);
     }
 
     #[test]
