@@ -331,6 +331,13 @@ mod network_tests {
         let crops = [CropBox { y1: 0, y2: 32, x1: 8, x2: 40 }, CropBox { y1: 32, y2: 64, x1: 64, x2: 96 }];
         let t = net.forward_hrda(x, &crops, false);
         assert_eq!((t.fused.dims(), t.detail.dims(), t.context.logits.dims()), ([2, 5, 16, 24], [2, 5, 8, 8], [2, 5, 8, 12]));
+        // Any size: padded to whole crops and cropped back (⌈130/4⌉ × ⌈70/4⌉ logits, ⌈130/8⌉ ×
+        // ⌈70/8⌉ embedding pixels); `predict` also pads images too small for the context pass.
+        let odd = Tensor::<B, 4>::random([1, 3, 130, 70], Distribution::Normal(0.0, 1.0), &device);
+        let out = net.forward(odd.clone());
+        assert_eq!((out.logits.dims(), out.embedding.unwrap().dims()), ([1, 5, 33, 18], [1, 8, 17, 9]));
+        assert_eq!(net.predict(odd).dims(), [1, 5, 130, 70]);
+        assert_eq!(net.predict(Tensor::<B, 4>::zeros([1, 3, 50, 70], &device)).dims(), [1, 5, 50, 70]);
     }
 
     #[test]

@@ -372,9 +372,27 @@ impl<B: T2sBackend> Segmentor<B> {
     /// crops at full resolution (or one pass over the whole image without
     /// `slide_inference`), fused by the scale attention. The embedding and features are the
     /// context pass's. `[N, 3, H, W]` → logits `[N, classes, H/s, W/s]`.
+    ///
+    /// Sides that are not multiples of `crop_divisible` (photos of any size) are zero-padded at
+    /// the bottom and right to the next multiple, so that both passes and every sliding crop land
+    /// on whole logits; the logits are cropped back to `⌈H/s⌉ × ⌈W/s⌉` and the embedding to
+    /// `⌈H/2s⌉ × ⌈W/2s⌉` (the features keep the padded size).
     pub fn hrda_whole(&self, x: Tensor<B, 4>, hrda: &HrdaConfig, sub_batches: usize, detach: bool) -> SegOutput<B> {
         let [n, c, h, w] = x.dims();
         let os = self.logit_stride;
+        let m = hrda.crop_divisible.max(2 * os);
+        let (ph, pw) = (h.next_multiple_of(m), w.next_multiple_of(m));
+        if (ph, pw) != (h, w) {
+            let padded = Tensor::zeros([n, c, ph, pw], (&x.device(), x.dtype())).slice_assign([0..n, 0..c, 0..h, 0..w], x);
+            let out = self.hrda_whole(padded, hrda, sub_batches, detach);
+            let classes = out.logits.dims()[1];
+            let logits = out.logits.slice([0..n, 0..classes, 0..h.div_ceil(os), 0..w.div_ceil(os)]);
+            let embedding = out.embedding.map(|e| {
+                let d = e.dims()[1];
+                e.slice([0..n, 0..d, 0..h.div_ceil(2 * os), 0..w.div_ceil(2 * os)])
+            });
+            return SegOutput { logits, embedding, features: out.features };
+        }
         let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), sub_batches, detach);
         let att = self.attention(&context.features, sub_batches);
         let detail = if hrda.slide_inference {
@@ -436,13 +454,16 @@ impl<B: T2sBackend> Segmentor<B> {
 
     /// Logits bilinearly upsampled to the input's size: `[N, 3, H, W]` → `[N, classes, H, W]`.
     ///
-    /// Works for any size: inputs with a side below [`MIN_PREDICT_SIDE`] (too small for the
+    /// Works for any size: inputs with a side below [`MIN_PREDICT_SIDE`] (twice that for HRDA,
+    /// whose context pass halves the image; too small for the
     /// strided convolutions, e.g. MiT's 8×8 spatial reduction at 1/4 scale) are zero-padded at
     /// the bottom and right — zero is the ImageNet mean after normalisation — and the logits
     /// cropped back.
     pub fn predict(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
-        let (ph, pw) = (h.max(MIN_PREDICT_SIDE), w.max(MIN_PREDICT_SIDE));
+        // HRDA's context pass sees the image at half its size.
+        let min = if self.hrda.is_some() { 2 * MIN_PREDICT_SIDE } else { MIN_PREDICT_SIDE };
+        let (ph, pw) = (h.max(min), w.max(min));
         if (ph, pw) == (h, w) {
             return resize_bilinear(self.forward(x).logits, h, w);
         }
