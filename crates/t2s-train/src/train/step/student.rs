@@ -1,7 +1,8 @@
 //! The student's part of a self-training step: its sub-batches (source, mixed with a target set,
-//! pseudo-target for `t2s`), their loss terms, and the gradients of the summed loss, from one
-//! joint pass or from one pass per sub-batch (`uda.student_passes`). The loss terms are the same
-//! code either way ([`StudentTerms::loss`], one sub-batch at a time).
+//! pseudo-target for `t2s`, MIC's masked target with `uda.mic`), their loss terms, and the
+//! gradients of the summed loss, from one joint pass or from one pass per sub-batch
+//! (`uda.student_passes`). The loss terms are the same code either way ([`StudentTerms::loss`],
+//! one sub-batch at a time); with HRDA each segmentation term is HRDA's ([`super::prediction`]).
 
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
