@@ -10,7 +10,10 @@
 #   pytorch: scripts/torch_step.py with the same batch, crop and passes; the median of ITERS timed
 #            steps after its own warm-up; peak from nvidia-smi as well (and max_memory_allocated).
 #
-# Usage: [RUNS="f32:joint bf16:joint"] [WARMUP=15] [ITERS=15] [DEVICE=cuda] [CONFIG=toml]
+# RUNS lists precision:passes[:recompute] (recompute: none, the default, or blocks: t2s's
+# train.recompute and torch.utils.checkpoint per MiT block in the reference).
+#
+# Usage: [RUNS="f32:joint bf16:joint bf16:joint:blocks"] [WARMUP=15] [ITERS=15] [DEVICE=cuda] [CONFIG=toml]
 #        [TRAIN_ARGS=...] [TORCH_ARGS=...] scripts/gpu_step.sh <t2s binary or .xz> <output folder>
 # DEVICE=cpu with a small CONFIG / TRAIN_ARGS and TORCH_ARGS="--variant b0 --size 64" tries the flow
 # without a GPU (the memory columns are then empty). Needs python3 with torch and transformers.
@@ -36,35 +39,36 @@ peak_mib() {
 }
 
 for run in $RUNS; do
-  precision=${run%%:*}; passes=${run##*:}
-  echo "== t2s $precision $passes ($((WARMUP + ITERS)) iterations)"
-  name="t2s-$precision-$passes"
+  IFS=: read -r precision passes recompute <<< "$run"; recompute=${recompute:-none}
+  tag="$precision-$passes"; [ "$recompute" = none ] || tag="$tag-$recompute"
+  echo "== t2s $precision $passes recompute=$recompute ($((WARMUP + ITERS)) iterations)"
+  name="t2s-$tag"
   # shellcheck disable=SC2086 # TRAIN_ARGS is a list of arguments
   (cd "$W" && exec ./t2s --device "$DEVICE" train --config "$CONFIG" --set "run.name=$name" --set "run.output=\"$W/runs\"" \
     --set "schedule.max_iters=$((WARMUP + ITERS))" --set run.log_interval=1 --set run.checkpoint_interval=0 \
-    --set eval.interval=0 --set "uda.student_passes=$passes" --set "train.precision=$precision" $TRAIN_ARGS) > "$OUT/$name.log" 2>&1 &
+    --set eval.interval=0 --set "uda.student_passes=$passes" --set "train.precision=$precision" --set "train.recompute=\"$recompute\"" $TRAIN_ARGS) > "$OUT/$name.log" 2>&1 &
   pid=$!
   peak=$(peak_mib $pid); wait $pid; rc=$?
   tail -3 "$OUT/$name.log"
-  python3 - "$W/runs/$name/metrics.jsonl" "$WARMUP" "$ITERS" "$precision" "$passes" "${peak:-null}" "$rc" "$name" >> "$RESULTS" <<'EOF'
+  python3 - "$W/runs/$name/metrics.jsonl" "$WARMUP" "$ITERS" "$precision" "$passes" "${peak:-null}" "$rc" "$name" "$recompute" >> "$RESULTS" <<'EOF'
 import json, statistics, sys
-path, warmup, iters, precision, passes, peak, rc, name = sys.argv[1:]
+path, warmup, iters, precision, passes, peak, rc, name, recompute = sys.argv[1:]
 try:
     recs = [json.loads(l) for l in open(path) if l.strip()]
 except OSError:
     recs = []
 steady = [r["sec_per_iter"] for r in recs if "sec_per_iter" in r and r["iter"] > int(warmup)]
-print(json.dumps({"name": name, "impl": "t2s", "precision": precision, "student_passes": passes,
+print(json.dumps({"name": name, "impl": "t2s", "precision": precision, "student_passes": passes, "recompute": recompute,
                   "s_per_iter": statistics.median(steady) if steady else None,
                   "peak_mib": None if peak == "null" else int(peak), "iters": len(steady), "exit": int(rc)}))
 EOF
-  echo "== pytorch $precision $passes"
+  echo "== pytorch $precision $passes recompute=$recompute"
   flag=""; [ "$precision" = bf16 ] && flag="--bf16"
   # shellcheck disable=SC2086
-  python3 "$REPO/scripts/torch_step.py" --device "$DEVICE" --passes "$passes" --warmup 5 --iters "$ITERS" $flag $TORCH_ARGS \
-    > "$OUT/pytorch-$precision-$passes.log" 2>&1
-  tail -1 "$OUT/pytorch-$precision-$passes.log"
-  grep '^RESULT ' "$OUT/pytorch-$precision-$passes.log" | sed 's/^RESULT //' >> "$RESULTS"
+  python3 "$REPO/scripts/torch_step.py" --device "$DEVICE" --passes "$passes" --recompute "$recompute" --warmup 5 --iters "$ITERS" $flag $TORCH_ARGS \
+    > "$OUT/pytorch-$tag.log" 2>&1
+  tail -1 "$OUT/pytorch-$tag.log"
+  grep '^RESULT ' "$OUT/pytorch-$tag.log" | sed 's/^RESULT //' >> "$RESULTS"
 done
 
 commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -76,13 +80,15 @@ runs = [json.loads(l) for l in open(runs_path) if l.strip()]
 doc = {"date": datetime.date.today().isoformat(), "commit": commit, "device": device, "runs": runs}
 json.dump(doc, open(json_path, "w"), indent=2)
 rows = ["| configuration | t2s s/iter | PyTorch s/iter | ratio | t2s peak MiB | PyTorch peak MiB |", "|---|---|---|---|---|---|"]
-for key in dict.fromkeys((r["precision"], r["student_passes"]) for r in runs):
-    t = next((r for r in runs if r["impl"] == "t2s" and (r["precision"], r["student_passes"]) == key), {})
-    p = next((r for r in runs if r["impl"] == "pytorch" and (r["precision"], r["student_passes"]) == key), {})
+key_of = lambda r: (r["precision"], r["student_passes"], r.get("recompute", "none"))
+for key in dict.fromkeys(key_of(r) for r in runs):
+    t = next((r for r in runs if r["impl"] == "t2s" and key_of(r) == key), {})
+    p = next((r for r in runs if r["impl"] == "pytorch" and key_of(r) == key), {})
     ts, ps = t.get("s_per_iter"), p.get("s_per_iter")
     ratio = f"{ts / ps:.2f}" if ts and ps else "–"
     f = lambda v, d=3: "–" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
-    rows.append(f"| {key[0]}, {key[1]} | {f(ts)} | {f(ps)} | {ratio} | {f(t.get('peak_mib'))} | {f(p.get('peak_mib'))} |")
+    label = f"{key[0]}, {key[1]}" + ("" if key[2] == "none" else f", recompute {key[2]}")
+    rows.append(f"| {label} | {f(ts)} | {f(ps)} | {ratio} | {f(t.get('peak_mib'))} | {f(p.get('peak_mib'))} |")
 open(md_path, "w").write(f"{device}, commit {commit}, {doc['date']}\n\n" + "\n".join(rows) + "\n")
 print("\n".join(rows))
 EOF

@@ -23,7 +23,7 @@ autocast (losses in f32). Prints one line `RESULT {json}` with the median second
 iteration and the peak memory (torch.cuda.max_memory_allocated, and nvidia-smi's reading of this
 process). Random data: the timing does not depend on image content.
 
-  python3 scripts/torch_step.py --device cuda [--bf16] [--passes joint|sequential] [--iters 20]
+  python3 scripts/torch_step.py --device cuda [--bf16] [--passes joint|sequential] [--recompute none|blocks] [--iters 20]
 """
 import argparse
 import json
@@ -90,6 +90,18 @@ class Net(nn.Module):
         feats = self.backbone(pixel_values=x, output_hidden_states=True).hidden_states
         logits, feature = self.head(list(feats))
         return logits, F.normalize(self.proj(feature).float(), dim=1)
+
+
+def checkpoint_blocks(backbone):
+    """Each SegFormer layer (a MiT block) under torch.utils.checkpoint: only its input is kept and
+    it reruns in the backward pass, with the same drop-path draws (the RNG state is restored).
+    Wrapping `forward` works whatever the transformers version's own gradient checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+
+    layers = [m for m in backbone.modules() if type(m).__name__ == "SegformerLayer"]
+    assert layers, "no SegformerLayer in this transformers version's SegformerModel"
+    for layer in layers:
+        layer.forward = (lambda f: lambda *a, **k: checkpoint(f, *a, use_reentrant=False, **k))(layer.forward)
 
 
 def param_groups(net, lr):
@@ -294,6 +306,8 @@ def main():
     ap.add_argument("--batch", type=int, default=2, help="images per domain (2)")
     ap.add_argument("--passes", default="joint", choices=["joint", "sequential"])
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
+    ap.add_argument("--recompute", default="none", choices=["none", "blocks"],
+                    help="blocks: torch.utils.checkpoint around each MiT block of the student (t2s's train.recompute)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -304,6 +318,8 @@ def main():
     torch.backends.cudnn.benchmark = True
     dev = torch.device(args.device)
     student = Net(args.variant).to(dev).train()
+    if args.recompute == "blocks":
+        checkpoint_blocks(student.backbone)
     teacher = Net(args.variant).to(dev).eval()
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
@@ -330,10 +346,11 @@ def main():
         time.sleep(1.0)
         monitor.running = False
     result = {
-        "name": f"pytorch-{args.variant}-{'bf16' if args.bf16 else 'f32'}-{args.passes}",
+        "name": f"pytorch-{args.variant}-{'bf16' if args.bf16 else 'f32'}-{args.passes}" + ("-blocks" if args.recompute == "blocks" else ""),
         "impl": "pytorch",
         "precision": "bf16" if args.bf16 else "f32",
         "student_passes": args.passes,
+        "recompute": args.recompute,
         "s_per_iter": statistics.median(times),
         "peak_mib": monitor.peak if monitor else None,
         "max_memory_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,

@@ -12,30 +12,14 @@ use burn::backend::{Autodiff, Flex};
 use t2s_train::train::run_dir::create_run_dir;
 use t2s_train::{train, RunConfig, TrainOptions};
 
-use common::{short_schedule, training_records, SYNTHETIC_DATA, SYNTHETIC_TARGET};
+use common::{short_schedule, training_records, SYNTHETIC_DATA, SYNTHETIC_TARGET, TINY_MIT_NETWORK};
 
 const ITERS: usize = 6;
 
 /// MiT with one block per stage, the DAFormer head and an 8-d projection head, trained `t2s`.
 fn config() -> String {
-    let network = r#"
-[model.network]
-num_classes = 19
-[model.network.backbone]
-type = "mit"
-embed_dims = [8, 16, 24, 32]
-depths = [1, 1, 1, 1]
-num_heads = [1, 2, 3, 4]
-sr_ratios = [8, 4, 2, 1]
-[model.network.decode_head]
-type = "daformer"
-embed_dim = 16
-channels = 16
-[model.network.projection]
-dim = 8
-"#;
     let t2s = "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n";
-    format!("{network}\n[uda]\nmethod = \"t2s\"\n{SYNTHETIC_DATA}{SYNTHETIC_TARGET}{}{t2s}", short_schedule(ITERS, 0))
+    format!("{TINY_MIT_NETWORK}\n[uda]\nmethod = \"t2s\"\n{SYNTHETIC_DATA}{SYNTHETIC_TARGET}{}{t2s}", short_schedule(ITERS, 0))
 }
 
 /// One training at a time: the CPU backend's random generator (parameter draws, dropout) is

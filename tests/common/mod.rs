@@ -36,6 +36,25 @@ type = \"deeplabv2\"
     )
 }
 
+/// A MiT with one block per stage (stochastic depth at its default rate), the DAFormer head and
+/// an 8-d projection head, for the 19 Cityscapes classes.
+pub const TINY_MIT_NETWORK: &str = r#"
+[model.network]
+num_classes = 19
+[model.network.backbone]
+type = "mit"
+embed_dims = [8, 16, 24, 32]
+depths = [1, 1, 1, 1]
+num_heads = [1, 2, 3, 4]
+sr_ratios = [8, 4, 2, 1]
+[model.network.decode_head]
+type = "daformer"
+embed_dim = 16
+channels = 16
+[model.network.projection]
+dim = 8
+"#;
+
 /// [`resnet_network`] with bottleneck blocks, a deep stem of width 8 and base width 4.
 pub fn tiny_network() -> String {
     resnet_network("depth = 0\nblock = \"bottleneck\"\nstem = \"deep\"\nstem_width = 8\nbase_width = 4")

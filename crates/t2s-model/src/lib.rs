@@ -19,7 +19,7 @@ pub use io::params::{count_trainable, inventory, TensorEntry};
 pub use io::weights::{load_pytorch, load_t2s, load_t2s_into, read_t2s_config, safetensors_header, save_t2s, LoadReport};
 pub use nets::hrda::{CropBox, HrdaConfig};
 pub use nets::segmentor::{
-    Backbone, BackboneConfig, DecodeHead, DecodeHeadConfig, ParamGroups, SegOutput, Segmentor, SegmentorConfig, PRESETS,
+    Backbone, BackboneConfig, DecodeHead, DecodeHeadConfig, Encode, ParamGroups, SegOutput, Segmentor, SegmentorConfig, PRESETS,
 };
 pub use ops::backend::{T2sAutodiffBackend, T2sBackend};
 pub use ops::resize::{bilinear_matrix, resize_bilinear};

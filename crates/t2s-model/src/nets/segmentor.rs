@@ -229,6 +229,10 @@ pub enum DecodeHead<B: Backend> {
     SegFormer(SegFormerHead<B>),
 }
 
+/// A backbone pass for [`Segmentor::forward_encoded`]: images `[k·n, 3, H, W]` and the number of
+/// sub-batches k → the four stage outputs.
+pub type Encode<'a, B> = dyn FnMut(Tensor<B, 4>, usize) -> Vec<Tensor<B, 4>> + 'a;
+
 /// What a forward pass gives.
 #[derive(Debug, Clone)]
 pub struct SegOutput<B: Backend> {
@@ -338,8 +342,26 @@ impl<B: T2sBackend> Segmentor<B> {
     pub fn forward_with(&self, x: Tensor<B, 4>, sub_batches: usize, detach_projection_input: bool) -> SegOutput<B> {
         match &self.hrda {
             Some(hrda) => self.hrda_whole(x, hrda, sub_batches, detach_projection_input),
-            None => self.single_scale(x, sub_batches, detach_projection_input),
+            None => self.single_scale(x, sub_batches, detach_projection_input, &mut |x, k| self.features_of(x, k)),
         }
+    }
+
+    /// The single-scale pass of [`forward_with`](Self::forward_with) with the backbone's stage
+    /// outputs computed by `encode` (input images `[k·n, 3, H, W]` and k → the four stage outputs
+    /// in the compute type, as the backbone's): for a training pass that computes them its own way
+    /// (activation recomputation, `MixTransformer::forward_taped`).
+    ///
+    /// # Panics
+    /// On an HRDA network (its training pass is [`forward_hrda_encoded`](Self::forward_hrda_encoded)).
+    pub fn forward_encoded(
+        &self,
+        x: Tensor<B, 4>,
+        sub_batches: usize,
+        detach_projection_input: bool,
+        encode: &mut Encode<'_, B>,
+    ) -> SegOutput<B> {
+        assert!(self.hrda.is_none(), "an HRDA network trains through forward_hrda_encoded");
+        self.single_scale(x, sub_batches, detach_projection_input, encode)
     }
 
     /// Logits and the feature the projection head takes, from `head` on backbone `features`.
@@ -393,7 +415,7 @@ impl<B: T2sBackend> Segmentor<B> {
             });
             return SegOutput { logits, embedding, features: out.features };
         }
-        let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), sub_batches, detach);
+        let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), sub_batches, detach, &mut |x, k| self.features_of(x, k));
         let att = self.attention(&context.features, sub_batches);
         let detail = if hrda.slide_inference {
             let crop = [hrda.detail_crop[0].min(h), hrda.detail_crop[1].min(w)];
@@ -421,15 +443,28 @@ impl<B: T2sBackend> Segmentor<B> {
     /// # Panics
     /// On a network without HRDA, or crops of different sizes.
     pub fn forward_hrda(&self, x: Tensor<B, 4>, crops: &[CropBox], detach_projection_input: bool) -> HrdaOutput<B> {
+        self.forward_hrda_encoded(x, crops, detach_projection_input, &mut |x, k| self.features_of(x, k))
+    }
+
+    /// [`forward_hrda`](Self::forward_hrda) with the backbone's stage outputs computed by
+    /// `encode`, for the context pass and then for the detail crops (see
+    /// [`forward_encoded`](Self::forward_encoded)).
+    pub fn forward_hrda_encoded(
+        &self,
+        x: Tensor<B, 4>,
+        crops: &[CropBox],
+        detach_projection_input: bool,
+        encode: &mut Encode<'_, B>,
+    ) -> HrdaOutput<B> {
         let [total, c, h, w] = x.dims();
         let k = crops.len();
         let n = total / k;
         let os = self.logit_stride;
-        let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), k, detach_projection_input);
+        let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), k, detach_projection_input, encode);
         let att = self.attention(&context.features, k);
         let parts: Vec<Tensor<B, 4>> =
             crops.iter().enumerate().map(|(i, b)| x.clone().slice([i * n..(i + 1) * n, 0..c, b.y1..b.y2, b.x1..b.x2])).collect();
-        let features = self.features_of(Tensor::cat(parts, 0), k);
+        let features = encode(Tensor::cat(parts, 0), k);
         let detail = cast_to(Self::decode(&self.decode_head, &features, k).0, DType::F32);
         let fused = crops
             .iter()
@@ -443,8 +478,8 @@ impl<B: T2sBackend> Segmentor<B> {
     }
 
     /// The single-scale network's pass ([`forward_with`](Self::forward_with) without HRDA).
-    fn single_scale(&self, x: Tensor<B, 4>, sub_batches: usize, detach_projection_input: bool) -> SegOutput<B> {
-        let features = self.features_of(x, sub_batches);
+    fn single_scale(&self, x: Tensor<B, 4>, sub_batches: usize, detach_projection_input: bool, encode: &mut Encode<'_, B>) -> SegOutput<B> {
+        let features = encode(x, sub_batches);
         let (logits, head_feature) = Self::decode(&self.decode_head, &features, sub_batches);
         let head_feature = if detach_projection_input { head_feature.detach() } else { head_feature };
         let embedding = self.proj_head.as_ref().map(|p| p.forward(head_feature, sub_batches));

@@ -25,7 +25,7 @@ pub use optim::{OptimSection, OptimizerKind};
 pub use run::RunSection;
 pub use schedule::ScheduleSection;
 pub use t2s::{QueryDistribution, ReweightTarget, T2sSection};
-pub use train::TrainSection;
+pub use train::{Recompute, TrainSection};
 pub use uda::{Method, StudentPasses, UdaSection};
 
 use crate::{Result, TrainError};
@@ -231,6 +231,7 @@ impl RunConfig {
             self.validate_t2s_network()?;
         }
         self.validate_hrda_crop()?;
+        self.validate_recompute()?;
         if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
             return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
         }
@@ -317,6 +318,18 @@ impl RunConfig {
             return Err(format!(
                 "data.crop = [{h}, {w}] must be a multiple of {cell} with HRDA (twice the logit stride), so the context pass at half resolution lines up with the detail crop"
             ));
+        }
+        Ok(())
+    }
+
+    /// `train.recompute = "blocks"` reruns MiT blocks: it needs a MiT backbone.
+    fn validate_recompute(&self) -> std::result::Result<(), String> {
+        if self.train.recompute == Recompute::None {
+            return Ok(());
+        }
+        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
+        if !matches!(network.backbone, t2s_model::BackboneConfig::Mit(_)) {
+            return Err("train.recompute = \"blocks\" reruns the blocks of a MiT backbone; this network's backbone is a ResNet: set train.recompute = \"none\" (uda.student_passes = \"sequential\" also saves memory)".into());
         }
         Ok(())
     }

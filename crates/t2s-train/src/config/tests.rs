@@ -116,6 +116,18 @@ fn method_requirements_name_the_setting() {
 }
 
 #[test]
+fn recomputation_is_off_by_default_and_needs_a_mit_backbone() {
+    assert_eq!(RunConfig::parse(MINIMAL, &[]).unwrap().train.recompute, Recompute::None);
+    let resnet = format!("{MINIMAL}{TINY_RESNET}");
+    let e = RunConfig::parse(&resnet, &["uda.method=dacs".into(), "train.recompute=\"blocks\"".into()]).unwrap_err();
+    assert!(e.starts_with("train.recompute = \"blocks\"") && e.contains("ResNet") && e.contains("\"none\""), "{e}");
+    let mit = RunConfig::parse(MINIMAL, &["model.preset=daformer-mitb0".into(), "train.recompute=\"blocks\"".into()]).unwrap();
+    assert_eq!(mit.train.recompute, Recompute::Blocks);
+    let e = RunConfig::parse(MINIMAL, &["train.recompute=\"stages\"".into()]).unwrap_err();
+    assert!(e.contains("stages") && e.contains("blocks"), "{e}");
+}
+
+#[test]
 fn dataset_tables_are_checked_with_their_setting_name() {
     let with_eval = format!("{MINIMAL}\n[[data.eval]]\nkind = \"synthetic\"\ndomain = \"target\"\n");
     let e = RunConfig::parse(&with_eval, &["data.eval.0.root=/x".into()]).unwrap_err();

@@ -110,7 +110,9 @@ fn run_step<B: T2sAutodiffBackend>(
     B::seed(device, cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iter as u64 + 1));
     let (source, target) = run.loaders.next(cfg.uda.method_at(iter) != Method::SourceOnly)?;
     match &mut run.adaptation {
-        Adaptation::SourceOnly => source_only_step(student, &source, cfg.train.precision, (cfg.run.seed, iter), device),
+        Adaptation::SourceOnly => {
+            source_only_step(student, &source, (cfg.train.precision, cfg.train.recompute), (cfg.run.seed, iter), device)
+        }
         Adaptation::SelfTraining(st) => {
             let debug_now = cfg.run.debug_interval > 0 && (iter + 1).is_multiple_of(cfg.run.debug_interval);
             let batches = StepBatches { source: &source, target: target.as_ref() };

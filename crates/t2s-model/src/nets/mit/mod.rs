@@ -214,16 +214,36 @@ fn layer_norm<B: Backend>(dim: usize, eps: f64, device: &B::Device) -> LayerNorm
 /// `x: [N, L, C]` is zeroed with probability `prob` and otherwise scaled by `1/(1 − prob)`.
 /// Identity when the backend records no gradients (inference, EMA teachers on the inner
 /// backend) or when `prob` is 0.
+#[cfg(test)]
 fn drop_path<B: Backend>(x: Tensor<B, 3>, prob: f64) -> Tensor<B, 3> {
-    let device = x.device();
-    if prob <= 0.0 || !B::ad_enabled(&device) {
-        return x;
-    }
-    let keep = 1.0 - prob;
     let [n, _, _] = x.dims();
-    // One Bernoulli(keep) draw per sample, broadcast over tokens and channels: [N, 1, 1].
-    let mask = Tensor::<B, 3>::random([n, 1, 1], Distribution::Bernoulli(keep), (&device, x.dtype()));
-    x.div_scalar(keep) * mask
+    let mask = drop_mask::<B>(n, prob, B::ad_enabled(&x.device()), &x.device(), x.dtype());
+    apply_drop(x, prob, mask.as_ref())
+}
+
+/// A stochastic-depth mask `[N, 1, 1]`: one Bernoulli(1 − `prob`) draw per sample, in `dtype`;
+/// None (keep everything) when not `training` or when `prob` is 0.
+fn drop_mask<B: Backend>(n: usize, prob: f64, training: bool, device: &B::Device, dtype: burn::tensor::DType) -> Option<Tensor<B, 3>> {
+    (training && prob > 0.0).then(|| Tensor::<B, 3>::random([n, 1, 1], Distribution::Bernoulli(1.0 - prob), (device, dtype)))
+}
+
+/// A residual branch `x: [N, L, C]` under its stochastic-depth `mask` ([`drop_mask`]): zeroed
+/// where the mask is 0, scaled by `1/(1 − prob)` elsewhere; unchanged without a mask.
+fn apply_drop<B: Backend>(x: Tensor<B, 3>, prob: f64, mask: Option<&Tensor<B, 3>>) -> Tensor<B, 3> {
+    match mask {
+        Some(mask) => x.div_scalar(1.0 - prob) * mask.clone(),
+        None => x,
+    }
+}
+
+/// A block's two stochastic-depth masks (attention branch, Mix-FFN branch), drawn before its
+/// pass so that a recomputation (`recompute`) reruns it with the same ones.
+#[derive(Debug, Clone)]
+pub struct BlockMasks<B: Backend> {
+    /// The attention branch's mask `[N, 1, 1]` (None: nothing dropped).
+    pub attn: Option<Tensor<B, 3>>,
+    /// The Mix-FFN branch's mask `[N, 1, 1]`.
+    pub mlp: Option<Tensor<B, 3>>,
 }
 
 /// The Mix Transformer encoder: four [`MitStage`]s.
@@ -271,6 +291,11 @@ impl<B: T2sBackend> MitStage<B> {
         for block in &self.blocks {
             tokens = block.forward(tokens, h, w);
         }
+        self.finish(tokens, h, w)
+    }
+
+    /// The stage's closing LayerNorm on its last block's tokens `[N, h·w, C]` → `[N, C, h, w]`.
+    pub fn finish(&self, tokens: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 4> {
         let tokens = self.norm.forward(tokens);
         let [n, _, c] = tokens.dims();
         // [N, L, C] → [N, C, L] → [N, C, h, w] (the original's reshape(B, H, W, C).permute).
@@ -341,12 +366,28 @@ impl<B: Backend> MitBlock<B> {
 }
 
 impl<B: T2sBackend> MitBlock<B> {
-    /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`.
+    /// Tokens `[N, h·w, C]` of an `h×w` map → `[N, h·w, C]`, with stochastic depth when the
+    /// backend records gradients.
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
+        let training = B::ad_enabled(&x.device());
+        let masks = self.draw_masks(x.dims()[0], training, &x.device(), x.dtype());
+        self.forward_masked(x, h, w, &masks)
+    }
+
+    /// This block's stochastic-depth masks for `n` samples (none unless `training`), drawn in
+    /// the order [`forward`](Self::forward) draws them.
+    pub fn draw_masks(&self, n: usize, training: bool, device: &B::Device, dtype: burn::tensor::DType) -> BlockMasks<B> {
+        let attn = drop_mask::<B>(n, self.drop_path, training, device, dtype);
+        let mlp = drop_mask::<B>(n, self.drop_path, training, device, dtype);
+        BlockMasks { attn, mlp }
+    }
+
+    /// [`forward`](Self::forward) with the given stochastic-depth masks.
+    pub fn forward_masked(&self, x: Tensor<B, 3>, h: usize, w: usize, masks: &BlockMasks<B>) -> Tensor<B, 3> {
         let branch = self.attn.forward(self.norm1.forward(x.clone()), h, w);
-        let x = x + drop_path(branch, self.drop_path);
+        let x = x + apply_drop(branch, self.drop_path, masks.attn.as_ref());
         let branch = self.mlp.forward(self.norm2.forward(x.clone()), h, w);
-        x + drop_path(branch, self.drop_path)
+        x + apply_drop(branch, self.drop_path, masks.mlp.as_ref())
     }
 }
 
@@ -510,6 +551,8 @@ impl<B: T2sBackend> MixFfn<B> {
         linear_tokens(&self.fc2, B::gelu_exact(x))
     }
 }
+
+pub mod recompute;
 
 #[cfg(test)]
 pub(crate) mod tests;

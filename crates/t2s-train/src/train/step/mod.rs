@@ -13,6 +13,7 @@
 
 mod mixing;
 mod prediction;
+mod recompute;
 mod source_only;
 mod student;
 mod t2s_side;
@@ -187,6 +188,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
     let options = student::PassOptions {
         mode: cfg.uda.student_passes,
         precision: cfg.train.precision,
+        recompute: cfg.train.recompute,
         detach_projection_input: cfg.t2s_head_warming(iter),
     };
     let passes = student::run_student(student, terms, parts, options, &mut rng, device)?;

@@ -3,12 +3,12 @@
 //! `(1 − w)·CE(fused) + w·CE(detail on its crop)` with `w` = `detail_loss_weight`
 //! (`HRDAHead.losses`), logged as two terms.
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 use rand::Rng;
 use t2s_loss::{cross_entropy, CrossEntropyOptions};
 use t2s_model::nets::hrda::{draw_crop_box, CropBox};
-use t2s_model::{resize_bilinear, SegOutput, Segmentor, T2sBackend};
+use t2s_model::{resize_bilinear, Encode, SegOutput, Segmentor, T2sBackend};
 
 use super::tensors::split_output;
 
@@ -35,18 +35,22 @@ pub(super) fn detail_crops<B: Backend>(
 }
 
 /// The student's pass over `k` sub-batches of `n` images (`x: [k·n, 3, H, W]`), split per
-/// sub-batch; `crops` (one per sub-batch) for a student with HRDA.
+/// sub-batch; `crops` (one per sub-batch) for a student with HRDA; `encode`, the backbone's pass
+/// when it is recomputed (`super::recompute`).
 pub(super) fn student_pass<B: T2sBackend>(
     student: &Segmentor<B>,
     x: Tensor<B, 4>,
     crops: Option<&[CropBox]>,
-    k: usize,
-    n: usize,
+    (k, n): (usize, usize),
     detach_projection_input: bool,
+    encode: Option<&mut Encode<'_, B>>,
 ) -> Vec<Prediction<B>> {
     match crops {
         Some(crops) => {
-            let out = student.forward_hrda(x, crops, detach_projection_input);
+            let out = match encode {
+                Some(encode) => student.forward_hrda_encoded(x, crops, detach_projection_input, encode),
+                None => student.forward_hrda(x, crops, detach_projection_input),
+            };
             let detail = out.detail;
             let fused = SegOutput { logits: out.fused, ..out.context };
             split_output(fused, k, n)
@@ -56,10 +60,13 @@ pub(super) fn student_pass<B: T2sBackend>(
                 .map(|(i, (out, crop))| Prediction { out, detail: Some((detail.clone().narrow(0, i * n, n), *crop)) })
                 .collect()
         }
-        None => split_output(student.forward_with(x, k, detach_projection_input), k, n)
-            .into_iter()
-            .map(|out| Prediction { out, detail: None })
-            .collect(),
+        None => {
+            let out = match encode {
+                Some(encode) => student.forward_encoded(x, k, detach_projection_input, encode),
+                None => student.forward_with(x, k, detach_projection_input),
+            };
+            split_output(out, k, n).into_iter().map(|out| Prediction { out, detail: None }).collect()
+        }
     }
 }
 
@@ -88,6 +95,24 @@ pub(super) fn segmentation_ce<B: Backend>(
             let fused_loss = ce(pred.out.logits.clone(), labels, weights).mul_scalar(1.0 - detail_weight);
             (fused_loss, Some(detail_loss))
         }
+    }
+}
+
+/// Logs a segmentation term as `name` (and HRDA's detail term as `name_detail`) into `losses`
+/// (off the graph, see [`super::StepOutput::losses`]) and returns their sum.
+pub(super) fn log_segmentation<B: AutodiffBackend>(
+    losses: &mut Vec<(String, Tensor<B::InnerBackend, 1>)>,
+    name: &str,
+    fused: Tensor<B, 1>,
+    detail: Option<Tensor<B, 1>>,
+) -> Tensor<B, 1> {
+    losses.push((name.to_string(), fused.clone().inner()));
+    match detail {
+        Some(d) => {
+            losses.push((format!("{name}_detail"), d.clone().inner()));
+            fused + d
+        }
+        None => fused,
     }
 }
 

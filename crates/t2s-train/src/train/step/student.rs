@@ -14,11 +14,12 @@ use t2s_model::{resize_bilinear, Precision, Segmentor, T2sAutodiffBackend};
 
 use super::super::adaptation::SelfTraining;
 use super::super::grad_sum::add_gradients;
-use super::prediction::{detail_crops, segmentation_ce, student_pass, Prediction};
+use super::prediction::{detail_crops, log_segmentation, segmentation_ce, student_pass, Prediction};
+use super::recompute::pass_and_backward;
 use super::t2s_side::no_embedding;
 use super::tensors::{class_pixel_weights, label_tensor, to_u8, upload};
 use super::PendingStatistic;
-use crate::config::{RunConfig, StudentPasses};
+use crate::config::{Recompute, RunConfig, StudentPasses};
 use crate::t2s_term::T2sPlan;
 use crate::{Result, TrainError};
 
@@ -63,6 +64,8 @@ pub(super) struct PassOptions {
     pub mode: StudentPasses,
     /// The student computes in this precision.
     pub precision: Precision,
+    /// What its backward pass recomputes.
+    pub recompute: Recompute,
     /// The projection head's input cut from the graph (`t2s.head_warmup`).
     pub detach_projection_input: bool,
 }
@@ -77,7 +80,7 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
     rng: &mut impl Rng,
     device: &B::Device,
 ) -> Result<StudentResult<B>> {
-    let PassOptions { mode, precision, detach_projection_input: detach } = options;
+    let PassOptions { mode, precision, recompute, detach_projection_input: detach } = options;
     let [n, h, w] = terms.ys.dims();
     let mut list: Vec<(Part, &[f32])> = vec![(Part::Source, parts.source)];
     list.extend(parts.mixed.map(|m| (Part::Mixed, m)));
@@ -86,20 +89,22 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
     // HRDA: a detail crop per sub-batch, drawn after the step's other draws, the same in both modes.
     let crops = detail_crops(student, list.len(), h, w, rng);
     terms.detail_weight = student.hrda.as_ref().map_or(0.0, |hrda| hrda.detail_loss_weight);
+    let no_terms = || TrainError::Internal("a step without loss terms".into());
     let (grads, backward_passes) = match mode {
         // One pass over the sub-batches as one batch (`Segmentor::forward_sub_batches`: batch
         // norm keeps per-sub-batch statistics, so this is the passes of DAFormer's step in one).
         StudentPasses::Joint => {
             let images: Vec<&[f32]> = list.iter().map(|(_, im)| *im).collect();
             let xs = Tensor::<B, 4>::from_inner(upload(&images, n, h, w, device));
-            let preds = student_pass(&student.at_precision(precision), xs.clone(), crops.as_deref(), list.len(), n, detach);
-            let mut part_losses = Vec::with_capacity(list.len());
-            for (i, ((part, _), pred)) in list.iter().zip(preds).enumerate() {
-                part_losses.extend(terms.loss(*part, pred, || xs.clone().narrow(0, i * n, n))?);
-            }
-            let loss =
-                part_losses.into_iter().reduce(|a, b| a + b).ok_or_else(|| TrainError::Internal("a step without loss terms".into()))?;
-            (loss.backward(), 1)
+            let grads = pass_and_backward(student, precision, recompute, |encode| {
+                let preds = student_pass(&student.at_precision(precision), xs.clone(), crops.as_deref(), (list.len(), n), detach, encode);
+                let mut part_losses = Vec::with_capacity(list.len());
+                for (i, ((part, _), pred)) in list.iter().zip(preds).enumerate() {
+                    part_losses.extend(terms.loss(*part, pred, || xs.clone().narrow(0, i * n, n))?);
+                }
+                Ok(part_losses.into_iter().reduce(|a, b| a + b))
+            })?;
+            (grads.ok_or_else(no_terms)?, 1)
         }
         // Each sub-batch's graph is freed by its backward pass before the next is built.
         StudentPasses::Sequential => {
@@ -107,16 +112,18 @@ pub(super) fn run_student<B: T2sAutodiffBackend>(
             for (i, (part, images)) in list.iter().enumerate() {
                 let x = Tensor::<B, 4>::from_inner(upload(&[images], n, h, w, device));
                 let crop = crops.as_ref().map(|c| &c[i..i + 1]);
-                let pred = student_pass(&student.at_precision(precision), x.clone(), crop, 1, n, detach).remove(0);
-                let Some(loss) = terms.loss(*part, pred, || x)? else { continue };
-                let g = loss.backward();
+                let g = pass_and_backward(student, precision, recompute, |encode| {
+                    let pred = student_pass(&student.at_precision(precision), x.clone(), crop, (1, n), detach, encode).remove(0);
+                    terms.loss(*part, pred, || x)
+                })?;
+                let Some(g) = g else { continue };
                 passes += 1;
                 match grads.as_mut() {
                     Some(acc) => add_gradients(student, acc, g),
                     None => grads = Some(g),
                 }
             }
-            (grads.ok_or_else(|| TrainError::Internal("a step without loss terms".into()))?, passes)
+            (grads.ok_or_else(no_terms)?, passes)
         }
     };
     let StudentTerms { losses, mix_prediction, statistic, .. } = terms;
@@ -250,14 +257,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
 
     /// Logs a segmentation term and its HRDA detail term, and returns their sum.
     fn log_segmentation(&mut self, name: &str, fused: Tensor<B, 1>, detail: Option<Tensor<B, 1>>) -> Tensor<B, 1> {
-        self.losses.push(term(name, &fused));
-        match detail {
-            Some(d) => {
-                self.losses.push(term(&format!("{name}_detail"), &d));
-                fused + d
-            }
-            None => fused,
-        }
+        log_segmentation(&mut self.losses, name, fused, detail)
     }
 
     /// MIC's loss: the prediction on the masked target images against the teacher's pseudo-labels
