@@ -46,6 +46,10 @@ pub enum TrainError {
         set: &'static str,
     },
 
+    /// A collective operation of a data-parallel run failed or its peers stopped answering.
+    #[error("{0}")]
+    Replica(String),
+
     /// A state that the validated configuration rules out was reached: a bug in t2s.
     #[error("internal error (please report it): {0}")]
     Internal(String),

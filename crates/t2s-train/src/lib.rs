@@ -24,6 +24,7 @@ pub mod model_source;
 pub mod optimizer;
 pub mod predict;
 pub mod prototype_similarity;
+pub mod replicas;
 pub mod self_training;
 pub mod t2s_term;
 pub mod train;

@@ -1,0 +1,100 @@
+//! Two replicas as two threads on the CPU backend, with hand-derived gradients.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::{Module, Param};
+use burn::tensor::{Tensor, TensorData};
+use burn_collective::reset_collective;
+
+use super::*;
+
+type AB = Autodiff<Flex>;
+
+/// Burn's collective is one group per backend type per process: the tests here take turns.
+static ONE_GROUP: Mutex<()> = Mutex::new(());
+
+#[derive(Module, Debug)]
+struct Two<B: Backend> {
+    a: Param<Tensor<B, 1>>,
+    b: Param<Tensor<B, 2>>,
+}
+
+fn two() -> Two<AB> {
+    let device = Default::default();
+    Two {
+        a: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &device)),
+        b: Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32, -1.0, 2.0, 3.0], [2, 2]), &device)),
+    }
+}
+
+fn replica(rank: usize, timeout: Duration) -> Replica {
+    Replica { rank, count: 2, timeout }
+}
+
+/// Replica `rank`'s loss `Σ x ⊙ a² + Σ y ⊙ b` (gradients `2a ⊙ x` and `y`), averaged with the
+/// other replica's; the averaged gradients of a and b, or the error. `use_b = false` leaves b
+/// without a gradient.
+fn step(rank: usize, x: [f32; 2], y: [f32; 4], use_b: bool, timeout: Duration) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let r = replica(rank, timeout);
+    join::<Flex>(&r, Default::default())?;
+    let m = two();
+    let device = Default::default();
+    let x = Tensor::<AB, 1>::from_data(TensorData::new(x.to_vec(), [2]), &device);
+    let y = Tensor::<AB, 2>::from_data(TensorData::new(y.to_vec(), [2, 2]), &device);
+    let mut loss = (m.a.val().powi_scalar(2) * x).sum();
+    if use_b {
+        loss = loss + (m.b.val() * y).sum();
+    }
+    let mut grads = loss.backward();
+    mean_gradients::<AB, _>(&r, &m, &mut grads)?;
+    let values = |g: Option<Tensor<Flex, 1>>| g.map(|g| g.into_data().to_vec::<f32>().unwrap());
+    let a = values(m.a.val().grad(&grads)).unwrap();
+    let b = values(m.b.val().grad(&grads).map(|g| g.reshape([4])));
+    Ok((a, b))
+}
+
+#[test]
+fn replicas_end_with_the_mean_of_their_gradients() {
+    let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
+    reset_collective::<Flex>();
+    let t = Duration::from_secs(60);
+    let other = std::thread::spawn(move || step(1, [5.0, -1.0], [0.0, -2.0, 1.0, 0.0], true, t));
+    let mine = step(0, [1.0, 3.0], [1.0, 2.0, 3.0, 4.0], true, t).unwrap();
+    let theirs = other.join().unwrap().unwrap();
+    // d/da: replica 0 2a⊙x = [2, 12], replica 1 [10, −4] → [6, 4]; d/db: the mean of the two y.
+    let expected = (vec![6.0, 4.0], Some(vec![0.5, 0.0, 2.0, 2.0]));
+    assert_eq!(mine, expected);
+    assert_eq!(theirs, expected);
+}
+
+#[test]
+fn replicas_with_different_gradient_sets_fail_by_name() {
+    let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
+    reset_collective::<Flex>();
+    let t = Duration::from_secs(5);
+    let other = std::thread::spawn(move || step(1, [5.0, -1.0], [0.0; 4], false, t));
+    let mine = step(0, [1.0, 3.0], [1.0; 4], true, t);
+    let theirs = other.join().unwrap();
+    for (rank, r) in [(0, mine), (1, theirs)] {
+        let e = r.expect_err("different gradient sets must not average").to_string();
+        assert!(e.contains(&format!("replica {rank} of 2")) && e.contains("averaging the gradients"), "{e}");
+    }
+}
+
+#[test]
+fn a_stopped_replica_makes_the_other_fail_within_its_timeout() {
+    let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
+    reset_collective::<Flex>();
+    let t = Duration::from_secs(2);
+    // Replica 1 joins, then stops before its first all-reduce.
+    let other = std::thread::spawn(move || join::<Flex>(&replica(1, t), Default::default()));
+    let start = Instant::now();
+    let e = step(0, [1.0, 3.0], [1.0; 4], true, t).expect_err("a lone replica cannot average");
+    other.join().unwrap().unwrap();
+    let waited = start.elapsed();
+    let e = e.to_string();
+    assert!(e.contains("replica 0 of 2") && e.contains("did not answer within 2 s"), "{e}");
+    assert!(waited < Duration::from_secs(30), "waited {waited:?}");
+}
