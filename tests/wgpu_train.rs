@@ -124,3 +124,48 @@ fn bf16_on_wgpu_trains_or_names_what_the_adapter_lacks() {
         assert!(!dir.path().join("runs/bf16/metrics.jsonl").exists() || training_records(&dir.path().join("runs/bf16")).is_empty());
     }
 }
+
+/// `train.recompute = "blocks"` on wgpu, where MiT runs on t2s's CubeCL routes (the channels-last
+/// depth-wise convolution, the spatial reduction on the tokens as they lie, its LayerNorm and
+/// GELU): a tiny MiT `t2s` run (two blocks in the first and last stage, stochastic depth 0.3)
+/// logs the same losses with and without recomputation (as on the CPU, `tests/train_recompute.rs`;
+/// the contrastive term from iteration 3 on can sample other queries after a rounding difference).
+#[test]
+fn wgpu_recomputes_mit_blocks_as_it_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = common::TINY_MIT_NETWORK.replace("depths = [1, 1, 1, 1]", "depths = [2, 1, 1, 2]\ndrop_path_rate = 0.3");
+    let t2s = "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n";
+    let config = format!("{network}\n[uda]\nmethod = \"t2s\"\n{SYNTHETIC_DATA}{SYNTHETIC_TARGET}{}{t2s}", short_schedule(3, 0));
+    std::fs::write(dir.path().join("mit.toml"), config).unwrap();
+    let train = |name: &str, recompute: &str| {
+        t2s_program()
+            .current_dir(dir.path())
+            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+            .args(["--device", "wgpu", "train", "--config", "mit.toml", "--set", &format!("run.name={name}")])
+            .args(["--set", &format!("train.recompute=\"{recompute}\"")])
+            .output()
+            .unwrap()
+    };
+    let o = train("kept", "none");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && err.contains("no wgpu adapter") && std::env::var_os("T2S_REQUIRE_WGPU").is_none() {
+        eprintln!("skipped: no wgpu adapter on this machine ({err})");
+        return;
+    }
+    assert!(o.status.success(), "{err}");
+    let o = train("recomputed", "blocks");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let kept = training_records(&dir.path().join("runs/kept"));
+    let recomputed = training_records(&dir.path().join("runs/recomputed"));
+    assert_eq!((kept.len(), recomputed.len()), (3, 3));
+    for (i, (a, b)) in kept.iter().zip(&recomputed).enumerate() {
+        for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
+            if k == "loss_t2s" && i >= 2 {
+                continue;
+            }
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            eprintln!("{k} at iteration {}: kept {x} recomputed {y}", i + 1);
+            assert!(x.is_finite() && (x - y).abs() <= 1e-4 * x.abs().max(1e-3), "{k} at iteration {}: kept {x} vs recomputed {y}", i + 1);
+        }
+    }
+}
