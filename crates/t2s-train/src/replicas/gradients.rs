@@ -10,6 +10,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use burn_collective::{all_reduce, ReduceOperation};
 
 use super::{within, Replica};
+use crate::train::grad_sum::PutBack;
 use crate::Result;
 
 /// Replaces every parameter gradient of `module` in `grads` by its mean over the replicas
@@ -39,7 +40,7 @@ pub fn mean_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(replica: &Replic
         sums.insert(*id, mean.clone().narrow(0, offset, n));
         offset += n;
     }
-    module.visit(&mut PutBack::<B> { grads, sums });
+    module.visit(&mut PutBack::<B> { into: grads, sums });
     Ok(())
 }
 
@@ -54,21 +55,6 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
         if let Some(g) = param.val().grad_remove(self.grads) {
             let n = g.shape().num_elements();
             self.items.push((param.id, g.reshape([n])));
-        }
-    }
-}
-
-/// Puts the averaged gradients back, in their parameters' shapes.
-struct PutBack<'a, B: AutodiffBackend> {
-    grads: &'a mut B::Gradients,
-    sums: HashMap<ParamId, Tensor<B::InnerBackend, 1>>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for PutBack<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.sums.remove(&param.id) {
-            let value = param.val();
-            value.grad_replace(self.grads, g.reshape(value.dims()));
         }
     }
 }

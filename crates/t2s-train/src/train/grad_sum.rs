@@ -51,10 +51,11 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Pairs<'_, B> {
     }
 }
 
-/// Puts the sums into `into`, in their parameters' shapes.
-struct PutBack<'a, B: AutodiffBackend> {
-    into: &'a mut B::Gradients,
-    sums: HashMap<ParamId, Tensor<B::InnerBackend, 1>>,
+/// Puts flattened gradients (`sums`, by parameter) into `into`, in their parameters' shapes,
+/// replacing what `into` holds for them (also the data-parallel mean, `crate::replicas`).
+pub(crate) struct PutBack<'a, B: AutodiffBackend> {
+    pub into: &'a mut B::Gradients,
+    pub sums: HashMap<ParamId, Tensor<B::InnerBackend, 1>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for PutBack<'_, B> {

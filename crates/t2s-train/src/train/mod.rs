@@ -10,7 +10,7 @@ mod after_step;
 pub mod checkpoint;
 pub mod debug_strip;
 pub mod events;
-mod grad_sum;
+pub(crate) mod grad_sum;
 pub mod lock;
 pub mod metrics_log;
 mod open;
