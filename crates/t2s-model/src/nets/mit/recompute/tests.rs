@@ -125,12 +125,16 @@ fn check(used: &[usize], precision: Precision, tolerance: f32) {
     let mut count = Count(0);
     net.visit(&mut count);
     assert_eq!(want.out.len(), count.0, "every parameter trains");
-    for (id, w) in &want.out {
-        let g = &got.out[id];
-        let scale = w.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        let err = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-        assert!(err <= tolerance, "parameter {id}: relative error {err} ({precision:?}, stages {used:?})");
-    }
+    let (err, id) = want
+        .out
+        .iter()
+        .map(|(id, w)| {
+            let g = &got.out[id];
+            let scale = w.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            (w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale, *id)
+        })
+        .fold((0f32, None), |(m, at), (e, id)| if e > m { (e, Some(id)) } else { (m, at) });
+    assert!(err <= tolerance, "parameter {id:?}: relative error {err} ({precision:?}, stages {used:?})");
 }
 
 #[test]
@@ -143,7 +147,11 @@ fn stage_outputs_outside_the_loss_still_carry_the_gradient_of_later_stages() {
     check(&[2, 3], Precision::F32, 1e-5);
 }
 
+/// The two passes sum some gradients in a different order, so bf16 results differ by a few
+/// units in the last place: one bf16 ulp is up to 2⁻⁷ ≈ 0.8 % of a tensor's largest value, and
+/// 60 runs with fresh masks measured up to 1.5 ulps, one CI run 3. 6 ulps leaves room; a mask that is not reused
+/// errs by the size of the branch's gradient (order 1).
 #[test]
 fn recomputed_gradients_equal_the_autodiff_pass_in_bf16() {
-    check(&[0, 1, 2, 3], Precision::Bf16, 2e-2);
+    check(&[0, 1, 2, 3], Precision::Bf16, 6.0 / 128.0);
 }
