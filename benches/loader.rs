@@ -118,7 +118,7 @@ fn bench_pipeline(c: &mut Criterion) {
 
     group.throughput(Throughput::Elements(2));
     for threads in [1, 2] {
-        let cfg = LoaderConfig { batch_size: 2, threads, prefetch: 4, seed: 0, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 2, threads, prefetch: 4, seed: 0, start_batch: 0, stride: 1 };
         let mut loader = Loader::new(data.clone(), source_pipeline(), SampleOrder::Shuffle, cfg).expect("loader");
         group.bench_function(format!("loader, {threads} thread(s), batch 2"), |b| {
             b.iter(|| loader.next_batch().expect("endless").expect("batch"))

@@ -15,7 +15,8 @@ use clap::{Args, Parser, Subcommand};
                   T2S_PROGRESS_INTERVAL seconds (default 30) instead of a progress bar."
 )]
 pub struct Cli {
-    /// Compute device: auto (CUDA, then a hardware wgpu adapter, then CPU), cpu, wgpu, cuda or cuda:N.
+    /// Compute device: auto (CUDA, then a hardware wgpu adapter, then CPU), cpu, wgpu, wgpu:N, cuda or
+    /// cuda:N. `train` takes a comma list of one kind (cuda:0,cuda:1): a data-parallel replica on each.
     #[arg(long, global = true, default_value = "auto")]
     pub device: String,
 

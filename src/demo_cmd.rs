@@ -218,7 +218,7 @@ fn train_with_bar<B: T2sBackend>(
         }
         show_notice(&bar, &event);
     };
-    let opts = TrainOptions { run_dir, resume: false, record: None, until: Some(until), stop, events: &events };
+    let opts = TrainOptions { run_dir, resume: false, record: None, until: Some(until), stop, events: &events, replica: None };
     let summary = t2s_train::train::<Autodiff<B>>(cfg, &opts, device)?;
     bar.finish_and_clear();
     Ok(summary)

@@ -60,6 +60,20 @@ pub fn ensure_runtime_dir() {
     }
 }
 
+/// Parses and resolves a `--device` list, `a,b,…` (`t2s train`: one data-parallel replica per
+/// device), all of one backend; a single device is a list of one.
+pub fn select_many(spec: &str) -> Result<Vec<Selected>> {
+    let selected = spec.split(',').map(|one| select(one.trim())).collect::<Result<Vec<_>>>()?;
+    let kind = |s: &Selected| s.to_string().split([' ', ':']).next().unwrap_or_default().to_string();
+    if let Some(other) = selected.iter().find(|s| kind(s) != kind(&selected[0])) {
+        bail!(
+            "--device {spec}: {} and {other} are different backends; data-parallel replicas all run on one (e.g. cuda:0,cuda:1)",
+            selected[0]
+        );
+    }
+    Ok(selected)
+}
+
 /// Parses and resolves a `--device` value. `auto` prefers CUDA, then a hardware wgpu adapter
 /// (discrete, then integrated; software rasterisers such as lavapipe are slower than the CPU
 /// backend and are only used when asked for with `wgpu`), then the CPU.
@@ -69,6 +83,12 @@ pub fn select(spec: &str) -> Result<Selected> {
         "cpu" => Ok(Selected::Cpu),
         "auto" => Ok(auto()),
         "wgpu" => wgpu_any(),
+        s if s.starts_with("wgpu:") => {
+            let index = s["wgpu:".len()..]
+                .parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("--device {s}: the GPU index must be a number, e.g. wgpu:0"))?;
+            wgpu_index(index)
+        }
         s if s == "cuda" || s.starts_with("cuda:") => {
             let index = match s.strip_prefix("cuda:") {
                 Some(n) => n.parse::<usize>().map_err(|_| anyhow::anyhow!("--device {s}: the GPU index must be a number, e.g. cuda:0"))?,
@@ -76,7 +96,10 @@ pub fn select(spec: &str) -> Result<Selected> {
             };
             cuda(index)
         }
-        other => bail!("--device {other}: expected auto, cpu, wgpu, cuda or cuda:N (compiled in: {})", compiled_backends().join(", ")),
+        other => bail!(
+            "--device {other}: expected auto, cpu, wgpu, wgpu:N, cuda or cuda:N, or a comma list of one kind (compiled in: {})",
+            compiled_backends().join(", ")
+        ),
     }
 }
 
@@ -119,6 +142,32 @@ fn wgpu_any() -> Result<Selected> {
         bail!("--device wgpu: no wgpu adapter found; install a Vulkan driver (on Debian: apt-get install mesa-vulkan-drivers libvulkan1) or use --device cpu");
     };
     Ok(Selected::Wgpu(burn::backend::wgpu::WgpuDevice::DefaultDevice, format!("{} via {:?}", info.name, info.backend)))
+}
+
+/// The `index`-th hardware adapter (discrete GPUs first, then integrated ones), as wgpu numbers
+/// them within their kind.
+#[cfg(feature = "wgpu")]
+fn wgpu_index(index: usize) -> Result<Selected> {
+    use burn::backend::wgpu::WgpuDevice;
+    let infos = adapters();
+    let of = |kind| infos.iter().filter(move |i: &&wgpu::AdapterInfo| i.device_type == kind).collect::<Vec<_>>();
+    let (discrete, integrated) = (of(wgpu::DeviceType::DiscreteGpu), of(wgpu::DeviceType::IntegratedGpu));
+    if let Some(info) = discrete.get(index) {
+        return Ok(Selected::Wgpu(WgpuDevice::DiscreteGpu(index), format!("{} via {:?}", info.name, info.backend)));
+    }
+    let i = index - discrete.len();
+    if let Some(info) = integrated.get(i) {
+        return Ok(Selected::Wgpu(WgpuDevice::IntegratedGpu(i), format!("{} via {:?}", info.name, info.backend)));
+    }
+    bail!(
+        "--device wgpu:{index}: this machine has {} hardware wgpu adapter(s) (numbered from 0); `wgpu` alone takes the first adapter of any kind",
+        discrete.len() + integrated.len()
+    )
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_index(_index: usize) -> Result<Selected> {
+    wgpu_any()
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -166,6 +215,29 @@ pub fn dispatch<T: BackendTask>(selected: &Selected, task: T) -> Result<T::Outpu
     }
 }
 
+/// Work that runs on one backend with one or more devices (data-parallel replicas).
+pub trait ReplicaTask {
+    type Output;
+    /// Runs on backend `B` with `devices` (at least one).
+    fn run<B: T2sBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
+}
+
+/// Runs `task` on the backend of `selected` (from [`select_many`]: all of one kind).
+pub fn dispatch_replicas<T: ReplicaTask>(selected: &[Selected], task: T) -> Result<T::Output> {
+    match selected.first() {
+        None => bail!("--device: no device given"),
+        Some(Selected::Cpu) => task.run::<burn::backend::Flex>(vec![Default::default(); selected.len()]),
+        #[cfg(feature = "wgpu")]
+        Some(Selected::Wgpu(..)) => task.run::<burn::backend::Wgpu>(
+            selected.iter().filter_map(|s| if let Selected::Wgpu(d, _) = s { Some(d.clone()) } else { None }).collect(),
+        ),
+        #[cfg(feature = "cuda")]
+        Some(Selected::Cuda(_)) => task.run::<burn::backend::Cuda>(
+            selected.iter().filter_map(|s| if let Selected::Cuda(d) = s { Some(d.clone()) } else { None }).collect(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +249,10 @@ mod tests {
         let err = select("cuda:x").unwrap_err().to_string();
         assert!(err.contains("cuda:x"), "{err}");
         assert!(matches!(select("CPU").unwrap(), Selected::Cpu));
+        assert_eq!(select_many("cpu, cpu").unwrap().len(), 2);
+        let err = select_many("cpu,tpu").unwrap_err().to_string();
+        assert!(err.contains("tpu"), "{err}");
+        assert!(select("wgpu:x").unwrap_err().to_string().contains("wgpu:x"));
         #[cfg(not(feature = "cuda"))]
         assert!(select("cuda").unwrap_err().to_string().contains("--features cuda"));
     }

@@ -86,10 +86,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Synth(args) => synth_cmd::run(args),
         Command::Prepare(args) => prepare_cmd::run(args),
         Command::Train(args) => {
-            let selected = device::select(&cli.device)?;
-            eprintln!("device: {selected}");
+            let selected = device::select_many(&cli.device)?;
+            let names: Vec<String> = selected.iter().map(|s| s.to_string()).collect();
+            eprintln!("device: {}", names.join(", "));
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-            dispatch(&selected, train_cmd::Train { args, command_line })
+            device::dispatch_replicas(&selected, train_cmd::Train { args, command_line })
         }
         Command::Demo(args) => {
             let selected = device::select(&cli.device)?;

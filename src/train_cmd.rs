@@ -8,10 +8,11 @@ use t2s_model::T2sBackend;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
+use t2s_train::replicas::{self, Replica};
 use t2s_train::train::run_dir::run_dir_path;
 use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
-use crate::device::BackendTask;
+use crate::device::ReplicaTask;
 use crate::progress::Progress;
 use crate::stop_signal::stop_on_signals;
 
@@ -43,6 +44,12 @@ pub struct TrainArgs {
     /// Stop after this many iterations (with a checkpoint); continue later with --resume.
     #[arg(long, value_name = "ITER")]
     pub until: Option<usize>,
+
+    /// With several devices (`--device cuda:0,cuda:1`): how long a replica waits for the others
+    /// at each exchange before it fails, saying that one has stopped (PyTorch's default, 30 min;
+    /// it must cover an evaluation, which rank 0 runs while the others wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800.0)]
+    pub replica_timeout: f64,
 }
 
 /// The command, run on the selected backend (with autodiff).
@@ -51,11 +58,15 @@ pub struct Train {
     pub command_line: String,
 }
 
-impl BackendTask for Train {
+impl ReplicaTask for Train {
     type Output = ();
 
-    fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
+    fn run<B: T2sBackend>(self, devices: Vec<B::Device>) -> Result<()> {
         let a = self.args;
+        let timeout = std::time::Duration::try_from_secs_f64(a.replica_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| anyhow::anyhow!("--replica-timeout {}: must be a number of seconds above 0", a.replica_timeout))?;
         let (cfg, run_dir) = match &a.resume {
             Some(dir) => {
                 let path = dir.join("config.toml");
@@ -95,15 +106,75 @@ impl BackendTask for Train {
             }
             show_notice(&bar, &event);
         };
-        let opts = TrainOptions {
-            run_dir: run_dir.clone(),
-            resume: a.resume.is_some(),
-            record: Some(self.command_line.clone()),
-            until: a.until,
-            stop: stop.flag.clone(),
-            events: &events,
+        let count = devices.len();
+        if count > 1 {
+            bar.suspend(|| {
+                eprintln!(
+                    "{count} data-parallel replicas: data.batch_size = {} per replica, {} images per iteration",
+                    cfg.data.batch_size,
+                    count * cfg.data.batch_size
+                )
+            });
+        }
+        let replica = |rank| (count > 1).then_some(Replica { rank, count, timeout });
+        if count > 1 {
+            replicas::start_group::<B>();
+        }
+        let outcome = std::thread::scope(|scope| {
+            let others: Vec<_> = devices
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(rank, device)| {
+                    let (cfg, run_dir, stop) = (&cfg, run_dir.clone(), stop.flag.clone());
+                    let (resume, until, replica) = (a.resume.is_some(), a.until, replica(rank));
+                    scope.spawn(move || {
+                        let events = |_: TrainEvent| {};
+                        let opts = TrainOptions { run_dir, resume, record: None, until, stop, events: &events, replica };
+                        let outcome = t2s_train::train::<Autodiff<B>>(cfg, &opts, device);
+                        if outcome.is_err() {
+                            replicas::abandon();
+                        }
+                        outcome
+                    })
+                })
+                .collect();
+            // Rank 0, on this thread, records the command, writes the run folder and shows progress.
+            let opts = TrainOptions {
+                run_dir: run_dir.clone(),
+                resume: a.resume.is_some(),
+                record: Some(self.command_line.clone()),
+                until: a.until,
+                stop: stop.flag.clone(),
+                events: &events,
+                replica: replica(0),
+            };
+            let mine = t2s_train::train::<Autodiff<B>>(&cfg, &opts, &devices[0]);
+            if mine.is_err() {
+                replicas::abandon();
+            }
+            let failed: Vec<String> = others
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, h)| match h.join() {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(format!("replica {}: {e}", i + 1)),
+                    Err(_) => Some(format!("replica {}: panicked (see above)", i + 1)),
+                })
+                .collect();
+            (mine, failed)
+        });
+        let summary = match outcome {
+            (Ok(summary), failed) if failed.is_empty() => summary,
+            (Ok(_), failed) => bail!("{}", failed.join("\n")),
+            (Err(e), failed) if count == 1 && failed.is_empty() => return Err(e.into()),
+            (Err(e), mut failed) => {
+                // Replicas that only stopped waiting for the failed one add nothing to its error.
+                failed.retain(|f| !f.contains("another replica of this process failed"));
+                failed.insert(0, format!("replica 0: {e}"));
+                bail!("{}", failed.join("\n"))
+            }
         };
-        let summary = t2s_train::train::<Autodiff<B>>(&cfg, &opts, &device)?;
         bar.finish_and_clear();
         eprintln!(
             "{} after {} iterations; checkpoint {}",

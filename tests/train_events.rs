@@ -37,7 +37,15 @@ fn a_run_reports_notes_and_iterations_as_events() {
         };
         seen.borrow_mut().push(line);
     };
-    let opts = TrainOptions { run_dir, resume: false, record: None, until: None, stop: Arc::new(AtomicBool::new(false)), events: &events };
+    let opts = TrainOptions {
+        run_dir,
+        resume: false,
+        record: None,
+        until: None,
+        stop: Arc::new(AtomicBool::new(false)),
+        events: &events,
+        replica: None,
+    };
     let summary = train::<Autodiff<Flex>>(&cfg, &opts, &Default::default()).unwrap();
     assert_eq!((summary.iter, summary.interrupted), (2, false));
     let seen = seen.into_inner();

@@ -44,6 +44,7 @@ fn losses(precision: &str, passes: &str) -> Vec<Vec<(String, f64)>> {
         until: None,
         stop: Arc::new(AtomicBool::new(false)),
         events: &|_| {},
+        replica: None,
     };
     train::<Autodiff<Flex>>(&cfg, &opts, &Default::default()).unwrap();
     let terms = ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"];

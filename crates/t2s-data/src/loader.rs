@@ -63,18 +63,22 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// First batch to produce (resuming a run).
     pub start_batch: u64,
+    /// Step between the batches produced: `start_batch`, `start_batch + stride`, … (at least 1).
+    /// Replica `r` of `N` data-parallel replicas takes every `N`-th batch from `r`, so that
+    /// together they read the batches one replica would, as PyTorch's `DistributedSampler` shards.
+    pub stride: u64,
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        Self { batch_size: 2, threads: 4, prefetch: 4, seed: 0, start_batch: 0 }
+        Self { batch_size: 2, threads: 4, prefetch: 4, seed: 0, start_batch: 0, stride: 1 }
     }
 }
 
 /// One batch, every buffer row-major in the documented shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// Batch number (`start_batch`, `start_batch + 1`, …).
+    /// Batch number (`start_batch`, `start_batch + stride`, …).
     pub index: u64,
     /// Image height `H` (every sample of the batch has it).
     pub height: usize,
@@ -228,14 +232,14 @@ enum Message {
 }
 
 /// The producer: computes windows of batches in parallel and sends them in order.
-fn produce(plan: Plan, pool: rayon::ThreadPool, threads: usize, start: u64, tx: SyncSender<Message>) {
+fn produce(plan: Plan, pool: rayon::ThreadPool, threads: usize, (start, stride): (u64, u64), tx: SyncSender<Message>) {
     // Enough draws per parallel step to keep every thread busy.
     let window = (2 * threads).div_ceil(plan.batch_size).max(1) as u64;
     let mut epoch = None;
     let mut next = start;
     loop {
         let mut batches = Vec::new();
-        for k in next..next + window {
+        for k in (0..window).map(|i| next + i * stride) {
             match plan.draws(k, &mut epoch) {
                 Some(d) => batches.push((k, d)),
                 None => break,
@@ -245,7 +249,7 @@ fn produce(plan: Plan, pool: rayon::ThreadPool, threads: usize, start: u64, tx: 
             let _ = tx.send(Message::End);
             return;
         }
-        next += batches.len() as u64;
+        next += batches.len() as u64 * stride;
         let flat: Vec<Draw> = batches.iter().flat_map(|(_, d)| d.iter().copied()).collect();
         let mut loaded: Vec<Result<Sample>> = pool.install(|| flat.par_iter().map(|d| plan.load(d)).collect());
         for (k, draws) in &batches {
@@ -272,7 +276,9 @@ impl Loader {
     /// Starts the workers. Errors on an empty dataset, a zero batch size, thread count or prefetch
     /// depth, or when the thread pool cannot be created.
     pub fn new(dataset: Arc<dyn Dataset>, augment: AugmentConfig, order: SampleOrder, cfg: LoaderConfig) -> Result<Self> {
-        for (name, v) in [("batch_size", cfg.batch_size), ("threads", cfg.threads), ("prefetch", cfg.prefetch)] {
+        for (name, v) in
+            [("batch_size", cfg.batch_size), ("threads", cfg.threads), ("prefetch", cfg.prefetch), ("stride", cfg.stride as usize)]
+        {
             if v == 0 {
                 return Err(DataError::Setting { setting: format!("loader {name}"), message: "must be at least 1".into() });
             }
@@ -287,10 +293,10 @@ impl Loader {
             .map_err(|e| DataError::Loader { message: format!("cannot start {} worker threads: {e}", cfg.threads) })?;
         let (tx, rx) = sync_channel(cfg.prefetch);
         let plan = Plan { dataset, augment, order, seed: cfg.seed, batch_size: cfg.batch_size };
-        let (threads, start) = (cfg.threads, cfg.start_batch);
+        let (threads, start, stride) = (cfg.threads, cfg.start_batch, cfg.stride);
         let worker = std::thread::Builder::new()
             .name("t2s-loader".into())
-            .spawn(move || produce(plan, pool, threads, start, tx))
+            .spawn(move || produce(plan, pool, threads, (start, stride), tx))
             .map_err(|e| DataError::Loader { message: format!("cannot start the producer thread: {e}") })?;
         Ok(Self { receiver: Some(rx), worker: Some(worker), finished: false })
     }
@@ -399,7 +405,7 @@ mod tests {
 
     #[test]
     fn same_batches_across_runs_and_thread_counts() {
-        let cfg = |threads| LoaderConfig { batch_size: 3, threads, prefetch: 2, seed: 42, start_batch: 0 };
+        let cfg = |threads| LoaderConfig { batch_size: 3, threads, prefetch: 2, seed: 42, start_batch: 0, stride: 1 };
         let one = take(Synthetic::new(10), SampleOrder::Shuffle, cfg(1), 7);
         let four = take(Synthetic::new(10), SampleOrder::Shuffle, cfg(4), 7);
         let again = take(Synthetic::new(10), SampleOrder::Shuffle, cfg(4), 7);
@@ -414,8 +420,28 @@ mod tests {
     }
 
     #[test]
+    fn replicas_share_the_batches_of_one_loader() {
+        let cfg = LoaderConfig { batch_size: 2, threads: 2, prefetch: 2, seed: 5, start_batch: 0, stride: 1 };
+        let counts: Vec<Vec<u64>> = (0..9).map(|i| vec![1000, 1000, if i % 3 == 0 { 50 } else { 0 }]).collect();
+        let rcs = Arc::new(RareClassSampler::new(&counts, RcsConfig { temperature: 0.01, min_pixels: 10 }).unwrap());
+        for order in [SampleOrder::Shuffle, SampleOrder::RareClass(rcs)] {
+            let one = take(Synthetic::new(9), order.clone(), cfg, 8);
+            // Replica r of 2 takes batches r, r + 2, …; resumed at iteration 2 it starts at 2·2 + r.
+            for r in 0..2u64 {
+                let replica = take(Synthetic::new(9), order.clone(), LoaderConfig { start_batch: r, stride: 2, ..cfg }, 4);
+                let want: Vec<&Batch> = one.iter().skip(r as usize).step_by(2).collect();
+                assert_eq!(replica.iter().collect::<Vec<_>>(), want, "replica {r}");
+                let resumed = take(Synthetic::new(9), order.clone(), LoaderConfig { start_batch: 4 + r, stride: 2, ..cfg }, 2);
+                assert_eq!(&resumed[..], &replica[2..]);
+            }
+        }
+        let zero = Loader::new(Arc::new(Synthetic::new(3)), training(), SampleOrder::Shuffle, LoaderConfig { stride: 0, ..cfg });
+        assert!(zero.err().is_some_and(|e| e.to_string().contains("stride")));
+    }
+
+    #[test]
     fn batches_hold_the_augmented_samples_in_documented_layout() {
-        let cfg = LoaderConfig { batch_size: 3, threads: 2, prefetch: 1, seed: 7, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 3, threads: 2, prefetch: 1, seed: 7, start_batch: 0, stride: 1 };
         let batches = take(Synthetic::new(10), SampleOrder::Shuffle, cfg, 4);
         let ds = Synthetic::new(10);
         for b in &batches {
@@ -445,7 +471,7 @@ mod tests {
 
     #[test]
     fn sequential_ends_with_a_partial_batch() {
-        let cfg = LoaderConfig { batch_size: 4, threads: 3, prefetch: 1, seed: 0, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 4, threads: 3, prefetch: 1, seed: 0, start_batch: 0, stride: 1 };
         let mut loader = Loader::new(Arc::new(Synthetic::new(10)), training(), SampleOrder::Sequential, cfg).unwrap();
         let sizes: Vec<usize> = loader.by_ref().map(|b| b.unwrap().len()).collect();
         assert_eq!(sizes, [4, 4, 2]);
@@ -455,7 +481,7 @@ mod tests {
     #[test]
     fn load_errors_reach_the_consumer_in_order() {
         let ds = Synthetic { fail_at: Some(5), ..Synthetic::new(10) };
-        let cfg = LoaderConfig { batch_size: 2, threads: 4, prefetch: 3, seed: 0, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 2, threads: 4, prefetch: 3, seed: 0, start_batch: 0, stride: 1 };
         let mut loader = Loader::new(Arc::new(ds), training(), SampleOrder::Sequential, cfg).unwrap();
         assert_eq!(loader.next_batch().unwrap().unwrap().indices, [0, 1]);
         assert_eq!(loader.next_batch().unwrap().unwrap().indices, [2, 3]);
@@ -467,7 +493,7 @@ mod tests {
     #[test]
     fn a_panicking_reader_is_reported_not_propagated() {
         let ds = Synthetic { panic_at: Some(1), ..Synthetic::new(6) };
-        let cfg = LoaderConfig { batch_size: 2, threads: 2, prefetch: 1, seed: 0, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 2, threads: 2, prefetch: 1, seed: 0, start_batch: 0, stride: 1 };
         let mut loader = Loader::new(Arc::new(ds), training(), SampleOrder::Sequential, cfg).unwrap();
         let err = loader.next_batch().unwrap().unwrap_err();
         assert!(matches!(err, DataError::Loader { .. }), "{err}");
@@ -477,7 +503,7 @@ mod tests {
     #[test]
     fn mismatched_sizes_and_bad_settings_are_errors() {
         // No crop: the synthetic images differ in size, so a batch of two cannot be stacked.
-        let cfg = LoaderConfig { batch_size: 2, threads: 1, prefetch: 1, seed: 0, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 2, threads: 1, prefetch: 1, seed: 0, start_batch: 0, stride: 1 };
         let mut loader = Loader::new(Arc::new(Synthetic::new(4)), AugmentConfig::identity(), SampleOrder::Sequential, cfg).unwrap();
         let err = loader.next_batch().unwrap().unwrap_err().to_string();
         assert!(err.contains("size mismatch") && err.contains("batch size 1"), "{err}");
@@ -496,7 +522,7 @@ mod tests {
         // Class 3 occurs (above 10 pixels) only in images 2 and 9.
         let counts: Vec<Vec<u64>> = (0..10).map(|i| vec![1000, 1000, 1000, if i == 2 || i == 9 { 50 } else { 0 }]).collect();
         let rcs = Arc::new(RareClassSampler::new(&counts, RcsConfig { temperature: 0.01, min_pixels: 10 }).unwrap());
-        let cfg = LoaderConfig { batch_size: 2, threads: 2, prefetch: 2, seed: 1, start_batch: 0 };
+        let cfg = LoaderConfig { batch_size: 2, threads: 2, prefetch: 2, seed: 1, start_batch: 0, stride: 1 };
         let batches = take(Synthetic::new(10), SampleOrder::RareClass(rcs.clone()), cfg, 5);
         for b in &batches {
             for (slot, (&idx, class)) in b.indices.iter().zip(&b.rare_classes).enumerate() {

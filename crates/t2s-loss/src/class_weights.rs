@@ -5,7 +5,7 @@
 use burn::tensor::{backend::Backend, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::class_sums::class_means;
+use crate::class_sums::ClassSums;
 use crate::pixel_stats::probability_of_label;
 use crate::prototypes::PrototypeBank;
 use crate::LossError;
@@ -84,17 +84,28 @@ impl ClassStatistics {
 /// student's probability of the labelled class, `probs` `[N, C, H, W]` (softmax of the
 /// pseudo-target logits at label resolution), `labels` `[N, H, W]` (ignore = outside `0..C`).
 pub fn true_class_probability<B: Backend>(probs: Tensor<B, 4>, labels: Tensor<B, 3, Int>) -> Vec<Option<f64>> {
+    true_class_probability_sums(probs, labels).means()
+}
+
+/// [`true_class_probability`] before the division: per-class sums and counts, to add up across
+/// data-parallel replicas.
+pub fn true_class_probability_sums<B: Backend>(probs: Tensor<B, 4>, labels: Tensor<B, 3, Int>) -> ClassSums<B> {
     let [n, c, h, w] = probs.dims();
     let p = probability_of_label(probs.detach(), labels.clone()).reshape([n * h * w]);
-    class_means(p, labels.reshape([n * h * w]), c)
+    ClassSums::of_scalar(p, labels.reshape([n * h * w]), c)
 }
 
 /// Batch values of [`ReweightStatistic::TargetConfidence`]: per predicted class, the mean of the
 /// teacher's max-probability, `probs` `[N, C, H, W]`.
 pub fn target_confidence<B: Backend>(probs: Tensor<B, 4>) -> Vec<Option<f64>> {
+    target_confidence_sums(probs).means()
+}
+
+/// [`target_confidence`] before the division, to add up across data-parallel replicas.
+pub fn target_confidence_sums<B: Backend>(probs: Tensor<B, 4>) -> ClassSums<B> {
     let [n, c, h, w] = probs.dims();
     let (max, argmax) = probs.detach().max_dim_with_indices(1);
-    class_means(max.reshape([n * h * w]), argmax.reshape([n * h * w]), c)
+    ClassSums::of_scalar(max.reshape([n * h * w]), argmax.reshape([n * h * w]), c)
 }
 
 /// Batch values of [`ReweightStatistic::CrossDomainSimilarity`]: (1 + cos(P_c^src, P_c^tgt))/2

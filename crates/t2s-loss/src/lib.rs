@@ -26,6 +26,7 @@ pub mod pixel_stats;
 pub mod prototypes;
 pub mod sampling;
 
+pub use class_sums::ClassSums;
 pub use class_weights::{ClassStatistics, ReweightStatistic};
 pub use contrastive::{t2s_contrastive_loss, t2s_contrastive_loss_tensor_ops};
 pub use cross_entropy::{check_labels, cross_entropy, CrossEntropyOptions, Reduction};

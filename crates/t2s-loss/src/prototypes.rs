@@ -4,7 +4,7 @@
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::class_sums::class_sums;
+use crate::class_sums::{class_sums, ClassSums};
 use crate::LossError;
 
 /// Class prototypes `[C, D]` on the device, with which classes have been seen.
@@ -52,10 +52,22 @@ impl<B: Backend> PrototypeBank<B> {
     /// `P_c ← m·P_c + (1 − m)·mean_c` (the first sighting copies the mean), then `P_c / ‖P_c‖`.
     /// Detached: no gradient reaches the keys. Reads back only the C per-class counts.
     pub fn update(&mut self, keys: Tensor<B, 2>, labels: Tensor<B, 1, Int>) {
-        let [_, d] = keys.dims();
-        let c = self.seen.len();
-        let device = keys.device();
-        let (sums, counts) = class_sums(l2_normalize(keys.detach()), labels, c);
+        let sums = self.batch_sums(keys, labels);
+        self.fold(sums);
+    }
+
+    /// The first half of [`PrototypeBank::update`]: the batch's per-class sums of the normalised
+    /// keys (detached), which data-parallel replicas add up before [`PrototypeBank::fold`].
+    pub fn batch_sums(&self, keys: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> ClassSums<B> {
+        let (sums, counts) = class_sums(l2_normalize(keys.detach()), labels, self.seen.len());
+        ClassSums { sums, counts }
+    }
+
+    /// The second half of [`PrototypeBank::update`]: the momentum update with the per-class means
+    /// of `sums` (of this batch, or of every replica's batch added up).
+    pub fn fold(&mut self, ClassSums { sums, counts }: ClassSums<B>) {
+        let [c, d] = sums.dims();
+        let device = sums.device();
         let counts_host = counts.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
         let means = sums / counts.clamp_min(1.0).reshape([c, 1]);
         // Per class: P' = a·P + b·mean with (a, b) = (m, 1 − m) when seen before, (0, 1) on first

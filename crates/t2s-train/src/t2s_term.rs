@@ -14,6 +14,7 @@ use t2s_loss::sampling::{sample_negatives, sample_queries, select_unreliable, un
 use t2s_loss::{t2s_contrastive_loss, ClassStatistics, PrototypeBank, PrototypeState};
 
 use crate::config::{QueryDistribution, T2sSection};
+use crate::replicas::{sum_class_sums, sum_host, Replica};
 use crate::{Result, TrainError};
 
 /// Training state of the T2S term; goes into checkpoints.
@@ -140,12 +141,17 @@ pub struct T2sPlan<B: Backend> {
 
 /// The teacher side of the term: per-pixel scalars to the host, π, queries, unreliable target
 /// pixels and negatives drawn, the source prototypes updated with this batch's source keys.
+///
+/// With data-parallel `replica`s, the class frequencies behind π and the prototypes' class sums
+/// are added up over the replicas' batches, so that every replica keeps the same state.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     teacher: TeacherView<B>,
     state: &mut T2sState<B>,
     cfg: &T2sSection,
     iter: usize,
     max_iters: usize,
+    replica: Option<&Replica>,
     rng: &mut R,
 ) -> Result<(T2sPlan<B>, T2sLog)> {
     let [n, d, h, w] = teacher.source_keys.dims();
@@ -179,6 +185,7 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
         QueryDistribution::Source => labels.iter().filter(|&&l| (l as usize) < c).for_each(|&l| freq[l as usize] += 1.0),
         QueryDistribution::Uniform => freq.iter_mut().for_each(|f| *f = 1.0),
     }
+    let freq = sum_host::<B>(replica, "adding up the class frequencies", &freq, &teacher.source_keys.device())?;
     let total: f64 = freq.iter().sum();
     if total > 0.0 {
         let first = state.distribution.iter().all(|&v| v == 0.0);
@@ -234,7 +241,8 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     // Keys [P, D] (pixel-major), prototypes updated with this batch's source keys.
     let flat = |t: Tensor<B, 4>| t.permute([0, 2, 3, 1]).reshape([p, d]);
     let source_keys = flat(teacher.source_keys);
-    state.prototypes.update(source_keys.clone(), teacher.source_labels.reshape([p]));
+    let sums = state.prototypes.batch_sums(source_keys.clone(), teacher.source_labels.reshape([p]));
+    state.prototypes.fold(sum_class_sums(replica, "adding up the source prototypes' class sums", sums)?);
     let weights: Vec<f32> =
         if cfg.reweight { state.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1]) } else { vec![1.0; c] };
 
@@ -345,7 +353,7 @@ mod tests {
             unpasted: None,
         };
         let student = embed::<AB>([0, 0, 1, 1]).require_grad();
-        let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, None, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
         let loss = plan.loss(student.clone());
         let want = -((5.0f64).exp() / ((5.0f64).exp() + 6.0)).ln();
         let got = loss.clone().into_scalar() as f64;
@@ -388,7 +396,7 @@ mod tests {
             target_probs: Tensor::from_data(TensorData::new(probs, [1, 4, 2, 2]), &Default::default()),
             unpasted: Some(vec![true, true, false, true]),
         };
-        let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let (plan, log) = plan_t2s_term(view, &mut state, &cfg, 0, 100, None, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
         assert_eq!(log.target_queries, 4);
         let mixed = embed::<AB>([0, 1, 3, 3]).require_grad();
         let loss = plan.target_loss(mixed.clone()).unwrap();
@@ -405,7 +413,7 @@ mod tests {
             target_probs: Tensor::from_data(TensorData::new(vec![0.25f32; 16], [1, 4, 2, 2]), &Default::default()),
             unpasted: Some(vec![true; 4]),
         };
-        let (plan, log) = plan_t2s_term(view, &mut state, &off, 0, 100, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let (plan, log) = plan_t2s_term(view, &mut state, &off, 0, 100, None, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
         assert!(plan.target_loss(embed::<AB>([0, 1, 3, 3])).is_none() && log.target_queries == 0);
     }
 }

@@ -2,7 +2,7 @@
 //! before classifying.
 
 use burn::nn::Dropout;
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
 /// Output of a decode head.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub fn channel_dropout<B: Backend>(dropout: &Dropout, x: Tensor<B, 4>) -> Tensor
     let keep = 1.0 - prob;
     let [n, c, _, _] = x.dims();
     // One Bernoulli(keep) draw per (sample, channel), broadcast over the map: [N, C, 1, 1].
-    let mask = Tensor::<B, 4>::random([n, c, 1, 1], Distribution::Bernoulli(keep), (&device, x.dtype()));
+    let mask = super::masks::bernoulli_mask::<B, 4>([n, c, 1, 1], keep, &device, x.dtype());
     x * mask.div_scalar(keep)
 }
 

@@ -9,6 +9,7 @@ pub mod head_output;
 pub mod host_init;
 pub mod hrda;
 pub mod inference_memory;
+pub mod masks;
 pub mod mit;
 pub mod mlp_embed;
 pub mod projection_head;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData};
-use burn_collective::reset_collective;
 
 use super::*;
 
@@ -58,7 +57,7 @@ fn step(rank: usize, x: [f32; 2], y: [f32; 4], use_b: bool, timeout: Duration) -
 #[test]
 fn replicas_end_with_the_mean_of_their_gradients() {
     let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
-    reset_collective::<Flex>();
+    start_group::<Flex>();
     let t = Duration::from_secs(60);
     let other = std::thread::spawn(move || step(1, [5.0, -1.0], [0.0, -2.0, 1.0, 0.0], true, t));
     let mine = step(0, [1.0, 3.0], [1.0, 2.0, 3.0, 4.0], true, t).unwrap();
@@ -72,7 +71,7 @@ fn replicas_end_with_the_mean_of_their_gradients() {
 #[test]
 fn replicas_with_different_gradient_sets_fail_by_name() {
     let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
-    reset_collective::<Flex>();
+    start_group::<Flex>();
     let t = Duration::from_secs(5);
     let other = std::thread::spawn(move || step(1, [5.0, -1.0], [0.0; 4], false, t));
     let mine = step(0, [1.0, 3.0], [1.0; 4], true, t);
@@ -86,7 +85,7 @@ fn replicas_with_different_gradient_sets_fail_by_name() {
 #[test]
 fn a_stopped_replica_makes_the_other_fail_within_its_timeout() {
     let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
-    reset_collective::<Flex>();
+    start_group::<Flex>();
     let t = Duration::from_secs(2);
     // Replica 1 joins, then stops before its first all-reduce.
     let other = std::thread::spawn(move || join::<Flex>(&replica(1, t), Default::default()));

@@ -3,7 +3,6 @@
 //! (every `run.checkpoint_interval`, at the end, and when the run is asked to stop).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -36,7 +35,10 @@ pub(super) enum Flow {
 
 /// The bookkeeping of a run across iterations.
 pub(super) struct AfterStep {
-    log: MetricsLog,
+    /// `None` on a data-parallel replica other than rank 0, which writes nothing.
+    log: Option<MetricsLog>,
+    /// Replicas in the run (logged on every metrics line).
+    replicas: usize,
     /// Seconds per iteration are measured over each log interval, evaluations excluded.
     clock: Instant,
     clock_iters: usize,
@@ -48,10 +50,12 @@ pub(super) struct AfterStep {
 }
 
 impl AfterStep {
-    /// Bookkeeping into `run_dir` (appending to its `metrics.jsonl`).
-    pub(super) fn open(run_dir: &Path) -> Result<Self> {
+    /// Bookkeeping into `run_dir` (appending to its `metrics.jsonl`) for a run of `replicas`
+    /// replicas; a replica that does not `write` keeps no books (rank 0 does).
+    pub(super) fn open(run_dir: &Path, replicas: usize, write: bool) -> Result<Self> {
         Ok(Self {
-            log: MetricsLog::open(&run_dir.join("metrics.jsonl"))?,
+            log: if write { Some(MetricsLog::open(&run_dir.join("metrics.jsonl"))?) } else { None },
+            replicas,
             clock: Instant::now(),
             clock_iters: 0,
             eval_secs: 0.0,
@@ -61,7 +65,8 @@ impl AfterStep {
     }
 
     /// Logs, evaluates and checkpoints as due after the iteration `step` describes (the run's
-    /// state already counts it), the run stopping at `until`.
+    /// state already counts it), the run stopping at `until`, or earlier when `stop` (Ctrl-C,
+    /// agreed by every replica).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn after_step<B: T2sAutodiffBackend>(
         &mut self,
@@ -69,21 +74,29 @@ impl AfterStep {
         opts: &TrainOptions,
         run: &mut OpenedRun<B>,
         student: &Segmentor<B>,
-        step: &StepLog,
+        (step, stop): (&StepLog, bool),
         until: usize,
         device: &B::Device,
     ) -> Result<Flow> {
         let done = run.state.iter;
+        let interrupted = stop && done < until;
+        let flow = if interrupted { Flow::Stop } else { Flow::Continue };
+        let replicas = self.replicas;
+        if self.log.is_none() {
+            return Ok(flow);
+        }
         self.clock_iters += 1;
         if done.is_multiple_of(cfg.run.log_interval.max(1)) || done == until {
             let secs = (self.clock.elapsed().as_secs_f64() - self.eval_secs).max(0.0) / self.clock_iters as f64;
             (self.clock, self.clock_iters, self.eval_secs) = (Instant::now(), 0, 0.0);
-            let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(done - 1), "sec_per_iter": secs });
+            let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(done - 1), "sec_per_iter": secs, "replicas": replicas });
             phase(cfg, done, &mut rec);
             for (k, v) in step.losses.iter().chain(&step.stats) {
                 rec[k] = serde_json::json!(v);
             }
-            self.log.write(&rec)?;
+            if let Some(log) = self.log.as_mut() {
+                log.write(&rec)?;
+            }
         }
         let evaluate_now = (cfg.eval.interval > 0 && done.is_multiple_of(cfg.eval.interval)) || done == cfg.schedule.max_iters;
         if evaluate_now && !run.evals.is_empty() {
@@ -98,13 +111,12 @@ impl AfterStep {
             }
             self.eval_secs += started.elapsed().as_secs_f64();
         }
-        let interrupted = opts.stop.load(Ordering::SeqCst) && done < until;
         let periodic = cfg.run.checkpoint_interval > 0 && done.is_multiple_of(cfg.run.checkpoint_interval);
         if periodic || done == until || interrupted {
             run.state.t2s = run.adaptation.t2s().map(|t| t.save());
             self.last_checkpoint = Some(save_checkpoint(&opts.run_dir, cfg.run.keep_last, run, student)?);
         }
-        Ok(if interrupted { Flow::Stop } else { Flow::Continue })
+        Ok(flow)
     }
 
     /// Evaluates on every evaluation set, logs and writes the reports; returns them.
@@ -131,12 +143,14 @@ impl AfterStep {
                 std::fs::create_dir_all(&pictures).map_err(|e| TrainError::Io { path: pictures.clone(), message: e.to_string() })?;
                 crate::evaluate::save_kept(&kept, opened.dataset.label_space(), &pictures)?;
             }
-            let mut rec = serde_json::json!({ "iter": iter, "eval": opened.name });
+            let mut rec = serde_json::json!({ "iter": iter, "eval": opened.name, "replicas": self.replicas });
             phase(cfg, iter, &mut rec);
             for p in &report.miou {
                 rec[&p.name] = serde_json::json!(p.miou);
             }
-            self.log.write(&rec)?;
+            if let Some(log) = self.log.as_mut() {
+                log.write(&rec)?;
+            }
             reports.push(report);
         }
         Ok(reports)

@@ -36,6 +36,10 @@ pub struct TrainOptions<'a> {
     pub stop: Arc<AtomicBool>,
     /// Receives the run's notes, warnings and progress.
     pub events: &'a dyn Fn(TrainEvent),
+    /// This process's replica of a data-parallel run (`t2s train --device a,b`); `None` trains
+    /// alone. Every replica runs `train` with the same configuration and run folder; rank 0
+    /// writes it.
+    pub replica: Option<crate::replicas::Replica>,
 }
 
 /// What a finished (or stopped) run reports.

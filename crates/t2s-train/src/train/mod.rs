@@ -19,6 +19,7 @@ pub mod run_dir;
 pub mod step;
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Transaction;
@@ -34,23 +35,22 @@ pub use events::{TrainEvent, TrainOptions, TrainSummary};
 use open::{open_run, OpenedRun};
 use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOutput};
 
-/// Trains on backend `B` (an autodiff backend) as `cfg` says.
+/// Trains on backend `B` (an autodiff backend) as `cfg` says; as one replica of a data-parallel
+/// run when `opts.replica` says so (docs/data-parallel.md): every replica opens the run, joins
+/// the others, takes its own batches, and averages its gradients with theirs before each
+/// optimiser step; rank 0 alone writes the run folder.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
+    let replica = opts.replica.filter(|r| r.count > 1);
     let (mut run, mut student) = open_run::<B>(cfg, opts, device)?;
-    if let (false, Some(command_line)) = (opts.resume, &opts.record) {
-        run_dir::write_run_files(&opts.run_dir, cfg, command_line)?;
+    if let Some(r) = &replica {
+        crate::replicas::join::<B::InnerBackend>(r, device.clone())?;
     }
-    let _lock = lock::RunLock::acquire(&opts.run_dir, opts.events)?;
-    if opts.resume {
-        if let Some(command_line) = &opts.record {
-            run_dir::record_resume(&opts.run_dir, cfg, command_line, run.state.iter)?;
-        }
-        // Records logged after the checkpoint would otherwise appear twice.
-        if let Some(note) = metrics_log::cut_back(&opts.run_dir.join("metrics.jsonl"), run.state.iter)? {
-            (opts.events)(TrainEvent::Note(note));
-        }
-    }
-    let mut books = AfterStep::open(&opts.run_dir)?;
+    let writes = replica.is_none_or(|r| r.writes());
+    let _lock = match writes {
+        true => Some(open_books(cfg, opts, run.state.iter)?),
+        false => None,
+    };
+    let mut books = AfterStep::open(&opts.run_dir, replica.map_or(1, |r| r.count), writes)?;
     let total = cfg.schedule.max_iters;
     let until = opts.until.unwrap_or(total).min(total);
     let mut interrupted = false;
@@ -67,25 +67,37 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
                 cfg.uda.method.name()
             )));
         }
-        let step = run_step(cfg, &mut run, &student, &opts.run_dir, device)?;
+        let step = run_step(cfg, &mut run, &student, (&opts.run_dir, replica.as_ref(), writes), device)?;
+        let mut grads = step.grads;
+        if let Some(r) = &replica {
+            crate::replicas::mean_gradients::<B, _>(r, &student, &mut grads)?;
+        }
         // The optimiser's step is queued before anything is read: a read waits for all queued
         // work, so the host records the step's many small operations (a dozen per parameter
         // tensor) while the device still runs the backward pass, instead of after it with the
         // device idle. A non-finite loss still stops the run below before anything is saved: the
         // stepped weights only live in memory.
-        student = run.optim.step(iter, student, step.grads);
+        student = run.optim.step(iter, student, grads);
+        if let Some(r) = &replica {
+            student = crate::replicas::mean_running_stats::<B, _>(r, student)?;
+        }
         let losses = read_losses(step.losses);
         if let (Some(t2s), Some(pending)) = (run.adaptation.t2s_mut(), step.statistic) {
-            pending.fold_into(t2s)?;
+            pending.fold_into(t2s, replica.as_ref())?;
         }
+        let stop = agree::<B>(replica.as_ref(), opts.stop.load(Ordering::SeqCst), &losses, iter, device)?;
         check_finite(&losses, iter, books.last_checkpoint.as_deref())?;
         run.state.iter = iter + 1;
         (opts.events)(TrainEvent::Iteration { done: run.state.iter, until, losses: &losses });
         let log = StepLog { losses, stats: step.stats };
-        if books.after_step(cfg, opts, &mut run, &student, &log, until, device)? == Flow::Stop {
+        if books.after_step(cfg, opts, &mut run, &student, (&log, stop), until, device)? == Flow::Stop {
             interrupted = true;
             break;
         }
+    }
+    if let Some(r) = &replica {
+        // Rank 0 has written the last checkpoint when every replica gets past this.
+        crate::replicas::count_flags::<B::InnerBackend>(r, &[true], device)?;
     }
     let checkpoint = match books.last_checkpoint {
         Some(c) => c,
@@ -96,27 +108,75 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
     Ok(TrainSummary { iter: run.state.iter, checkpoint, best: run.state.best, selected_on, interrupted, last_eval: books.last_eval })
 }
 
+/// Rank 0's (or the only process's) run-folder bookkeeping before the first iteration: a new
+/// run's files, or a resume's record and its metrics cut back to the checkpoint; and the run's
+/// lock, held until training ends.
+fn open_books(cfg: &RunConfig, opts: &TrainOptions, iter: usize) -> Result<lock::RunLock> {
+    if let (false, Some(command_line)) = (opts.resume, &opts.record) {
+        run_dir::write_run_files(&opts.run_dir, cfg, command_line)?;
+    }
+    let lock = lock::RunLock::acquire(&opts.run_dir, opts.events)?;
+    if opts.resume {
+        if let Some(command_line) = &opts.record {
+            run_dir::record_resume(&opts.run_dir, cfg, command_line, iter)?;
+        }
+        // Records logged after the checkpoint would otherwise appear twice.
+        if let Some(note) = metrics_log::cut_back(&opts.run_dir.join("metrics.jsonl"), iter)? {
+            (opts.events)(TrainEvent::Note(note));
+        }
+    }
+    Ok(lock)
+}
+
+/// Whether every replica stops after 0-based `iter`: when any was asked to (Ctrl-C). A replica
+/// whose own loss is finite fails when another's was not (that one reports the terms), so that
+/// they all end at the same iteration. Without replicas, the local stop request.
+fn agree<B: T2sAutodiffBackend>(
+    replica: Option<&crate::replicas::Replica>,
+    stop: bool,
+    losses: &[(String, f64)],
+    iter: usize,
+    device: &B::Device,
+) -> Result<bool> {
+    let Some(r) = replica else { return Ok(stop) };
+    let finite = losses.iter().map(|(_, v)| v).sum::<f64>().is_finite();
+    let counts = crate::replicas::count_flags::<B::InnerBackend>(r, &[stop, !finite], device)?;
+    if finite && counts[1] > 0 {
+        return Err(TrainError::Replica(format!(
+            "iteration {}: the loss of {} other replica(s) was not finite; their output names the terms",
+            iter + 1,
+            counts[1]
+        )));
+    }
+    Ok(counts[0] > 0)
+}
+
 /// One iteration's batches and the method's step on them (forward and backward passes queued),
-/// with its debug picture when one is due.
+/// with its debug picture when one is due and this process `writes` the run folder.
 fn run_step<B: T2sAutodiffBackend>(
     cfg: &RunConfig,
     run: &mut OpenedRun<B>,
     student: &Segmentor<B>,
-    run_dir: &Path,
+    (run_dir, replica, writes): (&Path, Option<&crate::replicas::Replica>, bool),
     device: &B::Device,
 ) -> Result<StepOutput<B>> {
     let iter = run.state.iter;
-    // Dropout and drop-path draw from the backend's generator: a function of (seed, iter).
-    B::seed(device, cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iter as u64 + 1));
+    // Dropout and drop-path draw from the backend's generator: a function of (seed, iter), and
+    // of the rank with replicas, which draw from a generator of their thread instead (the
+    // backend's is one per process; t2s_model::nets::masks).
+    let draw = crate::replicas::draw_index(replica, iter);
+    let mask_seed = cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(draw + 1);
+    B::seed(device, mask_seed);
+    t2s_model::seed_thread_masks(replica.map(|_| mask_seed));
     let (source, target) = run.loaders.next(cfg.uda.method_at(iter) != Method::SourceOnly)?;
     match &mut run.adaptation {
         Adaptation::SourceOnly => {
-            source_only_step(student, &source, (cfg.train.precision, cfg.train.recompute), (cfg.run.seed, iter), device)
+            source_only_step(student, &source, (cfg.train.precision, cfg.train.recompute), (cfg.run.seed, draw), device)
         }
         Adaptation::SelfTraining(st) => {
-            let debug_now = cfg.run.debug_interval > 0 && (iter + 1).is_multiple_of(cfg.run.debug_interval);
+            let debug_now = writes && cfg.run.debug_interval > 0 && (iter + 1).is_multiple_of(cfg.run.debug_interval);
             let batches = StepBatches { source: &source, target: target.as_ref() };
-            let step = self_training_step(student, st, batches, cfg, iter, debug_now, device)?;
+            let step = self_training_step(student, st, batches, cfg, (iter, replica), debug_now, device)?;
             if let Some(images) = &step.images {
                 write_debug(run_dir, iter + 1, batches, images, &run.label_space)?;
             }

@@ -14,6 +14,7 @@ use super::events::{TrainEvent, TrainOptions};
 use super::rcs_counts;
 use crate::config::{RunConfig, SetSection};
 use crate::data_sets::{open_set, OpenedSet, SetRole};
+use crate::replicas::{draw_index, Replica};
 use crate::{GroupedOptimizer, Result, TrainError};
 
 /// Everything a run needs besides the student, ready for its first (or next) iteration.
@@ -87,7 +88,7 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     }
 
     let label_space = sets.source.dataset.label_space().clone();
-    let loaders = open_loaders(cfg, sets.source, sets.target, source_order, state.iter)?;
+    let loaders = open_loaders(cfg, sets.source, sets.target, source_order, state.iter, opts.replica.as_ref())?;
     let run = OpenedRun { network, adaptation, optim, state, loaders, evals: sets.evals, select, label_space };
     Ok((run, student))
 }
@@ -196,18 +197,27 @@ fn load_student<B: T2sAutodiffBackend>(
 /// The loaders, starting at the batch of iteration `iter` (where a resumed run continues). The
 /// target's batch of iteration `i` is its batch `i`, drawn from the end of a source-only
 /// warm-up (`uda.adapt_from`) on, so that a resume on either side of the switch continues it.
+/// Replica `r` of `N` takes batch `i·N + r` of each loader ([`draw_index`]).
 fn open_loaders(
     cfg: &RunConfig,
     source: OpenedSet,
     target: Option<(SetSection, OpenedSet)>,
     source_order: SampleOrder,
     iter: usize,
+    replica: Option<&Replica>,
 ) -> Result<Loaders> {
-    let start_batch = iter as u64;
+    let start_batch = draw_index(replica, iter);
+    let stride = replica.map_or(1, |r| r.count as u64);
     let crop = CropConfig::daformer(cfg.data.crop[0], cfg.data.crop[1]);
     let threads = if cfg.data.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.data.workers };
-    let loader_cfg =
-        LoaderConfig { batch_size: cfg.data.batch_size, threads, prefetch: cfg.data.prefetch.max(1), seed: cfg.run.seed, start_batch };
+    let loader_cfg = LoaderConfig {
+        batch_size: cfg.data.batch_size,
+        threads,
+        prefetch: cfg.data.prefetch.max(1),
+        seed: cfg.run.seed,
+        start_batch,
+        stride,
+    };
     let augment = AugmentConfig { resize: resize_of(&cfg.data.source), crop: Some(crop), flip_prob: cfg.data.flip_prob };
     let source = Loader::new(Arc::from(source.dataset), augment, source_order, loader_cfg)?;
     let target = match target {
@@ -215,7 +225,7 @@ fn open_loaders(
             // The target's crop is drawn uniformly (the class-ratio check needs labels, which a
             // target never has here, as DAFormer's target pipeline), from its own seed stream.
             let augment = AugmentConfig { resize: resize_of(&set), crop: Some(crop), flip_prob: cfg.data.flip_prob };
-            let start_batch = iter.max(cfg.uda.adapt_from) as u64;
+            let start_batch = draw_index(replica, iter.max(cfg.uda.adapt_from));
             let cfg_t = LoaderConfig { seed: cfg.run.seed ^ TARGET_SEED_SALT, start_batch, ..loader_cfg };
             Some(Loader::new(Arc::from(opened.dataset), augment, SampleOrder::Shuffle, cfg_t)?)
         }

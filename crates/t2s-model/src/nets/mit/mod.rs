@@ -16,7 +16,7 @@ use crate::T2sBackend;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -224,7 +224,7 @@ fn drop_path<B: Backend>(x: Tensor<B, 3>, prob: f64) -> Tensor<B, 3> {
 /// A stochastic-depth mask `[N, 1, 1]`: one Bernoulli(1 − `prob`) draw per sample, in `dtype`;
 /// None (keep everything) when not `training` or when `prob` is 0.
 fn drop_mask<B: Backend>(n: usize, prob: f64, training: bool, device: &B::Device, dtype: burn::tensor::DType) -> Option<Tensor<B, 3>> {
-    (training && prob > 0.0).then(|| Tensor::<B, 3>::random([n, 1, 1], Distribution::Bernoulli(1.0 - prob), (device, dtype)))
+    (training && prob > 0.0).then(|| super::masks::bernoulli_mask::<B, 3>([n, 1, 1], 1.0 - prob, device, dtype))
 }
 
 /// A residual branch `x: [N, L, C]` under its stochastic-depth `mask` ([`drop_mask`]): zeroed

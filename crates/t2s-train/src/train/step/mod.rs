@@ -24,11 +24,12 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 use t2s_data::{masked_target, pseudo_target, rolled_style, seeded_rng, Batch, Fda, MixedBatch};
-use t2s_loss::class_weights::true_class_probability;
+use t2s_loss::class_weights::true_class_probability_sums;
 use t2s_model::{Segmentor, T2sAutodiffBackend};
 
 use super::adaptation::SelfTraining;
 use crate::config::{ReweightTarget, RunConfig};
+use crate::replicas::{draw_index, sum_class_sums, Replica};
 use crate::self_training::{ema_alpha, ema_update};
 use crate::t2s_term::T2sState;
 use crate::{Result, TrainError};
@@ -73,9 +74,11 @@ pub struct PendingStatistic<B: Backend> {
 }
 
 impl<B: Backend> PendingStatistic<B> {
-    /// Folds the statistic into the re-weighting statistics of `t2s` (reads it back).
-    pub fn fold_into(self, t2s: &mut T2sState<B>) -> Result<()> {
-        let values = true_class_probability(self.probs, self.labels);
+    /// Folds the statistic into the re-weighting statistics of `t2s` (reads it back), added up
+    /// over the data-parallel replicas when there are several.
+    pub fn fold_into(self, t2s: &mut T2sState<B>, replica: Option<&Replica>) -> Result<()> {
+        let sums = true_class_probability_sums(self.probs, self.labels);
+        let values = sum_class_sums(replica, "adding up the re-weighting statistic", sums)?.means();
         t2s.stats.update(&values).map_err(|e| TrainError::Internal(format!("re-weighting statistics: {e}")))
     }
 }
@@ -93,7 +96,8 @@ pub struct StepBatches<'a> {
 /// a stream per iteration, so a resumed run draws what an uninterrupted one would.
 pub(super) const STEP_SEED_SALT: u64 = 0x7432_735f_7374_6570;
 
-/// Runs one self-training iteration at 0-based `iter`; `t2s` without a target batch is domain
+/// Runs one self-training iteration at 0-based `iter` (as data-parallel `replica`, if one);
+/// `t2s` without a target batch is domain
 /// generalisation (pseudo-targets styled after other source images, no pseudo-labels or mixing).
 /// `want_images` asks for the host copies of the iteration's images.
 #[allow(clippy::too_many_arguments)]
@@ -102,12 +106,12 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
     st: &mut SelfTraining<B>,
     batches: StepBatches,
     cfg: &RunConfig,
-    iter: usize,
+    (iter, replica): (usize, Option<&Replica>),
     want_images: bool,
     device: &B::Device,
 ) -> Result<StepOutput<B>> {
     let source = batches.source;
-    let mut rng = seeded_rng(cfg.run.seed ^ STEP_SEED_SALT, iter as u64);
+    let mut rng = seeded_rng(cfg.run.seed ^ STEP_SEED_SALT, draw_index(replica, iter));
     let mut stats = Vec::new();
 
     // After a source-only warm-up (`uda.adapt_from`) the EMA warm-up starts at the switch: the
@@ -158,7 +162,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
                 labels: ys.clone().inner(),
                 mixed: mixed.as_ref().map(|m| (source, &m.batch)),
             };
-            t2s_side::plan_teacher_side(inputs, t2s, cfg, iter, &mut rng, &mut stats)?
+            t2s_side::plan_teacher_side(inputs, t2s, cfg, (iter, replica), &mut rng, &mut stats)?
         }
         None => None,
     };

@@ -8,11 +8,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use rand::Rng;
 use t2s_data::{Batch, ClassMixMask, MixedBatch};
-use t2s_loss::class_weights::{prototype_similarity, target_confidence};
+use t2s_loss::class_weights::{prototype_similarity, target_confidence_sums};
 use t2s_loss::{downscale_labels_majority, ReweightStatistic};
 use t2s_model::{resize_bilinear, SegOutput};
 
 use crate::config::RunConfig;
+use crate::replicas::{sum_class_sums, Replica};
 use crate::t2s_term::{at_term_scale, plan_t2s_term, T2sPlan, T2sState, TeacherView};
 use crate::{Result, TrainError};
 
@@ -56,7 +57,7 @@ pub(super) fn plan_teacher_side<B: Backend>(
     inputs: TeacherSide<B>,
     st: &mut T2sState<B>,
     cfg: &RunConfig,
-    iter: usize,
+    (iter, replica): (usize, Option<&Replica>),
     rng: &mut impl Rng,
     stats: &mut Vec<(String, f64)>,
 ) -> Result<Option<T2sPlan<B>>> {
@@ -73,7 +74,8 @@ pub(super) fn plan_teacher_side<B: Backend>(
     let target_probs = softmax(resize_bilinear(inputs.view.logits.clone(), eh, ew), 1);
     // The target bank follows the teacher's own predictions (for the similarity statistic).
     let flat = |t: Tensor<B, 4>| t.permute([0, 2, 3, 1]).reshape([n * eh * ew, d]);
-    st.target_prototypes.update(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
+    let sums = st.target_prototypes.batch_sums(flat(emb_t.clone()), target_probs.clone().argmax(1).reshape([n * eh * ew]));
+    st.target_prototypes.fold(sum_class_sums(replica, "adding up the target prototypes' class sums", sums)?);
     let mut plan = None;
     if let Some(teacher_s) = inputs.source_keys {
         let source_labels = downscale_labels_majority(inputs.labels, num_classes, h / eh, t2s.label_min_fraction, 255)
@@ -90,7 +92,7 @@ pub(super) fn plan_teacher_side<B: Backend>(
         };
         // The unreliable-pixel schedule runs over the adaptation phase (after `uda.adapt_from`).
         let span = cfg.schedule.max_iters - cfg.uda.adapt_from;
-        let (p, log) = plan_t2s_term(view, st, t2s, cfg.uda.adapting_for(iter), span, rng)?;
+        let (p, log) = plan_t2s_term(view, st, t2s, cfg.uda.adapting_for(iter), span, replica, rng)?;
         stats.push(("t2s_queries".to_string(), log.queries as f64));
         stats.push(("t2s_classes".to_string(), log.classes as f64));
         stats.push(("t2s_unreliable".to_string(), log.unreliable as f64));
@@ -104,7 +106,10 @@ pub(super) fn plan_teacher_side<B: Backend>(
     // plan's class weights); the student's own statistic waits for its pass.
     let batch_values = match st.stats.statistic {
         ReweightStatistic::TrueClassProbability => None,
-        ReweightStatistic::TargetConfidence => Some(target_confidence(inputs.teacher_confidence.unwrap_or(target_probs))),
+        ReweightStatistic::TargetConfidence => {
+            let sums = target_confidence_sums(inputs.teacher_confidence.unwrap_or(target_probs));
+            Some(sum_class_sums(replica, "adding up the re-weighting statistic", sums)?.means())
+        }
         ReweightStatistic::CrossDomainSimilarity => Some(prototype_similarity(&st.prototypes, &st.target_prototypes)),
     };
     if let Some(values) = batch_values {

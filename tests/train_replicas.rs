@@ -1,0 +1,225 @@
+//! Data-parallel training (`t2s train --device cpu,cpu`, issue 28): two replicas as threads of
+//! one process train exactly as one replica that takes the same two sub-batches one after the
+//! other and steps with the mean of their gradients (computed here, in the test, from the
+//! library's step); rank 0 alone writes the run folder, every metrics line says `replicas`, and
+//! a `t2s` run with its prototypes and class statistics resumes as a group.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use safetensors::{Dtype, SafeTensors};
+use t2s_data::{AugmentConfig, CropConfig, Loader, LoaderConfig, Resize, SampleOrder};
+use t2s_model::{Precision, Segmentor};
+use t2s_train::config::Recompute;
+use t2s_train::train::step::source_only_step;
+use t2s_train::{open_set, GroupedOptimizer, RunConfig, SetRole, Sources};
+
+use common::{short_schedule, t2s_program, training_records, SYNTHETIC_DATA, SYNTHETIC_TARGET, TINY_MIT_NETWORK};
+
+type AB = Autodiff<Flex>;
+
+/// The tiny MiT (stochastic depth and the head's dropout at their defaults, so that masks are
+/// drawn) trained `source_only` for three iterations without rare class sampling.
+fn source_only_config() -> String {
+    format!("{TINY_MIT_NETWORK}\n[uda]\nmethod = \"source_only\"\n{SYNTHETIC_DATA}{}", short_schedule(3, 0))
+        .replace("[data.rcs]\nmin_pixels = 50", "[data.rcs]\nenabled = false")
+}
+
+/// `t2s --device <devices> train` in `dir` with `args`; panics with its output on failure.
+fn train(dir: &Path, devices: &str, args: &[&str]) -> String {
+    let o = t2s_program().current_dir(dir).args(["--device", devices, "train", "--replica-timeout", "300"]).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{args:?}: {stderr}");
+    stderr
+}
+
+/// A weight file's float tensors by name.
+fn weights(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == Dtype::F32)
+        .map(|(k, t)| (k, t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+        .collect()
+}
+
+/// The largest difference between two weight sets, and the tensor it is in.
+fn max_difference(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>) -> (f32, String) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .map(|(k, va)| (va.iter().zip(&b[k]).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max), k.clone()))
+        .fold((0.0, String::new()), |m, d| if d.0 > m.0 { d } else { m })
+}
+
+/// Replaces every parameter gradient in `into` by the mean of its value there and in `other`.
+struct Average<'a> {
+    into: &'a mut <AB as AutodiffBackend>::Gradients,
+    other: &'a <AB as AutodiffBackend>::Gradients,
+}
+
+impl ModuleVisitor<AB> for Average<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+        match (param.val().grad(self.into), param.val().grad(self.other)) {
+            (Some(a), Some(b)) => param.val().grad_replace(self.into, (a + b).div_scalar(2.0)),
+            (None, None) => {}
+            _ => panic!("a parameter with a gradient in one sub-batch only"),
+        }
+    }
+}
+
+/// The batch-norm running statistics (the float tensors that take no gradient), by id.
+struct Running(HashMap<ParamId, Tensor<AB, 1>>);
+
+impl ModuleVisitor<AB> for Running {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+        if !param.val().is_require_grad() {
+            let n = param.val().shape().num_elements();
+            self.0.insert(param.id, param.val().reshape([n]));
+        }
+    }
+}
+
+fn running(student: &Segmentor<AB>) -> HashMap<ParamId, Tensor<AB, 1>> {
+    // Burn applies a forward pass's update of the statistics when they are synchronised.
+    drop(student.valid());
+    let mut r = Running(HashMap::new());
+    student.visit(&mut r);
+    r.0
+}
+
+/// Sets the running statistics to `values`.
+struct SetRunning(HashMap<ParamId, Tensor<AB, 1>>);
+
+impl ModuleMapper<AB> for SetRunning {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
+        let Some(v) = self.0.get(&param.id).cloned() else { return param };
+        let (id, t, mapper) = param.consume();
+        Param::from_mapped_value(id, v.reshape(t.shape()), mapper)
+    }
+}
+
+/// The reference: one replica, one thread, taking at iteration `i` the batches `2i` and `2i + 1`
+/// of the source loader (what replicas 0 and 1 take) with their draws (the step's generator and
+/// the masks seeded from draw index `2i + r`, as `replicas::draw_index` documents), one step per
+/// sub-batch, the two gradients averaged, one optimiser step. Each sub-batch's pass starts from
+/// the running statistics the iteration started with, and the iteration ends with their mean
+/// (replicas average theirs after each step). Writes the weights after `iters` iterations to
+/// `out`; returns the loss of each iteration's first sub-batch.
+fn one_replica_two_sub_batches(cfg: &RunConfig, iters: usize, out: &Path) -> Vec<f64> {
+    let device = Default::default();
+    let network = cfg.network().unwrap().unwrap();
+    AB::seed(&device, cfg.run.seed);
+    let mut student =
+        t2s_train::load_model_from::<AB>(Some(network.clone()), None, None, cfg.run.seed, Sources::RUN, &device).unwrap().model;
+    let mut optim = GroupedOptimizer::<AB>::new(&cfg.optim, &cfg.schedule, &student.param_groups());
+    let source = open_set(&cfg.data.source, SetRole::Source, "data.source").unwrap();
+    let dataset: Arc<dyn t2s_data::Dataset> = Arc::from(source.dataset);
+    let augment = AugmentConfig {
+        resize: Resize::Original,
+        crop: Some(CropConfig::daformer(cfg.data.crop[0], cfg.data.crop[1])),
+        flip_prob: cfg.data.flip_prob,
+    };
+    let mut loaders: Vec<Loader> = (0..2)
+        .map(|r| {
+            let lc =
+                LoaderConfig { batch_size: cfg.data.batch_size, threads: 1, prefetch: 1, seed: cfg.run.seed, start_batch: r, stride: 2 };
+            Loader::new(dataset.clone(), augment, SampleOrder::Shuffle, lc).unwrap()
+        })
+        .collect();
+    let mut first_losses = Vec::new();
+    for iter in 0..iters {
+        let mut grads = Vec::new();
+        let start = running(&student);
+        let mut stats = Vec::new();
+        for (r, loader) in loaders.iter_mut().enumerate() {
+            student = student.map(&mut SetRunning(start.clone()));
+            let draw = (2 * iter + r) as u64;
+            let mask_seed = cfg.run.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(draw + 1);
+            t2s_model::seed_thread_masks(Some(mask_seed));
+            let batch = loader.next_batch().unwrap().unwrap();
+            let step = source_only_step(&student, &batch, (Precision::F32, Recompute::None), (cfg.run.seed, draw), &device).unwrap();
+            if r == 0 {
+                let loss: f32 = step.losses[0].1.clone().into_scalar();
+                first_losses.push(f64::from(loss));
+            }
+            grads.push(step.grads);
+            stats.push(running(&student));
+        }
+        let mean = stats[0].iter().map(|(id, a)| (*id, (a.clone() + stats[1][id].clone()).div_scalar(2.0))).collect();
+        let other = grads.pop().unwrap();
+        let mut grads_mean = grads.pop().unwrap();
+        student.visit(&mut Average { into: &mut grads_mean, other: &other });
+        student = optim.step(iter, student, grads_mean);
+        student = student.map(&mut SetRunning(mean));
+    }
+    t2s_model::save_t2s(&student.valid(), &network, out).unwrap();
+    first_losses
+}
+
+/// Two CPU replicas after three iterations (AdamW at 1e-3, the warm-up iteration, then two at
+/// the full rate) have the reference's weights and running statistics to 1e-6 (both average the same two gradients in
+/// f32, so they are expected to agree to the last bit), rank 0's logged loss is the reference's
+/// first sub-batch's, and the run moved the weights by far more than that.
+#[test]
+fn two_cpu_replicas_train_as_one_replica_averaging_two_sub_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
+    let stderr = train(dir.path(), "cpu,cpu", &["--config", "run.toml", "--set", "run.name=dp"]);
+    assert!(stderr.contains("2 data-parallel replicas: data.batch_size = 2 per replica, 4 images per iteration"), "{stderr}");
+    let run = dir.path().join("runs/dp");
+    let records = training_records(&run);
+    assert_eq!(records.len(), 3);
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.lines().all(|l| l.contains("\"replicas\":2")), "{metrics}");
+    assert!(metrics.contains("\"eval\""), "rank 0 evaluates at the end: {metrics}");
+
+    let cfg = RunConfig::load(&dir.path().join("run.toml"), &[]).unwrap();
+    let reference = dir.path().join("reference.safetensors");
+    let losses = one_replica_two_sub_batches(&cfg, 3, &reference);
+    let got = weights(&run.join("checkpoints/iter_000003/student.safetensors"));
+    let want = weights(&reference);
+    let (diff, name) = max_difference(&got, &want);
+    assert!(diff <= 1e-6, "{name} differs from the reference by {diff}");
+    let initial = dir.path().join("initial.safetensors");
+    one_replica_two_sub_batches(&cfg, 0, &initial);
+    let (moved, _) = max_difference(&weights(&initial), &want);
+    assert!(moved > 1e-3, "three iterations moved the weights by {moved} only");
+    for (r, want) in records.iter().zip(&losses) {
+        let loss = r["loss_source"].as_f64().unwrap();
+        assert!((loss - want).abs() <= 1e-6 * want.abs(), "iteration {}: loss_source {loss}, reference {want}", r["iter"]);
+    }
+}
+
+/// `t2s` on two replicas (prototypes, π and the re-weighting statistics added up across them):
+/// stopped after two iterations and resumed, it ends where an uninterrupted run ends, to the bit;
+/// the replicas' rank 0 alone wrote the folder.
+#[test]
+fn a_t2s_group_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let t2s = "\n[t2s]\nqueries = 32\nmin_queries_per_class = 2\nnegatives = 4\nlabel_min_fraction = 0.5\n";
+    let config = format!("{TINY_MIT_NETWORK}\n[uda]\nmethod = \"t2s\"\n{SYNTHETIC_DATA}{SYNTHETIC_TARGET}{}{t2s}", short_schedule(4, 2));
+    std::fs::write(dir.path().join("run.toml"), config).unwrap();
+    train(dir.path(), "cpu,cpu", &["--config", "run.toml", "--set", "run.name=whole"]);
+    train(dir.path(), "cpu,cpu", &["--config", "run.toml", "--set", "run.name=parts", "--until", "2"]);
+    let stderr = train(dir.path(), "cpu,cpu", &["--resume", "runs/parts"]);
+    assert!(stderr.contains("resuming"), "{stderr}");
+    let whole = weights(&dir.path().join("runs/whole/checkpoints/iter_000004/student.safetensors"));
+    let parts = weights(&dir.path().join("runs/parts/checkpoints/iter_000004/student.safetensors"));
+    assert_eq!(max_difference(&whole, &parts).0, 0.0);
+    let state = |run: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.path().join(format!("runs/{run}/checkpoints/iter_000004/state.json"))).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(state("whole")["t2s"], state("parts")["t2s"]);
+    let records = training_records(&dir.path().join("runs/parts"));
+    assert_eq!(records.iter().map(|r| r["iter"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(records.iter().all(|r| r["replicas"] == 2 && r["loss_t2s"].as_f64().is_some()), "{records:?}");
+}
