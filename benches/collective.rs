@@ -42,7 +42,7 @@ fn network() -> Segmentor<AB> {
 }
 
 fn bench(c: &mut Criterion) {
-    let replica = |rank| Replica { rank, count: 2, timeout: Duration::from_secs(600) };
+    let replica = |rank| Replica { rank, count: 2, local: 2, timeout: Duration::from_secs(600) };
     let (to_peer, iterations) = mpsc::channel::<u64>();
     let peer = std::thread::spawn(move || {
         let r = replica(1);

@@ -50,6 +50,67 @@ pub struct TrainArgs {
     /// it must cover an evaluation, which rank 0 runs while the others wait).
     #[arg(long, value_name = "SECONDS", default_value_t = 1800.0)]
     pub replica_timeout: f64,
+
+    /// Train across this many machines (processes), each with the devices of its --device list
+    /// (the same number on each); start the same command on each with its --node-rank.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nodes: usize,
+
+    /// This machine's 0-based rank among --nodes; node 0 runs the coordinator and writes the run
+    /// folder (which the others must see, for --resume: a shared file system).
+    #[arg(long, value_name = "R", default_value_t = 0, requires = "coordinator")]
+    pub node_rank: usize,
+
+    /// `host:port` where node 0 runs the coordinator the machines meet at (with --nodes).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
+
+    /// `host:port` at which the other machines reach this one (default: the address this machine
+    /// reaches the coordinator from, port = the coordinator's + 1 + --node-rank).
+    #[arg(long, value_name = "HOST:PORT", requires = "coordinator")]
+    pub node_address: Option<String>,
+}
+
+/// This process's place among `--nodes` machines, or `None` for one machine; node 0 starts the
+/// coordinator.
+fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
+    if a.nodes == 0 {
+        bail!("--nodes 0: give the number of machines, 1 or more");
+    }
+    if a.node_rank >= a.nodes {
+        bail!("--node-rank {}: must be below --nodes {}", a.node_rank, a.nodes);
+    }
+    if a.nodes == 1 {
+        if a.coordinator.is_some() {
+            bail!("--coordinator is for several machines: give --nodes N as well");
+        }
+        return Ok(None);
+    }
+    let Some(coordinator) = a.coordinator.clone() else { bail!("--nodes {}: give --coordinator HOST:PORT (node 0's)", a.nodes) };
+    let (host, port) = coordinator
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .with_context(|| format!("--coordinator {coordinator}: give host:port, e.g. node0.cluster:29500"))?;
+    let address = match &a.node_address {
+        Some(address) => address.clone(),
+        None => {
+            // The local address of a route to the coordinator (no packet is sent).
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").context("finding this machine's address")?;
+            socket.connect((host.as_str(), port)).with_context(|| format!("--coordinator {coordinator}: cannot resolve {host}"))?;
+            let ip = socket.local_addr().context("finding this machine's address")?.ip();
+            let own = u16::try_from(usize::from(port) + 1 + a.node_rank)
+                .ok()
+                .with_context(|| format!("--coordinator {coordinator}: the port leaves no room for node ports; give --node-address"))?;
+            format!("{ip}:{own}")
+        }
+    };
+    // burn-communication's servers install a subscriber printing every connection and transfer
+    // (INFO) unless one is installed: this one keeps warnings and errors.
+    let _ = tracing_subscriber::fmt().with_max_level(tracing_subscriber::filter::LevelFilter::WARN).with_writer(std::io::stderr).try_init();
+    if a.node_rank == 0 {
+        replicas::start_coordinator(port)?;
+    }
+    Ok(Some(replicas::Nodes { count: a.nodes, coordinator, address }))
 }
 
 /// The command, run on the selected backend (with autodiff).
@@ -106,7 +167,13 @@ impl ReplicaTask for Train {
             }
             show_notice(&bar, &event);
         };
-        let count = devices.len();
+        let local = devices.len();
+        let nodes = nodes(&a)?;
+        let (count, first) = (a.nodes * local, a.node_rank * local);
+        if let Some(n) = &nodes {
+            eprintln!("node {} of {}: reached at {}, coordinator {}", a.node_rank, n.count, n.address, n.coordinator);
+        }
+        replicas::set_nodes(nodes);
         if count > 1 {
             bar.suspend(|| {
                 eprintln!(
@@ -116,7 +183,8 @@ impl ReplicaTask for Train {
                 )
             });
         }
-        let replica = |rank| (count > 1).then_some(Replica { rank, count, timeout });
+        // Global ranks: this machine's replicas are `first .. first + local`.
+        let replica = |i: usize| (count > 1).then_some(Replica { rank: first + i, count, local, timeout });
         if count > 1 {
             replicas::start_group::<B>();
         }
@@ -125,9 +193,9 @@ impl ReplicaTask for Train {
                 .iter()
                 .enumerate()
                 .skip(1)
-                .map(|(rank, device)| {
+                .map(|(i, device)| {
                     let (cfg, run_dir, stop) = (&cfg, run_dir.clone(), stop.flag.clone());
-                    let (resume, until, replica) = (a.resume.is_some(), a.until, replica(rank));
+                    let (resume, until, replica) = (a.resume.is_some(), a.until, replica(i));
                     scope.spawn(move || {
                         let events = |_: TrainEvent| {};
                         let opts = TrainOptions { run_dir, resume, record: None, until, stop, events: &events, replica };
@@ -139,11 +207,12 @@ impl ReplicaTask for Train {
                     })
                 })
                 .collect();
-            // Rank 0, on this thread, records the command, writes the run folder and shows progress.
+            // This machine's first replica, on this thread, shows progress; rank 0 also records
+            // the command and writes the run folder.
             let opts = TrainOptions {
                 run_dir: run_dir.clone(),
                 resume: a.resume.is_some(),
-                record: Some(self.command_line.clone()),
+                record: (first == 0).then(|| self.command_line.clone()),
                 until: a.until,
                 stop: stop.flag.clone(),
                 events: &events,
@@ -158,8 +227,8 @@ impl ReplicaTask for Train {
                 .enumerate()
                 .filter_map(|(i, h)| match h.join() {
                     Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(format!("replica {}: {e}", i + 1)),
-                    Err(_) => Some(format!("replica {}: panicked (see above)", i + 1)),
+                    Ok(Err(e)) => Some(format!("replica {}: {e}", first + i + 1)),
+                    Err(_) => Some(format!("replica {}: panicked (see above)", first + i + 1)),
                 })
                 .collect();
             (mine, failed)
@@ -171,7 +240,7 @@ impl ReplicaTask for Train {
             (Err(e), mut failed) => {
                 // Replicas that only stopped waiting for the failed one add nothing to its error.
                 failed.retain(|f| !f.contains("another replica of this process failed"));
-                failed.insert(0, format!("replica 0: {e}"));
+                failed.insert(0, format!("replica {first}: {e}"));
                 bail!("{}", failed.join("\n"))
             }
         };

@@ -223,3 +223,74 @@ fn a_t2s_group_resumes_exactly() {
     assert_eq!(records.iter().map(|r| r["iter"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert!(records.iter().all(|r| r["replicas"] == 2 && r["loss_t2s"].as_f64().is_some()), "{records:?}");
 }
+
+/// A free TCP port on 127.0.0.1 (and, for the nodes' own services, the next two).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `t2s train` as node `rank` of two over 127.0.0.1, one CPU replica each, started.
+fn node(dir: &Path, rank: usize, port: u16, args: &[&str]) -> std::process::Child {
+    t2s_program()
+        .current_dir(dir)
+        .args(["--device", "cpu", "train", "--config", "run.toml", "--nodes", "2", "--coordinator"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--node-rank", &rank.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Two processes (`--nodes 2`, node 0 running the coordinator) train as the two threads of
+/// `--device cpu,cpu` do: the reference's weights to 1e-6, node 0 alone writing the folder.
+#[test]
+fn two_nodes_over_localhost_train_as_one_replica_averaging_two_sub_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
+    let port = free_port();
+    let args = ["--set", "run.name=nodes", "--replica-timeout", "300"];
+    let children = [node(dir.path(), 0, port, &args), node(dir.path(), 1, port, &args)];
+    for (rank, child) in children.into_iter().enumerate() {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "node {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let run = dir.path().join("runs/nodes");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(training_records(&run).len(), 3, "{metrics}");
+    assert!(metrics.lines().all(|l| l.contains("\"replicas\":2")), "{metrics}");
+    let cfg = RunConfig::load(&dir.path().join("run.toml"), &[]).unwrap();
+    let reference = dir.path().join("reference.safetensors");
+    one_replica_two_sub_batches(&cfg, 3, &reference);
+    let (diff, name) = max_difference(&weights(&run.join("checkpoints/iter_000003/student.safetensors")), &weights(&reference));
+    assert!(diff <= 1e-6, "{name} differs from the reference by {diff}");
+}
+
+/// A node killed in the middle of a run makes the other fail, saying so, within its
+/// `--replica-timeout` (10 s) and the time to notice, instead of hanging.
+#[test]
+fn a_killed_node_makes_the_other_fail_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config().replace("max_iters = 3", "max_iters = 100000")).unwrap();
+    let port = free_port();
+    let args = ["--set", "run.name=killed", "--replica-timeout", "10"];
+    let survivor = node(dir.path(), 0, port, &args);
+    let mut victim = node(dir.path(), 1, port, &args);
+    // Killed once training has started (node 0 logs every iteration).
+    let metrics = dir.path().join("runs/killed/metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |m| m.lines().count() < 2) {
+        assert!(started.elapsed().as_secs() < 300, "the two nodes did not start training");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+    let o = survivor.wait_with_output().unwrap();
+    let waited = killed_at.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(waited < 60.0, "node 0 took {waited} s to fail");
+    assert!(stderr.contains("replica 0 of 2") && stderr.contains("another machine was lost"), "{stderr}");
+}

@@ -4,19 +4,23 @@
 //! others fail with a clear error instead of hanging.
 
 mod across;
+mod coordinator;
 mod gradients;
 mod running_stats;
 
 pub use across::{count_flags, sum_across, sum_class_sums, sum_host};
+pub use coordinator::start_coordinator;
 pub use gradients::mean_gradients;
 pub use running_stats::mean_running_stats;
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use burn_collective::{register, CollectiveConfig, CollectiveError, PeerId};
+use burn_collective::{register, AllReduceStrategy, CollectiveConfig, CollectiveError, PeerId};
+use burn_communication::Address;
 
 use crate::{Result, TrainError};
 
@@ -24,12 +28,33 @@ use crate::{Result, TrainError};
 /// others at each collective operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replica {
-    /// 0-based rank (rank 0 writes the run folder).
+    /// 0-based rank among all replicas, on every machine (rank 0 writes the run folder).
     pub rank: usize,
-    /// Number of replicas in the run.
+    /// Number of replicas in the run, on every machine.
     pub count: usize,
+    /// Number of replicas in this process (its devices); `count` with a single machine.
+    pub local: usize,
     /// The longest wait for the other replicas at one collective operation.
     pub timeout: Duration,
+}
+
+/// This process's place among several machines (`t2s train --nodes`): set once per process,
+/// before its replicas join ([`set_nodes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nodes {
+    /// Number of machines (processes), each with the same number of replicas.
+    pub count: usize,
+    /// `host:port` of Burn's global orchestrator (node 0 starts it: [`start_coordinator`]).
+    pub coordinator: String,
+    /// `host:port` at which the other nodes reach this one (its tensor data service).
+    pub address: String,
+}
+
+static NODES: Mutex<Option<Nodes>> = Mutex::new(None);
+
+/// Makes this process's replicas join the other machines' through `nodes` (`None`: one machine).
+pub fn set_nodes(nodes: Option<Nodes>) {
+    *NODES.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
 }
 
 impl Replica {
@@ -57,9 +82,40 @@ pub fn draw_index(replica: Option<&Replica>, iter: usize) -> u64 {
 /// Registers `replica` on `device` (of the inner backend `B`) with the collective and waits until
 /// all `replica.count` replicas have.
 pub fn join<B: Backend>(replica: &Replica, device: B::Device) -> Result<()> {
-    let config = CollectiveConfig::default().with_num_devices(replica.count);
+    let mut config = CollectiveConfig::default().with_num_devices(replica.local);
+    if let Some(nodes) = NODES.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        let address = |what: &str, host_port: &str| {
+            Address::from_str(&format!("ws://{host_port}"))
+                .map_err(|e| TrainError::Usage(format!("{what} {host_port}: not a host:port address ({e:?})")))
+        };
+        let port = nodes
+            .address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| TrainError::Usage(format!("--node-address {}: give host:port, the port a number", nodes.address)))?;
+        // Burn's global ring all-reduce fails on tensors with a side smaller than the node count
+        // (a one-value flag); the tree works for any shape.
+        config = config
+            .with_num_nodes(nodes.count as u32)
+            .with_global_address(address("--coordinator", &nodes.coordinator)?)
+            .with_node_address(address("--node-address", &nodes.address)?)
+            .with_data_service_port(port)
+            .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2));
+    }
     let peer = replica.peer();
     within(replica, "joining the replicas", move || register::<B>(peer, device, config))
+}
+
+/// The replicas' last meeting, after rank 0 wrote the last checkpoint: when every replica gets
+/// past it, the run is complete everywhere. Across machines each process then stays a moment
+/// longer: the others may still be fetching this exchange's result from its data service.
+pub fn leave<B: Backend>(replica: &Replica, device: &B::Device) -> Result<()> {
+    count_flags::<B>(replica, &[true], device)?;
+    if NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Ok(())
 }
 
 /// Runs the blocking collective call `f` on a thread of its own and waits at most
@@ -98,7 +154,9 @@ fn within<T: Send + 'static>(
         }
         match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => return Err(TrainError::Replica(format!("replica {} of {}: {what}: {e:?}", replica.rank, replica.count))),
+            Ok(Err(e)) => {
+                return Err(TrainError::Replica(format!("replica {} of {}: {what}: {}", replica.rank, replica.count, explain(&e))))
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(TrainError::Replica(format!(
@@ -107,6 +165,18 @@ fn within<T: Send + 'static>(
                 )))
             }
         }
+    }
+}
+
+/// What a collective error means for the user.
+fn explain(e: &CollectiveError) -> String {
+    let text = format!("{e:?}");
+    if text.contains("PeerLost") {
+        format!("the connection to another machine was lost; it has stopped (its output says why) ({text})")
+    } else if text.contains("LocalServerMissing") {
+        "the collective's server has stopped after an earlier failure (above)".to_string()
+    } else {
+        text
     }
 }
 

@@ -29,7 +29,7 @@ fn two() -> Two<AB> {
 }
 
 fn replica(rank: usize, timeout: Duration) -> Replica {
-    Replica { rank, count: 2, timeout }
+    Replica { rank, count: 2, local: 2, timeout }
 }
 
 /// Replica `rank`'s loss `Σ x ⊙ a² + Σ y ⊙ b` (gradients `2a ⊙ x` and `y`), averaged with the

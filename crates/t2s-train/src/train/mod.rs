@@ -97,7 +97,7 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
     }
     if let Some(r) = &replica {
         // Rank 0 has written the last checkpoint when every replica gets past this.
-        crate::replicas::count_flags::<B::InnerBackend>(r, &[true], device)?;
+        crate::replicas::leave::<B::InnerBackend>(r, device)?;
     }
     let checkpoint = match books.last_checkpoint {
         Some(c) => c,
