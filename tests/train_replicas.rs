@@ -294,3 +294,31 @@ fn a_killed_node_makes_the_other_fail_within_its_timeout() {
     assert!(waited < 60.0, "node 0 took {waited} s to fail");
     assert!(stderr.contains("replica 0 of 2") && stderr.contains("another machine was lost"), "{stderr}");
 }
+
+/// SIGTERM (what SLURM sends) to a two-replica run: both replicas agree to stop after the same
+/// iteration, rank 0 writes its checkpoint, and the command ends with status 143.
+#[test]
+fn sigterm_stops_every_replica_at_one_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config().replace("max_iters = 3", "max_iters = 100000")).unwrap();
+    let child = t2s_program()
+        .current_dir(dir.path())
+        .args(["--device", "cpu,cpu", "train", "--config", "run.toml", "--set", "run.name=term", "--replica-timeout", "60"])
+        .stderr(std::fs::File::create(dir.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let run = dir.path().join("runs/term");
+    let started = std::time::Instant::now();
+    let logged = || std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.matches('\n').count()).unwrap_or(0);
+    while logged() < 2 {
+        assert!(started.elapsed().as_secs() < 300, "no two logged iterations within 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait_with_output().unwrap().status;
+    let e = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap();
+    assert_eq!(status.code(), Some(143), "{e}");
+    let n: usize = e.split("stopped after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&e);
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), format!("iter_{n:06}"));
+    assert_eq!(training_records(&run).last().unwrap()["iter"].as_u64(), Some(n as u64));
+}
