@@ -71,6 +71,16 @@ pub struct TrainArgs {
     pub node_address: Option<String>,
 }
 
+/// A replica's error, with its rank unless the message names it already.
+fn named(rank: usize, e: &t2s_train::TrainError) -> String {
+    let text = e.to_string();
+    if text.starts_with("replica ") {
+        text
+    } else {
+        format!("replica {rank}: {text}")
+    }
+}
+
 /// This process's place among `--nodes` machines, or `None` for one machine; node 0 starts the
 /// coordinator.
 fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
@@ -199,11 +209,13 @@ impl ReplicaTask for Train {
                     scope.spawn(move || {
                         let events = |_: TrainEvent| {};
                         let opts = TrainOptions { run_dir, resume, record: None, until, stop, events: &events, replica };
-                        let outcome = t2s_train::train::<Autodiff<B>>(cfg, &opts, device);
-                        if outcome.is_err() {
+                        // A replica that fails or panics releases the others at once.
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t2s_train::train::<Autodiff<B>>(cfg, &opts, device)));
+                        if !matches!(outcome, Ok(Ok(_))) {
                             replicas::abandon();
                         }
-                        outcome
+                        outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                     })
                 })
                 .collect();
@@ -227,7 +239,7 @@ impl ReplicaTask for Train {
                 .enumerate()
                 .filter_map(|(i, h)| match h.join() {
                     Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(format!("replica {}: {e}", first + i + 1)),
+                    Ok(Err(e)) => Some(named(first + i + 1, &e)),
                     Err(_) => Some(format!("replica {}: panicked (see above)", first + i + 1)),
                 })
                 .collect();
@@ -240,7 +252,7 @@ impl ReplicaTask for Train {
             (Err(e), mut failed) => {
                 // Replicas that only stopped waiting for the failed one add nothing to its error.
                 failed.retain(|f| !f.contains("another replica of this process failed"));
-                failed.insert(0, format!("replica {first}: {e}"));
+                failed.insert(0, named(first, &e));
                 bail!("{}", failed.join("\n"))
             }
         };
