@@ -233,7 +233,7 @@ fn free_port() -> u16 {
 fn node(dir: &Path, rank: usize, port: u16, args: &[&str]) -> std::process::Child {
     t2s_program()
         .current_dir(dir)
-        .args(["--device", "cpu", "train", "--config", "run.toml", "--nodes", "2", "--coordinator"])
+        .args(["--device", "cpu", "train", "--nodes", "2", "--coordinator"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["--node-rank", &rank.to_string()])
         .args(args)
@@ -244,18 +244,22 @@ fn node(dir: &Path, rank: usize, port: u16, args: &[&str]) -> std::process::Chil
 }
 
 /// Two processes (`--nodes 2`, node 0 running the coordinator) train as the two threads of
-/// `--device cpu,cpu` do: the reference's weights to 1e-6, node 0 alone writing the folder.
+/// `--device cpu,cpu` do, stopped after two iterations and resumed as a group for the third: the
+/// reference's weights to 1e-6, node 0 alone writing the folder.
 #[test]
 fn two_nodes_over_localhost_train_as_one_replica_averaging_two_sub_batches() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
-    let port = free_port();
-    let args = ["--set", "run.name=nodes", "--replica-timeout", "300"];
-    let children = [node(dir.path(), 0, port, &args), node(dir.path(), 1, port, &args)];
-    for (rank, child) in children.into_iter().enumerate() {
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "node {rank}: {}", String::from_utf8_lossy(&o.stderr));
-    }
+    let both = |args: &[&str]| {
+        let port = free_port();
+        let children = [node(dir.path(), 0, port, args), node(dir.path(), 1, port, args)];
+        for (rank, child) in children.into_iter().enumerate() {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "node {rank}, {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    };
+    both(&["--config", "run.toml", "--set", "run.name=nodes", "--replica-timeout", "300", "--until", "2"]);
+    both(&["--resume", "runs/nodes", "--replica-timeout", "300"]);
     let run = dir.path().join("runs/nodes");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(training_records(&run).len(), 3, "{metrics}");
@@ -274,7 +278,7 @@ fn a_killed_node_makes_the_other_fail_within_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("run.toml"), source_only_config().replace("max_iters = 3", "max_iters = 100000")).unwrap();
     let port = free_port();
-    let args = ["--set", "run.name=killed", "--replica-timeout", "10"];
+    let args = ["--config", "run.toml", "--set", "run.name=killed", "--replica-timeout", "10"];
     let survivor = node(dir.path(), 0, port, &args);
     let mut victim = node(dir.path(), 1, port, &args);
     // Killed once training has started (node 0 logs every iteration).
