@@ -78,6 +78,9 @@ pub fn select_many(spec: &str) -> Result<Vec<Selected>> {
 /// (discrete, then integrated; software rasterisers such as lavapipe are slower than the CPU
 /// backend and are only used when asked for with `wgpu`), then the CPU.
 pub fn select(spec: &str) -> Result<Selected> {
+    if spec.contains(',') {
+        bail!("--device {spec}: several devices (data-parallel replicas) are for `t2s train`; give one device here");
+    }
     let spec = spec.trim().to_ascii_lowercase();
     match spec.as_str() {
         "cpu" => Ok(Selected::Cpu),
@@ -253,6 +256,7 @@ mod tests {
         let err = select_many("cpu,tpu").unwrap_err().to_string();
         assert!(err.contains("tpu"), "{err}");
         assert!(select("wgpu:x").unwrap_err().to_string().contains("wgpu:x"));
+        assert!(select("cpu,cpu").unwrap_err().to_string().contains("t2s train"));
         #[cfg(not(feature = "cuda"))]
         assert!(select("cuda").unwrap_err().to_string().contains("--features cuda"));
     }
