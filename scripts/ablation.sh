@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The contrastive-term study (issue 30): every row of a grid (scripts/ablation_grid.tsv) trained
-# with `t2s demo --methods t2s` on every seed, then docs/ablation.json written from the reports.
+# with `t2s demo --methods t2s` (or $METHOD) on every seed, then docs/ablation.json written from the record.
 # Every run starts with the demo's source-only warm-up (uda.adapt_from = 200): the same seed
 # gives the same warm-up to every digit, so the rows differ only from the switch on. Runs
-# unattended and resumes where it stopped: a finished (row, seed) has its results.json and is
-# skipped; an interrupted one is redone.
+# unattended and resumes where it stopped: each finished (row, seed) appends its mIoU to a record
+# kept in the repository (docs/ablation_runs.tsv), so a study survives the loss of its run
+# folders and can be carried on by another machine with the same build; a (row, seed) in the
+# record, or with a finished run folder, is skipped; an interrupted one is redone.
 #
 #   scripts/ablation.sh [GRID]
 #
-# Environment: T2S (the binary; default target/release/t2s), OUT (default runs/ablation), SEEDS
-# (default "0 1 2"), ITERS (iterations per run, for a smoke test; default the demo's 800), JSON
-# (default docs/ablation.json).
+# Environment: T2S (the binary; default target/release/t2s), OUT (run folders; default
+# runs/ablation), SEEDS (default "0 1 2"), ITERS (iterations per run, for a smoke test; default
+# the demo's 800), RECORD (default docs/ablation_runs.tsv), JSON (default docs/ablation.json),
+# JOBS (runs at once, default 1; each gets cores/JOBS rayon threads; CPU runs give the same
+# numbers whatever the thread count), METHOD (the demo method every row trains, default t2s;
+# e.g. t2s_mic for scripts/hrda_grid.tsv).
 #
 # Cost on the project's 2-core CPU (release build): a row takes about 6 minutes per seed (200
 # source-only iterations at ~0.15 s, 600 t2s iterations at ~0.46 s, four evaluations of ~12 s),
-# so a seed of the 22-row grid about 2.2 hours and the whole grid about 6.5 hours.
+# so a seed of the 27-row grid about 2.7 hours and the whole grid about 8 hours (docs/results.md
+# gives the measured figure with JOBS=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,28 +28,57 @@ GRID=${1:-scripts/ablation_grid.tsv}
 T2S=${T2S:-target/release/t2s}
 OUT=${OUT:-runs/ablation}
 SEEDS=${SEEDS:-"0 1 2"}
+RECORD=${RECORD:-docs/ablation_runs.tsv}
 JSON=${JSON:-docs/ablation.json}
+JOBS=${JOBS:-1}
+METHOD=${METHOD:-t2s}
 iters=()
 if [ -n "${ITERS:-}" ]; then iters=(--iters "$ITERS"); fi
 [ -x "$T2S" ] || { echo "ablation: $T2S is not an executable t2s (build with cargo build --release, or set T2S)" >&2; exit 1; }
 [ -f "$GRID" ] || { echo "ablation: no grid file $GRID" >&2; exit 1; }
+case "$JOBS" in ''|*[!0-9]*|0) echo "ablation: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
 mkdir -p "$OUT"
+[ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\n' > "$RECORD"
+threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 
+recorded() { awk -F'\t' -v n="$1" -v s="$2" '$1 == n && $2 == s { found = 1 } END { exit !found }' "$RECORD"; }
+
+# One (row, seed): train, then append its mIoU to the record (one short line, written whole).
+run_one() {
+  local name=$1 s=$2 settings=$3 dir="$OUT/$1/seed_$2"
+  local sets=()
+  for kv in $settings; do sets+=(--set "$kv"); done
+  echo "== $name, seed $s: ${settings:-(the defaults)}"
+  rm -rf "$dir.tmp"
+  mkdir -p "$OUT/$name"
+  RAYON_NUM_THREADS=$threads "$T2S" --device cpu demo --methods "$METHOD" --seeds "$s" "${iters[@]}" \
+    "${sets[@]}" --output "$dir.tmp" > "$OUT/$name/seed_$s.log" 2>&1 || {
+    echo "ablation: $name, seed $s failed; its log: $OUT/$name/seed_$s.log" >&2; return 1; }
+  mv "$dir.tmp" "$dir"
+  record "$name" "$s"
+}
+
+record() {
+  local miou
+  miou=$(python3 -c 'import json,sys; print(round(100.0 * json.load(open(sys.argv[1]))["methods"][sys.argv[2]]["miou"], 2))' \
+    "$OUT/$1/seed_$2/results.json" "$METHOD")
+  recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" >> "$RECORD"
+  echo "== $1, seed $2: mIoU $miou"
+}
+
+failed=0
 while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
   case "$name" in ''|'#'*) continue ;; esac
-  sets=()
-  for kv in ${settings:-}; do sets+=(--set "$kv"); done
   for s in $SEEDS; do
-    dir="$OUT/$name/seed_$s"
-    [ -f "$dir/results.json" ] && continue
-    echo "== $name, seed $s: ${settings:-(the defaults)}"
-    rm -rf "$dir.tmp"
-    mkdir -p "$OUT/$name"
-    "$T2S" --device cpu demo --methods t2s --seeds "$s" "${iters[@]}" "${sets[@]}" --output "$dir.tmp"
-    mv "$dir.tmp" "$dir"
+    recorded "$name" "$s" && continue
+    if [ -f "$OUT/$name/seed_$s/results.json" ]; then record "$name" "$s"; continue; fi
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+    run_one "$name" "$s" "${settings:-}" &
   done
 done < "$GRID"
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
-python3 scripts/ablation_json.py "$GRID" "$OUT" "$SEEDS" > "$JSON.tmp"
+python3 scripts/ablation_json.py "$GRID" "$RECORD" "$SEEDS" > "$JSON.tmp"
 mv "$JSON.tmp" "$JSON"
 echo "wrote $JSON"
+exit "$failed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""docs/ablation.json from the reports scripts/ablation.sh leaves: one row per grid line,
-{"name", "settings": {key: value}, "seeds": [mIoU % per seed, null where not run yet], "mean"}
-(the mean only when every seed is there). Usage: ablation_json.py GRID OUT "SEEDS"."""
+"""docs/ablation.json from the record scripts/ablation.sh keeps (docs/ablation_runs.tsv: name,
+seed, mIoU %, date measured): one row per grid line, {"name", "settings": {key: value},
+"seeds": [mIoU % per seed, null where not run yet], "mean"} (the mean only when every seed is
+there). Usage: ablation_json.py GRID RECORD "SEEDS"."""
 import json
 import sys
 
@@ -14,7 +15,15 @@ def value(text):
 
 
 def main():
-    grid, out, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
+    grid, record, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
+    measured = {}
+    for i, line in enumerate(open(record, encoding="utf-8")):
+        fields = line.rstrip("\n").split("\t")
+        if i == 0 or not line.strip():
+            continue
+        if len(fields) < 3:
+            sys.exit(f"ablation_json: {record} line {i + 1} has {len(fields)} fields, not name, seed, miou, date")
+        measured[(fields[0], fields[1])] = float(fields[2])
     rows = []
     for line in open(grid, encoding="utf-8"):
         line = line.rstrip("\n")
@@ -22,13 +31,7 @@ def main():
             continue
         name, _, settings = line.partition("\t")
         pairs = [kv.split("=", 1) for kv in settings.split()]
-        scores = []
-        for s in seeds:
-            try:
-                with open(f"{out}/{name}/seed_{s}/results.json", encoding="utf-8") as f:
-                    scores.append(round(100.0 * json.load(f)["methods"]["t2s"]["miou"], 2))
-            except FileNotFoundError:
-                scores.append(None)
+        scores = [measured.get((name, s)) for s in seeds]
         mean = round(sum(scores) / len(scores), 2) if scores and None not in scores else None
         rows.append({"name": name, "settings": {k: value(v) for k, v in pairs}, "seeds": scores, "mean": mean})
     json.dump({"rows": rows}, sys.stdout, indent=2)

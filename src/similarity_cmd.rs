@@ -1,6 +1,8 @@
 //! `t2s similarity`: per class, the cosine similarity between the source and target prototypes of
-//! a network's contrastive embedding, against the class's target IoU (the analysis of Figure 1
-//! of the T2S-DA paper), for one or several weight files in one table and one plot.
+//! a network's contrastive embedding (or of the decoder feature it is projected from), against
+//! the class's target IoU (the analysis of Figure 1 of the T2S-DA paper), and how well the target
+//! prototypes sit on their own classes' source prototypes, for one or several weight files in one
+//! table and one plot.
 
 use std::path::{Path, PathBuf};
 use t2s_model::T2sBackend;
@@ -9,7 +11,7 @@ use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use t2s_train::{open_set, write_atomic, PrototypeOptions, RunConfig, SetRole};
+use t2s_train::{open_set, write_atomic, Alignment, FeatureSpace, PrototypeOptions, RunConfig, SetRole};
 
 use crate::device::BackendTask;
 use crate::plots::{scatter_chart, ScatterSeries};
@@ -22,8 +24,8 @@ pub struct SimilarityArgs {
     #[arg(long)]
     pub config: PathBuf,
 
-    /// Weights to analyse (repeatable): t2s .safetensors files or PyTorch checkpoints of a network
-    /// with a projection head.
+    /// Weights to analyse (repeatable): t2s .safetensors files or PyTorch checkpoints (of a
+    /// network with a projection head, for `--space embedding`).
     #[arg(long, required = true)]
     pub weights: Vec<PathBuf>,
 
@@ -40,6 +42,12 @@ pub struct SimilarityArgs {
     #[arg(long, default_value_t = 100)]
     pub images: usize,
 
+    /// The features the prototypes are class means of: `embedding` (the projection head's, where
+    /// the contrastive term acts) or `decoder` (the feature the projection head and the
+    /// classifier read: comparable between runs with and without the contrastive term).
+    #[arg(long, value_enum, default_value_t = Space::Embedding)]
+    pub space: Space,
+
     /// Output folder (default: `similarity` next to the first weights file).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -47,6 +55,24 @@ pub struct SimilarityArgs {
     /// Override a configuration key (repeatable), e.g. `--set t2s.label_min_fraction=0.5`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+}
+
+/// `--space`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Space {
+    /// The projection head's embedding.
+    Embedding,
+    /// The decode head's fused feature (DeepLabV2: the last backbone stage).
+    Decoder,
+}
+
+impl From<Space> for FeatureSpace {
+    fn from(s: Space) -> Self {
+        match s {
+            Space::Embedding => FeatureSpace::Embedding,
+            Space::Decoder => FeatureSpace::Decoder,
+        }
+    }
 }
 
 /// The command, run on the selected backend.
@@ -63,6 +89,7 @@ struct RunResult {
     source_pixels: Vec<u64>,
     target_pixels: Vec<u64>,
     pearson: Option<f64>,
+    alignment: Option<Alignment>,
 }
 
 impl BackendTask for Similarity {
@@ -79,8 +106,13 @@ impl BackendTask for Similarity {
             bail!("{}: no evaluation set; add a [[data.eval]] table with the labelled target split (see configs/)", a.config.display());
         };
         let network = config.network().context("resolving [model]")?;
-        if network.as_ref().is_some_and(|n| n.projection.is_none()) {
-            bail!("{}: the network has no projection head; `t2s similarity` needs [model.network.projection]", a.config.display());
+        let space = FeatureSpace::from(a.space);
+        let embedding = space == FeatureSpace::Embedding;
+        if embedding && network.as_ref().is_some_and(|n| n.projection.is_none()) {
+            bail!(
+                "{}: the network has no projection head; `t2s similarity` needs [model.network.projection], or `--space decoder`",
+                a.config.display()
+            );
         }
         let prefix = a.prefix.clone().or_else(|| config.model.pretrained_prefix.clone());
         let source = open_set(&config.data.source, SetRole::Source, "data.source")?;
@@ -116,14 +148,18 @@ impl BackendTask for Similarity {
             if let Some(report) = &loaded.report {
                 eprintln!("{name}: {report}");
             }
-            if loaded.model.proj_head.is_none() {
-                bail!("{}: the network has no projection head; `t2s similarity` needs [model.network.projection]", weights.display());
+            if embedding && loaded.model.proj_head.is_none() {
+                bail!(
+                    "{}: the network has no projection head; `t2s similarity` needs [model.network.projection], or `--space decoder`",
+                    weights.display()
+                );
             }
             if loaded.config.num_classes != classes {
                 bail!("{}: the network predicts {} classes but the data has {classes}", weights.display(), loaded.config.num_classes);
             }
             let prototypes = |setting: &str, set: &t2s_train::OpenedSet, resize: Option<[u32; 2]>| {
                 let options = PrototypeOptions {
+                    space,
                     images: a.images,
                     resize,
                     stride: loaded.config.logit_stride(),
@@ -140,6 +176,7 @@ impl BackendTask for Similarity {
             let source_sums = prototypes("data.source", &source, config.data.source.resize)?;
             let target_sums = prototypes("data.eval[0]", &target, eval_options.resize)?;
             let cosine = t2s_train::prototype_cosines(&source_sums, &target_sums)?;
+            let alignment = t2s_train::prototype_alignment(&source_sums, &target_sums)?;
 
             let bar = progress_bar(target.dataset.len(), &format!("{name}: eval {}", target.name));
             let (report, _) =
@@ -157,14 +194,15 @@ impl BackendTask for Similarity {
                 source_pixels: source_sums.pixels().to_vec(),
                 target_pixels: target_sums.pixels().to_vec(),
                 pearson,
+                alignment,
             });
         }
 
         let output = a.output.clone().unwrap_or_else(|| a.weights[0].parent().unwrap_or(Path::new(".")).join("similarity"));
         std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
         let sets = (source.name.as_str(), target.name.as_str());
-        write_atomic(&output.join("similarity.json"), json_report(&class_names, &runs, sets, a.images).as_bytes())?;
-        let table = markdown(&class_names, &runs, sets, a.images);
+        write_atomic(&output.join("similarity.json"), json_report(&class_names, &runs, sets, a.images, space).as_bytes())?;
+        let table = markdown(&class_names, &runs, sets, a.images, space);
         write_atomic(&output.join("similarity.md"), table.as_bytes())?;
         println!("{table}");
         let series: Vec<ScatterSeries> = runs
@@ -216,10 +254,11 @@ fn progress_bar(len: usize, message: &str) -> Progress {
     bar
 }
 
-/// `similarity.json`: class names, then per run the headline mIoU, the Pearson correlation of
-/// cosine and IoU over the classes with both, and per class cosine, IoU (fraction, as in the
-/// `t2s eval` report) and the embedding-resolution pixels the prototypes averaged.
-fn json_report(classes: &[String], runs: &[RunResult], (source, target): (&str, &str), images: usize) -> String {
+/// `similarity.json`: the feature space and class names, then per run the headline mIoU, the
+/// Pearson correlation of cosine and IoU over the classes with both, the prototypes' alignment,
+/// and per class cosine, IoU (fraction, as in the `t2s eval` report) and the embedding-resolution
+/// pixels the prototypes averaged.
+fn json_report(classes: &[String], runs: &[RunResult], (source, target): (&str, &str), images: usize, space: FeatureSpace) -> String {
     let runs: Vec<_> = runs
         .iter()
         .map(|r| {
@@ -241,20 +280,31 @@ fn json_report(classes: &[String], runs: &[RunResult], (source, target): (&str, 
                 "weights": r.weights.display().to_string(),
                 "miou": r.miou,
                 "pearson_cosine_iou": r.pearson,
+                "alignment": r.alignment.map(|a| json!({
+                    "classes": a.classes,
+                    "nearest_own": a.nearest_own,
+                    "same_class_cosine": a.same,
+                    "other_class_cosine": a.cross,
+                })),
                 "per_class": per_class,
             })
         })
         .collect();
-    let doc = json!({ "source": source, "target": target, "images_per_domain": images, "classes": classes, "runs": runs });
+    let doc =
+        json!({ "space": space.name(), "source": source, "target": target, "images_per_domain": images, "classes": classes, "runs": runs });
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 
-/// `similarity.md`: one row per class with cosine and IoU (%) of every run, then mIoU and the
-/// correlation.
-fn markdown(classes: &[String], runs: &[RunResult], (source, target): (&str, &str), images: usize) -> String {
+/// `similarity.md`: one row per class with cosine and IoU (%) of every run, then mIoU, the
+/// correlation and the alignment.
+fn markdown(classes: &[String], runs: &[RunResult], (source, target): (&str, &str), images: usize, space: FeatureSpace) -> String {
     let num = |v: Option<f64>, scale: f64, digits: usize| v.map_or("–".to_string(), |v| format!("{:.*}", digits, v * scale));
+    let what = match space {
+        FeatureSpace::Embedding => "projection-head embedding",
+        FeatureSpace::Decoder => "decoder feature (the projection head's and classifier's input)",
+    };
     let mut s = format!(
-        "# Source–target prototype similarity\n\nPrototypes: the mean projection-head embedding per ground-truth class over the \
+        "# Source–target prototype similarity\n\nPrototypes: the mean {what} per ground-truth class over the \
          first {images} images of {source} (source) and of {target} (target); cosine of the two. IoU on all of {target}.\n\n| class |"
     );
     for r in runs {
@@ -278,6 +328,16 @@ fn markdown(classes: &[String], runs: &[RunResult], (source, target): (&str, &st
     for r in runs {
         s += &format!(" {} | |", num(r.pearson, 1.0, 3));
     }
+    let row = |label: &str, cell: &dyn Fn(&Alignment) -> String| {
+        let mut line = format!("\n| **{label}** |");
+        for r in runs {
+            line += &format!(" {} | |", r.alignment.as_ref().map_or("–".to_string(), cell));
+        }
+        line
+    };
+    s += &row("target prototypes nearest their own class's source prototype", &|a| format!("{} of {}", a.nearest_own, a.classes));
+    s += &row("mean cosine to their own class's source prototype", &|a| format!("{:.3}", a.same));
+    s += &row("mean cosine to the other classes' source prototypes", &|a| format!("{:.3}", a.cross));
     s + "\n"
 }
 

@@ -123,9 +123,38 @@ fn similarity_needs_a_projection_head_and_matching_names() {
     let o = t2s(d).args(["similarity", "--config", "plain.toml", "--weights", "w.safetensors"]).output().unwrap();
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("[model.network.projection]") && e.contains("plain.toml"), "{e}");
+    assert!(e.contains("[model.network.projection]") && e.contains("plain.toml") && e.contains("--space decoder"), "{e}");
     let o =
         t2s(d).args(["similarity", "--config", "plain.toml", "--weights", "w.safetensors", "--name", "a", "--name", "b"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--name"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `--space decoder`: prototypes of the feature the classifier reads, on a network without a
+/// projection head; the alignment summary agrees with the per-class cosines it is made of.
+#[test]
+fn decoder_space_works_without_a_projection_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("plain.toml"), common::tiny_source_only_run()).unwrap();
+    run_ok(d, &["train", "--config", "plain.toml", "--set", "run.name=p"]);
+    let last = "runs/p/checkpoints/iter_000004/student.safetensors";
+    run_ok(d, &["similarity", "--config", "plain.toml", "--space", "decoder", "--images", "3", "--weights", last, "--output", "sim"]);
+    let report = read_json(&d.join("sim/similarity.json"));
+    assert_eq!(report["space"], "decoder");
+    let run = &report["runs"][0];
+    let per_class = run["per_class"].as_array().unwrap();
+    let target_pixels: Vec<u64> = per_class.iter().map(|c| c["target_pixels"].as_u64().unwrap()).collect();
+    assert_eq!(target_pixels, expected_target_pixels(3));
+    let cosines: Vec<f64> = per_class.iter().filter_map(|c| c["cosine"].as_f64()).collect();
+    let both = per_class.iter().filter(|c| c["source_pixels"].as_u64().unwrap() > 0 && c["target_pixels"].as_u64().unwrap() > 0).count();
+    assert!(both > 0 && cosines.len() == both, "{run}");
+    let a = &run["alignment"];
+    assert_eq!(a["classes"].as_u64().unwrap() as usize, both);
+    assert!(a["nearest_own"].as_u64().unwrap() as usize <= both);
+    let mean = cosines.iter().sum::<f64>() / both as f64;
+    assert!((a["same_class_cosine"].as_f64().unwrap() - mean).abs() < 1e-12, "{a} vs {mean}");
+    assert!((-1.0..=1.0).contains(&a["other_class_cosine"].as_f64().unwrap()), "{a}");
+    let md = std::fs::read_to_string(d.join("sim/similarity.md")).unwrap();
+    assert!(md.contains("decoder feature") && md.contains("nearest their own class"), "{md}");
 }

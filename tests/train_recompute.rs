@@ -8,9 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
-
-use common::{short_schedule, t2s, training_records, SYNTHETIC_DATA, SYNTHETIC_TARGET, TINY_MIT_NETWORK};
+use common::{short_schedule, t2s, training_records, weight_file, SYNTHETIC_DATA, SYNTHETIC_TARGET, TINY_MIT_NETWORK};
 
 type Record = serde_json::Map<String, serde_json::Value>;
 
@@ -54,16 +52,9 @@ fn assert_same(a: &[Record], b: &[Record], tol: f64, what: &str) {
     }
 }
 
-/// The student's weights in a run's checkpoint after iteration `iter`, by name.
+/// The student's f32 weights of run `name` at checkpoint `iter`.
 fn weights(dir: &Path, name: &str, iter: usize) -> BTreeMap<String, Vec<f32>> {
-    let path = dir.join(format!("runs/{name}/checkpoints/iter_{iter:06}/student.safetensors"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .filter(|(_, t)| t.dtype() == Dtype::F32)
-        .map(|(k, t)| (k, t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
-        .collect()
+    weight_file(&dir.join(format!("runs/{name}/checkpoints/iter_{iter:06}/student.safetensors")))
 }
 
 /// The largest difference between two weight sets' values, over the tensors whose name starts

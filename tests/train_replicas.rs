@@ -14,14 +14,13 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use safetensors::{Dtype, SafeTensors};
 use t2s_data::{AugmentConfig, CropConfig, Loader, LoaderConfig, Resize, SampleOrder};
 use t2s_model::{Precision, Segmentor};
 use t2s_train::config::Recompute;
 use t2s_train::train::step::source_only_step;
 use t2s_train::{open_set, GroupedOptimizer, RunConfig, SetRole, Sources};
 
-use common::{short_schedule, t2s_program, training_records, SYNTHETIC_DATA, SYNTHETIC_TARGET, TINY_MIT_NETWORK};
+use common::{short_schedule, t2s_program, training_records, weight_file, SYNTHETIC_DATA, SYNTHETIC_TARGET, TINY_MIT_NETWORK};
 
 type AB = Autodiff<Flex>;
 
@@ -38,17 +37,6 @@ fn train(dir: &Path, devices: &str, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{args:?}: {stderr}");
     stderr
-}
-
-/// A weight file's float tensors by name.
-fn weights(path: &Path) -> BTreeMap<String, Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .filter(|(_, t)| t.dtype() == Dtype::F32)
-        .map(|(k, t)| (k, t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
-        .collect()
 }
 
 /// The largest difference between two weight sets, and the tensor it is in.
@@ -184,13 +172,13 @@ fn two_cpu_replicas_train_as_one_replica_averaging_two_sub_batches() {
     let cfg = RunConfig::load(&dir.path().join("run.toml"), &[]).unwrap();
     let reference = dir.path().join("reference.safetensors");
     let losses = one_replica_two_sub_batches(&cfg, 3, &reference);
-    let got = weights(&run.join("checkpoints/iter_000003/student.safetensors"));
-    let want = weights(&reference);
+    let got = weight_file(&run.join("checkpoints/iter_000003/student.safetensors"));
+    let want = weight_file(&reference);
     let (diff, name) = max_difference(&got, &want);
     assert!(diff <= 1e-6, "{name} differs from the reference by {diff}");
     let initial = dir.path().join("initial.safetensors");
     one_replica_two_sub_batches(&cfg, 0, &initial);
-    let (moved, _) = max_difference(&weights(&initial), &want);
+    let (moved, _) = max_difference(&weight_file(&initial), &want);
     assert!(moved > 1e-3, "three iterations moved the weights by {moved} only");
     for (r, want) in records.iter().zip(&losses) {
         let loss = r["loss_source"].as_f64().unwrap();
@@ -211,8 +199,8 @@ fn a_t2s_group_resumes_exactly() {
     train(dir.path(), "cpu,cpu", &["--config", "run.toml", "--set", "run.name=parts", "--until", "2"]);
     let stderr = train(dir.path(), "cpu,cpu", &["--resume", "runs/parts"]);
     assert!(stderr.contains("resuming"), "{stderr}");
-    let whole = weights(&dir.path().join("runs/whole/checkpoints/iter_000004/student.safetensors"));
-    let parts = weights(&dir.path().join("runs/parts/checkpoints/iter_000004/student.safetensors"));
+    let whole = weight_file(&dir.path().join("runs/whole/checkpoints/iter_000004/student.safetensors"));
+    let parts = weight_file(&dir.path().join("runs/parts/checkpoints/iter_000004/student.safetensors"));
     assert_eq!(max_difference(&whole, &parts).0, 0.0);
     let state = |run: &str| -> serde_json::Value {
         let text = std::fs::read_to_string(dir.path().join(format!("runs/{run}/checkpoints/iter_000004/state.json"))).unwrap();
@@ -267,7 +255,7 @@ fn two_nodes_over_localhost_train_as_one_replica_averaging_two_sub_batches() {
     let cfg = RunConfig::load(&dir.path().join("run.toml"), &[]).unwrap();
     let reference = dir.path().join("reference.safetensors");
     one_replica_two_sub_batches(&cfg, 3, &reference);
-    let (diff, name) = max_difference(&weights(&run.join("checkpoints/iter_000003/student.safetensors")), &weights(&reference));
+    let (diff, name) = max_difference(&weight_file(&run.join("checkpoints/iter_000003/student.safetensors")), &weight_file(&reference));
     assert!(diff <= 1e-6, "{name} differs from the reference by {diff}");
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -137,4 +138,15 @@ pub fn wgpu_available() -> bool {
         return false;
     }
     true
+}
+
+/// The f32 tensors of a safetensors file (a checkpoint's `student.safetensors`), by name.
+pub fn weight_file(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+        .map(|(k, t)| (k, t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+        .collect()
 }

@@ -39,5 +39,7 @@ pub use metrics::{ConfusionMatrix, Protocol};
 pub use model_source::{load_model, load_model_from, resolve_model_config, LoadedModel, Sources};
 pub use optimizer::GroupedOptimizer;
 pub use predict::{auto_inference, predict_images, PredictInference, PredictOptions, PredictReport, OUTPUT_SUFFIXES};
-pub use prototype_similarity::{embedding_class_sums, pearson, prototype_cosines, ClassEmbeddingSums, PrototypeOptions};
+pub use prototype_similarity::{
+    embedding_class_sums, pearson, prototype_alignment, prototype_cosines, Alignment, ClassEmbeddingSums, FeatureSpace, PrototypeOptions,
+};
 pub use train::{train, TrainEvent, TrainOptions, TrainSummary};

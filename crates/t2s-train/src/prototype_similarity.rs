@@ -105,6 +105,48 @@ pub fn prototype_cosines(source: &ClassEmbeddingSums, target: &ClassEmbeddingSum
         .collect())
 }
 
+/// How well target class prototypes sit on their own source prototypes, over the classes present
+/// in both domains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alignment {
+    /// Classes present in both domains.
+    pub classes: usize,
+    /// Of those, how many target prototypes are nearer (in cosine) to their own class's source
+    /// prototype than to any other class's: what a nearest-prototype classifier of the target
+    /// means would get right.
+    pub nearest_own: usize,
+    /// Mean cosine between a class's target and source prototypes.
+    pub same: f64,
+    /// Mean cosine between a class's target prototype and the source prototypes of the other
+    /// classes: how far apart the classes are; `same − cross` is the margin the contrastive term
+    /// widens.
+    pub cross: f64,
+}
+
+/// [`Alignment`] of `target`'s prototypes to `source`'s; `None` when no class is in both.
+pub fn prototype_alignment(source: &ClassEmbeddingSums, target: &ClassEmbeddingSums) -> Result<Option<Alignment>> {
+    prototype_cosines(source, target)?; // the shape check
+    let src: Vec<Option<Vec<f64>>> = (0..source.num_classes).map(|c| source.prototype(c)).collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let (mut classes, mut nearest_own, mut same, mut cross, mut cross_pairs) = (0, 0, 0.0, 0.0, 0);
+    for c in 0..target.num_classes {
+        let (Some(t), Some(own)) = (target.prototype(c), src[c].as_ref()) else { continue };
+        let own = dot(&t, own);
+        let others: Vec<f64> = src.iter().enumerate().filter(|&(k, _)| k != c).filter_map(|(_, p)| Some(dot(&t, p.as_ref()?))).collect();
+        classes += 1;
+        same += own;
+        nearest_own += usize::from(others.iter().all(|&o| own > o));
+        cross += others.iter().sum::<f64>();
+        cross_pairs += others.len();
+    }
+    Ok((classes > 0).then(|| Alignment {
+        classes,
+        nearest_own,
+        same: same / classes as f64,
+        cross: if cross_pairs > 0 { cross / cross_pairs as f64 } else { 0.0 },
+    }))
+}
+
 /// Pearson correlation of the pairs where both values are present; `None` with fewer than two
 /// such pairs or when either side has no variance.
 pub fn pearson(xs: &[Option<f64>], ys: &[Option<f64>]) -> Option<f64> {
@@ -123,9 +165,33 @@ pub fn pearson(xs: &[Option<f64>], ys: &[Option<f64>]) -> Option<f64> {
     (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
+/// The features a prototype is the class mean of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureSpace {
+    /// The projection head's unit-length embedding: the space the contrastive term acts in.
+    #[default]
+    Embedding,
+    /// The feature the projection head and the classifier read
+    /// ([`Segmentor::head_feature`]): comparable between networks trained with and without the
+    /// contrastive term, and available on networks without a projection head.
+    Decoder,
+}
+
+impl FeatureSpace {
+    /// The name `t2s similarity --space` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureSpace::Embedding => "embedding",
+            FeatureSpace::Decoder => "decoder",
+        }
+    }
+}
+
 /// How the images of one set are turned into embeddings and embedding-resolution labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrototypeOptions {
+    /// Which features the prototypes are taken of.
+    pub space: FeatureSpace,
     /// Use the first this many images of the set (or all, if it has fewer).
     pub images: usize,
     /// Keep-ratio resize `[long, short]` of image (bilinear) and label (nearest) first.
@@ -138,9 +204,9 @@ pub struct PrototypeOptions {
     pub set: String,
 }
 
-/// Sums the embeddings of `model` per ground-truth class over the first `options.images`
-/// samples of `dataset` (which must have labels and a network with a projection head); calls
-/// `progress` with the number of images done.
+/// Sums the features of `model` in `options.space` (the embedding needs a projection head) per
+/// ground-truth class over the first `options.images` samples of `dataset` (which must have
+/// labels); calls `progress` with the number of images done.
 ///
 /// Each image runs whole, as evaluation's whole-image mode, on the inference backend. Images are
 /// zero-padded (the ImageNet mean after normalisation) at the bottom and right to a multiple of
@@ -154,7 +220,7 @@ pub fn embedding_class_sums<B: T2sBackend>(
     progress: &dyn Fn(usize),
 ) -> Result<ClassEmbeddingSums> {
     let set = &options.set;
-    if model.proj_head.is_none() {
+    if options.space == FeatureSpace::Embedding && model.proj_head.is_none() {
         return Err(TrainError::Usage("the network has no projection head: prototype similarity needs [model.network.projection]".into()));
     }
     if options.images == 0 || options.stride == 0 {
@@ -193,9 +259,12 @@ pub fn embedding_class_sums<B: T2sBackend>(
                 padded[y * pw + col] = v as i64;
             }
         }
-        let embedding = model.forward(x).embedding.ok_or_else(|| {
-            TrainError::Usage("the network gave no embedding: prototype similarity needs [model.network.projection]".into())
-        })?; // [1, D, eh, ew]
+        let embedding = match options.space {
+            FeatureSpace::Embedding => model.forward(x).embedding.ok_or_else(|| {
+                TrainError::Usage("the network gave no embedding: prototype similarity needs [model.network.projection]".into())
+            })?,
+            FeatureSpace::Decoder => model.head_feature(x),
+        }; // [1, D, eh, ew]
         let [_, d, eh, ew] = embedding.dims();
         if (eh * s, ew * s) != (ph, pw) {
             return Err(TrainError::Usage(format!(
@@ -249,6 +318,16 @@ mod tests {
         assert!((cos[0].unwrap() - 0.5f64.sqrt()).abs() < 1e-6, "{cos:?}");
         assert!((cos[1].unwrap() + 0.6).abs() < 1e-6, "{cos:?}");
         assert_eq!(cos[2], None);
+        // Alignment over classes 0 and 1 (class 2 has no source prototype). Same-class cosines
+        // 1/√2 and −0.6; cross: target 0 · source 1 = 1, target 1 · source 0 = 0.2/√2; target 0
+        // is nearer source 1 (1 > 1/√2) and target 1 nearer source 0 (0.14 > −0.6): none own.
+        let a = prototype_alignment(&source, &target).unwrap().unwrap();
+        assert_eq!((a.classes, a.nearest_own), (2, 0));
+        assert!((a.same - (0.5f64.sqrt() - 0.6) / 2.0).abs() < 1e-6, "{a:?}");
+        assert!((a.cross - (1.0 + 0.2 / 2f64.sqrt()) / 2.0).abs() < 1e-6, "{a:?}");
+        let own = prototype_alignment(&target, &target).unwrap().unwrap();
+        assert_eq!((own.classes, own.nearest_own), (3, 3));
+        assert!(prototype_alignment(&source, &ClassEmbeddingSums::new(3, 2)).unwrap().is_none());
         // Identical domains: cosine 1 wherever present.
         let same = prototype_cosines(&target, &target).unwrap();
         assert!(same.iter().all(|c| (c.unwrap() - 1.0).abs() < 1e-9), "{same:?}");
@@ -278,7 +357,14 @@ mod tests {
             SyntheticDataset::new(SynthConfig { domain: Domain::Source, split: Split::Train, len: 3, width: 72, height: 40, seed: 0 })
                 .unwrap();
         assert_eq!(cfg.logit_stride(), 8);
-        let options = PrototypeOptions { images: 2, resize: None, stride: cfg.logit_stride(), min_fraction: 0.75, set: "toy".into() };
+        let options = PrototypeOptions {
+            space: FeatureSpace::Embedding,
+            images: 2,
+            resize: None,
+            stride: cfg.logit_stride(),
+            min_fraction: 0.75,
+            set: "toy".into(),
+        };
         let sums = embedding_class_sums(&model, &device, &data, &options, &|_| {}).unwrap();
         assert_eq!(sums.dim(), 8);
         // Independently: the majority-downscaled labels of the two unpadded 72×40 images (the
@@ -302,5 +388,10 @@ mod tests {
         let plain = cfg.init::<Flex>(&device).unwrap();
         let e = embedding_class_sums(&plain, &device, &data, &options, &|_| {}).unwrap_err().to_string();
         assert!(e.contains("[model.network.projection]"), "{e}");
+        // The decoder space needs none: the same pixels, features of the last stage's width.
+        let decoder = PrototypeOptions { space: FeatureSpace::Decoder, ..options };
+        let sums = embedding_class_sums(&plain, &device, &data, &decoder, &|_| {}).unwrap();
+        assert_eq!(sums.pixels(), want.as_slice());
+        assert_eq!(sums.dim(), 512);
     }
 }

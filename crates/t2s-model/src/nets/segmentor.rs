@@ -301,6 +301,24 @@ impl<B: T2sBackend> Segmentor<B> {
         self.features_of(x, 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
     }
 
+    /// The feature the projection head reads: the decode head's fused feature (DeepLabV2: the
+    /// last backbone stage), f32. `[N, 3, H, W]` → `[N, E, h, w]`, the embedding's size (see
+    /// [`SegOutput::embedding`]); an HRDA network's is its context pass's, on the images at half
+    /// resolution, as [`extract_features`](Self::extract_features). For analyses of what a
+    /// network's classifier sees (`t2s similarity --space decoder`), with or without a
+    /// projection head.
+    pub fn head_feature(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = match &self.hrda {
+            Some(_) => {
+                let [_, _, h, w] = x.dims();
+                resize_bilinear(x, h / 2, w / 2)
+            }
+            None => x,
+        };
+        let features = self.features_of(x, 1);
+        cast_to(Self::decode(&self.decode_head, &features, 1).1, DType::F32)
+    }
+
     /// The backbone's stage outputs, in the weights' float type (the input is cast to it).
     fn features_of(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
         let x = cast_to(x, weight_dtype(self));
@@ -588,6 +606,14 @@ mod tests {
         let out = net.forward(x.clone());
         assert_eq!(out.logits.dims(), [2, 5, 16, 24]);
         assert_eq!(out.embedding.unwrap().dims(), [2, 8, 16, 24]);
+        // The head feature is what the projection head reads: projecting it gives the embedding.
+        let r = Tensor::<Flex, 4>::random([2, 3, 64, 96], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let feature = net.head_feature(r.clone());
+        assert_eq!(feature.dims(), [2, 16, 16, 24]);
+        let projected = net.proj_head.as_ref().unwrap().forward(feature, 1);
+        projected
+            .into_data()
+            .assert_approx_eq::<f32>(&net.forward(r).embedding.unwrap().into_data(), burn::tensor::Tolerance::absolute(1e-6));
         assert_eq!(net.predict(x).dims(), [2, 5, 64, 96]);
         // Inputs too small for the strided convolutions are padded and cropped back.
         assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 7], &device)).dims(), [1, 5, 20, 7]);
