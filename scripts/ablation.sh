@@ -4,7 +4,8 @@
 # Every run starts with the demo's source-only warm-up (uda.adapt_from = 200): the same seed
 # gives the same warm-up to every digit, so the rows differ only from the switch on. Runs
 # unattended and resumes where it stopped: each finished (row, seed) appends its mIoU to a record
-# kept in the repository (docs/ablation_runs.tsv), so a study survives the loss of its run
+# kept in the repository (docs/ablation_runs.tsv: name, seed, mIoU, date, the binary's sha256
+# prefix), so a study survives the loss of its run
 # folders and can be carried on by another machine with the same build; a (row, seed) in the
 # record, or with a finished run folder, is skipped; an interrupted one is redone.
 #
@@ -38,7 +39,10 @@ if [ -n "${ITERS:-}" ]; then iters=(--iters "$ITERS"); fi
 [ -f "$GRID" ] || { echo "ablation: no grid file $GRID" >&2; exit 1; }
 case "$JOBS" in ''|*[!0-9]*|0) echo "ablation: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
 mkdir -p "$OUT"
-[ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\n' > "$RECORD"
+[ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\tbinary\n' > "$RECORD"
+# Which build measured a row: builds that change the arithmetic change every number within the
+# seed spread (docs/results.md), so a study is one build's, and the record says which.
+binary=$(sha256sum "$T2S" | cut -c1-12)
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 
 recorded() { awk -F'\t' -v n="$1" -v s="$2" '$1 == n && $2 == s { found = 1 } END { exit !found }' "$RECORD"; }
@@ -62,7 +66,7 @@ record() {
   local miou
   miou=$(python3 -c 'import json,sys; print(round(100.0 * json.load(open(sys.argv[1]))["methods"][sys.argv[2]]["miou"], 2))' \
     "$OUT/$1/seed_$2/results.json" "$METHOD")
-  recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" >> "$RECORD"
+  recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" "$binary" >> "$RECORD"
   echo "== $1, seed $2: mIoU $miou"
 }
 
