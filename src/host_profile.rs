@@ -192,19 +192,29 @@ mod tests {
         x
     }
 
+    /// Sampling is statistical: on a loaded machine (CI once, beside the other tests and two
+    /// training runs) one window's samples can all miss the function's frame, so the test takes
+    /// up to three windows and needs one that names it, in both the flame graph and the table.
     #[test]
     fn profile_names_the_busy_function() {
         let dir = tempfile::tempdir().unwrap();
-        let svg = dir.path().join("sub").join("host.svg");
-        let profile = start(svg.clone(), Duration::ZERO, None).unwrap();
-        // Let the sampler start before the work it must see.
-        std::thread::sleep(Duration::from_millis(200));
-        busy_loop_for_profile_test(1.5);
-        profile.finish().unwrap();
-        let flamegraph = std::fs::read_to_string(&svg).unwrap();
-        assert!(flamegraph.contains("<svg") && flamegraph.contains("busy_loop_for_profile_test"));
-        let table = std::fs::read_to_string(table_path(&svg)).unwrap();
-        assert!(table.contains("busy_loop_for_profile_test"), "{table}");
+        let mut tables = Vec::new();
+        for attempt in 0..3 {
+            let svg = dir.path().join(format!("sub{attempt}")).join("host.svg");
+            let profile = start(svg.clone(), Duration::ZERO, None).unwrap();
+            // Let the sampler start before the work it must see.
+            std::thread::sleep(Duration::from_millis(200));
+            busy_loop_for_profile_test(1.5);
+            profile.finish().unwrap();
+            let flamegraph = std::fs::read_to_string(&svg).unwrap();
+            assert!(flamegraph.contains("<svg"), "{flamegraph}");
+            let table = std::fs::read_to_string(table_path(&svg)).unwrap();
+            if flamegraph.contains("busy_loop_for_profile_test") && table.contains("busy_loop_for_profile_test") {
+                return;
+            }
+            tables.push(table);
+        }
+        panic!("three profiles, none names busy_loop_for_profile_test:\n{}", tables.join("\n---\n"));
     }
 
     #[test]

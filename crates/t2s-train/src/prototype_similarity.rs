@@ -351,7 +351,7 @@ mod tests {
         use t2s_data::synth::{Domain, Split, SynthConfig, SyntheticDataset};
         let device = Default::default();
         let mut cfg = t2s_model::SegmentorConfig::preset("deeplabv2-r18").unwrap();
-        cfg.projection = Some(t2s_model::nets::projection_head::ProjectionConfig { dim: 8, hidden: Some(8) });
+        cfg.projection = Some(t2s_model::nets::projection_head::ProjectionConfig { dim: 8, hidden: Some(8), linear: false });
         let model = cfg.init::<Flex>(&device).unwrap();
         let data =
             SyntheticDataset::new(SynthConfig { domain: Domain::Source, split: Split::Train, len: 3, width: 72, height: 40, seed: 0 })

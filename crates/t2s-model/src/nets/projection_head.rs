@@ -1,5 +1,8 @@
 //! The contrastive projection head: 1×1 conv → BN → ReLU → 1×1 conv, then L2 normalisation
-//! over channels (SePiCo's `ProjectionHead`, which T2S-DA's embeddings follow).
+//! over channels (SePiCo's `ProjectionHead`, which T2S-DA's embeddings follow); or, with
+//! `linear`, one 1×1 conv then the normalisation, so that the contrastive term shapes the
+//! decoder feature itself rather than a hidden layer (docs/results.md, the contrastive-term
+//! study).
 
 use crate::ops::batch_norm::batch_norm_2d;
 use crate::ops::conv::conv2d_forward;
@@ -28,11 +31,14 @@ pub struct ProjectionConfig {
     /// Hidden width; the input width when absent (as SePiCo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<usize>,
+    /// One linear layer (1×1 conv) instead of the two-layer head: no hidden layer, BN or ReLU.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linear: bool,
 }
 
 impl Default for ProjectionConfig {
     fn default() -> Self {
-        Self { dim: default_dim(), hidden: None }
+        Self { dim: default_dim(), hidden: None, linear: false }
     }
 }
 
@@ -43,20 +49,26 @@ impl ProjectionConfig {
         if self.dim == 0 || hidden == 0 {
             return Err(ModelError::Config("model.projection.dim and hidden must be positive".into()));
         }
+        if self.linear && self.hidden.is_some() {
+            return Err(ModelError::Config("model.projection: a linear head has no hidden layer; remove `hidden` or `linear`".into()));
+        }
+        if self.linear {
+            return Ok(ProjectionHead { conv1: ConvSpec::new(in_channels, self.dim, 1).bias(true).init(device), bn: None, conv2: None });
+        }
         Ok(ProjectionHead {
             conv1: ConvSpec::new(in_channels, hidden, 1).bias(true).init(device),
-            bn: batch_norm(hidden, device),
-            conv2: ConvSpec::new(hidden, self.dim, 1).bias(true).init(device),
+            bn: Some(batch_norm(hidden, device)),
+            conv2: Some(ConvSpec::new(hidden, self.dim, 1).bias(true).init(device)),
         })
     }
 }
 
-/// Projection head producing unit-length embeddings.
+/// Projection head producing unit-length embeddings. A linear head has `conv1` alone (to D).
 #[derive(Module, Debug)]
 pub struct ProjectionHead<B: Backend> {
     pub conv1: Conv2d<B>,
-    pub bn: BatchNorm<B>,
-    pub conv2: Conv2d<B>,
+    pub bn: Option<BatchNorm<B>>,
+    pub conv2: Option<Conv2d<B>>,
 }
 
 impl<B: T2sBackend> ProjectionHead<B> {
@@ -65,7 +77,11 @@ impl<B: T2sBackend> ProjectionHead<B> {
     /// `sub_batches`: how many independent batches the input concatenates along N (batch-norm
     /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
     pub fn forward(&self, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
-        let z = conv2d_forward(&self.conv2, relu(batch_norm_2d(&self.bn, conv2d_forward(&self.conv1, x), sub_batches)));
+        let z = conv2d_forward(&self.conv1, x);
+        let z = match (&self.bn, &self.conv2) {
+            (Some(bn), Some(conv2)) => conv2d_forward(conv2, relu(batch_norm_2d(bn, z, sub_batches))),
+            _ => z,
+        };
         l2_normalize_channels(cast_to(z, DType::F32))
     }
 }
@@ -86,7 +102,7 @@ mod tests {
     #[test]
     fn embeddings_have_unit_norm() {
         let device = Default::default();
-        let head = ProjectionConfig { dim: 4, hidden: Some(3) }.init::<Flex>(5, &device).unwrap();
+        let head = ProjectionConfig { dim: 4, hidden: Some(3), linear: false }.init::<Flex>(5, &device).unwrap();
         let x = Tensor::<Flex, 4>::random([2, 5, 3, 2], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let z = head.forward(x, 1);
         assert_eq!(z.dims(), [2, 4, 3, 2]);
@@ -111,5 +127,23 @@ mod tests {
         let head = ProjectionConfig::default().init::<Flex>(256, &device).unwrap();
         // conv1 256·256 + 256, BN 2·256, conv2 256·256 + 256.
         assert_eq!(crate::io::params::count_trainable::<Flex, _>(&head), 256 * 256 + 256 + 512 + 256 * 256 + 256);
+        let linear = ProjectionConfig { dim: 64, hidden: None, linear: true }.init::<Flex>(128, &device).unwrap();
+        assert_eq!(crate::io::params::count_trainable::<Flex, _>(&linear), 128 * 64 + 64);
+        assert!(ProjectionConfig { dim: 64, hidden: Some(8), linear: true }.init::<Flex>(128, &device).is_err());
+    }
+
+    /// A linear head is its convolution, normalised: hand-set weights on one pixel.
+    #[test]
+    fn linear_head_is_one_convolution_then_the_norm() {
+        use burn::module::Param;
+        let device = Default::default();
+        let mut head = ProjectionConfig { dim: 2, hidden: None, linear: true }.init::<Flex>(2, &device).unwrap();
+        // W = [[1, 2], [0, 1]], b = (0, 1): x = (1, 1) → (3, 2) → (3, 2)/√13.
+        head.conv1.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, 0.0, 1.0], [2, 2, 1, 1]), &device));
+        head.conv1.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.0f32, 1.0], [2]), &device)));
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 2, 1, 1]), &device);
+        let v = head.forward(x, 1).into_data().to_vec::<f32>().unwrap();
+        let n = 13f32.sqrt();
+        assert!((v[0] - 3.0 / n).abs() < 1e-6 && (v[1] - 2.0 / n).abs() < 1e-6, "{v:?}");
     }
 }

@@ -619,6 +619,19 @@ mod tests {
         assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 7], &device)).dims(), [1, 5, 20, 7]);
     }
 
+    /// `projection.linear` from a configuration: one convolution, and embeddings of the usual shape.
+    #[test]
+    fn a_linear_projection_head_from_the_configuration() {
+        let device = Default::default();
+        let mut cfg = tiny();
+        cfg.projection = Some(serde_json::from_str(r#"{"dim": 8, "linear": true}"#).unwrap());
+        let net = cfg.init::<Flex>(&device).unwrap();
+        let head = net.proj_head.as_ref().unwrap();
+        assert!(head.bn.is_none() && head.conv2.is_none());
+        assert_eq!(head.conv1.weight.dims(), [8, 16, 1, 1]);
+        assert_eq!(net.forward(Tensor::<Flex, 4>::zeros([1, 3, 64, 96], &device)).embedding.unwrap().dims(), [1, 8, 16, 24]);
+    }
+
     /// With the projection head's input detached, a loss of the embedding alone reaches the
     /// projection head's parameters and nothing before it; attached, the backbone's too.
     #[test]
