@@ -18,10 +18,9 @@
 # numbers whatever the thread count), METHOD (the demo method every row trains, default t2s;
 # e.g. t2s_mic for scripts/hrda_grid.tsv).
 #
-# Cost on the project's 2-core CPU (release build): a row takes about 6 minutes per seed (200
-# source-only iterations at ~0.15 s, 600 t2s iterations at ~0.46 s, four evaluations of ~12 s),
-# so a seed of the 27-row grid about 2.7 hours and the whole grid about 8 hours (docs/results.md
-# gives the measured figure with JOBS=2).
+# Cost on the project's 2-core CPU (release build): a run is about 5.3 CPU-minutes with one rayon
+# thread, and a second thread hardly shortens it, so JOBS=2 gives about 2.8 minutes of wall time
+# per run: about 3.8 hours for the 81 runs of the 27-row grid (docs/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
