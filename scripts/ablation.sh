@@ -5,7 +5,7 @@
 # gives the same warm-up to every digit, so the rows differ only from the switch on. Runs
 # unattended and resumes where it stopped: each finished (row, seed) appends its mIoU to a record
 # kept in the repository (docs/ablation_runs.tsv: name, seed, mIoU, date, the binary's sha256
-# prefix), so a study survives the loss of its run
+# prefix, the CPU), so a study survives the loss of its run
 # folders and can be carried on by another machine with the same build; a (row, seed) in the
 # record, or with a finished run folder, is skipped; an interrupted one is redone.
 #
@@ -38,10 +38,14 @@ if [ -n "${ITERS:-}" ]; then iters=(--iters "$ITERS"); fi
 [ -f "$GRID" ] || { echo "ablation: no grid file $GRID" >&2; exit 1; }
 case "$JOBS" in ''|*[!0-9]*|0) echo "ablation: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
 mkdir -p "$OUT"
-[ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\tbinary\n' > "$RECORD"
-# Which build measured a row: builds that change the arithmetic change every number within the
-# seed spread (docs/results.md), so a study is one build's, and the record says which.
+[ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\tbinary\tcpu\n' > "$RECORD"
+# Which build, on which kind of CPU, measured a row: a build that changes the arithmetic, or a CPU
+# whose vector instructions select other kernels, changes every number within the seed spread
+# (docs/results.md), so a study is one build's on one kind of CPU, and the record says which.
 binary=$(sha256sum "$T2S" | cut -c1-12)
+simd=sse2
+for f in avx2 avx512f; do grep -qw "$f" /proc/cpuinfo && simd=$f; done
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -s ' \t' '_')/$simd"
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 
 recorded() { awk -F'\t' -v n="$1" -v s="$2" '$1 == n && $2 == s { found = 1 } END { exit !found }' "$RECORD"; }
@@ -65,7 +69,7 @@ record() {
   local miou
   miou=$(python3 -c 'import json,sys; print(round(100.0 * json.load(open(sys.argv[1]))["methods"][sys.argv[2]]["miou"], 2))' \
     "$OUT/$1/seed_$2/results.json" "$METHOD")
-  recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" "$binary" >> "$RECORD"
+  recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" "$binary" "$cpu" >> "$RECORD"
   echo "== $1, seed $2: mIoU $miou"
 }
 

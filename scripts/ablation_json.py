@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """docs/ablation.json from the record scripts/ablation.sh keeps (docs/ablation_runs.tsv: name,
-seed, mIoU %, date measured, binary): one row per grid line, {"name", "settings": {key: value},
+seed, mIoU %, date measured, binary, CPU): one row per grid line, {"name", "settings": {key: value},
 "seeds": [mIoU % per seed, null where not run yet], "mean"} (the mean only when every seed is
 there). Usage: ablation_json.py GRID RECORD "SEEDS"."""
 import json
@@ -25,10 +25,10 @@ def main():
             sys.exit(f"ablation_json: {record} line {i + 1} has {len(fields)} fields, not name, seed, miou, date")
         measured[(fields[0], fields[1])] = float(fields[2])
         if len(fields) > 4:
-            binaries.add(fields[4])
+            binaries.add(" on ".join(fields[4:6]))
     if len(binaries) > 1:
-        print(f"ablation_json: warning: {record} mixes runs of {len(binaries)} builds ({', '.join(sorted(binaries))}); "
-              "rows of different builds differ by more than the arithmetic", file=sys.stderr)
+        print(f"ablation_json: warning: {record} mixes runs of {len(binaries)} builds or CPUs ({', '.join(sorted(binaries))}); "
+              "their numbers differ by more than the settings may", file=sys.stderr)
     rows = []
     for line in open(grid, encoding="utf-8"):
         line = line.rstrip("\n")

@@ -28,8 +28,8 @@ fn the_study_records_each_run_and_skips_recorded_ones() {
     let grid = dir.path().join("grid.tsv");
     std::fs::write(&grid, format!("# two rows\nbase\t{SMALL}\nno_term\t{SMALL} t2s.contrastive_weight=0\n")).unwrap();
     // Seed 1 of `no_term` is in the record already (measured elsewhere): it must not be run.
-    let header = "name\tseed\tmiou\tmeasured\tbinary\n";
-    std::fs::write(dir.path().join("record.tsv"), format!("{header}no_term\t1\t42.5\t2026-01-01\tfeedface0000\n")).unwrap();
+    let header = "name\tseed\tmiou\tmeasured\tbinary\tcpu\n";
+    std::fs::write(dir.path().join("record.tsv"), format!("{header}no_term\t1\t42.5\t2026-01-01\tfeedface0000\tsome_cpu/avx2\n")).unwrap();
 
     let o = ablation(dir.path(), &grid);
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -38,7 +38,7 @@ fn the_study_records_each_run_and_skips_recorded_ones() {
     // The record names the build of each run; mixing builds is reported.
     let sum = Command::new("sha256sum").arg(env!("CARGO_BIN_EXE_t2s")).output().unwrap();
     let binary = String::from_utf8_lossy(&sum.stdout)[..12].to_string();
-    assert!(stderr.contains("mixes runs of 2 builds") && stderr.contains("feedface0000") && stderr.contains(&binary), "{stderr}");
+    assert!(stderr.contains("mixes runs of 2 builds or CPUs") && stderr.contains("feedface0000") && stderr.contains(&binary), "{stderr}");
     assert!(!dir.path().join("runs/no_term/seed_1").exists(), "a recorded run was trained again");
 
     let record = std::fs::read_to_string(dir.path().join("record.tsv")).unwrap();
@@ -61,6 +61,7 @@ fn the_study_records_each_run_and_skips_recorded_ones() {
         let got: f64 = fields[2].parse().unwrap();
         if *name != "no_term" || *seed != 1 {
             assert_eq!(fields.get(4), Some(&binary.as_str()), "{line}");
+            assert!(fields.get(5).is_some_and(|cpu| cpu.contains('/')), "{line}");
         }
         // Half a unit of the record's last digit: Python and Rust may round a tie differently.
         assert!((got - value).abs() < 0.0051, "{name} {seed}: recorded {got}, results.json {value}");

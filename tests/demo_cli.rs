@@ -53,13 +53,18 @@ fn demo_writes_the_report() {
     assert_eq!((grid.width(), grid.height()), (6 * 194, 22 + 4 * 98));
     let legend = std::fs::read_to_string(out.join("predictions.txt")).unwrap();
     assert_eq!(legend.trim(), "predictions.png columns: target image | ground truth | source_only | dacs | t2s | oracle");
-    // CPU runs are deterministic (docs/results.md builds its tables on that): this short demo
-    // gives these numbers to every digit, on every run and rayon thread count. They change only
-    // with the arithmetic (initialisation, kernels, sampling); then the tables in docs/results.md
-    // must be measured again, and these frozen from the new build.
+    // CPU runs are deterministic on one machine (docs/results.md builds its tables on that): this
+    // short demo gives the same numbers to every digit on every run and rayon thread count (the
+    // second demo below repeats t2s exactly). Across CPUs the last digits differ: kernels chosen
+    // at run time by the CPU's vector instructions round differently (t2s gave 0.051411973 on the
+    // machines of 2026-12-06 and 0.051409477 on an AVX2 EPYC of 2026-12-07, the same build), so
+    // the frozen values hold to 1e-5. A change of the arithmetic (initialisation, sampling, a
+    // kernel's order of sums) moves them further; then the tables in docs/results.md must be
+    // measured again, and these frozen from the new build.
     let frozen = [0.05133653558820638, 0.05122594226602495, 0.051411973188429466, 0.05377112354506619];
     for (m, want) in methods.iter().zip(frozen) {
-        assert_eq!(results["methods"][m]["miou"].as_f64().unwrap(), want, "{m}: the demo's numbers moved");
+        let got = results["methods"][m]["miou"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-5, "{m}: the demo's numbers moved: {got} against {want}");
     }
     // --quick evaluates three times after the warm-up (every iteration here), so each method's
     // mIoU curve has points to draw, not one.
