@@ -91,12 +91,7 @@ impl ClassEmbeddingSums {
 /// of the two unit-length prototypes, clamped to `[-1, 1]`); `None` for a class missing in either
 /// domain.
 pub fn prototype_cosines(source: &ClassEmbeddingSums, target: &ClassEmbeddingSums) -> Result<Vec<Option<f64>>> {
-    if source.num_classes != target.num_classes || source.dim != target.dim {
-        return Err(TrainError::Usage(format!(
-            "source prototypes ({} classes × {}) and target prototypes ({} classes × {}) differ in shape",
-            source.num_classes, source.dim, target.num_classes, target.dim
-        )));
-    }
+    same_shape(source, target)?;
     Ok((0..source.num_classes)
         .map(|c| {
             let (s, t) = (source.prototype(c)?, target.prototype(c)?);
@@ -125,7 +120,7 @@ pub struct Alignment {
 
 /// [`Alignment`] of `target`'s prototypes to `source`'s; `None` when no class is in both.
 pub fn prototype_alignment(source: &ClassEmbeddingSums, target: &ClassEmbeddingSums) -> Result<Option<Alignment>> {
-    prototype_cosines(source, target)?; // the shape check
+    same_shape(source, target)?;
     let src: Vec<Option<Vec<f64>>> = (0..source.num_classes).map(|c| source.prototype(c)).collect();
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let (mut classes, mut nearest_own, mut same, mut cross, mut cross_pairs) = (0, 0, 0.0, 0.0, 0);
@@ -145,6 +140,17 @@ pub fn prototype_alignment(source: &ClassEmbeddingSums, target: &ClassEmbeddingS
         same: same / classes as f64,
         cross: if cross_pairs > 0 { cross / cross_pairs as f64 } else { 0.0 },
     }))
+}
+
+/// An error unless both domains' sums have the same classes and dimension.
+fn same_shape(source: &ClassEmbeddingSums, target: &ClassEmbeddingSums) -> Result<()> {
+    if source.num_classes != target.num_classes || source.dim != target.dim {
+        return Err(TrainError::Usage(format!(
+            "source prototypes ({} classes × {}) and target prototypes ({} classes × {}) differ in shape",
+            source.num_classes, source.dim, target.num_classes, target.dim
+        )));
+    }
+    Ok(())
 }
 
 /// Pearson correlation of the pairs where both values are present; `None` with fewer than two

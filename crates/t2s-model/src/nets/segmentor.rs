@@ -291,14 +291,19 @@ impl<B: T2sBackend> Segmentor<B> {
     /// images at its context scale, half the resolution (HRDA's `feature_scale = 0.5`), as its
     /// forward pass's features.
     pub fn extract_features(&self, x: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
-        let x = match &self.hrda {
+        self.features_of(self.context_input(x), 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
+    }
+
+    /// The images the backbone's whole-image features are of: an HRDA network's context scale,
+    /// half the resolution (HRDA's `feature_scale = 0.5`), else the images themselves.
+    fn context_input(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match &self.hrda {
             Some(_) => {
                 let [_, _, h, w] = x.dims();
                 resize_bilinear(x, h / 2, w / 2)
             }
             None => x,
-        };
-        self.features_of(x, 1).into_iter().map(|f| cast_to(f, DType::F32)).collect()
+        }
     }
 
     /// The feature the projection head reads: the decode head's fused feature (DeepLabV2: the
@@ -308,14 +313,7 @@ impl<B: T2sBackend> Segmentor<B> {
     /// network's classifier sees (`t2s similarity --space decoder`), with or without a
     /// projection head.
     pub fn head_feature(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = match &self.hrda {
-            Some(_) => {
-                let [_, _, h, w] = x.dims();
-                resize_bilinear(x, h / 2, w / 2)
-            }
-            None => x,
-        };
-        let features = self.features_of(x, 1);
+        let features = self.features_of(self.context_input(x), 1);
         cast_to(Self::decode(&self.decode_head, &features, 1).1, DType::F32)
     }
 
