@@ -5,9 +5,15 @@
 # gives the same warm-up to every digit, so the rows differ only from the switch on. Runs
 # unattended and resumes where it stopped: each finished (row, seed) appends its mIoU to a record
 # kept in the repository (docs/ablation_runs.tsv: name, seed, mIoU, date, the binary's sha256
-# prefix, the CPU), so a study survives the loss of its run
-# folders and can be carried on by another machine with the same build; a (row, seed) in the
-# record, or with a finished run folder, is skipped; an interrupted one is redone.
+# prefix, the CPU), so a study survives the loss of its run folders.
+#
+# CPU runs are exact on one build and one CPU, but another CPU rounds differently (the matrix
+# products block by its cache sizes), which moves a run's mIoU by a few tenths: a row is only
+# compared with the baselines ($BASELINES) measured by the same build on the same CPU. So a study
+# carries on across machines: on each (build, CPU) the baselines are run first, then every row
+# that no (build, CPU) holds complete together with complete baselines; a (row, seed) in the
+# record for this build and CPU, or with a finished run folder, is skipped; an interrupted one
+# is redone.
 #
 #   scripts/ablation.sh [GRID]
 #
@@ -16,11 +22,13 @@
 # the demo's 800), RECORD (default docs/ablation_runs.tsv), JSON (default docs/ablation.json),
 # JOBS (runs at once, default 1; each gets cores/JOBS rayon threads; CPU runs give the same
 # numbers whatever the thread count), METHOD (the demo method every row trains, default t2s;
-# e.g. t2s_mic for scripts/hrda_grid.tsv).
+# e.g. t2s_mic for scripts/hrda_grid.tsv), BASELINES (the rows every other row is compared with,
+# default "fda_ce_only t2s_default"; the first is the JSON's reference).
 #
 # Cost on the project's 2-core CPU (release build): a run is about 5.3 CPU-minutes with one rayon
 # thread, and a second thread hardly shortens it, so JOBS=2 gives about 2.8 minutes of wall time
-# per run: about 3.8 hours for the 81 runs of the 27-row grid (docs/results.md).
+# per run: about 3.8 hours for the 81 runs of the 27-row grid, plus 17 minutes for the baselines
+# on each further machine (docs/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +40,7 @@ RECORD=${RECORD:-docs/ablation_runs.tsv}
 JSON=${JSON:-docs/ablation.json}
 JOBS=${JOBS:-1}
 METHOD=${METHOD:-t2s}
+BASELINES=${BASELINES:-"fda_ce_only t2s_default"}
 iters=()
 if [ -n "${ITERS:-}" ]; then iters=(--iters "$ITERS"); fi
 [ -x "$T2S" ] || { echo "ablation: $T2S is not an executable t2s (build with cargo build --release, or set T2S)" >&2; exit 1; }
@@ -39,16 +48,48 @@ if [ -n "${ITERS:-}" ]; then iters=(--iters "$ITERS"); fi
 case "$JOBS" in ''|*[!0-9]*|0) echo "ablation: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
 mkdir -p "$OUT"
 [ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\tbinary\tcpu\n' > "$RECORD"
-# Which build, on which kind of CPU, measured a row: a build that changes the arithmetic, or a CPU
-# whose vector instructions select other kernels, changes every number within the seed spread
-# (docs/results.md), so a study is one build's on one kind of CPU, and the record says which.
+# Which build, on which CPU, measured a run: the CPU's name, its widest vector instructions (they
+# pick the kernels) and its data caches as /sys gives them (they set gemm's blocking).
 binary=$(sha256sum "$T2S" | cut -c1-12)
 simd=sse2
 for f in avx2 avx512f; do grep -qw "$f" /proc/cpuinfo && simd=$f; done
-cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -s ' \t' '_')/$simd"
+caches=""
+for c in /sys/devices/system/cpu/cpu0/cache/index*; do
+  [ -f "$c/size" ] && [ "$(cat "$c/type" 2>/dev/null)" != Instruction ] && caches="$caches${caches:+-}$(cat "$c/size")"
+done
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -s ' \t' '_')/$simd${caches:+/$caches}"
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 
-recorded() { awk -F'\t' -v n="$1" -v s="$2" '$1 == n && $2 == s { found = 1 } END { exit !found }' "$RECORD"; }
+# Whether this build on this CPU has measured (row, seed).
+recorded() {
+  awk -F'\t' -v n="$1" -v s="$2" -v b="$binary" -v c="$cpu" \
+    '$1 == n && $2 == s && $5 == b && $6 == c { found = 1 } END { exit !found }' "$RECORD"
+}
+is_baseline() { case " $BASELINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# Whether another (build, CPU) holds every seed of the row and of each baseline in the grid.
+done_elsewhere() {
+  awk -F'\t' -v n="$1" -v b="$binary" -v c="$cpu" -v seeds="$SEEDS" -v base="$grid_baselines" '
+    NR > 1 && !($5 == b && $6 == c) { have[$5 "\t" $6, $1, $2] = 1; where[$5 "\t" $6] = 1 }
+    END {
+      ns = split(seeds, S, " "); nb = split(base, B, " "); B[++nb] = n
+      for (w in where) {
+        complete = 1
+        for (i = 1; i <= nb; i++) for (j = 1; j <= ns; j++) if (!((w, B[i], S[j]) in have)) complete = 0
+        if (complete) exit 0
+      }
+      exit 1
+    }' "$RECORD"
+}
+rows() { grep -v '^#' "$GRID" | grep -v '^[[:space:]]*$' || true; }
+grid_baselines=""
+for b in $BASELINES; do rows | cut -f1 | grep -qx -- "$b" && grid_baselines="$grid_baselines $b"; done
+# The rows this build on this CPU must run: each not done elsewhere, and the baselines with them.
+todo=""
+while IFS=$'\t' read -r name _; do
+  is_baseline "$name" || done_elsewhere "$name" || todo="$todo $name"
+done < <(rows)
+if [ -n "$todo" ]; then todo="$todo $grid_baselines"; fi
+echo "ablation: $binary on $cpu; to run here:${todo:- nothing}"
 
 # One (row, seed): train, then append its mIoU to the record (one short line, written whole).
 run_one() {
@@ -76,6 +117,7 @@ record() {
 failed=0
 while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
   case "$name" in ''|'#'*) continue ;; esac
+  case " $todo " in *" $name "*) ;; *) continue ;; esac
   for s in $SEEDS; do
     recorded "$name" "$s" && continue
     if [ -f "$OUT/$name/seed_$s/results.json" ]; then record "$name" "$s"; continue; fi
@@ -85,7 +127,7 @@ while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
 done < "$GRID"
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
-python3 scripts/ablation_json.py "$GRID" "$RECORD" "$SEEDS" > "$JSON.tmp"
+python3 scripts/ablation_json.py "$GRID" "$RECORD" "$SEEDS" "$grid_baselines" > "$JSON.tmp"
 mv "$JSON.tmp" "$JSON"
 echo "wrote $JSON"
 exit "$failed"

@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """docs/ablation.json from the record scripts/ablation.sh keeps (docs/ablation_runs.tsv: name,
-seed, mIoU %, date measured, binary, CPU): one row per grid line, {"name", "settings": {key: value},
-"seeds": [mIoU % per seed, null where not run yet], "mean"} (the mean only when every seed is
-there). Usage: ablation_json.py GRID RECORD "SEEDS"."""
+seed, mIoU %, date measured, binary, CPU).
+
+A run's number depends on the build and the CPU (docs/results.md), so rows are compared only
+within one (binary, CPU) "platform". Each grid line gives one row, {"name", "settings": {key:
+value}, "seeds": [mIoU % per seed, null where not run yet], "mean", "platform", and, against the
+first baseline of the same platform, "reference", "delta" (per seed) and "delta_mean"}; a row is
+taken from the platform with the most complete rows if it is complete there, else from the
+platform holding the most of its seeds with complete baselines. "platforms" lists every
+platform's baselines. Usage: ablation_json.py GRID RECORD "SEEDS" ["BASELINES"]."""
 import json
 import sys
 
@@ -14,32 +20,61 @@ def value(text):
         return text
 
 
+def mean(xs):
+    return round(sum(xs) / len(xs), 2) if xs and None not in xs else None
+
+
 def main():
     grid, record, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
-    measured, binaries = {}, set()
+    baselines = sys.argv[4].split() if len(sys.argv) > 4 else []
+    measured, order = {}, []
     for i, line in enumerate(open(record, encoding="utf-8")):
         fields = line.rstrip("\n").split("\t")
         if i == 0 or not line.strip():
             continue
         if len(fields) < 3:
-            sys.exit(f"ablation_json: {record} line {i + 1} has {len(fields)} fields, not name, seed, miou, date")
-        measured[(fields[0], fields[1])] = float(fields[2])
-        if len(fields) > 4:
-            binaries.add(" on ".join(fields[4:6]))
-    if len(binaries) > 1:
-        print(f"ablation_json: warning: {record} mixes runs of {len(binaries)} builds or CPUs ({', '.join(sorted(binaries))}); "
-              "their numbers differ by more than the settings may", file=sys.stderr)
-    rows = []
+            sys.exit(f"ablation_json: {record} line {i + 1} has {len(fields)} fields, not name, seed, miou, date, binary, cpu")
+        platform = " on ".join(fields[4:6]) if len(fields) > 5 else "unrecorded"
+        if platform not in order:
+            order.append(platform)
+        measured[(platform, fields[0], fields[1])] = float(fields[2])
+
+    lines = []
     for line in open(grid, encoding="utf-8"):
         line = line.rstrip("\n")
-        if not line.strip() or line.startswith("#"):
-            continue
-        name, _, settings = line.partition("\t")
-        pairs = [kv.split("=", 1) for kv in settings.split()]
-        scores = [measured.get((name, s)) for s in seeds]
-        mean = round(sum(scores) / len(scores), 2) if scores and None not in scores else None
-        rows.append({"name": name, "settings": {k: value(v) for k, v in pairs}, "seeds": scores, "mean": mean})
-    json.dump({"rows": rows}, sys.stdout, indent=2)
+        if line.strip() and not line.startswith("#"):
+            name, _, settings = line.partition("\t")
+            lines.append((name, [kv.split("=", 1) for kv in settings.split()]))
+    baselines = [b for b in baselines if b in {n for n, _ in lines}]
+
+    def scores(platform, name):
+        return [measured.get((platform, name, s)) for s in seeds]
+
+    def complete(platform, name):
+        return None not in scores(platform, name)
+
+    with_baselines = [p for p in order if all(complete(p, b) for b in baselines)]
+    # The platform with the most complete rows (the first in the record on a tie) gives the baselines.
+    ranked = sorted(with_baselines or order, key=lambda p: -sum(complete(p, n) for n, _ in lines))
+    if len(order) > 1:
+        print(f"ablation_json: {record} holds runs of {len(order)} builds or CPUs ({', '.join(order)}); "
+              "each row is compared with the baselines of its own", file=sys.stderr)
+
+    rows = []
+    for name, pairs in lines:
+        candidates = ranked if name in baselines else [p for p in ranked if p in with_baselines] or ranked
+        done = [p for p in candidates if complete(p, name)]
+        platform = done[0] if done else max(candidates, key=lambda p: sum(x is not None for x in scores(p, name)), default=None)
+        row = {"name": name, "settings": {k: value(v) for k, v in pairs}}
+        got = scores(platform, name) if platform else [None] * len(seeds)
+        row.update({"seeds": got, "mean": mean(got), "platform": platform})
+        if baselines and platform:
+            ref = scores(platform, baselines[0])
+            delta = [round(a - b, 2) if a is not None and b is not None else None for a, b in zip(got, ref)]
+            row.update({"reference": baselines[0], "delta": delta, "delta_mean": mean(delta)})
+        rows.append(row)
+    platforms = [{"platform": p, "baselines": {b: scores(p, b) for b in baselines}} for p in order]
+    json.dump({"rows": rows, "platforms": platforms}, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

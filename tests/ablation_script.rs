@@ -1,6 +1,8 @@
-//! `scripts/ablation.sh` (issue 30's study) on a two-row grid of 6-iteration demos, two at once:
-//! a finished run appends its mIoU to the record, a (row, seed) already in the record is not run
-//! again, and the JSON is written from the record.
+//! `scripts/ablation.sh` (issue 30's study) on a three-row grid of 6-iteration demos, two at once:
+//! a finished run appends its mIoU to the record with its build and CPU; what this build on this CPU
+//! recorded is not run again, nor is a row another (build, CPU) holds complete with its baselines;
+//! the baselines are run here so that every row is compared on one platform; the JSON is written
+//! from the record with each row's differences from the baseline of its own platform.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,68 +20,82 @@ fn ablation(dir: &Path, grid: &Path) -> std::process::Output {
         .env("RECORD", dir.join("record.tsv"))
         .env("JSON", dir.join("ablation.json"))
         .env("JOBS", "2")
+        .env("BASELINES", "base")
         .output()
         .unwrap()
 }
 
 #[test]
-fn the_study_records_each_run_and_skips_recorded_ones() {
+fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("grid.tsv");
-    std::fs::write(&grid, format!("# two rows\nbase\t{SMALL}\nno_term\t{SMALL} t2s.contrastive_weight=0\n")).unwrap();
-    // Seed 1 of `no_term` is in the record already (measured elsewhere): it must not be run.
+    let rows = format!("# three rows\nbase\t{SMALL}\nno_term\t{SMALL} t2s.contrastive_weight=0\ndone_there\t{SMALL} t2s.temperature=0.2\n");
+    std::fs::write(&grid, rows).unwrap();
+    // Another build on another CPU measured the baseline and `done_there` on both seeds (so that row
+    // is not run here), and `no_term` on seed 1 only (so it is run here on both, beside the baseline).
     let header = "name\tseed\tmiou\tmeasured\tbinary\tcpu\n";
-    std::fs::write(dir.path().join("record.tsv"), format!("{header}no_term\t1\t42.5\t2026-01-01\tfeedface0000\tsome_cpu/avx2\n")).unwrap();
+    let there = "\t2026-01-01\tfeedface0000\tsome_cpu/avx2\n";
+    let old: String = [("base", 0, "40"), ("base", 1, "41"), ("done_there", 0, "44"), ("done_there", 1, "45.5"), ("no_term", 1, "42.5")]
+        .iter()
+        .map(|(n, s, m)| format!("{n}\t{s}\t{m}{there}"))
+        .collect();
+    std::fs::write(dir.path().join("record.tsv"), format!("{header}{old}")).unwrap();
 
     let o = ablation(dir.path(), &grid);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stdout}\n{stderr}");
-    // The record names the build of each run; mixing builds is reported.
     let sum = Command::new("sha256sum").arg(env!("CARGO_BIN_EXE_t2s")).output().unwrap();
     let binary = String::from_utf8_lossy(&sum.stdout)[..12].to_string();
-    assert!(stderr.contains("mixes runs of 2 builds or CPUs") && stderr.contains("feedface0000") && stderr.contains(&binary), "{stderr}");
-    assert!(!dir.path().join("runs/no_term/seed_1").exists(), "a recorded run was trained again");
+    assert!(stderr.contains("holds runs of 2 builds or CPUs") && stderr.contains("feedface0000") && stderr.contains(&binary), "{stderr}");
+    assert!(!dir.path().join("runs/done_there").exists(), "a row complete elsewhere was trained again: {stdout}");
 
     let record = std::fs::read_to_string(dir.path().join("record.tsv")).unwrap();
-    let mut lines: Vec<&str> = record.lines().collect();
-    assert_eq!(lines.remove(0), header.trim_end());
-    assert_eq!(lines.len(), 4, "{record}");
+    assert!(record.starts_with(&format!("{header}{old}")), "earlier lines changed: {record}");
+    let new: Vec<&str> = record.lines().skip(6).collect();
+    assert_eq!(new.len(), 4, "{record}");
     let miou = |name: &str, seed: u32| -> f64 {
         let f = dir.path().join(format!("runs/{name}/seed_{seed}/results.json"));
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         (100.0 * r["methods"]["t2s"]["miou"].as_f64().unwrap() * 100.0).round() / 100.0
     };
-    let mut expected = vec![("no_term", 1, 42.5)];
-    for (name, seed) in [("base", 0), ("base", 1), ("no_term", 0)] {
-        expected.push((name, seed, miou(name, seed)));
-    }
-    let mut recorded = std::collections::HashMap::new();
-    for (name, seed, value) in &expected {
-        let line = lines.iter().find(|l| l.starts_with(&format!("{name}\t{seed}\t"))).unwrap_or_else(|| panic!("{name} {seed}: {record}"));
+    let mut here = std::collections::HashMap::new();
+    for (name, seed) in [("base", 0), ("base", 1), ("no_term", 0), ("no_term", 1)] {
+        let line = new.iter().find(|l| l.starts_with(&format!("{name}\t{seed}\t"))).unwrap_or_else(|| panic!("{name} {seed}: {record}"));
         let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.get(4), Some(&binary.as_str()), "{line}");
+        assert!(fields.get(5).is_some_and(|cpu| cpu.contains('/') && *cpu != "some_cpu/avx2"), "{line}");
         let got: f64 = fields[2].parse().unwrap();
-        if *name != "no_term" || *seed != 1 {
-            assert_eq!(fields.get(4), Some(&binary.as_str()), "{line}");
-            assert!(fields.get(5).is_some_and(|cpu| cpu.contains('/')), "{line}");
-        }
         // Half a unit of the record's last digit: Python and Rust may round a tie differently.
-        assert!((got - value).abs() < 0.0051, "{name} {seed}: recorded {got}, results.json {value}");
-        recorded.insert((*name, *seed), got);
+        assert!((got - miou(name, seed)).abs() < 0.0051, "{name} {seed}: recorded {got}");
+        here.insert((name, seed), got);
     }
 
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("ablation.json")).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1]["name"], "no_term");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "no_term", "done_there"]);
     assert_eq!(rows[1]["settings"]["t2s.contrastive_weight"], 0);
     assert_eq!(rows[1]["settings"]["data.source.len"], 40);
-    let (b0, b1, n0) = (recorded[&("base", 0)], recorded[&("base", 1)], recorded[&("no_term", 0)]);
-    let seeds = |row: &serde_json::Value| -> Vec<f64> { row["seeds"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
-    assert_eq!(seeds(&rows[0]), [b0, b1]);
-    assert_eq!(seeds(&rows[1]), [n0, 42.5]);
-    let mean = rows[1]["mean"].as_f64().unwrap();
-    assert!((mean - (n0 + 42.5) / 2.0).abs() < 0.0051, "mean {mean}");
+    let nums = |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let close = |a: f64, b: f64| (a - b).abs() < 0.0051;
+    // Both platforms hold two complete rows; the one first in the record gives the baseline row.
+    assert_eq!(rows[0]["platform"], "feedface0000 on some_cpu/avx2");
+    assert_eq!(nums(&rows[0]["seeds"]), [40.0, 41.0]);
+    assert_eq!(rows[2]["platform"], "feedface0000 on some_cpu/avx2");
+    assert_eq!(nums(&rows[2]["seeds"]), [44.0, 45.5]);
+    assert_eq!(nums(&rows[2]["delta"]), [4.0, 4.5]);
+    assert!(close(rows[2]["delta_mean"].as_f64().unwrap(), 4.25));
+    // `no_term` is complete only here, so it is compared with this platform's baseline runs.
+    assert!(rows[1]["platform"].as_str().unwrap().starts_with(&binary));
+    let (b, n) = ([here[&("base", 0)], here[&("base", 1)]], [here[&("no_term", 0)], here[&("no_term", 1)]]);
+    assert_eq!(nums(&rows[1]["seeds"]), n);
+    let delta = nums(&rows[1]["delta"]);
+    assert!(close(delta[0], n[0] - b[0]) && close(delta[1], n[1] - b[1]), "{delta:?}");
+    assert!(close(rows[1]["mean"].as_f64().unwrap(), (n[0] + n[1]) / 2.0));
+    assert_eq!(json["rows"][1]["reference"], "base");
+    assert_eq!(json["platforms"].as_array().unwrap().len(), 2);
+    assert_eq!(nums(&json["platforms"][1]["baselines"]["base"]), b);
 
     // A second invocation finds everything recorded: it trains nothing and changes no line.
     std::fs::remove_dir_all(dir.path().join("runs")).unwrap();
