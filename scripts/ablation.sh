@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The contrastive-term study (issue 30): every row of a grid (scripts/ablation_grid.tsv) trained
-# with `t2s demo --methods t2s` (or $METHOD) on every seed, then docs/ablation.json written from the record.
+# with `t2s demo --methods t2s` (or $METHOD, or the row's `method=`) on every seed, then docs/ablation.json
+# written from the record.
 # Every run starts with the demo's source-only warm-up (uda.adapt_from = 200): the same seed
 # gives the same warm-up to every digit, so the rows differ only from the switch on. Runs
 # unattended and resumes where it stopped: each finished (row, seed) appends its mIoU to a record
@@ -21,8 +22,8 @@
 # runs/ablation), SEEDS (default "0 1 2"), ITERS (iterations per run, for a smoke test; default
 # the demo's 800), RECORD (default docs/ablation_runs.tsv), JSON (default docs/ablation.json),
 # JOBS (runs at once, default 1; each gets cores/JOBS rayon threads; CPU runs give the same
-# numbers whatever the thread count), METHOD (the demo method every row trains, default t2s;
-# e.g. t2s_mic for scripts/hrda_grid.tsv), BASELINES (the rows every other row is compared with,
+# numbers whatever the thread count), METHOD (the demo method a row trains unless its settings
+# name one as `method=NAME`; default t2s), BASELINES (the rows every other row is compared with,
 # default "fda_ce_only t2s_default"; the first is the JSON's reference).
 #
 # Cost on the project's 2-core CPU (release build): a run is about 5.3 CPU-minutes with one rayon
@@ -91,25 +92,33 @@ done < <(rows)
 if [ -n "$todo" ]; then todo="$todo $grid_baselines"; fi
 echo "ablation: $binary on $cpu; to run here:${todo:- nothing}"
 
+# The demo method a row trains: its `method=NAME` setting, or $METHOD.
+row_method() {
+  local m=$METHOD kv
+  for kv in $1; do case "$kv" in method=*) m=${kv#method=} ;; esac; done
+  echo "$m"
+}
+
 # One (row, seed): train, then append its mIoU to the record (one short line, written whole).
 run_one() {
-  local name=$1 s=$2 settings=$3 dir="$OUT/$1/seed_$2"
+  local name=$1 s=$2 settings=$3 dir="$OUT/$1/seed_$2" method
+  method=$(row_method "$settings")
   local sets=()
-  for kv in $settings; do sets+=(--set "$kv"); done
-  echo "== $name, seed $s: ${settings:-(the defaults)}"
+  for kv in $settings; do case "$kv" in method=*) ;; *) sets+=(--set "$kv") ;; esac; done
+  echo "== $name, seed $s: $method ${settings:-(the defaults)}"
   rm -rf "$dir.tmp"
   mkdir -p "$OUT/$name"
-  RAYON_NUM_THREADS=$threads "$T2S" --device cpu demo --methods "$METHOD" --seeds "$s" "${iters[@]}" \
+  RAYON_NUM_THREADS=$threads "$T2S" --device cpu demo --methods "$method" --seeds "$s" "${iters[@]}" \
     "${sets[@]}" --output "$dir.tmp" > "$OUT/$name/seed_$s.log" 2>&1 || {
     echo "ablation: $name, seed $s failed; its log: $OUT/$name/seed_$s.log" >&2; return 1; }
   mv "$dir.tmp" "$dir"
-  record "$name" "$s"
+  record "$name" "$s" "$method"
 }
 
 record() {
   local miou
   miou=$(python3 -c 'import json,sys; print(round(100.0 * json.load(open(sys.argv[1]))["methods"][sys.argv[2]]["miou"], 2))' \
-    "$OUT/$1/seed_$2/results.json" "$METHOD")
+    "$OUT/$1/seed_$2/results.json" "$3")
   recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" "$binary" "$cpu" >> "$RECORD"
   echo "== $1, seed $2: mIoU $miou"
 }
@@ -120,7 +129,7 @@ while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
   case " $todo " in *" $name "*) ;; *) continue ;; esac
   for s in $SEEDS; do
     recorded "$name" "$s" && continue
-    if [ -f "$OUT/$name/seed_$s/results.json" ]; then record "$name" "$s"; continue; fi
+    if [ -f "$OUT/$name/seed_$s/results.json" ]; then record "$name" "$s" "$(row_method "${settings:-}")"; continue; fi
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
     run_one "$name" "$s" "${settings:-}" &
   done

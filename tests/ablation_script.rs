@@ -29,13 +29,13 @@ fn ablation(dir: &Path, grid: &Path) -> std::process::Output {
 fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("grid.tsv");
-    let rows = format!("# three rows\nbase\t{SMALL}\nno_term\t{SMALL} t2s.contrastive_weight=0\ndone_there\t{SMALL} t2s.temperature=0.2\n");
+    let rows = format!("# three rows\nbase\t{SMALL}\ndacs_row\t{SMALL} method=dacs t2s.contrastive_weight=0\ndone_there\t{SMALL} t2s.temperature=0.2\n");
     std::fs::write(&grid, rows).unwrap();
     // Another build on another CPU measured the baseline and `done_there` on both seeds (so that row
-    // is not run here), and `no_term` on seed 1 only (so it is run here on both, beside the baseline).
+    // is not run here), and `dacs_row` on seed 1 only (so it is run here on both, beside the baseline).
     let header = "name\tseed\tmiou\tmeasured\tbinary\tcpu\n";
     let there = "\t2026-01-01\tfeedface0000\tsome_cpu/avx2\n";
-    let old: String = [("base", 0, "40"), ("base", 1, "41"), ("done_there", 0, "44"), ("done_there", 1, "45.5"), ("no_term", 1, "42.5")]
+    let old: String = [("base", 0, "40"), ("base", 1, "41"), ("done_there", 0, "44"), ("done_there", 1, "45.5"), ("dacs_row", 1, "42.5")]
         .iter()
         .map(|(n, s, m)| format!("{n}\t{s}\t{m}{there}"))
         .collect();
@@ -54,13 +54,16 @@ fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     assert!(record.starts_with(&format!("{header}{old}")), "earlier lines changed: {record}");
     let new: Vec<&str> = record.lines().skip(6).collect();
     assert_eq!(new.len(), 4, "{record}");
+    // A row's `method=` setting picks the demo method it trains (the others train t2s).
     let miou = |name: &str, seed: u32| -> f64 {
         let f = dir.path().join(format!("runs/{name}/seed_{seed}/results.json"));
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
-        (100.0 * r["methods"]["t2s"]["miou"].as_f64().unwrap() * 100.0).round() / 100.0
+        let method = if name == "dacs_row" { "dacs" } else { "t2s" };
+        assert_eq!(r["methods"].as_object().unwrap().len(), 1, "{r}");
+        (100.0 * r["methods"][method]["miou"].as_f64().unwrap() * 100.0).round() / 100.0
     };
     let mut here = std::collections::HashMap::new();
-    for (name, seed) in [("base", 0), ("base", 1), ("no_term", 0), ("no_term", 1)] {
+    for (name, seed) in [("base", 0), ("base", 1), ("dacs_row", 0), ("dacs_row", 1)] {
         let line = new.iter().find(|l| l.starts_with(&format!("{name}\t{seed}\t"))).unwrap_or_else(|| panic!("{name} {seed}: {record}"));
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields.get(4), Some(&binary.as_str()), "{line}");
@@ -74,7 +77,8 @@ fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("ablation.json")).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["base", "no_term", "done_there"]);
+    assert_eq!(names, ["base", "dacs_row", "done_there"]);
+    assert_eq!(rows[1]["settings"]["method"], "dacs");
     assert_eq!(rows[1]["settings"]["t2s.contrastive_weight"], 0);
     assert_eq!(rows[1]["settings"]["data.source.len"], 40);
     let nums = |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
@@ -86,9 +90,9 @@ fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     assert_eq!(nums(&rows[2]["seeds"]), [44.0, 45.5]);
     assert_eq!(nums(&rows[2]["delta"]), [4.0, 4.5]);
     assert!(close(rows[2]["delta_mean"].as_f64().unwrap(), 4.25));
-    // `no_term` is complete only here, so it is compared with this platform's baseline runs.
+    // `dacs_row` is complete only here, so it is compared with this platform's baseline runs.
     assert!(rows[1]["platform"].as_str().unwrap().starts_with(&binary));
-    let (b, n) = ([here[&("base", 0)], here[&("base", 1)]], [here[&("no_term", 0)], here[&("no_term", 1)]]);
+    let (b, n) = ([here[&("base", 0)], here[&("base", 1)]], [here[&("dacs_row", 0)], here[&("dacs_row", 1)]]);
     assert_eq!(nums(&rows[1]["seeds"]), n);
     let delta = nums(&rows[1]["delta"]);
     assert!(close(delta[0], n[0] - b[0]) && close(delta[1], n[1] - b[1]), "{delta:?}");
