@@ -8,7 +8,8 @@ value}, "seeds": [mIoU % per seed, null where not run yet], "mean", "platform", 
 first baseline of the same platform, "reference", "delta" (per seed) and "delta_mean"}; a row is
 taken from the platform with the most complete rows if it is complete there, else from the
 platform holding the most of its seeds with complete baselines. "platforms" lists every
-platform's baselines. Usage: ablation_json.py GRID RECORD "SEEDS" ["BASELINES"]."""
+platform's baselines. Usage: ablation_json.py GRID RECORD "SEEDS" ["BASELINES"] [--markdown]; with
+--markdown, the rows as the Markdown table docs/results.md shows instead of the JSON."""
 import json
 import sys
 
@@ -25,8 +26,9 @@ def mean(xs):
 
 
 def main():
-    grid, record, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
-    baselines = sys.argv[4].split() if len(sys.argv) > 4 else []
+    args = [a for a in sys.argv[1:] if a != "--markdown"]
+    grid, record, seeds = args[0], args[1], args[2].split()
+    baselines = args[3].split() if len(args) > 3 else []
     measured, order = {}, []
     for i, line in enumerate(open(record, encoding="utf-8")):
         fields = line.rstrip("\n").split("\t")
@@ -64,7 +66,8 @@ def main():
     for name, pairs in lines:
         candidates = ranked if name in baselines else [p for p in ranked if p in with_baselines] or ranked
         done = [p for p in candidates if complete(p, name)]
-        platform = done[0] if done else max(candidates, key=lambda p: sum(x is not None for x in scores(p, name)), default=None)
+        most = max(candidates, key=lambda p: sum(x is not None for x in scores(p, name)), default=None)
+        platform = done[0] if done else most if most and any(x is not None for x in scores(most, name)) else None
         row = {"name": name, "settings": {k: value(v) for k, v in pairs}}
         got = scores(platform, name) if platform else [None] * len(seeds)
         row.update({"seeds": got, "mean": mean(got), "platform": platform})
@@ -74,8 +77,34 @@ def main():
             row.update({"reference": baselines[0], "delta": delta, "delta_mean": mean(delta)})
         rows.append(row)
     platforms = [{"platform": p, "baselines": {b: scores(p, b) for b in baselines}} for p in order]
+    if "--markdown" in sys.argv:
+        markdown(rows, seeds, baselines, order)
+        return
     json.dump({"rows": rows, "platforms": platforms}, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def markdown(rows, seeds, baselines, order):
+    """One table line per row: its settings, mIoU per seed and mean, the difference from the
+    reference on each seed and on average, and which platform (numbered in record order)."""
+    def num(x, signed=False):
+        return "" if x is None else (f"{x:+.2f}" if signed else f"{x:.2f}").replace("-", "−")
+    ref = baselines[0] if baselines else None
+    head = ["row", "settings"] + [f"seed {s}" for s in seeds] + ["mean"]
+    if ref:
+        head += [f"Δ {ref}, per seed", "Δ mean"]
+    print("| " + " | ".join(head + ["platform"]) + " |")
+    print("|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2) + ["---:"]) + "|")
+    for r in rows:
+        settings = " ".join(f"`{k}={json.dumps(v) if not isinstance(v, str) else v}`" for k, v in r["settings"].items())
+        cells = [r["name"], settings] + [num(x) for x in r["seeds"]] + [num(r["mean"])]
+        if ref:
+            cells += [" / ".join(num(d, True) or "–" for d in r["delta"]), num(r["delta_mean"], True)]
+        cells.append(str(order.index(r["platform"]) + 1) if r["platform"] in order else "")
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for i, p in enumerate(order):
+        print(f"Platform {i + 1}: {p}.")
 
 
 main()

@@ -29,7 +29,9 @@ fn ablation(dir: &Path, grid: &Path) -> std::process::Output {
 fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("grid.tsv");
-    let rows = format!("# three rows\nbase\t{SMALL}\ndacs_row\t{SMALL} method=dacs t2s.contrastive_weight=0\ndone_there\t{SMALL} t2s.temperature=0.2\n");
+    let rows = format!(
+        "# three rows\nbase\t{SMALL}\ndacs_row\t{SMALL} method=dacs t2s.contrastive_weight=0\ndone_there\t{SMALL} t2s.temperature=0.2\n"
+    );
     std::fs::write(&grid, rows).unwrap();
     // Another build on another CPU measured the baseline and `done_there` on both seeds (so that row
     // is not run here), and `dacs_row` on seed 1 only (so it is run here on both, beside the baseline).
@@ -100,6 +102,18 @@ fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     assert_eq!(json["rows"][1]["reference"], "base");
     assert_eq!(json["platforms"].as_array().unwrap().len(), 2);
     assert_eq!(nums(&json["platforms"][1]["baselines"]["base"]), b);
+
+    // The same rows as the Markdown table docs/results.md shows.
+    let table = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ablation_json.py"))
+        .args([grid.as_os_str(), dir.path().join("record.tsv").as_os_str()])
+        .args(["0 1", "base", "--markdown"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let line = table.lines().find(|l| l.starts_with("| done_there |")).unwrap_or_else(|| panic!("{table}"));
+    assert!(line.ends_with("`t2s.temperature=0.2` | 44.00 | 45.50 | 44.75 | +4.00 / +4.50 | +4.25 | 1 |"), "{line}");
+    assert!(table.contains("Platform 1: feedface0000 on some_cpu/avx2."), "{table}");
 
     // A second invocation finds everything recorded: it trains nothing and changes no line.
     std::fs::remove_dir_all(dir.path().join("runs")).unwrap();
