@@ -78,15 +78,16 @@ def main():
         rows.append(row)
     platforms = [{"platform": p, "baselines": {b: scores(p, b) for b in baselines}} for p in order]
     if "--markdown" in sys.argv:
-        markdown(rows, seeds, baselines, order)
+        markdown(rows, seeds, baselines, order, platforms)
         return
     json.dump({"rows": rows, "platforms": platforms}, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
-def markdown(rows, seeds, baselines, order):
+def markdown(rows, seeds, baselines, order, platforms):
     """One table line per row: its settings, mIoU per seed and mean, the difference from the
-    reference on each seed and on average, and which platform (numbered in record order)."""
+    reference on each seed and on average, and which platform (numbered in record order); the
+    baselines once more for every other platform that holds them complete."""
     def num(x, signed=False):
         return "" if x is None else (f"{x:+.2f}" if signed else f"{x:.2f}").replace("-", "−")
     ref = baselines[0] if baselines else None
@@ -95,16 +96,26 @@ def markdown(rows, seeds, baselines, order):
         head += [f"Δ {ref}, per seed", "Δ mean"]
     print("| " + " | ".join(head + ["platform"]) + " |")
     print("|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2) + ["---:"]) + "|")
+
+    def line(name, settings, got, platform):
+        cells = [name, settings] + [num(x) for x in got] + [num(mean(got))]
+        if ref:
+            base = next(p["baselines"][ref] for p in platforms if p["platform"] == platform) if platform else [None] * len(got)
+            delta = [round(a - b, 2) if a is not None and b is not None else None for a, b in zip(got, base)]
+            cells += [" / ".join(num(d, True) or "–" for d in delta), num(mean(delta), True)]
+        cells.append(str(order.index(platform) + 1) if platform in order else "")
+        print("| " + " | ".join(cells) + " |")
+
     for r in rows:
         settings = " ".join(f"`{k}={json.dumps(v) if not isinstance(v, str) else v}`" for k, v in r["settings"].items())
-        cells = [r["name"], settings] + [num(x) for x in r["seeds"]] + [num(r["mean"])]
-        if ref:
-            cells += [" / ".join(num(d, True) or "–" for d in r["delta"]), num(r["delta_mean"], True)]
-        cells.append(str(order.index(r["platform"]) + 1) if r["platform"] in order else "")
-        print("| " + " | ".join(cells) + " |")
+        line(r["name"], settings, r["seeds"], r["platform"])
+        if r["name"] in baselines:
+            for p in platforms:
+                got = p["baselines"][r["name"]]
+                if p["platform"] != r["platform"] and None not in got:
+                    line(r["name"], settings, got, p["platform"])
     print()
     for i, p in enumerate(order):
         print(f"Platform {i + 1}: {p}.")
-
 
 main()
