@@ -11,10 +11,10 @@
 # CPU runs are exact on one build and one CPU, but another CPU rounds differently (the matrix
 # products block by its cache sizes), which moves a run's mIoU by a few tenths: a row is only
 # compared with the baselines ($BASELINES) measured by the same build on the same CPU. So a study
-# carries on across machines: on each (build, CPU) the baselines are run first, then every row
-# that no (build, CPU) holds complete together with complete baselines; a (row, seed) in the
-# record for this build and CPU, or with a finished run folder, is skipped; an interrupted one
-# is redone.
+# carries on across machines: on each (build, CPU) it runs the baselines and every row that no
+# (build, CPU) holds complete together with complete baselines, in the grid's order. A (row,
+# seed) in the record for this build and CPU, or with a finished run folder of the same build,
+# CPU and method, is skipped; an interrupted one is redone.
 #
 #   scripts/ablation.sh [GRID]
 #
@@ -41,14 +41,16 @@ RECORD=${RECORD:-docs/ablation_runs.tsv}
 JSON=${JSON:-docs/ablation.json}
 JOBS=${JOBS:-1}
 METHOD=${METHOD:-t2s}
-BASELINES=${BASELINES:-"fda_ce_only t2s_default"}
+BASELINES=${BASELINES-"fda_ce_only t2s_default"}
 iters=()
 if [ -n "${ITERS:-}" ]; then iters=(--iters "$ITERS"); fi
 [ -x "$T2S" ] || { echo "ablation: $T2S is not an executable t2s (build with cargo build --release, or set T2S)" >&2; exit 1; }
 [ -f "$GRID" ] || { echo "ablation: no grid file $GRID" >&2; exit 1; }
 case "$JOBS" in ''|*[!0-9]*|0) echo "ablation: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
 mkdir -p "$OUT"
-[ -f "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\tbinary\tcpu\n' > "$RECORD"
+[ -s "$RECORD" ] || printf 'name\tseed\tmiou\tmeasured\tbinary\tcpu\n' > "$RECORD"
+# A record edited by hand may lack its last newline: a line appended to it must start a new one.
+[ -z "$(tail -c1 "$RECORD")" ] || echo >> "$RECORD"
 # Which build, on which CPU, measured a run: the CPU's name, its widest vector instructions (they
 # pick the kernels) and its data caches as /sys gives them (they set gemm's blocking).
 binary=$(sha256sum "$T2S" | cut -c1-12)
@@ -59,17 +61,20 @@ for c in /sys/devices/system/cpu/cpu0/cache/index*; do
   [ -f "$c/size" ] && [ "$(cat "$c/type" 2>/dev/null)" != Instruction ] && caches="$caches${caches:+-}$(cat "$c/size")"
 done
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -s ' \t' '_')/$simd${caches:+/$caches}"
+# Settings such as data.crop=[192,384] are split into words below and must not be read as globs.
+set -f
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 
 # Whether this build on this CPU has measured (row, seed).
 recorded() {
   awk -F'\t' -v n="$1" -v s="$2" -v b="$binary" -v c="$cpu" \
-    '$1 == n && $2 == s && $5 == b && $6 == c { found = 1 } END { exit !found }' "$RECORD"
+    '{ sub(/\r$/, "") } $1 == n && $2 == s && $5 == b && $6 == c { found = 1 } END { exit !found }' "$RECORD"
 }
 is_baseline() { case " $BASELINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # Whether another (build, CPU) holds every seed of the row and of each baseline in the grid.
 done_elsewhere() {
   awk -F'\t' -v n="$1" -v b="$binary" -v c="$cpu" -v seeds="$SEEDS" -v base="$grid_baselines" '
+    { sub(/\r$/, "") }
     NR > 1 && !($5 == b && $6 == c) { have[$5 "\t" $6, $1, $2] = 1; where[$5 "\t" $6] = 1 }
     END {
       ns = split(seeds, S, " "); nb = split(base, B, " "); B[++nb] = n
@@ -81,9 +86,9 @@ done_elsewhere() {
       exit 1
     }' "$RECORD"
 }
-rows() { grep -v '^#' "$GRID" | grep -v '^[[:space:]]*$' || true; }
+rows() { tr -d '\r' < "$GRID" | grep -v '^#' | grep -v '^[[:space:]]*$' || true; }
 grid_baselines=""
-for b in $BASELINES; do rows | cut -f1 | grep -qx -- "$b" && grid_baselines="$grid_baselines $b"; done
+for b in $BASELINES; do rows | cut -f1 | grep -qxF -- "$b" && grid_baselines="$grid_baselines $b"; done
 # The rows this build on this CPU must run: each not done elsewhere, and the baselines with them.
 todo=""
 while IFS=$'\t' read -r name _; do
@@ -99,6 +104,8 @@ row_method() {
   echo "$m"
 }
 
+stamp() { echo "$binary $cpu iters=${ITERS:-demo} method=$1"; }
+
 # One (row, seed): train, then append its mIoU to the record (one short line, written whole).
 run_one() {
   local name=$1 s=$2 settings=$3 dir="$OUT/$1/seed_$2" method
@@ -111,6 +118,8 @@ run_one() {
   RAYON_NUM_THREADS=$threads "$T2S" --device cpu demo --methods "$method" --seeds "$s" "${iters[@]}" \
     "${sets[@]}" --output "$dir.tmp" > "$OUT/$name/seed_$s.log" 2>&1 || {
     echo "ablation: $name, seed $s failed; its log: $OUT/$name/seed_$s.log" >&2; return 1; }
+  # The folder names what trained it, so a later invocation records it only for the same run.
+  stamp "$method" > "$dir.tmp/platform"
   mv "$dir.tmp" "$dir"
   record "$name" "$s" "$method"
 }
@@ -118,23 +127,29 @@ run_one() {
 record() {
   local miou
   miou=$(python3 -c 'import json,sys; print(round(100.0 * json.load(open(sys.argv[1]))["methods"][sys.argv[2]]["miou"], 2))' \
-    "$OUT/$1/seed_$2/results.json" "$3")
+    "$OUT/$1/seed_$2/results.json" "$3") || return 1
   recorded "$1" "$2" || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$miou" "$(date -u +%Y-%m-%d)" "$binary" "$cpu" >> "$RECORD"
   echo "== $1, seed $2: mIoU $miou"
 }
 
 failed=0
 while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
+  settings=${settings%$'\r'}
   case "$name" in ''|'#'*) continue ;; esac
   case " $todo " in *" $name "*) ;; *) continue ;; esac
   for s in $SEEDS; do
     recorded "$name" "$s" && continue
-    if [ -f "$OUT/$name/seed_$s/results.json" ]; then record "$name" "$s" "$(row_method "${settings:-}")"; continue; fi
+    method=$(row_method "${settings:-}")
+    if [ "$(cat "$OUT/$name/seed_$s/platform" 2>/dev/null)" = "$(stamp "$method")" ]; then
+      record "$name" "$s" "$method" || failed=1
+      continue
+    fi
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
     run_one "$name" "$s" "${settings:-}" &
   done
 done < "$GRID"
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+# `jobs -p` also lists jobs that ended but were not waited for, so no failure goes unseen.
+while [ "$(jobs -p | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
 python3 scripts/ablation_json.py "$GRID" "$RECORD" "$SEEDS" "$grid_baselines" > "$JSON.tmp"
 mv "$JSON.tmp" "$JSON"

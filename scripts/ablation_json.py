@@ -31,7 +31,7 @@ def main():
     baselines = args[3].split() if len(args) > 3 else []
     measured, order = {}, []
     for i, line in enumerate(open(record, encoding="utf-8")):
-        fields = line.rstrip("\n").split("\t")
+        fields = line.rstrip("\r\n").split("\t")
         if i == 0 or not line.strip():
             continue
         if len(fields) < 3:
@@ -43,10 +43,10 @@ def main():
 
     lines = []
     for line in open(grid, encoding="utf-8"):
-        line = line.rstrip("\n")
+        line = line.rstrip("\r\n")
         if line.strip() and not line.startswith("#"):
             name, _, settings = line.partition("\t")
-            lines.append((name, [kv.split("=", 1) for kv in settings.split()]))
+            lines.append((name, settings.split()))
     baselines = [b for b in baselines if b in {n for n, _ in lines}]
 
     def scores(platform, name):
@@ -56,19 +56,20 @@ def main():
         return None not in scores(platform, name)
 
     with_baselines = [p for p in order if all(complete(p, b) for b in baselines)]
-    # The platform with the most complete rows (the first in the record on a tie) gives the baselines.
+    # Rows come from platforms with complete baselines (any, while none has them), the one with the
+    # most complete rows first (the first in the record on a tie).
     ranked = sorted(with_baselines or order, key=lambda p: -sum(complete(p, n) for n, _ in lines))
     if len(order) > 1:
         print(f"ablation_json: {record} holds runs of {len(order)} builds or CPUs ({', '.join(order)}); "
               "each row is compared with the baselines of its own", file=sys.stderr)
 
     rows = []
-    for name, pairs in lines:
-        candidates = ranked if name in baselines else [p for p in ranked if p in with_baselines] or ranked
-        done = [p for p in candidates if complete(p, name)]
-        most = max(candidates, key=lambda p: sum(x is not None for x in scores(p, name)), default=None)
+    for name, raw in lines:
+        done = [p for p in ranked if complete(p, name)]
+        most = max(ranked, key=lambda p: sum(x is not None for x in scores(p, name)), default=None)
         platform = done[0] if done else most if most and any(x is not None for x in scores(most, name)) else None
-        row = {"name": name, "settings": {k: value(v) for k, v in pairs}}
+        pairs = [kv.partition("=") for kv in raw]
+        row = {"name": name, "settings": {k: value(v) for k, _, v in pairs}, "raw": raw}
         got = scores(platform, name) if platform else [None] * len(seeds)
         row.update({"seeds": got, "mean": mean(got), "platform": platform})
         if baselines and platform:
@@ -80,6 +81,8 @@ def main():
     if "--markdown" in sys.argv:
         markdown(rows, seeds, baselines, order, platforms)
         return
+    for row in rows:
+        del row["raw"]
     json.dump({"rows": rows, "platforms": platforms}, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -107,7 +110,7 @@ def markdown(rows, seeds, baselines, order, platforms):
         print("| " + " | ".join(cells) + " |")
 
     for r in rows:
-        settings = " ".join(f"`{k}={json.dumps(v) if not isinstance(v, str) else v}`" for k, v in r["settings"].items())
+        settings = " ".join(f"`{kv}`" for kv in r["raw"])
         line(r["name"], settings, r["seeds"], r["platform"])
         if r["name"] in baselines:
             for p in platforms:
