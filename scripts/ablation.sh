@@ -134,8 +134,6 @@ record() {
 
 failed=0
 while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
-  settings=${settings%$'\r'}
-  case "$name" in ''|'#'*) continue ;; esac
   case " $todo " in *" $name "*) ;; *) continue ;; esac
   for s in $SEEDS; do
     recorded "$name" "$s" && continue
@@ -147,7 +145,7 @@ while IFS=$'\t' read -r name settings || [ -n "$name" ]; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
     run_one "$name" "$s" "${settings:-}" &
   done
-done < "$GRID"
+done < <(rows)
 # `jobs -p` also lists jobs that ended but were not waited for, so no failure goes unseen.
 while [ "$(jobs -p | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 
