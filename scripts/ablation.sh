@@ -27,8 +27,8 @@
 # default "fda_ce_only t2s_default"; the first is the JSON's reference).
 #
 # Cost on the project's 2-core CPU (release build): a run is about 5.3 CPU-minutes with one rayon
-# thread, and a second thread hardly shortens it, so JOBS=2 gives about 2.8 minutes of wall time
-# per run: about 3.8 hours for the 81 runs of the 27-row grid, plus 17 minutes for the baselines
+# thread, and a second thread hardly shortens it, so JOBS=2 gives about 2.6 minutes of wall time
+# per run: about 4.7 hours for the 108 runs of the 36-row grid, plus 17 minutes for the baselines
 # on each further machine (docs/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
