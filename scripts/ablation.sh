@@ -87,6 +87,9 @@ done_elsewhere() {
     }' "$RECORD"
 }
 rows() { tr -d '\r' < "$GRID" | grep -v '^#' | grep -v '^[[:space:]]*$' || true; }
+# A `#base SETTINGS` line gives settings every row starts from (a row's own come after and win):
+# it pins what "the default" meant to a grid when the demo's defaults move on.
+base=$(tr -d '\r' < "$GRID" | sed -n 's/^#base[[:space:]]\{1,\}//p' | head -1)
 grid_baselines=""
 for b in $BASELINES; do rows | cut -f1 | grep -qxF -- "$b" && grid_baselines="$grid_baselines $b"; done
 # The rows this build on this CPU must run: each not done elsewhere, and the baselines with them.
@@ -111,7 +114,7 @@ run_one() {
   local name=$1 s=$2 settings=$3 dir="$OUT/$1/seed_$2" method
   method=$(row_method "$settings")
   local sets=()
-  for kv in $settings; do case "$kv" in method=*) ;; *) sets+=(--set "$kv") ;; esac; done
+  for kv in $base $settings; do case "$kv" in method=*) ;; *) sets+=(--set "$kv") ;; esac; done
   echo "== $name, seed $s: $method ${settings:-(the defaults)}"
   rm -rf "$dir.tmp"
   mkdir -p "$OUT/$name"

@@ -8,7 +8,8 @@ value}, "seeds": [mIoU % per seed, null where not run yet], "mean", "platform", 
 first baseline of the same platform, "reference", "delta" (per seed) and "delta_mean"}; a row is
 taken from the platform with the most complete rows if it is complete there, else from the
 platform holding the most of its seeds with complete baselines. "platforms" lists every
-platform's baselines. Usage: ablation_json.py GRID RECORD "SEEDS" ["BASELINES"] [--markdown]; with
+platform's baselines, and "base" the settings of the grid's `#base` line, which every row starts
+from. Usage: ablation_json.py GRID RECORD "SEEDS" ["BASELINES"] [--markdown]; with
 --markdown, the rows as the Markdown table docs/results.md shows instead of the JSON."""
 import json
 import sys
@@ -41,9 +42,11 @@ def main():
             order.append(platform)
         measured[(platform, fields[0], fields[1])] = float(fields[2])
 
-    lines = []
+    lines, base = [], []
     for line in open(grid, encoding="utf-8"):
         line = line.rstrip("\r\n")
+        if line.startswith("#base") and line[5:6].isspace() and not base:
+            base = line[5:].split()
         if line.strip() and not line.startswith("#"):
             name, _, settings = line.partition("\t")
             lines.append((name, settings.split()))
@@ -83,7 +86,8 @@ def main():
         return
     for row in rows:
         del row["raw"]
-    json.dump({"rows": rows, "platforms": platforms}, sys.stdout, indent=2)
+    base_settings = {k: value(v) for k, _, v in (kv.partition("=") for kv in base)}
+    json.dump({"base": base_settings, "rows": rows, "platforms": platforms}, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

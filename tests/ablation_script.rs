@@ -30,7 +30,7 @@ fn the_study_records_each_run_and_compares_rows_on_one_platform() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("grid.tsv");
     let rows = format!(
-        "# three rows\nbase\t{SMALL}\ndacs_row\t{SMALL} method=dacs t2s.contrastive_weight=0\ndone_there\t{SMALL} t2s.temperature=0.2\n"
+        "# three rows\n#base t2s.fda_beta=0.07\nbase\t{SMALL}\ndacs_row\t{SMALL} method=dacs t2s.contrastive_weight=0 t2s.fda_beta=0.09\ndone_there\t{SMALL} t2s.temperature=0.2\n"
     );
     std::fs::write(&grid, rows).unwrap();
     // Another build on another CPU measured the baseline and `done_there` on both seeds (so that row
@@ -76,10 +76,16 @@ fn the_study_records_each_run_and_compares_rows_on_one_platform() {
         here.insert((name, seed), got);
     }
 
+    // The `#base` line's settings reach every run; a row's own setting of the same key wins.
+    let config = |name: &str| std::fs::read_to_string(dir.path().join(format!("runs/{name}/seed_0/demo_config.toml"))).unwrap();
+    assert!(config("base").contains("fda_beta = 0.07"), "{}", config("base"));
+    assert!(config("dacs_row").contains("fda_beta = 0.09"), "{}", config("dacs_row"));
+
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("ablation.json")).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["base", "dacs_row", "done_there"]);
+    assert_eq!(json["base"]["t2s.fda_beta"], 0.07);
     assert_eq!(rows[1]["settings"]["method"], "dacs");
     assert_eq!(rows[1]["settings"]["t2s.contrastive_weight"], 0);
     assert_eq!(rows[1]["settings"]["data.source.len"], 40);
