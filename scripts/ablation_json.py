@@ -15,6 +15,11 @@ import json
 import sys
 
 
+def as_settings(kvs):
+    """`key=value` words as a dict, each value read as JSON where it is JSON."""
+    return {k: value(v) for k, _, v in (kv.partition("=") for kv in kvs)}
+
+
 def value(text):
     try:
         return json.loads(text)
@@ -71,8 +76,7 @@ def main():
         done = [p for p in ranked if complete(p, name)]
         most = max(ranked, key=lambda p: sum(x is not None for x in scores(p, name)), default=None)
         platform = done[0] if done else most if most and any(x is not None for x in scores(most, name)) else None
-        pairs = [kv.partition("=") for kv in raw]
-        row = {"name": name, "settings": {k: value(v) for k, _, v in pairs}, "raw": raw}
+        row = {"name": name, "settings": as_settings(raw), "raw": raw}
         got = scores(platform, name) if platform else [None] * len(seeds)
         row.update({"seeds": got, "mean": mean(got), "platform": platform})
         if baselines and platform:
@@ -86,8 +90,7 @@ def main():
         return
     for row in rows:
         del row["raw"]
-    base_settings = {k: value(v) for k, _, v in (kv.partition("=") for kv in base)}
-    json.dump({"base": base_settings, "rows": rows, "platforms": platforms}, sys.stdout, indent=2)
+    json.dump({"base": as_settings(base), "rows": rows, "platforms": platforms}, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
