@@ -101,6 +101,23 @@ fn shipped_configs_parse_and_match_their_names() {
     assert_eq!((hrda.detail_crop, cpu.data.crop, cpu.uda.mic, cpu.uda.method), ([96, 192], [192, 384], true, Method::T2s));
 }
 
+/// `configs/synthetic_hrda_mic_t2s.toml` is, setting for setting, the run that docs/results.md
+/// measures as `scripts/hrda_grid.tsv`'s `hrda_t2s_mic_384` row: the demo's configuration with
+/// the row's `--set`s and the demo method `t2s_mic` (`uda.mic = true`), so the file trains what
+/// the table reports.
+#[test]
+fn synthetic_hrda_config_is_the_measured_grid_row() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let grid = std::fs::read_to_string(root.join("scripts/hrda_grid.tsv")).unwrap();
+    let row = grid.lines().find(|l| l.starts_with("hrda_t2s_mic_384\t")).expect("the grid's HRDA row");
+    let mut sets: Vec<String> = row.split_whitespace().skip(1).filter(|kv| !kv.starts_with("method=")).map(str::to_string).collect();
+    assert!(row.contains("method=t2s_mic"), "{row}");
+    sets.push("uda.mic=true".into());
+    let measured = RunConfig::load(&root.join("configs/synthetic_demo.toml"), &sets).unwrap_or_else(|e| panic!("{e}"));
+    let shipped = RunConfig::load(&root.join("configs/synthetic_hrda_mic_t2s.toml"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shipped, measured);
+}
+
 /// No shipped configuration starts with a warning. The only start-up warning is rare class
 /// sampling's collapse (an effective pool under 5 % of the images), so:
 /// - synthetic sources are rendered and counted (those above 256×128 on their first 40 images,
