@@ -114,6 +114,13 @@ fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
             format!("{ip}:{own}")
         }
     };
+    // Burn's node server binds this port on a task of its own and reports nothing when it is
+    // taken: the other machines would only see that it cannot be reached.
+    if let Some(port) = address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()) {
+        std::net::TcpListener::bind(("0.0.0.0", port)).with_context(|| {
+            format!("this node's port {port} (of {address}, where the other machines reach it) is taken: give --node-address HOST:PORT with a free port")
+        })?;
+    }
     // burn-communication's servers install a subscriber printing every connection and transfer
     // (INFO) unless one is installed: this one keeps warnings and errors.
     let _ = tracing_subscriber::fmt().with_max_level(tracing_subscriber::filter::LevelFilter::WARN).with_writer(std::io::stderr).try_init();

@@ -213,11 +213,23 @@ fn a_t2s_group_resumes_exactly() {
 }
 
 /// A free TCP port on 127.0.0.1 (and, for the nodes' own services, the next two).
+/// A coordinator port P for two nodes, with P, P + 1 and P + 2 (the nodes' own) free, below
+/// Linux's ephemeral range (from 32768): a port the system picks could be the next connection's
+/// source port, and a node whose port was taken so could not start its server (1 run in 30).
+/// Each call of this process gets ports of its own.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = (std::process::id() % 1000) * 12;
+    loop {
+        let port = (20000 + (base + 3 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) % 12000) as u16;
+        if (port..port + 3).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return port;
+        }
+    }
 }
 
-/// `t2s train` as node `rank` of two over 127.0.0.1, one CPU replica each, started.
+/// `t2s train` as node `rank` of two over 127.0.0.1, one CPU replica each, started; its standard
+/// error goes to `dir/node<rank>.stderr` (a pipe nobody reads while waiting could fill and block it).
 fn node(dir: &Path, rank: usize, port: u16, args: &[&str]) -> std::process::Child {
     t2s_program()
         .current_dir(dir)
@@ -226,9 +238,14 @@ fn node(dir: &Path, rank: usize, port: u16, args: &[&str]) -> std::process::Chil
         .args(["--node-rank", &rank.to_string()])
         .args(args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join(format!("node{rank}.stderr"))).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// What node `rank` has written to its standard error so far.
+fn node_stderr(dir: &Path, rank: usize) -> String {
+    std::fs::read_to_string(dir.join(format!("node{rank}.stderr"))).unwrap_or_default()
 }
 
 /// Two processes (`--nodes 2`, node 0 running the coordinator) train as the two threads of
@@ -241,9 +258,9 @@ fn two_nodes_over_localhost_train_as_one_replica_averaging_two_sub_batches() {
     let both = |args: &[&str]| {
         let port = free_port();
         let children = [node(dir.path(), 0, port, args), node(dir.path(), 1, port, args)];
-        for (rank, child) in children.into_iter().enumerate() {
-            let o = child.wait_with_output().unwrap();
-            assert!(o.status.success(), "node {rank}, {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        for (rank, mut child) in children.into_iter().enumerate() {
+            let status = child.wait().unwrap();
+            assert!(status.success(), "node {rank}, {args:?}: {}", node_stderr(dir.path(), rank));
         }
     };
     both(&["--config", "run.toml", "--set", "run.name=nodes", "--replica-timeout", "300", "--until", "2"]);
@@ -267,24 +284,46 @@ fn a_killed_node_makes_the_other_fail_within_its_timeout() {
     std::fs::write(dir.path().join("run.toml"), source_only_config().replace("max_iters = 3", "max_iters = 100000")).unwrap();
     let port = free_port();
     let args = ["--config", "run.toml", "--set", "run.name=killed", "--replica-timeout", "10"];
-    let survivor = node(dir.path(), 0, port, &args);
+    let mut survivor = node(dir.path(), 0, port, &args);
     let mut victim = node(dir.path(), 1, port, &args);
     // Killed once training has started (node 0 logs every iteration).
     let metrics = dir.path().join("runs/killed/metrics.jsonl");
     let started = std::time::Instant::now();
     while std::fs::read_to_string(&metrics).map_or(true, |m| m.lines().count() < 2) {
-        assert!(started.elapsed().as_secs() < 300, "the two nodes did not start training");
+        for (rank, child) in [(0, &mut survivor), (1, &mut victim)] {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("node {rank} stopped ({status}) before training started: {}", node_stderr(dir.path(), rank));
+            }
+        }
+        if started.elapsed().as_secs() >= 300 {
+            let _ = (survivor.kill(), victim.kill());
+            panic!("the two nodes did not start training in 300 s:\n{}\n{}", node_stderr(dir.path(), 0), node_stderr(dir.path(), 1));
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     victim.kill().unwrap();
     victim.wait().unwrap();
     let killed_at = std::time::Instant::now();
-    let o = survivor.wait_with_output().unwrap();
+    let status = survivor.wait().unwrap();
     let waited = killed_at.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
+    let stderr = node_stderr(dir.path(), 0);
+    assert!(!status.success(), "{stderr}");
     assert!(waited < 60.0, "node 0 took {waited} s to fail");
     assert!(stderr.contains("replica 0 of 2") && stderr.contains("another machine was lost"), "{stderr}");
+}
+
+/// A node whose own port is taken says so and stops, instead of starting without its server
+/// (the other machines then failed, unable to reach it).
+#[test]
+fn a_taken_node_port_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
+    let port = free_port();
+    let _taken = std::net::TcpListener::bind(("0.0.0.0", port + 2)).unwrap();
+    let status = node(dir.path(), 1, port, &["--config", "run.toml", "--replica-timeout", "300"]).wait().unwrap();
+    let e = node_stderr(dir.path(), 1);
+    assert!(!status.success(), "{e}");
+    assert!(e.contains(&format!("this node's port {} (of ", port + 2)) && e.contains("is taken: give --node-address"), "{e}");
 }
 
 /// SIGTERM (what SLURM sends) to a two-replica run: both replicas agree to stop after the same

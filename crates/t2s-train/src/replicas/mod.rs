@@ -145,8 +145,15 @@ fn within<T: Send + 'static>(
             )));
         }
         if now >= deadline {
+            // Across machines a peer that died in the middle of a sync leaves no error to
+            // report, only silence.
+            let why = if NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                "one of them has stopped or the connection to another machine was lost (their output says why)"
+            } else {
+                "one of them has stopped (its output says why)"
+            };
             return Err(TrainError::Replica(format!(
-                "replica {} of {}: {what}: the other replicas did not answer within {} s; one of them has stopped (its output says why)",
+                "replica {} of {}: {what}: the other replicas did not answer within {} s; {why}",
                 replica.rank,
                 replica.count,
                 replica.timeout.as_secs_f64()

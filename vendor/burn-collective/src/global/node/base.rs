@@ -68,7 +68,13 @@ where
                 async move { cancel_token.cancelled().await }
             });
 
-        runtime.spawn(server);
+        // t2s: a data server that could not start (its port taken) said nothing, and the other
+        // nodes then failed to reach it.
+        runtime.spawn(async move {
+            if let Err(e) = server.await {
+                log::error!("This node's data server stopped or did not start: {e:?}");
+            }
+        });
 
         let worker = GlobalClientWorker::new(&runtime, cancel_token.clone(), global_address);
 
