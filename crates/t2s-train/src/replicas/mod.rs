@@ -180,6 +180,10 @@ fn explain(e: &CollectiveError) -> String {
     let text = format!("{e:?}");
     if text.contains("PeerLost") {
         format!("the connection to another machine was lost; it has stopped (its output says why) ({text})")
+    } else if text.contains("PeerSentIncoherentTensor") {
+        format!(
+            "another machine sent a tensor of another size: every node must run the same configuration (network, classes, batch) ({text})"
+        )
     } else if text.contains("LocalServerMissing") {
         "the collective's server has stopped after an earlier failure (above)".to_string()
     } else {
