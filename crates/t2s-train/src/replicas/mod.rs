@@ -4,11 +4,13 @@
 //! others fail with a clear error instead of hanging.
 
 mod across;
+mod agreement;
 mod coordinator;
 mod gradients;
 mod running_stats;
 
 pub use across::{count_flags, sum_across, sum_class_sums, sum_host};
+pub use agreement::{check_same_run, run_digests};
 pub use coordinator::start_coordinator;
 pub use gradients::mean_gradients;
 pub use running_stats::mean_running_stats;

@@ -97,3 +97,55 @@ fn a_stopped_replica_makes_the_other_fail_within_its_timeout() {
     assert!(e.contains("replica 0 of 2") && e.contains("did not answer within 2 s"), "{e}");
     assert!(waited < Duration::from_secs(30), "waited {waited:?}");
 }
+
+const SYNTHETIC: &str = "[data.source]\nkind = \"synthetic\"\ndomain = \"source\"\nsize = [1024, 512]\n[data.target]\nkind = \"synthetic\"\ndomain = \"target\"\n";
+
+/// The names of the digests of `run_digests` that differ between two (configuration, weights).
+fn differing(a: (&[&str], &Two<AB>), b: (&[&str], &Two<AB>)) -> Vec<&'static str> {
+    let digests = |(sets, module): (&[&str], &Two<AB>)| {
+        let cfg = crate::config::RunConfig::parse(SYNTHETIC, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        run_digests::<AB, _>(&cfg, module)
+    };
+    let (a, b) = (digests(a), digests(b));
+    a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).map(|(x, _)| x.0).collect()
+}
+
+/// Runs whose updates would differ have different digests, and only in the part that differs;
+/// the memory choice of `uda.student_passes`, the data roots and `[train]` may differ.
+#[test]
+fn run_digests_differ_where_the_training_differs() {
+    let (same, other) = (two(), two());
+    let mut changed = two();
+    changed.b = Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32, -1.0, 2.0, 3.5], [2, 2]), &Default::default()));
+    assert_eq!(differing((&[], &same), (&[], &other)), Vec::<&str>::new());
+    let free: &[&str] = &["uda.student_passes=\"sequential\"", "train.recompute=\"blocks\"", "run.output=\"elsewhere\"", "data.workers=9"];
+    assert_eq!(differing((&[], &same), (free, &other)), Vec::<&str>::new());
+    assert_eq!(differing((&[], &same), (&[], &changed)), ["the initial weights (network, model.pretrained, run.seed or the checkpoint)"]);
+    assert_eq!(differing((&[], &same), (&["optim.lr=1e-3"], &same)), ["[optim]"]);
+    assert_eq!(differing((&[], &same), (&["uda.mic=true", "schedule.max_iters=7"], &same)), ["[uda]", "[schedule]"]);
+    assert_eq!(differing((&[], &same), (&["t2s.temperature=0.5"], &same)), ["[t2s]"]);
+}
+
+/// Two replicas (threads) with the same digests go on; with one digest apart, both stop and
+/// name it.
+#[test]
+fn replicas_that_differ_both_stop_naming_the_difference() {
+    let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Duration::from_secs(60);
+    let run = |rank: usize, x: u64| {
+        std::thread::spawn(move || {
+            let r = replica(rank, t);
+            join::<Flex>(&r, Default::default())?;
+            check_same_run::<Flex>(&r, &[("w", 7), ("x", x), ("z", u64::MAX)], &Default::default())
+        })
+    };
+    start_group::<Flex>();
+    let (a, b) = (run(0, 0xDEAD_BEEF), run(1, 0xDEAD_BEEF));
+    assert!(a.join().unwrap().is_ok() && b.join().unwrap().is_ok());
+    start_group::<Flex>();
+    let (a, b) = (run(0, 0xDEAD_BEEF), run(1, 0xDEAD_BEEE));
+    for (rank, e) in [a.join().unwrap().unwrap_err(), b.join().unwrap().unwrap_err()].iter().enumerate() {
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("replica {rank} of 2: the replicas do not run the same training: they differ in x. ")), "{e}");
+    }
+}
