@@ -212,7 +212,6 @@ fn a_t2s_group_resumes_exactly() {
     assert!(records.iter().all(|r| r["replicas"] == 2 && r["loss_t2s"].as_f64().is_some()), "{records:?}");
 }
 
-/// A free TCP port on 127.0.0.1 (and, for the nodes' own services, the next two).
 /// A coordinator port P for two nodes, with P, P + 1 and P + 2 (the nodes' own) free, below
 /// Linux's ephemeral range (from 32768): a port the system picks could be the next connection's
 /// source port, and a node whose port was taken so could not start its server (1 run in 30).
@@ -220,20 +219,23 @@ fn a_t2s_group_resumes_exactly() {
 fn free_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let base = (std::process::id() % 1000) * 12;
-    loop {
-        let port = (20000 + (base + 3 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) % 12000) as u16;
-        if (port..port + 3).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
-            return port;
-        }
-    }
+    (0..4000)
+        .map(|_| (20000 + (base + 3 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) % 12000) as u16)
+        .find(|&port| (port..port + 3).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()))
+        .expect("no three free ports in a row between 20000 and 32000")
 }
 
 /// `t2s train` as node `rank` of two over 127.0.0.1, one CPU replica each, started; its standard
 /// error goes to `dir/node<rank>.stderr` (a pipe nobody reads while waiting could fill and block it).
 fn node(dir: &Path, rank: usize, port: u16, args: &[&str]) -> std::process::Child {
+    node_on(dir, rank, port, "cpu", args)
+}
+
+/// [`node`] with a replica per device of `devices`.
+fn node_on(dir: &Path, rank: usize, port: u16, devices: &str, args: &[&str]) -> std::process::Child {
     t2s_program()
         .current_dir(dir)
-        .args(["--device", "cpu", "train", "--nodes", "2", "--coordinator"])
+        .args(["--device", devices, "train", "--nodes", "2", "--coordinator"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["--node-rank", &rank.to_string()])
         .args(args)
@@ -343,11 +345,30 @@ fn nodes_with_different_runs_are_told_so() {
     assert!(!s0.success() && !s1.success(), "{e:?}");
     for (rank, e) in e.iter().enumerate() {
         let told = format!(
-            "replica {rank} of 2: the replicas do not run the same training: they differ in the initial weights (network, model.pretrained, run.seed or the checkpoint), [optim]. Start every node"
+            "replica {rank} of 2: the replicas do not run the same training: they differ in the initial weights (network, model.pretrained, run.seed or the checkpoint), [model], [optim]. Start every node"
         );
         assert!(e.contains(&told), "{e}");
     }
     assert!(!dir.path().join("runs/mixed/metrics.jsonl").exists() || training_records(&dir.path().join("runs/mixed")).is_empty());
+}
+
+/// Nodes with different numbers of devices join Burn's collective all the same; they stop
+/// before their first iteration, saying so.
+#[test]
+fn nodes_with_different_device_counts_are_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
+    let port = free_port();
+    let args = ["--config", "run.toml", "--set", "run.name=uneven", "--replica-timeout", "300"];
+    let mut first = node_on(dir.path(), 0, port, "cpu,cpu", &args);
+    let mut second = node(dir.path(), 1, port, &args);
+    let (s0, s1) = (first.wait().unwrap(), second.wait().unwrap());
+    let e = [node_stderr(dir.path(), 0), node_stderr(dir.path(), 1)];
+    assert!(!s0.success() && !s1.success(), "{e:?}");
+    for (e, count) in e.iter().zip([4, 2]) {
+        let told = format!("they differ in the number of replicas (3 in all, not {count}: every node needs as many devices)");
+        assert!(e.contains(&told), "{e}");
+    }
 }
 
 /// SIGTERM (what SLURM sends) to a two-replica run: both replicas agree to stop after the same

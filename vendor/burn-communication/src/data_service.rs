@@ -246,7 +246,11 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
 
                         let bytes = self.get_exposed_tensor_bytes(transfer_id).await.unwrap();
 
-                        channel.send(Message::new(bytes)).await.unwrap();
+                        // t2s: a downloader that went away ends this connection (was an unwrap).
+                        if channel.send(Message::new(bytes)).await.is_err() {
+                            log::info!("Closed connection while sending a tensor");
+                            return;
+                        }
                     } else {
                         log::info!("Closed connection");
                         return;

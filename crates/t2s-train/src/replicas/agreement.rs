@@ -1,58 +1,103 @@
 //! Before the first iteration the replicas check that they run the same training: the same
-//! initial weights and the same settings of the sections that decide each update. Replicas that
+//! initial weights and the same settings of everything that decides an update. Replicas that
 //! differ would otherwise average gradients of different models, or step with different
 //! learning rates, and drift apart without an error (PyTorch's DDP broadcasts rank 0's weights
 //! instead; Burn's collective has no global broadcast, docs/data-parallel.md).
 
+use std::time::Duration;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use serde::Serialize;
+use serde_json::Value;
 
-use super::{count_flags, sum_host, Replica};
+use super::{count_flags, sum_host, Replica, NODES};
 use crate::config::RunConfig;
 use crate::{Result, TrainError};
 
+/// What may differ from machine to machine: where the files are, how they are read, the numeric
+/// format and recomputation of the passes (`[train]`), evaluation and output (`[eval]`, `[run]`
+/// but its seed), and `uda.student_passes` (a memory choice that changes only float rounding).
+const PER_MACHINE: &[&str] = &["root", "mapping", "name", "workers", "prefetch", "pretrained", "student_passes"];
+
 /// What every replica must share, each with a digest: the student's weights (its network,
-/// `model.pretrained`'s content, `run.seed`'s draws, or the checkpoint resumed from), `[uda]`
-/// (but `student_passes`, a memory choice that changes only float rounding), `[t2s]`, `[optim]`
-/// and `[schedule]`. Data roots, `[train]` (precision, recomputation) and `[eval]` may differ
-/// per machine.
-pub fn run_digests<B: Backend, M: Module<B>>(cfg: &RunConfig, student: &M) -> Vec<(&'static str, u64)> {
+/// `model.pretrained`'s content, `run.seed`'s draws, or the checkpoint resumed from); `[model]`,
+/// `[data]` (but its evaluation sets), `[uda]`, `[t2s]`, `[optim]` and `[schedule]`, less the
+/// [`PER_MACHINE`] keys; `run.seed`; and the iteration the run stops at (`until`, `--until`).
+pub fn run_digests<B: Backend, M: Module<B>>(cfg: &RunConfig, student: &M, until: usize) -> Result<Vec<(&'static str, u64)>> {
     let mut weights = WeightDigest { hash: FNV_OFFSET };
     student.visit(&mut weights);
-    let mut uda = cfg.uda.clone();
-    uda.student_passes = crate::config::StudentPasses::Joint;
-    vec![
+    let mut whole = serde_json::to_value(cfg).map_err(|e| TrainError::Replica(format!("describing the run to compare it: {e}")))?;
+    if let Some(data) = whole.get_mut("data").and_then(Value::as_object_mut) {
+        data.remove("eval");
+    }
+    drop_keys(&mut whole, PER_MACHINE);
+    let section = |name: &str| digest_of(&whole[name]);
+    Ok(vec![
         ("the initial weights (network, model.pretrained, run.seed or the checkpoint)", weights.hash),
-        ("[uda]", section_digest(&uda)),
-        ("[t2s]", section_digest(&cfg.t2s)),
-        ("[optim]", section_digest(&cfg.optim)),
-        ("[schedule]", section_digest(&cfg.schedule)),
-    ]
+        ("[model]", section("model")),
+        ("[data] (but roots, workers and evaluation sets)", section("data")),
+        ("[uda]", section("uda")),
+        ("[t2s]", section("t2s")),
+        ("[optim]", section("optim")),
+        ("[schedule]", section("schedule")),
+        ("run.seed", digest_of(&whole["run"]["seed"])),
+        ("the iteration to stop at (--until)", fnv1a(FNV_OFFSET, &(until as u64).to_le_bytes())),
+    ])
 }
 
 /// Fails, on every replica, when any two replicas' [`run_digests`] differ, naming what differs.
-/// Two collective calls: the digests summed (in bytes, each sum exact in f32 up to 65,793
-/// replicas), then each replica's verdict, so that all of them stop together.
+/// Two collective calls: the digests' bytes and a 1 per replica summed (each sum exact in f32
+/// below 65,793 replicas), then each replica's verdict, so that all of them stop together.
 pub fn check_same_run<B: Backend>(replica: &Replica, digests: &[(&'static str, u64)], device: &B::Device) -> Result<()> {
-    let bytes: Vec<f64> = digests.iter().flat_map(|(_, d)| d.to_le_bytes()).map(f64::from).collect();
-    let sums = sum_host::<B>(Some(replica), "comparing the replicas' runs", &bytes, device)?;
-    let n = replica.count as f64;
+    let mut values: Vec<f64> = digests.iter().flat_map(|(_, d)| d.to_le_bytes()).map(f64::from).collect();
+    values.push(1.0);
+    let sums = sum_host::<B>(Some(replica), "comparing the replicas' runs", &values, device)?;
+    if sums.len() != values.len() {
+        return Err(TrainError::Replica(format!(
+            "replica {}: comparing the replicas' runs: {} sums for {} values",
+            replica.rank,
+            sums.len(),
+            values.len()
+        )));
+    }
+    // Nodes with other numbers of devices join all the same; their count is the last sum.
+    let n = sums[values.len() - 1];
+    let bytes = &values[..values.len() - 1];
     // Every replica equal to the mean is every replica equal: one that differs sees it.
-    let differs: Vec<bool> =
+    let mut differs: Vec<bool> =
         bytes.chunks(8).zip(sums.chunks(8)).map(|(own, sum)| own.iter().zip(sum).any(|(o, s)| (s - n * o).abs() > 0.5)).collect();
+    differs.push((n - replica.count as f64).abs() > 0.5);
     let counts = count_flags::<B>(replica, &differs, device)?;
-    let names: Vec<&str> = digests.iter().zip(&counts).filter(|(_, &c)| c > 0).map(|((name, _), _)| *name).collect();
+    let mut names: Vec<String> = digests.iter().zip(&counts).filter(|(_, &c)| c > 0).map(|((name, _), _)| name.to_string()).collect();
+    if counts[digests.len()] > 0 {
+        names.push(format!("the number of replicas ({} in all, not {}: every node needs as many devices)", n.round(), replica.count));
+    }
     if names.is_empty() {
         return Ok(());
     }
+    if NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        // As in `leave`: the others may still be fetching the verdict from this node.
+        std::thread::sleep(Duration::from_secs(2));
+    }
     Err(TrainError::Replica(format!(
-        "replica {} of {}: the replicas do not run the same training: they differ in {}. Start every node with the same configuration file, --set options and model.pretrained weights",
+        "replica {} of {}: the replicas do not run the same training: they differ in {}. Start every node with the same configuration file, --set options, --until and model.pretrained weights (and --resume the same run folder, on a file system every node sees)",
         replica.rank,
         replica.count,
         names.join(", ")
     )))
+}
+
+/// Removes every key named in `keys`, at any depth.
+fn drop_keys(v: &mut Value, keys: &[&str]) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|k, _| !keys.contains(&k.as_str()));
+            map.values_mut().for_each(|v| drop_keys(v, keys));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| drop_keys(v, keys)),
+        _ => {}
+    }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -66,9 +111,9 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-/// The digest of a configuration section's TOML text (fields in declaration order).
-fn section_digest<T: Serialize>(section: &T) -> u64 {
-    fnv1a(FNV_OFFSET, toml::to_string(section).unwrap_or_default().as_bytes())
+/// The digest of a configuration value's JSON text (objects with sorted keys).
+fn digest_of(v: &Value) -> u64 {
+    fnv1a(FNV_OFFSET, v.to_string().as_bytes())
 }
 
 /// Digests every parameter's shape and values, in the module's visit order.

@@ -100,30 +100,50 @@ fn a_stopped_replica_makes_the_other_fail_within_its_timeout() {
 
 const SYNTHETIC: &str = "[data.source]\nkind = \"synthetic\"\ndomain = \"source\"\nsize = [1024, 512]\n[data.target]\nkind = \"synthetic\"\ndomain = \"target\"\n";
 
-/// The names of the digests of `run_digests` that differ between two (configuration, weights).
-fn differing(a: (&[&str], &Two<AB>), b: (&[&str], &Two<AB>)) -> Vec<&'static str> {
-    let digests = |(sets, module): (&[&str], &Two<AB>)| {
+/// The names of the digests of `run_digests` that differ between two (configuration, weights,
+/// iteration to stop at).
+fn differing(a: (&[&str], &Two<AB>, usize), b: (&[&str], &Two<AB>, usize)) -> Vec<&'static str> {
+    let digests = |(sets, module, until): (&[&str], &Two<AB>, usize)| {
         let cfg = crate::config::RunConfig::parse(SYNTHETIC, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        run_digests::<AB, _>(&cfg, module)
+        run_digests::<AB, _>(&cfg, module, until).unwrap()
     };
     let (a, b) = (digests(a), digests(b));
     a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).map(|(x, _)| x.0).collect()
 }
 
 /// Runs whose updates would differ have different digests, and only in the part that differs;
-/// the memory choice of `uda.student_passes`, the data roots and `[train]` may differ.
+/// what may differ per machine (`uda.student_passes`, `[train]`, `[run]` but its seed, data
+/// workers and evaluation sets) changes none.
 #[test]
 fn run_digests_differ_where_the_training_differs() {
     let (same, other) = (two(), two());
     let mut changed = two();
     changed.b = Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32, -1.0, 2.0, 3.5], [2, 2]), &Default::default()));
-    assert_eq!(differing((&[], &same), (&[], &other)), Vec::<&str>::new());
-    let free: &[&str] = &["uda.student_passes=\"sequential\"", "train.recompute=\"blocks\"", "run.output=\"elsewhere\"", "data.workers=9"];
-    assert_eq!(differing((&[], &same), (free, &other)), Vec::<&str>::new());
-    assert_eq!(differing((&[], &same), (&[], &changed)), ["the initial weights (network, model.pretrained, run.seed or the checkpoint)"]);
-    assert_eq!(differing((&[], &same), (&["optim.lr=1e-3"], &same)), ["[optim]"]);
-    assert_eq!(differing((&[], &same), (&["uda.mic=true", "schedule.max_iters=7"], &same)), ["[uda]", "[schedule]"]);
-    assert_eq!(differing((&[], &same), (&["t2s.temperature=0.5"], &same)), ["[t2s]"]);
+    let none = Vec::<&str>::new();
+    assert_eq!(differing((&[], &same, 9), (&[], &other, 9)), none);
+    let free: &[&str] = &[
+        "uda.student_passes=\"sequential\"",
+        "train.recompute=\"blocks\"",
+        "run.output=\"elsewhere\"",
+        "run.name=\"n1\"",
+        "data.workers=9",
+        "data.eval=[{kind=\"synthetic\",domain=\"target\",len=3}]",
+        "eval.interval=5",
+    ];
+    assert_eq!(differing((&[], &same, 9), (free, &other, 9)), none);
+    assert_eq!(
+        differing((&[], &same, 9), (&[], &changed, 9)),
+        ["the initial weights (network, model.pretrained, run.seed or the checkpoint)"]
+    );
+    assert_eq!(differing((&[], &same, 9), (&["optim.lr=1e-3"], &same, 9)), ["[optim]"]);
+    assert_eq!(differing((&[], &same, 9), (&["uda.mic=true", "schedule.max_iters=7"], &same, 9)), ["[uda]", "[schedule]"]);
+    assert_eq!(differing((&[], &same, 9), (&["t2s.temperature=0.5"], &same, 9)), ["[t2s]"]);
+    assert_eq!(
+        differing((&[], &same, 9), (&["data.batch_size=4", "run.seed=3"], &same, 9)),
+        ["[data] (but roots, workers and evaluation sets)", "run.seed"]
+    );
+    assert_eq!(differing((&[], &same, 9), (&["model.projection_dim=16"], &same, 9)), ["[model]"]);
+    assert_eq!(differing((&[], &same, 9), (&[], &same, 8)), ["the iteration to stop at (--until)"]);
 }
 
 /// Two replicas (threads) with the same digests go on; with one digest apart, both stop and

@@ -44,7 +44,8 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
     let (mut run, mut student) = open_run::<B>(cfg, opts, device)?;
     if let Some(r) = &replica {
         crate::replicas::join::<B::InnerBackend>(r, device.clone())?;
-        let digests = crate::replicas::run_digests::<B, _>(cfg, &student);
+        let until = opts.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters);
+        let digests = crate::replicas::run_digests::<B, _>(cfg, &student, until)?;
         crate::replicas::check_same_run::<B::InnerBackend>(r, &digests, device)?;
     }
     let writes = replica.is_none_or(|r| r.writes());

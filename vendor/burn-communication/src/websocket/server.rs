@@ -100,7 +100,8 @@ impl CommunicationChannel for WsServerChannel {
                 Err(err) => Err(WsServerError::Axum(err)),
                 msg => Err(WsServerError::UnknownMessage(format!("{msg:?}"))),
             },
-            None => todo!(),
+            // t2s: a stream that has ended is a closed connection (0.21.0: `todo!()`).
+            None => Ok(None),
         }
     }
 
