@@ -282,36 +282,48 @@ fn two_nodes_over_localhost_train_as_one_replica_averaging_two_sub_batches() {
 /// `--replica-timeout` (10 s) and the time to notice, instead of hanging.
 #[test]
 fn a_killed_node_makes_the_other_fail_within_its_timeout() {
+    killed_node_case(1);
+}
+
+/// The same with node 0 killed: the coordinator and the tree's root go with it.
+#[test]
+fn a_killed_node_0_makes_the_other_fail_within_its_timeout() {
+    killed_node_case(0);
+}
+
+/// Two nodes train; node `victim` is killed once training has started; the other must fail,
+/// saying that another machine was lost, within a minute.
+fn killed_node_case(victim: usize) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("run.toml"), source_only_config().replace("max_iters = 3", "max_iters = 100000")).unwrap();
     let port = free_port();
     let args = ["--config", "run.toml", "--set", "run.name=killed", "--replica-timeout", "10"];
-    let mut survivor = node(dir.path(), 0, port, &args);
-    let mut victim = node(dir.path(), 1, port, &args);
+    let mut nodes = [node(dir.path(), 0, port, &args), node(dir.path(), 1, port, &args)];
     // Killed once training has started (node 0 logs every iteration).
     let metrics = dir.path().join("runs/killed/metrics.jsonl");
     let started = std::time::Instant::now();
     while std::fs::read_to_string(&metrics).map_or(true, |m| m.lines().count() < 2) {
-        for (rank, child) in [(0, &mut survivor), (1, &mut victim)] {
+        for (rank, child) in nodes.iter_mut().enumerate() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("node {rank} stopped ({status}) before training started: {}", node_stderr(dir.path(), rank));
             }
         }
         if started.elapsed().as_secs() >= 300 {
-            let _ = (survivor.kill(), victim.kill());
+            nodes.iter_mut().for_each(|c| drop(c.kill()));
             panic!("the two nodes did not start training in 300 s:\n{}\n{}", node_stderr(dir.path(), 0), node_stderr(dir.path(), 1));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    let survivor = 1 - victim;
+    nodes[victim].kill().unwrap();
+    nodes[victim].wait().unwrap();
     let killed_at = std::time::Instant::now();
-    let status = survivor.wait().unwrap();
+    let status = nodes[survivor].wait().unwrap();
     let waited = killed_at.elapsed().as_secs_f64();
-    let stderr = node_stderr(dir.path(), 0);
+    let stderr = node_stderr(dir.path(), survivor);
     assert!(!status.success(), "{stderr}");
-    assert!(waited < 60.0, "node 0 took {waited} s to fail");
-    assert!(stderr.contains("replica 0 of 2") && stderr.contains("another machine was lost"), "{stderr}");
+    assert!(waited < 60.0, "node {survivor} took {waited} s to fail");
+    assert!(stderr.contains(&format!("replica {survivor} of 2")) && stderr.contains("another machine was lost"), "{stderr}");
 }
 
 /// A node whose own port is taken says so and stops, instead of starting without its server
