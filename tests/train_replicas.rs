@@ -340,21 +340,27 @@ fn a_taken_node_port_is_named() {
     assert!(e.contains(&format!("this node's port {} (of ", port + 2)) && e.contains("is taken: give --node-address"), "{e}");
 }
 
+/// Nodes 0 and 1 started in `dir` with (devices, arguments) each, both expected to fail; their
+/// standard errors.
+fn two_failing_nodes(dir: &Path, nodes: [(&str, &[&str]); 2]) -> [String; 2] {
+    let port = free_port();
+    let children = [0, 1].map(|rank| node_on(dir, rank, port, nodes[rank].0, nodes[rank].1));
+    let statuses = children.map(|mut c| c.wait().unwrap());
+    let e = [node_stderr(dir, 0), node_stderr(dir, 1)];
+    assert!(statuses.iter().all(|s| !s.success()), "{e:?}");
+    e
+}
+
 /// Nodes started with different networks and learning rates stop before their first
 /// iteration, both naming what differs, instead of averaging gradients of different models.
 #[test]
 fn nodes_with_different_runs_are_told_so() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
-    let port = free_port();
     let args = ["--config", "run.toml", "--set", "run.name=mixed", "--replica-timeout", "300"];
-    let mut first = node(dir.path(), 0, port, &args);
     let mut other: Vec<&str> = args.to_vec();
     other.extend(["--set", "model.network.decode_head.channels=24", "--set", "optim.lr=2e-3"]);
-    let mut second = node(dir.path(), 1, port, &other);
-    let (s0, s1) = (first.wait().unwrap(), second.wait().unwrap());
-    let e = [node_stderr(dir.path(), 0), node_stderr(dir.path(), 1)];
-    assert!(!s0.success() && !s1.success(), "{e:?}");
+    let e = two_failing_nodes(dir.path(), [("cpu", &args), ("cpu", &other)]);
     for (rank, e) in e.iter().enumerate() {
         let told = format!(
             "replica {rank} of 2: the replicas do not run the same training: they differ in the initial weights (network, model.pretrained, run.seed or the checkpoint), [model], [optim]. Start every node"
@@ -370,13 +376,8 @@ fn nodes_with_different_runs_are_told_so() {
 fn nodes_with_different_device_counts_are_told_so() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
-    let port = free_port();
     let args = ["--config", "run.toml", "--set", "run.name=uneven", "--replica-timeout", "300"];
-    let mut first = node_on(dir.path(), 0, port, "cpu,cpu", &args);
-    let mut second = node(dir.path(), 1, port, &args);
-    let (s0, s1) = (first.wait().unwrap(), second.wait().unwrap());
-    let e = [node_stderr(dir.path(), 0), node_stderr(dir.path(), 1)];
-    assert!(!s0.success() && !s1.success(), "{e:?}");
+    let e = two_failing_nodes(dir.path(), [("cpu,cpu", &args), ("cpu", &args)]);
     for (e, count) in e.iter().zip([4, 2]) {
         let told = format!("they differ in the number of replicas (3 in all, not {count}: every node needs as many devices)");
         assert!(e.contains(&told), "{e}");

@@ -4,14 +4,12 @@
 //! learning rates, and drift apart without an error (PyTorch's DDP broadcasts rank 0's weights
 //! instead; Burn's collective has no global broadcast, docs/data-parallel.md).
 
-use std::time::Duration;
-
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde_json::Value;
 
-use super::{count_flags, sum_host, Replica, NODES};
+use super::{count_flags, linger_across_machines, sum_host, Replica};
 use crate::config::RunConfig;
 use crate::{Result, TrainError};
 
@@ -76,10 +74,7 @@ pub fn check_same_run<B: Backend>(replica: &Replica, digests: &[(&'static str, u
     if names.is_empty() {
         return Ok(());
     }
-    if NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-        // As in `leave`: the others may still be fetching the verdict from this node.
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    linger_across_machines();
     Err(TrainError::Replica(format!(
         "replica {} of {}: the replicas do not run the same training: they differ in {}. Start every node with the same configuration file, --set options, --until and model.pretrained weights (and --resume the same run folder, on a file system every node sees)",
         replica.rank,

@@ -114,10 +114,22 @@ pub fn join<B: Backend>(replica: &Replica, device: B::Device) -> Result<()> {
 /// longer: the others may still be fetching this exchange's result from its data service.
 pub fn leave<B: Backend>(replica: &Replica, device: &B::Device) -> Result<()> {
     count_flags::<B>(replica, &[true], device)?;
-    if NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+    linger_across_machines();
+    Ok(())
+}
+
+/// Whether this process's replicas meet other machines' ([`set_nodes`]).
+fn across_machines() -> bool {
+    NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
+/// Across machines, waits 2 s before this process leaves the group (the end of a run, or an
+/// error all replicas agreed on): the others may still be fetching the last exchange's result
+/// from its data service.
+fn linger_across_machines() {
+    if across_machines() {
         std::thread::sleep(Duration::from_secs(2));
     }
-    Ok(())
 }
 
 /// Runs the blocking collective call `f` on a thread of its own and waits at most
@@ -149,7 +161,7 @@ fn within<T: Send + 'static>(
         if now >= deadline {
             // Across machines a peer that died in the middle of a sync leaves no error to
             // report, only silence.
-            let why = if NODES.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            let why = if across_machines() {
                 "one of them has stopped or the connection to another machine was lost (their output says why)"
             } else {
                 "one of them has stopped (its output says why)"

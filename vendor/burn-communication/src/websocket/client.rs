@@ -67,7 +67,7 @@ impl CommunicationChannel for WsClientChannel {
                 Err(err) => Err(WsClientError::Tungstenite(err)),
                 msg => Err(WsClientError::UnknownMessage(format!("{msg:?}"))),
             },
-            // t2s: a stream that has ended is a closed connection (0.21.0: `todo!()`).
+            // t2s: a stream that has ended is a closed connection (0.21.0 panicked here).
             None => Ok(None),
         }
     }

@@ -100,7 +100,7 @@ impl CommunicationChannel for WsServerChannel {
                 Err(err) => Err(WsServerError::Axum(err)),
                 msg => Err(WsServerError::UnknownMessage(format!("{msg:?}"))),
             },
-            // t2s: a stream that has ended is a closed connection (0.21.0: `todo!()`).
+            // t2s: a stream that has ended is a closed connection (0.21.0 panicked here).
             None => Ok(None),
         }
     }
