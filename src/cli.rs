@@ -125,6 +125,11 @@ pub struct PredictArgs {
     /// windows (an estimate from the network's shapes; raise it on a large GPU).
     #[arg(long, default_value_t = 8.0, value_name = "GIB")]
     pub memory_budget: f64,
+
+    /// For an HRDA network: predict with the `fused` prediction (the network's), or the `detail`
+    /// or `context` scale alone.
+    #[arg(long, default_value_t = t2s_model::HrdaBranch::Fused, value_name = "fused|detail|context")]
+    pub hrda_output: t2s_model::HrdaBranch,
 }
 
 /// `predict --mode`.

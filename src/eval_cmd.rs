@@ -43,6 +43,12 @@ pub struct EvalArgs {
     /// Numeric format of the network's pass: f32, or bf16 (CUDA, the CPU, wgpu adapters with bf16).
     #[arg(long, default_value_t = t2s_model::Precision::F32)]
     pub precision: t2s_model::Precision,
+
+    /// For an HRDA network: score the `fused` prediction (the network's), or the `detail` or
+    /// `context` scale alone, to see what each contributes. Its tables and pictures are named
+    /// for it (`eval_<set>_detail.json`, `<image>_pred_detail.png`), beside the fusion's.
+    #[arg(long, default_value_t = t2s_model::HrdaBranch::Fused, value_name = "fused|detail|context")]
+    pub hrda_output: t2s_model::HrdaBranch,
 }
 
 /// The command, run on the selected backend.
@@ -71,7 +77,12 @@ impl BackendTask for Eval {
             (Some(report), Some(w)) => eprintln!("weights: {}: {report}", w.display()),
             _ => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
         }
-        let model = crate::at_precision(&loaded.model, a.precision, &device)?;
+        let model = crate::at_precision(&loaded.model, a.precision, &device)?
+            .with_hrda_branch(a.hrda_output)
+            .with_context(|| format!("--hrda-output {}", a.hrda_output))?;
+        let one_scale = a.hrda_output != t2s_model::HrdaBranch::Fused;
+        // One scale's tables and pictures sit beside the fusion's, named for the scale.
+        let suffix = if one_scale { format!("_{}", a.hrda_output) } else { String::new() };
         let output = a.output.clone().unwrap_or_else(|| default_output(weights.as_deref()));
         std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
         let keep = a.images.unwrap_or(config.eval.save_images);
@@ -88,7 +99,8 @@ impl BackendTask for Eval {
                     loaded.config.num_classes
                 );
             }
-            let options = config.eval_options(set, &opened.name, classes, "given");
+            let label = if one_scale { format!("given, HRDA {} prediction alone", a.hrda_output) } else { "given".into() };
+            let options = config.eval_options(set, &opened.name, classes, &label);
             let bar = Progress::new(
                 &format!("eval {}", opened.name),
                 opened.dataset.len(),
@@ -98,10 +110,10 @@ impl BackendTask for Eval {
             let (report, kept) =
                 t2s_train::evaluate(&model, &device, opened.dataset.as_ref(), &options, keep, &|n| bar.set_position(n as u64))?;
             bar.finish_and_clear();
-            let stem = format!("eval_{}", opened.name.replace([' ', '/'], "_"));
+            let stem = format!("eval_{}{suffix}", opened.name.replace([' ', '/'], "_"));
             report.write(&output, &stem)?;
             println!("{}", report.table());
-            t2s_train::save_kept(&kept, opened.dataset.label_space(), &output)?;
+            t2s_train::save_kept(&kept, opened.dataset.label_space(), &output, &suffix)?;
             eprintln!("wrote {}/{stem}.json and .md", output.display());
         }
         Ok(())

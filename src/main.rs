@@ -147,7 +147,9 @@ impl BackendTask for Predict {
             bar.set_position(done as u64);
         };
         let report = t2s_train::predict_images(
-            &crate::at_precision(&loaded.model, a.precision, &device)?,
+            &crate::at_precision(&loaded.model, a.precision, &device)?
+                .with_hrda_branch(a.hrda_output)
+                .with_context(|| format!("--hrda-output {}", a.hrda_output))?,
             &loaded.config,
             &device,
             &images,

@@ -107,3 +107,51 @@ fn eval_rejects_configs_without_eval_sets_and_unknown_keys() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("intervall"));
 }
+
+/// `--hrda-output detail|context` scores one scale of an HRDA network alone (its numbers are
+/// checked against the attention's extremes in t2s-model); the tables say so in their names and
+/// labels, and a single-scale network is refused.
+#[test]
+fn eval_scores_one_hrda_scale_alone_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let hrda = common::tiny_source_only_run() + "\n[model.network.hrda]\ndetail_crop = [16, 32]\ncrop_divisible = 16\n";
+    std::fs::write(dir.path().join("hrda.toml"), hrda).unwrap();
+    let eval = |args: &[&str]| {
+        let o = t2s(dir.path()).args(["eval", "--config", "hrda.toml", "--images", "1"]).args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    eval(&["--output", "out"]);
+    eval(&["--output", "out", "--hrda-output", "context"]);
+    eval(&["--output", "out", "--hrda-output", "detail"]);
+    let report = |path: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.path().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let pixels = |r: &serde_json::Value| -> u64 { r["confusion"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum() };
+    let fused = report("out/eval_synthetic_target_val.json");
+    assert_eq!(fused["weights"], "given");
+    for (path, label) in [
+        ("out/eval_synthetic_target_val_context.json", "given, HRDA context prediction alone"),
+        ("out/eval_synthetic_target_val_detail.json", "given, HRDA detail prediction alone"),
+    ] {
+        let r = report(path);
+        assert_eq!(r["weights"], label, "{path}");
+        assert_eq!(pixels(&r), pixels(&fused), "{path}: every labelled pixel, as the fusion");
+    }
+    // One picture of each prediction beside the ground truth (--images 1).
+    let mut pictures: Vec<String> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    pictures.sort();
+    let image = pictures[0].strip_suffix("_gt.png").unwrap_or_else(|| panic!("{pictures:?}"));
+    let names: Vec<String> = ["gt", "pred", "pred_context", "pred_detail"].iter().map(|s| format!("{image}_{s}.png")).collect();
+    assert_eq!(pictures, names);
+
+    std::fs::write(dir.path().join("single.toml"), common::tiny_source_only_run()).unwrap();
+    let o = t2s(dir.path()).args(["eval", "--config", "single.toml", "--hrda-output", "detail"]).output().unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("--hrda-output detail") && e.contains("model.network.hrda"), "{e}");
+}

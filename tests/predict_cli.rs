@@ -483,3 +483,37 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already a t2s weight file"));
 }
+
+/// `--hrda-output detail`: an HRDA network (whole-image detail pass) predicts as the same
+/// backbone and decode head without HRDA do; a network without HRDA is refused by name.
+#[test]
+fn the_hrda_detail_output_is_the_single_scale_networks_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, single_cfg) = tiny_model(dir.path());
+    let mut hrda_cfg = single_cfg.clone();
+    hrda_cfg.hrda = Some(t2s_model::HrdaConfig { detail_crop: [32, 32], slide_inference: false, ..Default::default() });
+    let net = hrda_cfg.init::<Flex>(&Default::default()).unwrap();
+    let (hrda, single) = (dir.path().join("hrda.safetensors"), dir.path().join("single.safetensors"));
+    save_t2s(&net, &hrda_cfg, &hrda).unwrap();
+    let single_net = t2s_model::Segmentor { scale_attention: None, hrda: None, ..net };
+    save_t2s(&single_net, &single_cfg, &single).unwrap();
+    // Sides of at least 128, so that neither network pads the image (an HRDA network's
+    // context pass needs twice the single-scale minimum).
+    write_image(&dir.path().join("a.png"), 192, 128);
+    let logits = |weights: &Path, out: &str, extra: &[&str]| {
+        run_ok(predict(weights, &dir.path().join("a.png"), &dir.path().join(out)).args(["--mode", "whole", "--save-logits"]).args(extra));
+        read_npy(&dir.path().join(out).join("a_logits.npy"))
+    };
+    let (shape, detail) = logits(&hrda, "detail", &["--hrda-output", "detail"]);
+    let (_, expected) = logits(&single, "single", &[]);
+    assert_eq!(shape, vec![5, 128, 192]);
+    let diff = detail.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "largest difference {diff}");
+    let (_, fused) = logits(&hrda, "fused", &[]);
+    assert!(fused.iter().zip(&expected).any(|(a, b)| (a - b).abs() > 1e-3), "the fusion is not the detail pass alone");
+
+    let o = predict(&single, &dir.path().join("a.png"), &dir.path().join("refused")).args(["--hrda-output", "context"]).output().unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("--hrda-output context") && e.contains("model.network.hrda"), "{e}");
+}

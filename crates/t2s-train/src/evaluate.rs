@@ -18,12 +18,12 @@ pub type KeptPrediction = (t2s_data::Sample, Vec<u8>);
 
 /// Writes each kept prediction as `<name>_pred.png` and its label as `<name>_gt.png` (Cityscapes
 /// colours of `space`) into `dir`.
-pub fn save_kept(kept: &[KeptPrediction], space: &t2s_data::LabelSpace, dir: &std::path::Path) -> Result<()> {
+pub fn save_kept(kept: &[KeptPrediction], space: &t2s_data::LabelSpace, dir: &std::path::Path, pred_suffix: &str) -> Result<()> {
     use t2s_data::visualize::{colorize, save_png};
     for (sample, pred) in kept {
         let Some(label) = sample.label.as_ref() else { continue };
         let (w, h) = label.dimensions();
-        save_png(&colorize(pred, w, h, space), &dir.join(format!("{}_pred.png", sample.name)))?;
+        save_png(&colorize(pred, w, h, space), &dir.join(format!("{}_pred{pred_suffix}.png", sample.name)))?;
         save_png(&colorize(label.as_raw(), w, h, space), &dir.join(format!("{}_gt.png", sample.name)))?;
     }
     Ok(())

@@ -96,6 +96,52 @@ impl HrdaConfig {
     }
 }
 
+/// Which of HRDA's predictions a whole-image pass gives (`--hrda-output` of `t2s eval` and
+/// `t2s predict`; HRDA's debug outputs "Fused", "High Res" and "Low Res"). Training always
+/// fuses; the other two show what each scale contributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HrdaBranch {
+    /// The scale-attention fusion of the two (the network's prediction).
+    #[default]
+    Fused,
+    /// The detail scale alone: the full-resolution pass (sliding detail crops when
+    /// `slide_inference`), as if the attention were 1 everywhere.
+    Detail,
+    /// The context scale alone: the half-resolution pass, upsampled ×2, as if the attention
+    /// were 0 everywhere.
+    Context,
+}
+
+impl HrdaBranch {
+    /// The name `--hrda-output` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fused => "fused",
+            Self::Detail => "detail",
+            Self::Context => "context",
+        }
+    }
+}
+
+impl std::str::FromStr for HrdaBranch {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "fused" => Ok(Self::Fused),
+            "detail" => Ok(Self::Detail),
+            "context" => Ok(Self::Context),
+            _ => Err(format!("unknown HRDA output `{s}`: expected fused, detail or context")),
+        }
+    }
+}
+
+impl std::fmt::Display for HrdaBranch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A box `[y1, y2) × [x1, x2)` in pixels (HRDA's `(y1, y2, x1, x2)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CropBox {
@@ -368,5 +414,32 @@ mod network_tests {
         assert!(max_diff(inner(out.fused.clone(), 5..11, 11..17), inner(detail, 1..7, 1..7)) < 1e-5);
         let context = resize_bilinear(single(&net).forward(resize_bilinear(x, 32, 48)).logits, 16, 24);
         assert!(max_diff(inner(out.fused, 0..16, 0..9), inner(context, 0..16, 0..9)) < 1e-5);
+    }
+
+    #[test]
+    fn one_scale_alone_is_the_fusion_at_that_extreme_of_the_attention() {
+        let device = Default::default();
+        // 80 × 112: sliding 32 × 32 detail crops overlap unevenly (x at 0, 16, …, 80).
+        let x = Tensor::<B, 4>::random([1, 3, 80, 112], Distribution::Normal(0.0, 1.0), &device);
+        for slide in [false, true] {
+            let net = config(slide).init::<B>(&device).unwrap();
+            let branch = |b: HrdaBranch| net.clone().with_hrda_branch(b).unwrap().forward(x.clone()).logits;
+            let detail = branch(HrdaBranch::Detail);
+            assert!(max_diff(detail.clone(), with_attention(net.clone(), 40.0).forward(x.clone()).logits) < 1e-5, "slide {slide}");
+            let context = branch(HrdaBranch::Context);
+            assert!(max_diff(context.clone(), with_attention(net.clone(), -40.0).forward(x.clone()).logits) < 1e-5, "slide {slide}");
+            assert_eq!(max_diff(branch(HrdaBranch::Fused), net.forward(x.clone()).logits), 0.0);
+            if !slide {
+                // Independently: the single-scale network on the full image and on the half-size one.
+                assert!(max_diff(detail, single(&net).forward(x.clone()).logits) < 1e-5);
+                let half = single(&net).forward(resize_bilinear(x.clone(), 40, 56)).logits;
+                assert!(max_diff(context, resize_bilinear(half, 20, 28)) < 1e-5);
+            }
+        }
+        let e = single(&config(true).init::<B>(&device).unwrap()).with_hrda_branch(HrdaBranch::Detail).unwrap_err().to_string();
+        assert!(e.contains("HRDA detail prediction needs an HRDA network (model.network.hrda)"), "{e}");
+        assert!(single(&config(true).init::<B>(&device).unwrap()).with_hrda_branch(HrdaBranch::Fused).is_ok());
+        assert_eq!(["fused", "detail", "context"].map(|n| n.parse::<HrdaBranch>().unwrap().to_string()), ["fused", "detail", "context"]);
+        assert!("high".parse::<HrdaBranch>().unwrap_err().contains("expected fused, detail or context"));
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::io::params::inventory;
 use crate::nets::daformer_head::{DaFormerHead, DaFormerHeadConfig, FusionKind};
 use crate::nets::deeplabv2_head::{DeepLabV2Head, DeepLabV2HeadConfig};
-use crate::nets::hrda::{fuse_scales, merge_slide, slide_boxes, CropBox, HrdaConfig};
+use crate::nets::hrda::{fuse_scales, merge_slide, slide_boxes, CropBox, HrdaBranch, HrdaConfig};
 use crate::nets::mit::{MitConfig, MixTransformer};
 use crate::nets::projection_head::{ProjectionConfig, ProjectionHead};
 use crate::nets::resnet::{ResNet, ResNetConfig, StemKind};
@@ -207,7 +207,15 @@ impl SegmentorConfig {
             Some(h) => Some(self.scale_attention(h, channels, device)?),
             None => None,
         };
-        Ok(Segmentor { backbone, decode_head, proj_head, scale_attention, hrda: self.hrda.clone(), logit_stride: self.logit_stride() })
+        Ok(Segmentor {
+            backbone,
+            decode_head,
+            proj_head,
+            scale_attention,
+            hrda: self.hrda.clone(),
+            hrda_branch: HrdaBranch::Fused,
+            logit_stride: self.logit_stride(),
+        })
     }
 }
 
@@ -256,6 +264,10 @@ pub struct Segmentor<B: Backend> {
     /// HRDA's settings, with the scale-attention head.
     #[module(skip)]
     pub hrda: Option<HrdaConfig>,
+    /// Which HRDA prediction whole-image passes give ([`with_hrda_branch`](Self::with_hrda_branch));
+    /// the fusion unless eval or predict asks for one scale alone.
+    #[module(skip)]
+    pub hrda_branch: HrdaBranch,
     /// Input pixels per logit pixel ([`SegmentorConfig::logit_stride`]).
     #[module(skip)]
     pub logit_stride: usize,
@@ -432,7 +444,11 @@ impl<B: T2sBackend> Segmentor<B> {
             return SegOutput { logits, embedding, features: out.features };
         }
         let context = self.single_scale(resize_bilinear(x.clone(), h / 2, w / 2), sub_batches, detach, &mut |x, k| self.features_of(x, k));
-        let att = self.attention(&context.features, sub_batches);
+        if self.hrda_branch == HrdaBranch::Context {
+            // `fuse_scales` at attention 0: the context logits upsampled ×2.
+            let logits = resize_bilinear(context.logits.clone(), h / os, w / os);
+            return SegOutput { logits, ..context };
+        }
         let detail = if hrda.slide_inference {
             let crop = [hrda.detail_crop[0].min(h), hrda.detail_crop[1].min(w)];
             let boxes = slide_boxes(h, w, crop, true);
@@ -446,8 +462,25 @@ impl<B: T2sBackend> Segmentor<B> {
             let features = self.features_of(x, sub_batches);
             cast_to(Self::decode(&self.decode_head, &features, sub_batches).0, DType::F32)
         };
+        if self.hrda_branch == HrdaBranch::Detail {
+            return SegOutput { logits: detail, ..context };
+        }
+        let att = self.attention(&context.features, sub_batches);
         let (fused, _) = fuse_scales(context.logits.clone(), att, detail, None, os);
         SegOutput { logits: fused, ..context }
+    }
+
+    /// This network with its whole-image passes (inference, `predict`) giving HRDA's `branch`
+    /// prediction instead of the fusion. Refused for a network without HRDA, unless `branch`
+    /// is the fusion (a single-scale network's only prediction).
+    pub fn with_hrda_branch(mut self, branch: HrdaBranch) -> Result<Self> {
+        if self.hrda.is_none() && branch != HrdaBranch::Fused {
+            return Err(ModelError::Config(format!(
+                "the HRDA {branch} prediction needs an HRDA network (model.network.hrda); this one has one scale only"
+            )));
+        }
+        self.hrda_branch = branch;
+        Ok(self)
     }
 
     /// HRDA's training pass (`HRDAEncoderDecoder.forward_train` and `HRDAHead.forward`) over

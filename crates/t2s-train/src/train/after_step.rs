@@ -141,7 +141,7 @@ impl AfterStep {
             if !kept.is_empty() {
                 let pictures = dir.join(&stem);
                 std::fs::create_dir_all(&pictures).map_err(|e| TrainError::Io { path: pictures.clone(), message: e.to_string() })?;
-                crate::evaluate::save_kept(&kept, opened.dataset.label_space(), &pictures)?;
+                crate::evaluate::save_kept(&kept, opened.dataset.label_space(), &pictures, "")?;
             }
             let mut rec = serde_json::json!({ "iter": iter, "eval": opened.name, "replicas": self.replicas });
             phase(cfg, iter, &mut rec);
