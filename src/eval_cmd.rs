@@ -77,9 +77,7 @@ impl BackendTask for Eval {
             (Some(report), Some(w)) => eprintln!("weights: {}: {report}", w.display()),
             _ => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
         }
-        let model = crate::at_precision(&loaded.model, a.precision, &device)?
-            .with_hrda_branch(a.hrda_output)
-            .with_context(|| format!("--hrda-output {}", a.hrda_output))?;
+        let model = crate::for_inference(&loaded.model, a.precision, a.hrda_output, &device)?;
         let one_scale = a.hrda_output != t2s_model::HrdaBranch::Fused;
         // One scale's tables and pictures sit beside the fusion's, named for the scale.
         let suffix = if one_scale { format!("_{}", a.hrda_output) } else { String::new() };

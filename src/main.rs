@@ -61,16 +61,18 @@ fn with_host_profile(mut cli: Cli) -> Result<()> {
     }
 }
 
-/// `model` computing in `precision` (`--precision` of predict and eval), or why the device cannot.
-fn at_precision<B: T2sBackend>(
+/// `model` as `predict` and `eval` run it: computing in `precision` (`--precision`) and giving
+/// HRDA's `branch` prediction (`--hrda-output`), or why the device or the network cannot.
+fn for_inference<B: T2sBackend>(
     model: &t2s_model::Segmentor<B>,
     precision: t2s_model::Precision,
+    branch: t2s_model::HrdaBranch,
     device: &B::Device,
 ) -> Result<t2s_model::Segmentor<B>> {
     if let Err(why) = precision.require_on::<B>(device) {
         bail!("--precision {precision}: {why}; use --precision f32");
     }
-    Ok(model.at_precision(precision))
+    model.at_precision(precision).with_hrda_branch(branch).with_context(|| format!("--hrda-output {branch}"))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -147,9 +149,7 @@ impl BackendTask for Predict {
             bar.set_position(done as u64);
         };
         let report = t2s_train::predict_images(
-            &crate::at_precision(&loaded.model, a.precision, &device)?
-                .with_hrda_branch(a.hrda_output)
-                .with_context(|| format!("--hrda-output {}", a.hrda_output))?,
+            &crate::for_inference(&loaded.model, a.precision, a.hrda_output, &device)?,
             &loaded.config,
             &device,
             &images,

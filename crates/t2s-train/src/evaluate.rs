@@ -16,8 +16,8 @@ use crate::{Result, TrainError};
 /// A sample with its predicted train ids `[H·W]` at label resolution, kept for pictures.
 pub type KeptPrediction = (t2s_data::Sample, Vec<u8>);
 
-/// Writes each kept prediction as `<name>_pred.png` and its label as `<name>_gt.png` (Cityscapes
-/// colours of `space`) into `dir`.
+/// Writes each kept prediction as `<name>_pred<pred_suffix>.png` and its label as `<name>_gt.png`
+/// (Cityscapes colours of `space`) into `dir`.
 pub fn save_kept(kept: &[KeptPrediction], space: &t2s_data::LabelSpace, dir: &std::path::Path, pred_suffix: &str) -> Result<()> {
     use t2s_data::visualize::{colorize, save_png};
     for (sample, pred) in kept {
