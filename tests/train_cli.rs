@@ -585,6 +585,43 @@ fn mic_learns_the_teachers_labels_from_masked_targets_and_resumes_exactly() {
     assert_same_records(&a, &training_records(&dir.path().join("runs/halves")), 1e-5, "resumed");
 }
 
+/// `t2s.reweight_targets`: each listed loss, and only those, takes the class weights. Iteration 1
+/// has no statistics yet (every weight 1), so every run below enters iteration 2 with the same
+/// network and the same weights, and its terms there can be compared across runs. As in the MIC
+/// test above, nothing is masked or mixed, so MIC's term is the mixed term when both are weighted
+/// alike.
+#[test]
+fn reweight_targets_choose_which_losses_the_class_weights_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), t2s_config()).unwrap();
+    let second = |name: &str, sets: &[&str]| {
+        let mut cmd = t2s(dir.path());
+        cmd.args(["train", "--config", "t2s.toml", "--until", "2", "--set", &format!("run.name={name}")]);
+        let plain = ["uda.mic=true", "uda.mic_block_size=8", "uda.pseudo_threshold=0", "uda.mic_mask_ratio=0", "uda.mic_color_aug=false"];
+        let more = ["uda.classmix=false", "uda.color_jitter_prob=0", "uda.blur_prob=0"];
+        plain.iter().chain(&more).chain(sets).for_each(|s| {
+            cmd.args(["--set", s]);
+        });
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let records = training_records(&dir.path().join("runs").join(name));
+        let value = |k: &str| records[1][k].as_f64().unwrap_or_else(|| panic!("{name}: no {k} in {:?}", records[1]));
+        (value("loss_mix"), value("loss_mic"), value("loss_t2s"))
+    };
+    let (all_mix, all_mic, all_t2s) = second("all", &[r#"t2s.reweight_targets=["contrastive","cross_entropy","mic"]"#]);
+    let (ce_mix, ce_mic, ce_t2s) = second("ce", &[r#"t2s.reweight_targets=["cross_entropy"]"#]);
+    let (off_mix, off_mic, off_t2s) = second("off", &["t2s.reweight=false"]);
+    let same = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-6 * a.abs().max(1e-3), "{what}: {a} vs {b}");
+    // The weights matter at iteration 2, for the cross-entropy and for the contrastive term.
+    assert!((all_mix - off_mix).abs() > 1e-4 * off_mix, "mixed term {all_mix} weighted vs {off_mix}");
+    assert!((all_t2s - off_t2s).abs() > 1e-4 * off_t2s, "contrastive term {all_t2s} weighted vs {off_t2s}");
+    same(off_mic, off_mix, "MIC's term is the mixed term unweighted");
+    same(all_mic, all_mix, "\"mic\" weights MIC's term as the mixed term");
+    same(ce_mix, all_mix, "\"cross_entropy\" weights the mixed term");
+    same(ce_mic, off_mic, "without \"mic\", MIC's term is unweighted");
+    same(ce_t2s, off_t2s, "without \"contrastive\", the contrastive term is unweighted");
+}
+
 /// HRDA (`[model.network.hrda]`) with MIC and T2S-DA: every term and its detail twin logged,
 /// from the source-only warm-up on; `--resume` exact; the sequential passes draw the same
 /// detail crops as the joint pass.

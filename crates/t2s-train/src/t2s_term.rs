@@ -13,7 +13,7 @@ use t2s_loss::pixel_stats::{entropy, top_classes};
 use t2s_loss::sampling::{sample_negatives, sample_queries, select_unreliable, unreliable_percent, TargetCandidate};
 use t2s_loss::{t2s_contrastive_loss, ClassStatistics, PrototypeBank, PrototypeState};
 
-use crate::config::{QueryDistribution, T2sSection};
+use crate::config::{QueryDistribution, ReweightTarget, T2sSection};
 use crate::replicas::{sum_class_sums, sum_host, Replica};
 use crate::{Result, TrainError};
 
@@ -243,8 +243,11 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     let source_keys = flat(teacher.source_keys);
     let sums = state.prototypes.batch_sums(source_keys.clone(), teacher.source_labels.reshape([p]));
     state.prototypes.fold(sum_class_sums(replica, "adding up the source prototypes' class sums", sums)?);
-    let weights: Vec<f32> =
-        if cfg.reweight { state.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1]) } else { vec![1.0; c] };
+    let weights: Vec<f32> = if cfg.reweights(ReweightTarget::Contrastive) {
+        state.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1])
+    } else {
+        vec![1.0; c]
+    };
 
     let nq = negatives.queries.indices.len();
     let log = T2sLog {

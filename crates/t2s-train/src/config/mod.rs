@@ -239,6 +239,9 @@ impl RunConfig {
         if !(lo > 0.0 && lo <= hi) {
             return Err(format!("t2s.reweight_clamp = [{lo}, {hi}] must satisfy 0 < min ≤ max"));
         }
+        if self.t2s.reweight && self.t2s.reweight_targets.is_empty() {
+            return Err("t2s.reweight_targets is empty: list the losses the class weights scale (\"contrastive\", \"cross_entropy\", \"mic\"), or set t2s.reweight = false".into());
+        }
         Ok(())
     }
 

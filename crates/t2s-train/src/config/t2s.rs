@@ -21,8 +21,10 @@ pub enum QueryDistribution {
 pub enum ReweightTarget {
     /// The T2S contrastive loss (default).
     Contrastive,
-    /// The cross-entropy terms (pixel weights by class).
+    /// The source, mixed and pseudo-target cross-entropy terms (pixel weights by class).
     CrossEntropy,
+    /// MIC's masked-image cross-entropy (`uda.mic`), likewise.
+    Mic,
 }
 
 /// T2S-DA settings; only used when `uda.method = "t2s"`.
@@ -88,6 +90,13 @@ pub struct T2sSection {
     pub reweight_clamp: [f64; 2],
     /// Which losses the weights scale (`["contrastive"]`).
     pub reweight_targets: Vec<ReweightTarget>,
+}
+
+impl T2sSection {
+    /// Whether dynamic re-weighting is on and scales `target`.
+    pub fn reweights(&self, target: ReweightTarget) -> bool {
+        self.reweight && self.reweight_targets.contains(&target)
+    }
 }
 
 impl Default for T2sSection {

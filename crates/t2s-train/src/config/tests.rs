@@ -184,6 +184,9 @@ fn nonsense_values_are_refused_by_name() {
     assert!(refused("schedule.min_lr=1").contains("above optim.lr"));
     assert!(refused("data.rcs.min_fraction=3000").starts_with("data.rcs.min_fraction = 3000 must be a share"));
     assert!(refused(r#"eval.inference={ mode = "slide", crop = [64, 64], stride = [65, 64] }"#).contains("is longer than the crop"));
+    // Re-weighting that scales nothing: say so, unless it is off.
+    assert!(refused("t2s.reweight_targets=[]").starts_with("t2s.reweight_targets is empty"));
+    assert!(RunConfig::parse(MINIMAL, &["t2s.reweight_targets=[]".into(), "t2s.reweight=false".into()]).is_ok());
     // 256×128 synthetic images: a 512×512 crop would be three quarters padding.
     let small = |o: &str| RunConfig::parse(MINIMAL, &["data.source.size=[256, 128]".into(), o.into()]);
     let e = small("data.crop=[512, 512]").unwrap_err();

@@ -117,13 +117,12 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
     // After a source-only warm-up (`uda.adapt_from`) the EMA warm-up starts at the switch: the
     // first adaptation step copies the student, as DAFormer's first step does.
     st.teacher = ema_update(st.teacher.clone(), &student.valid(), ema_alpha(cfg.uda.adapting_for(iter), cfg.uda.ema_alpha));
-    // Class weights of the CE terms, when re-weighting scales them (from the statistics so far).
-    let ce_weights = match &st.t2s {
-        Some(t) if cfg.t2s.reweight && cfg.t2s.reweight_targets.contains(&ReweightTarget::CrossEntropy) => {
-            Some(t.stats.weights(cfg.t2s.reweight_gamma, cfg.t2s.reweight_clamp[0], cfg.t2s.reweight_clamp[1]))
-        }
-        _ => None,
-    };
+    // Class weights from the statistics so far, for the CE terms and MIC's when re-weighting
+    // scales them.
+    let class_weights =
+        st.t2s.as_ref().map(|t| t.stats.weights(cfg.t2s.reweight_gamma, cfg.t2s.reweight_clamp[0], cfg.t2s.reweight_clamp[1]));
+    let weights_for = |target| class_weights.as_ref().filter(|_| cfg.t2s.reweights(target));
+    let ce_weights = weights_for(ReweightTarget::CrossEntropy).cloned();
     let ys = tensors::batch_labels::<B>(source, device)?;
     // The FDA pseudo-targets (`t2s`, method.md §4), made on the host. Domain generalisation
     // (method.md §8): each source image takes the style of another source image of the batch.
@@ -180,8 +179,11 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
         _ => None,
     };
 
-    let mic =
-        masked.as_ref().zip(mixed.as_ref()).map(|(_, m)| student::MicTargets { labels: &m.pseudo_labels, weights: &m.pseudo_weights });
+    let mic = masked.as_ref().zip(mixed.as_ref()).map(|(_, m)| student::MicTargets {
+        labels: &m.pseudo_labels,
+        weights: &m.pseudo_weights,
+        class_weights: weights_for(ReweightTarget::Mic).map(Vec::as_slice),
+    });
     let terms = student::StudentTerms::new(cfg, st, ys, ce_weights, mixed.as_ref().map(|m| &m.batch), mic, plan, want_images);
     let parts = student::Parts {
         source: &source.images,

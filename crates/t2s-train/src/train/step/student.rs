@@ -42,10 +42,12 @@ pub(super) struct Parts<'a> {
 }
 
 /// MIC's targets: the teacher's pseudo-labels of the unmasked target images and their pixel
-/// weights, `[N, H, W]` each (the mixed images' target pixels have the same).
+/// weights, `[N, H, W]` each (the mixed images' target pixels have the same), and the class
+/// weights when re-weighting scales MIC's term.
 pub(super) struct MicTargets<'a> {
     pub labels: &'a [u8],
     pub weights: &'a [f32],
+    pub class_weights: Option<&'a [f32]>,
 }
 
 /// What the student's passes leave for the step's output.
@@ -261,8 +263,8 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
     }
 
     /// MIC's loss: the prediction on the masked target images against the teacher's pseudo-labels
-    /// of the unmasked ones, with their pixel weights (and the CE terms' class weights when
-    /// re-weighting scales them), times `uda.mic_lambda`; MIC's `decode.loss_seg` with
+    /// of the unmasked ones, with their pixel weights (and the class weights when re-weighting
+    /// scales MIC's term), times `uda.mic_lambda`; MIC's `decode.loss_seg` with
     /// `seg_weight`, mean over all pixels.
     fn masked_loss(&mut self, pred: Prediction<B>) -> Result<Tensor<B, 1>> {
         let [n, h, w] = self.ys.dims();
@@ -270,7 +272,7 @@ impl<'a, B: T2sAutodiffBackend> StudentTerms<'a, B> {
         let device = self.ys.device();
         let y = label_tensor::<B>(mic.labels, [n, h, w], &device);
         let mut weight = Tensor::<B, 3>::from_data(TensorData::new(mic.weights.to_vec(), [n, h, w]), &device);
-        if let Some(cw) = &self.ce_weights {
+        if let Some(cw) = mic.class_weights {
             weight = weight * class_pixel_weights(cw, y.clone());
         }
         let lambda = self.cfg.uda.mic_lambda;
