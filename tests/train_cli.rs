@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{t2s, tiny_source_only_run as config, training_records, SYNTHETIC_TARGET};
+use common::{t2s, tiny_source_only_run as config, training_records, weight_file, SYNTHETIC_TARGET};
 
 fn losses(run: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -620,6 +620,36 @@ fn reweight_targets_choose_which_losses_the_class_weights_scale() {
     same(ce_mix, all_mix, "\"cross_entropy\" weights the mixed term");
     same(ce_mic, off_mic, "without \"mic\", MIC's term is unweighted");
     same(ce_t2s, off_t2s, "without \"contrastive\", the contrastive term is unweighted");
+}
+
+/// `eval.weights = "teacher"`: the evaluations during training score the EMA teacher and say so,
+/// `best.safetensors` keeps it, and `t2s eval` of the checkpoint's teacher counts the same pixels.
+#[test]
+fn evaluations_score_the_ema_teacher_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t2s.toml"), t2s_config()).unwrap();
+    let o = t2s(dir.path())
+        .args(["train", "--config", "t2s.toml", "--set", "run.name=teacher", "--set", "eval.weights=\"teacher\""])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = dir.path().join("runs/teacher");
+    let json = |p: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    // The one evaluation, at the end (iteration 4): the teacher's.
+    let during = json(&run.join("eval/iter_000004_synthetic_target_val.json"));
+    assert_eq!(during["weights"], "teacher");
+    let ckpt = run.join("checkpoints/iter_000004");
+    let teacher = weight_file(&ckpt.join("teacher.safetensors"));
+    assert_eq!(weight_file(&run.join("best.safetensors")), teacher);
+    assert_ne!(weight_file(&ckpt.join("student.safetensors")), teacher, "after 4 EMA steps the teacher is not the student");
+    let o = t2s(dir.path())
+        .args(["eval", "--config", "t2s.toml", "--output", "given", "--weights"])
+        .arg(ckpt.join("teacher.safetensors"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let given = json(&dir.path().join("given/eval_synthetic_target_val.json"));
+    assert_eq!(given["confusion"], during["confusion"]);
 }
 
 /// HRDA (`[model.network.hrda]`) with MIC and T2S-DA: every term and its detail twin logged,

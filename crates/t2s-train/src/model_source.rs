@@ -51,7 +51,7 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
         };
         // A run configuration's [model] names a preset or holds [model.network] (the rest of
         // the file is not needed).
-        if ["preset", "network", "pretrained", "pretrained_prefix", "projection_dim", "hrda"].iter().any(|k| table.contains_key(*k)) {
+        if ["preset", "network", "pretrained", "pretrained_prefix", "hrda"].iter().any(|k| table.contains_key(*k)) {
             let section: crate::config::ModelSection =
                 toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("[model]: {e}")))?;
             let network = match (&section.network, &section.preset) {

@@ -68,13 +68,21 @@ impl<B: Backend> T2sState<B> {
         }
     }
 
-    /// Back from [`T2sState::save`]'s output.
-    pub fn restore(saved: &T2sSaved, device: &B::Device) -> Result<Self> {
+    /// Back from [`T2sState::save`]'s output, under the resumed run's settings `cfg`: the
+    /// momenta are `cfg`'s (a `--set` on `--resume` changes them from here on), and statistics of
+    /// another kind than `cfg.reweight_statistic` start afresh, as the new kind's would.
+    pub fn restore(saved: &T2sSaved, cfg: &T2sSection, device: &B::Device) -> Result<Self> {
         let bad = |e: t2s_loss::LossError| TrainError::Usage(format!("checkpoint T2S state: {e}"));
+        let bank =
+            |s: &PrototypeState| PrototypeBank::from_state(&PrototypeState { momentum: cfg.prototype_momentum, ..s.clone() }, device);
+        let stats = match saved.stats.statistic == cfg.reweight_statistic {
+            true => ClassStatistics { momentum: cfg.reweight_momentum, ..saved.stats.clone() },
+            false => ClassStatistics::new(cfg.reweight_statistic, saved.stats.values.len(), cfg.reweight_momentum),
+        };
         Ok(Self {
-            prototypes: PrototypeBank::from_state(&saved.prototypes, device).map_err(bad)?,
-            target_prototypes: PrototypeBank::from_state(&saved.target_prototypes, device).map_err(bad)?,
-            stats: saved.stats.clone(),
+            prototypes: bank(&saved.prototypes).map_err(bad)?,
+            target_prototypes: bank(&saved.target_prototypes).map_err(bad)?,
+            stats,
             distribution: saved.distribution.clone(),
         })
     }
@@ -325,6 +333,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use t2s_loss::ReweightStatistic;
 
     type AB = Autodiff<Flex>;
     type IB = Flex;
@@ -370,6 +379,30 @@ mod tests {
         // Gradient reaches the student embedding.
         let grads = loss.backward();
         assert!(student.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn a_resumed_state_takes_the_resumed_runs_momenta_and_statistic() {
+        let cfg = T2sSection::default();
+        let mut state = T2sState::<IB>::new(&cfg, 3, 2, &Default::default());
+        state.stats.update(&[Some(0.5), None, Some(0.25)]).unwrap();
+        state.distribution = vec![0.5, 0.25, 0.25];
+        let keys = Tensor::<IB, 2>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &Default::default());
+        state.prototypes.update(keys, Tensor::from_data(TensorData::new(vec![1i64], [1]), &Default::default()));
+        let saved = state.save();
+        // The same settings: exactly the saved state.
+        assert_eq!(T2sState::<IB>::restore(&saved, &cfg, &Default::default()).unwrap().save(), saved);
+        // New momenta apply from here on; the values stay.
+        let changed = T2sSection { prototype_momentum: 0.5, reweight_momentum: 0.9, ..cfg.clone() };
+        let back = T2sState::<IB>::restore(&saved, &changed, &Default::default()).unwrap().save();
+        assert_eq!((back.prototypes.momentum, back.target_prototypes.momentum, back.stats.momentum), (0.5, 0.5, 0.9));
+        assert_eq!((&back.prototypes.values, &back.stats.values), (&saved.prototypes.values, &saved.stats.values));
+        assert_eq!(back.prototypes.values[2..4], [0.6, 0.8]);
+        // Another statistic starts with no class seen.
+        let other = T2sSection { reweight_statistic: ReweightStatistic::TargetConfidence, ..cfg };
+        let back = T2sState::<IB>::restore(&saved, &other, &Default::default()).unwrap().save();
+        assert_eq!(back.stats, ClassStatistics::new(ReweightStatistic::TargetConfidence, 3, 0.99));
+        assert_eq!(back.distribution, saved.distribution);
     }
 
     #[test]

@@ -189,6 +189,9 @@ impl RunConfig {
         if self.uda.mic && self.uda.method != Method::SourceOnly && self.data.target.is_none() {
             return Err("uda.mic = true masks target images and learns the teacher's pseudo-labels of them: add a [data.target] table, or set uda.mic = false".into());
         }
+        if self.eval.weights == EvalWeights::Teacher && self.uda.method == Method::SourceOnly {
+            return Err("eval.weights = \"teacher\" evaluates the EMA teacher of self-training, and uda.method = \"source_only\" has none: set eval.weights = \"student\"".into());
+        }
         if self.uda.mic {
             self.uda.mic_mask().validate().map_err(|e| format!("uda.mic_{e}"))?;
             if !(self.uda.mic_lambda.is_finite() && self.uda.mic_lambda >= 0.0) {
@@ -275,6 +278,13 @@ impl RunConfig {
         }
         if s.min_lr > o.lr {
             return Err(format!("schedule.min_lr = {} is above optim.lr = {}: the schedule would raise the rate", s.min_lr, o.lr));
+        }
+        // Counts whose 0 would mean nothing at all (the newest checkpoint is always kept, and
+        // the loader always prepares the next batch).
+        for (key, v) in [("run.keep_last", self.run.keep_last), ("data.prefetch", self.data.prefetch)] {
+            if v == 0 {
+                return Err(format!("{key} = 0 must be at least 1"));
+            }
         }
         Ok(())
     }

@@ -19,8 +19,6 @@ pub struct ModelSection {
     pub pretrained: Option<PathBuf>,
     /// Key prefix inside `pretrained` (see `t2s predict --prefix`).
     pub pretrained_prefix: Option<String>,
-    /// Embedding size D of the projection head (256); the head is added for `t2s`.
-    pub projection_dim: Option<usize>,
     /// `[model.hrda]`: HRDA's multi-resolution training and inference on top of the preset or
     /// `[model.network]` (whose own `hrda` table it replaces); see `t2s_model::HrdaConfig`.
     pub hrda: Option<t2s_model::HrdaConfig>,

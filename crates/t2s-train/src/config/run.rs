@@ -22,7 +22,8 @@ pub struct RunSection {
     pub log_interval: usize,
     /// Write a debug picture (source, pseudo-target, target, pseudo-label, mixed image, mixed
     /// label, prediction) to `debug/` every this many iterations (1,000, DAFormer's
-    /// `debug_img_interval`); 0 disables.
+    /// `debug_img_interval`); 0 disables. Self-training iterations only: a source-only run or
+    /// warm-up has no pseudo-labels or mixed images to show.
     pub debug_interval: usize,
 }
 

@@ -182,6 +182,13 @@ fn nonsense_values_are_refused_by_name() {
     assert_eq!(refused("optim.momentum=2"), "optim.momentum = 2 must be between 0 and 1");
     assert_eq!(refused("optim.weight_decay=-0.01"), "optim.weight_decay = -0.01 must be zero or positive");
     assert!(refused("schedule.min_lr=1").contains("above optim.lr"));
+    assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
+    assert_eq!(refused("data.prefetch=0"), "data.prefetch = 0 must be at least 1");
+    // The teacher is self-training's: source-only runs have none to evaluate.
+    let teacher = r#"eval.weights="teacher""#.to_string();
+    assert!(RunConfig::parse(MINIMAL, std::slice::from_ref(&teacher)).is_ok());
+    let e = RunConfig::parse(MINIMAL, &[teacher, "uda.method=source_only".into()]).unwrap_err();
+    assert!(e.starts_with("eval.weights = \"teacher\"") && e.contains("eval.weights = \"student\""), "{e}");
     assert!(refused("data.rcs.min_fraction=3000").starts_with("data.rcs.min_fraction = 3000 must be a share"));
     assert!(refused(r#"eval.inference={ mode = "slide", crop = [64, 64], stride = [65, 64] }"#).contains("is longer than the crop"));
     // Re-weighting that scales nothing: say so, unless it is off.

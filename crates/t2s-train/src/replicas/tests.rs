@@ -142,7 +142,7 @@ fn run_digests_differ_where_the_training_differs() {
         differing((&[], &same, 9), (&["data.batch_size=4", "run.seed=3"], &same, 9)),
         ["[data] (but roots, workers and evaluation sets)", "run.seed"]
     );
-    assert_eq!(differing((&[], &same, 9), (&["model.projection_dim=16"], &same, 9)), ["[model]"]);
+    assert_eq!(differing((&[], &same, 9), (&["model.pretrained_prefix=\"student.\""], &same, 9)), ["[model]"]);
     assert_eq!(differing((&[], &same, 9), (&[], &same, 8)), ["the iteration to stop at (--until)"]);
 }
 

@@ -75,7 +75,7 @@ impl<B: AutodiffBackend> Adaptation<B> {
             _ => None,
         };
         let t2s = match (cfg.uda.method, resume.and_then(|r| r.state.t2s.as_ref())) {
-            (Method::T2s, Some(saved)) => Some(T2sState::restore(saved, device)?),
+            (Method::T2s, Some(saved)) => Some(T2sState::restore(saved, &cfg.t2s, device)?),
             (Method::T2s, None) => {
                 let dim = network
                     .projection

@@ -12,7 +12,7 @@ use super::checkpoint::{save_network, write_checkpoint};
 use super::events::TrainOptions;
 use super::metrics_log::MetricsLog;
 use super::open::OpenedRun;
-use crate::config::{RunConfig, SetSection};
+use crate::config::{EvalWeights, RunConfig, SetSection};
 use crate::data_sets::OpenedSet;
 use crate::evaluate::evaluate;
 use crate::{EvalReport, Result, TrainError};
@@ -101,8 +101,13 @@ impl AfterStep {
         let evaluate_now = (cfg.eval.interval > 0 && done.is_multiple_of(cfg.eval.interval)) || done == cfg.schedule.max_iters;
         if evaluate_now && !run.evals.is_empty() {
             let started = Instant::now();
-            let model = student.valid();
-            self.last_eval = self.evaluate_all(cfg, &model.at_precision(cfg.train.precision), device, &run.evals, &opts.run_dir, done)?;
+            // `eval.weights`: the EMA teacher once there is one (not in a source-only warm-up).
+            let (model, weights) = match (cfg.eval.weights, run.adaptation.teacher()) {
+                (EvalWeights::Teacher, Some(teacher)) => (teacher.clone(), "teacher"),
+                _ => (student.valid(), "student"),
+            };
+            let at_precision = model.at_precision(cfg.train.precision);
+            self.last_eval = self.evaluate_all(cfg, (&at_precision, weights), device, &run.evals, &opts.run_dir, done)?;
             if let Some(m) = self.last_eval.get(run.select).and_then(|r| r.headline()) {
                 if run.state.best.is_none_or(|(b, _)| m > b) {
                     run.state.best = Some((m, done));
@@ -119,11 +124,12 @@ impl AfterStep {
         Ok(flow)
     }
 
-    /// Evaluates on every evaluation set, logs and writes the reports; returns them.
+    /// Evaluates `model` (the `weights` its reports name) on every evaluation set, logs and
+    /// writes the reports; returns them.
     fn evaluate_all<B: T2sBackend>(
         &mut self,
         cfg: &RunConfig,
-        model: &Segmentor<B>,
+        (model, weights): (&Segmentor<B>, &str),
         device: &B::Device,
         evals: &[(SetSection, OpenedSet)],
         run_dir: &Path,
@@ -131,7 +137,7 @@ impl AfterStep {
     ) -> Result<Vec<EvalReport>> {
         let mut reports = Vec::new();
         for (set, opened) in evals {
-            let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "student");
+            let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), weights);
             let (report, kept) = evaluate(model, device, opened.dataset.as_ref(), &options, cfg.eval.save_images, &|_| {})?;
             let dir = run_dir.join("eval");
             let stem = format!("iter_{iter:06}_{}", opened.name.replace([' ', '/'], "_"));
