@@ -25,8 +25,8 @@ use clap::Args;
 use serde_json::json;
 use t2s_data::synth::Domain;
 use t2s_data::visualize::{colorize, save_png};
-use t2s_train::config::Method;
 use t2s_train::config::SetReader;
+use t2s_train::config::{EvalWeights, Method};
 use t2s_train::train::run_dir::create_run_dir;
 use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainEvent, TrainOptions};
 
@@ -163,9 +163,10 @@ impl BackendTask for Demo {
             cfg.run.name = Some(method.to_string());
             cfg.uda.adapt_from = 0;
             match method {
-                "source_only" => cfg.uda.method = Method::SourceOnly,
+                // No teacher to evaluate: a `--set eval.weights="teacher"` is for the others.
+                "source_only" => (cfg.uda.method, cfg.eval.weights) = (Method::SourceOnly, EvalWeights::Student),
                 "oracle" => {
-                    cfg.uda.method = Method::SourceOnly;
+                    (cfg.uda.method, cfg.eval.weights) = (Method::SourceOnly, EvalWeights::Student);
                     match &mut cfg.data.source.reader {
                         SetReader::Synthetic(s) => s.domain = Some(Domain::Target),
                         SetReader::Files(_) => bail!("--with-oracle trains on the synthetic target's labels: keep data.source synthetic"),
@@ -185,7 +186,8 @@ impl BackendTask for Demo {
             }
             let report = summary.last_eval.into_iter().next().context("the run did not evaluate on the synthetic target")?;
             eprintln!("{label}: mIoU {:.2}", 100.0 * report.headline().unwrap_or(0.0));
-            let weights = summary.checkpoint.join("student.safetensors");
+            // The network the table scores (`eval.weights`), for the pictures and similarities.
+            let weights = summary.checkpoint.join(format!("{}.safetensors", report.weights));
             trained.push(Trained { method: method.to_string(), seed, run_dir, report, weights });
         }
 
@@ -363,7 +365,12 @@ fn write_report<B: T2sBackend>(
     if tiles.first().is_some_and(|row| row.len() > models.len() + 1) {
         columns.push("ground truth".into());
     }
-    columns.extend(trained.iter().filter(|t| t.seed == first).map(|t| t.method.clone()));
+    // Named for the network shown when it is not the student (`eval.weights = "teacher"`).
+    let shown_network = |t: &Trained| match t.weights.file_stem().and_then(|s| s.to_str()) {
+        Some("student") | None => t.method.clone(),
+        Some(network) => format!("{} ({network})", t.method),
+    };
+    columns.extend(trained.iter().filter(|t| t.seed == first).map(shown_network));
     save_png(&crate::plots::labelled_grid(&columns, &tiles)?, &output.join("predictions.png"))?;
     write(&output.join("predictions.txt"), &format!("predictions.png columns: {}\n", columns.join(" | ")))?;
     Ok(())

@@ -114,3 +114,28 @@ fn demo_writes_the_report() {
         records.iter().map(|r| (r["phase"].as_str().unwrap().to_string(), r.get("loss_mic").is_some())).collect();
     assert!(phases.iter().all(|(p, mic)| *mic == (p == "t2s")) && phases.iter().any(|(_, mic)| *mic), "{phases:?}");
 }
+
+/// `--set eval.weights="teacher"`: the adapting methods' rows score their EMA teachers, and the
+/// picture grid shows them; the source-only run, which has none, scores its network.
+#[test]
+fn demo_scores_the_teachers_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let o = t2s(dir.path())
+        .args(["demo", "--quick", "--iters", "4", "--methods", "source_only,dacs", "--output"])
+        .arg(&out)
+        .args(["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"])
+        .args(["--set", "eval.weights=\"teacher\""])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let scored = |m: &str| -> serde_json::Value {
+        let p = out.join(format!("seed_0/{m}/eval/iter_000004_synthetic_target_val.json"));
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        report["weights"].clone()
+    };
+    assert_eq!((scored("source_only"), scored("dacs")), (serde_json::json!("student"), serde_json::json!("teacher")));
+    // The picture grid shows the networks scored.
+    let legend = std::fs::read_to_string(out.join("predictions.txt")).unwrap();
+    assert_eq!(legend.trim(), "predictions.png columns: target image | ground truth | source_only | dacs (teacher)");
+}

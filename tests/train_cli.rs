@@ -611,6 +611,7 @@ fn reweight_targets_choose_which_losses_the_class_weights_scale() {
     let (all_mix, all_mic, all_t2s) = second("all", &[r#"t2s.reweight_targets=["contrastive","cross_entropy","mic"]"#]);
     let (ce_mix, ce_mic, ce_t2s) = second("ce", &[r#"t2s.reweight_targets=["cross_entropy"]"#]);
     let (off_mix, off_mic, off_t2s) = second("off", &["t2s.reweight=false"]);
+    let (mic_mix, mic_mic, _) = second("mic", &[r#"t2s.reweight_targets=["mic"]"#]);
     let same = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-6 * a.abs().max(1e-3), "{what}: {a} vs {b}");
     // The weights matter at iteration 2, for the cross-entropy and for the contrastive term.
     assert!((all_mix - off_mix).abs() > 1e-4 * off_mix, "mixed term {all_mix} weighted vs {off_mix}");
@@ -620,6 +621,8 @@ fn reweight_targets_choose_which_losses_the_class_weights_scale() {
     same(ce_mix, all_mix, "\"cross_entropy\" weights the mixed term");
     same(ce_mic, off_mic, "without \"mic\", MIC's term is unweighted");
     same(ce_t2s, off_t2s, "without \"contrastive\", the contrastive term is unweighted");
+    same(mic_mic, all_mic, "\"mic\" alone weights MIC's term");
+    same(mic_mix, off_mix, "without \"cross_entropy\", the mixed term is unweighted");
 }
 
 /// `eval.weights = "teacher"`: the evaluations during training score the EMA teacher and say so,
@@ -650,6 +653,15 @@ fn evaluations_score_the_ema_teacher_when_asked() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let given = json(&dir.path().join("given/eval_synthetic_target_val.json"));
     assert_eq!(given["confusion"], during["confusion"]);
+    // The student predicts otherwise.
+    let o = t2s(dir.path())
+        .args(["eval", "--config", "t2s.toml", "--output", "student", "--weights"])
+        .arg(ckpt.join("student.safetensors"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let student = json(&dir.path().join("student/eval_synthetic_target_val.json"));
+    assert_ne!(student["confusion"], during["confusion"]);
 }
 
 /// HRDA (`[model.network.hrda]`) with MIC and T2S-DA: every term and its detail twin logged,

@@ -34,10 +34,10 @@ pub struct EvalSection {
     pub interval: usize,
     /// Inference: `{ mode = "whole" }` (default) or `{ mode = "slide", crop = [h, w], stride = [h, w] }`.
     pub inference: InferenceMode,
-    /// The network the evaluations during training score and `best.safetensors` keeps:
-    /// `student` (default, the anchors' practice) or `teacher` (the EMA teacher; the student
-    /// during a source-only warm-up, which has none). Reports name it. `t2s eval` scores the
-    /// weights it is given.
+    /// The network the evaluations during training score: `student` (default, the anchors'
+    /// practice) or `teacher` (the EMA teacher; the student during a source-only warm-up, which
+    /// has none). Reports name it; `best.safetensors` keeps the best-scoring network evaluated,
+    /// whichever it was. `t2s eval` scores the weights it is given.
     pub weights: EvalWeights,
     /// `auto`, `cityscapes19` or `synthia`.
     pub protocols: Protocols,

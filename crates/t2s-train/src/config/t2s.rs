@@ -73,7 +73,8 @@ pub struct T2sSection {
     /// images that the teacher labels confidently (0: none, as the paper): the student's
     /// embedding of an unpasted target pixel is pulled toward the source prototype of its
     /// pseudo-label, with negatives drawn as for the pseudo-target's queries. Logged as
-    /// `loss_t2s_target` (λ-weighted, re-weighted like the main term).
+    /// `loss_t2s_target` (λ-weighted, re-weighted like the main term). Needs the contrastive
+    /// term (`contrastive_weight` > 0) and a target set.
     pub target_queries: usize,
     /// The teacher probability a target pixel needs to be a query (0.968, DAFormer's
     /// pseudo-label threshold), at embedding resolution.
