@@ -72,7 +72,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub model: Option<String>,
 
-    /// Weights: a t2s .safetensors file or a PyTorch checkpoint (.pth/.pt).
+    /// Weights: a t2s .safetensors file or a PyTorch checkpoint (.pth/.pt) (default: the --model
+    /// file's, when it is a t2s weight file or a run configuration with model.pretrained).
     #[arg(long)]
     pub weights: Option<PathBuf>,
 

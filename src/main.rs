@@ -129,7 +129,7 @@ impl BackendTask for Predict {
             .context("loading the network")?;
         match (&loaded.report, &loaded.weights) {
             (Some(report), Some(file)) => {
-                let from_model = if a.model.weights.is_none() { " (the --model file)" } else { "" };
+                let from_model = if a.model.weights.is_none() { " (from --model)" } else { "" };
                 eprintln!("weights: {}{from_model}: {report}", file.display());
             }
             _ => eprintln!("warning: no --weights given: predicting with a randomly initialised network"),

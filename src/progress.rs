@@ -131,11 +131,15 @@ impl Plain {
 
 /// `T2S_PROGRESS_INTERVAL` in seconds (0: a line per step), else 30 s.
 fn interval_from_env() -> Duration {
-    std::env::var(INTERVAL_ENV)
-        .ok()
+    interval_from(std::env::var(INTERVAL_ENV).ok().as_deref())
+}
+
+/// The interval a value of `T2S_PROGRESS_INTERVAL` gives: 30 s for what is not a duration.
+fn interval_from(value: Option<&str>) -> Duration {
+    value
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
@@ -152,6 +156,15 @@ fn format_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interval_variable_falls_back_on_what_is_not_a_duration() {
+        assert_eq!(interval_from(Some(" 2.5 ")), Duration::from_millis(2500));
+        assert_eq!(interval_from(Some("0")), Duration::ZERO);
+        for bad in [None, Some("-1"), Some("soon"), Some("inf"), Some("1e30"), Some("NaN")] {
+            assert_eq!(interval_from(bad), DEFAULT_INTERVAL, "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations_read_like_a_clock() {

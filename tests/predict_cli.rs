@@ -217,7 +217,8 @@ fn predict_into_the_input_folder_skips_bad_files_and_keeps_names_apart() {
 }
 
 /// `--model <t2s weight file>` alone predicts with that file's weights (as `--weights` does),
-/// and says so instead of warning about a random network.
+/// and `--model <run configuration>` with its `model.pretrained`; each says so instead of warning
+/// about a random network.
 #[test]
 fn a_t2s_file_given_as_model_alone_gives_its_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,8 +238,27 @@ fn a_t2s_file_given_as_model_alone_gives_its_weights() {
         (stderr, read_npy(&dir.path().join(out).join("a_logits.npy")).1)
     };
     let (said, by_model) = run("--model", "m");
-    assert!(said.contains("(the --model file): loaded ") && !said.contains("randomly initialised"), "{said}");
-    assert_eq!(by_model, run("--weights", "w").1);
+    assert!(said.contains("(from --model): loaded ") && !said.contains("randomly initialised"), "{said}");
+    let by_weights = run("--weights", "w").1;
+    assert_eq!(by_model, by_weights);
+    // A run configuration as --model: its network and its model.pretrained, as `t2s eval` takes them.
+    let config = dir.path().join("run.toml");
+    let network = toml::Value::try_from(t2s_model::read_t2s_config(&weights).unwrap().unwrap()).unwrap();
+    let mut model = toml::Table::new();
+    model.insert("pretrained".into(), toml::Value::String(weights.display().to_string()));
+    model.insert("network".into(), network);
+    std::fs::write(&config, toml::to_string(&toml::Table::from_iter([("model".to_string(), toml::Value::Table(model))])).unwrap()).unwrap();
+    let stderr = run_ok(
+        t2s_program()
+            .args(["--device", "cpu", "predict", "--save-logits", "--model"])
+            .arg(&config)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(dir.path().join("c")),
+    );
+    assert!(stderr.contains(&format!("{} (from --model): loaded ", weights.display())), "{stderr}");
+    assert_eq!(read_npy(&dir.path().join("c").join("a_logits.npy")).1, by_weights);
 }
 
 /// An image whose whole-image pass would exceed `--memory-budget` is predicted in windows: the

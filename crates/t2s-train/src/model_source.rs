@@ -1,7 +1,7 @@
 //! Where a network comes from: a preset name, a TOML configuration, or a t2s weight file (which
 //! carries its configuration), plus optional weights (PyTorch or t2s).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use t2s_model::{load_pytorch, load_t2s_into, read_t2s_config, safetensors_header, LoadReport, Segmentor, SegmentorConfig, PRESETS};
@@ -29,10 +29,18 @@ impl Sources<'static> {
 /// configuration's `[model]`, with `preset` or `[model.network]`; a `configs/models/` file's
 /// `[model]` table; or the whole file if it has no `[model]`), or a preset name.
 pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
+    resolve_model_source(model).map(|(network, _)| network)
+}
+
+/// `model.pretrained` and `model.pretrained_prefix` of a run configuration's `[model]`.
+type Pretrained = (PathBuf, Option<String>);
+
+/// [`resolve_model_config`], with the weights a run configuration's `[model]` names.
+fn resolve_model_source(model: &str) -> Result<(SegmentorConfig, Option<Pretrained>)> {
     let path = Path::new(model);
     if path.is_file() {
         if let Some(cfg) = read_t2s_config(path)? {
-            return Ok(cfg);
+            return Ok((cfg, None));
         }
         if is_safetensors_name(path) {
             not_safetensors(path, "--model")?;
@@ -61,22 +69,23 @@ pub fn resolve_model_config(model: &str) -> Result<SegmentorConfig> {
             };
             let network = section.with_hrda(network);
             network.validate()?;
-            return Ok(network);
+            return Ok((network, section.pretrained.map(|p| (p, section.pretrained_prefix))));
         }
         let cfg: SegmentorConfig =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| bad(format!("invalid model configuration: {e}")))?;
         cfg.validate()?;
-        return Ok(cfg);
+        return Ok((cfg, None));
     }
     if model.ends_with(".toml") || model.ends_with(".safetensors") || model.contains('/') {
         return Err(TrainError::Usage(format!("--model {model}: no such file")));
     }
-    Ok(SegmentorConfig::preset(model).map_err(|_| {
+    let network = SegmentorConfig::preset(model).map_err(|_| {
         TrainError::Usage(format!(
             "--model {model}: not a file and not a preset; give a configuration (.toml), a t2s weight file (.safetensors) or one of: {}",
             PRESETS.join(", ")
         ))
-    })?)
+    })?;
+    Ok((network, None))
 }
 
 fn is_safetensors_name(path: &Path) -> bool {
@@ -108,17 +117,26 @@ pub struct LoadedModel<B: Backend> {
 /// Builds the network named by `model` (or stored in `weights` when it is a t2s file) and loads
 /// `weights`: a t2s `.safetensors` file or a PyTorch checkpoint (`prefix` picks a sub-model of
 /// the latter, e.g. `state_dict.ema_model.`). Weights no file gives are drawn from seed 0.
-/// `--model` alone, when it is a t2s weight file, gives the weights too.
+/// Without `weights`, `--model` gives them too: a t2s weight file its own, a run configuration
+/// its `model.pretrained` (and `model.pretrained_prefix` unless `prefix` is given), as `t2s eval`
+/// takes them.
 pub fn load_model<B: Backend>(
     model: Option<&str>,
     weights: Option<&Path>,
     prefix: Option<&str>,
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
-    let config = model.map(resolve_model_config).transpose()?;
+    let (config, pretrained) = match model.map(resolve_model_source).transpose()? {
+        Some((network, pretrained)) => (Some(network), pretrained),
+        None => (None, None),
+    };
     let model_file = model.map(Path::new).filter(|p| p.is_file() && read_t2s_config(p).ok().flatten().is_some());
-    match (weights, model_file) {
-        (None, Some(file)) => load_model_from(config, Some(file), prefix, 0, Sources::CLI, device),
+    match (weights, model_file, &pretrained) {
+        (None, Some(file), _) => load_model_from(config, Some(file), prefix, 0, Sources::CLI, device),
+        (None, None, Some((file, file_prefix))) => {
+            let names = Sources { model: "--model", weights: "model.pretrained of the --model file" };
+            load_model_from(config, Some(file), prefix.or(file_prefix.as_deref()), 0, names, device)
+        }
         _ => load_model_from(config, weights, prefix, 0, Sources::CLI, device),
     }
 }

@@ -130,6 +130,15 @@ impl SegmentorConfig {
         }
     }
 
+    /// The smallest input side the backbone takes (MiT's spatial reductions need a few tokens
+    /// per stage; a ResNet pads its way down to any size).
+    pub fn min_input_side(&self) -> usize {
+        match &self.backbone {
+            BackboneConfig::Mit(m) => m.min_input_side(),
+            BackboneConfig::Resnet(_) => 1,
+        }
+    }
+
     /// Input pixels per logit pixel (8 for DeepLabV2 at output stride 8, 4 for MiT heads).
     pub fn logit_stride(&self) -> usize {
         match (&self.backbone, &self.decode_head) {

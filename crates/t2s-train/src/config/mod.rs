@@ -224,8 +224,23 @@ impl RunConfig {
         if !(0.0..1.0).contains(&self.uda.ema_alpha) {
             return Err(format!("uda.ema_alpha = {} must be in [0, 1)", self.uda.ema_alpha));
         }
-        if self.t2s.temperature.is_nan() || self.t2s.temperature <= 0.0 {
-            return Err(format!("t2s.temperature = {} must be > 0", self.t2s.temperature));
+        if !(self.t2s.temperature.is_finite() && self.t2s.temperature > 0.0) {
+            return Err(format!("t2s.temperature = {} must be a positive number", self.t2s.temperature));
+        }
+        for (key, v) in [("t2s.unreliable_start", self.t2s.unreliable_start), ("t2s.unreliable_end", self.t2s.unreliable_end)] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("{key} = {v} must be a percentage between 0 and 100"));
+            }
+        }
+        let t = &self.t2s;
+        for (key, v) in [
+            ("t2s.distribution_momentum", t.distribution_momentum),
+            ("t2s.reweight_momentum", t.reweight_momentum),
+            ("t2s.prototype_momentum", t.prototype_momentum as f64),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{key} = {v} must be between 0 and 1"));
+            }
         }
         if self.uda.method == Method::T2s && self.t2s.contrastive_weight > 0.0 && self.t2s.negatives == 0 {
             return Err("t2s.negatives must be at least 1 when the contrastive loss is on".into());
@@ -234,6 +249,7 @@ impl RunConfig {
             self.validate_t2s_network()?;
         }
         self.validate_hrda_crop()?;
+        self.validate_min_side()?;
         self.validate_recompute()?;
         if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
             return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
@@ -333,6 +349,28 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Every input the network is given in training and evaluation (the crop, HRDA's context and
+    /// detail crops, sliding windows) at least as large as its backbone takes.
+    fn validate_min_side(&self) -> std::result::Result<(), String> {
+        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
+        let min = network.min_input_side();
+        let [h, w] = self.data.crop;
+        let mut inputs = vec![("data.crop", [h as usize, w as usize])];
+        if let Some(hrda) = &network.hrda {
+            inputs.push(("data.crop (halved for HRDA's context pass)", [h as usize / 2, w as usize / 2]));
+            inputs.push(("model.network.hrda.detail_crop", hrda.detail_crop));
+        }
+        if let crate::inference::InferenceMode::Slide { crop, .. } = &self.eval.inference {
+            inputs.push(("eval.inference.crop", *crop));
+        }
+        match inputs.into_iter().find(|(_, [a, b])| *a < min || *b < min) {
+            Some((key, [a, b])) => Err(format!(
+                "{key} = [{a}, {b}] is too small for this network: its MiT encoder's spatial reductions need inputs of at least {min}×{min} pixels"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `train.recompute = "blocks"` reruns MiT blocks: it needs a MiT backbone.

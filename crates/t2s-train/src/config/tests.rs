@@ -182,6 +182,18 @@ fn nonsense_values_are_refused_by_name() {
     assert_eq!(refused("optim.momentum=2"), "optim.momentum = 2 must be between 0 and 1");
     assert_eq!(refused("optim.weight_decay=-0.01"), "optim.weight_decay = -0.01 must be zero or positive");
     assert!(refused("schedule.min_lr=1").contains("above optim.lr"));
+    assert_eq!(refused("t2s.temperature=inf"), "t2s.temperature = inf must be a positive number");
+    assert_eq!(refused("t2s.unreliable_start=120"), "t2s.unreliable_start = 120 must be a percentage between 0 and 100");
+    assert_eq!(refused("t2s.distribution_momentum=1.5"), "t2s.distribution_momentum = 1.5 must be between 0 and 1");
+    assert_eq!(refused("t2s.prototype_momentum=-0.5"), "t2s.prototype_momentum = -0.5 must be between 0 and 1");
+    // Inputs below what a MiT's spatial reductions take (29 pixels for SegFormer's).
+    let mit = |o: &str| RunConfig::parse(MINIMAL, &["model.preset=\"daformer-mitb0\"".into(), o.into()]);
+    let e = mit("data.crop=[16, 64]").unwrap_err();
+    assert!(e.starts_with("data.crop = [16, 64] is too small") && e.contains("29×29"), "{e}");
+    assert!(mit("data.crop=[32, 64]").is_ok());
+    assert!(mit(r#"eval.inference={ mode = "slide", crop = [24, 24], stride = [16, 16] }"#)
+        .unwrap_err()
+        .starts_with("eval.inference.crop"));
     assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
     assert_eq!(refused("data.prefetch=0"), "data.prefetch = 0 must be at least 1");
     // The teacher is self-training's: source-only runs have none to evaluate.

@@ -110,6 +110,25 @@ impl MitConfig {
         self.embed_dims
     }
 
+    /// The smallest input side whose every stage keeps at least one token after its spatial
+    /// reduction (a convolution with kernel and stride `sr_ratio`): 29 for the SegFormer
+    /// encoders (8 tokens at stage 1). Smaller inputs leave no keys to attend to.
+    pub fn min_input_side(&self) -> usize {
+        let fits = |side: usize| {
+            let mut h = side;
+            (0..4).all(|i| {
+                let (k, s) = (self.patch_sizes[i], self.strides[i]);
+                // The patch embedding pads by k / 2 on each side.
+                h = match (h + 2 * (k / 2)).checked_sub(k) {
+                    Some(room) => room / s + 1,
+                    None => return false,
+                };
+                h >= self.sr_ratios[i]
+            })
+        };
+        (1..=4096).find(|&side| fits(side)).unwrap_or(4096)
+    }
+
     /// Checks that the network can be built, naming the setting at fault.
     pub fn validate(&self) -> Result<()> {
         let err = |msg: String| Err(ModelError::Config(format!("model.backbone.{msg}")));

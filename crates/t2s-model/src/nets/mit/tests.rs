@@ -756,3 +756,18 @@ fn gelu_is_exact_in_value_and_gradient() {
     let d = xs.map(|v| 0.5 * (1.0 + erf(v / std::f64::consts::SQRT_2)) + v * (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt());
     assert_close(&g, &d, "gelu gradient");
 }
+
+#[test]
+fn the_smallest_input_keeps_a_token_per_reduction() {
+    // SegFormer's encoders: a 7×7 stride-4 embedding padded by 3 gives ⌊(29 − 1)/4⌋ + 1 = 8
+    // tokens at stage 1, exactly the 8×8 reduction's kernel; 28 gives 7.
+    let b0 = MitConfig::b(0).expect("B0");
+    assert_eq!(b0.min_input_side(), 29);
+    // Without reductions nothing limits the size; a 4×4 first reduction needs 4 tokens: 13.
+    assert_eq!(MitConfig { sr_ratios: [1; 4], ..tiny() }.min_input_side(), 1);
+    assert_eq!(MitConfig { sr_ratios: [4, 1, 1, 1], ..tiny() }.min_input_side(), 13);
+    // At 29×29 every stage runs: 8, 4, 2, 1 tokens a side.
+    let m = tiny().init::<B>(&Default::default());
+    let outs = m.forward(Tensor::zeros([1, 3, 29, 29], &Default::default()));
+    assert_eq!(outs.iter().map(|o| o.dims()[2]).collect::<Vec<_>>(), [8, 4, 2, 1]);
+}
