@@ -139,6 +139,15 @@ impl SegmentorConfig {
         }
     }
 
+    /// Input pixels per pixel of the backbone's deepest feature (32 for MiT, the output stride for
+    /// a ResNet), the feature DAFormer's ImageNet feature distance compares.
+    pub fn deepest_feature_stride(&self) -> usize {
+        match &self.backbone {
+            BackboneConfig::Mit(m) => m.strides.iter().product(),
+            BackboneConfig::Resnet(r) => r.output_stride,
+        }
+    }
+
     /// Input pixels per logit pixel (8 for DeepLabV2 at output stride 8, 4 for MiT heads).
     pub fn logit_stride(&self) -> usize {
         match (&self.backbone, &self.decode_head) {

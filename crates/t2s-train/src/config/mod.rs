@@ -352,7 +352,8 @@ impl RunConfig {
     }
 
     /// Every input the network is given in training and evaluation (the crop, HRDA's context and
-    /// detail crops, sliding windows) at least as large as its backbone takes.
+    /// detail crops, sliding windows) at least as large as its backbone takes, and a crop that
+    /// the feature distance's stride divides.
     fn validate_min_side(&self) -> std::result::Result<(), String> {
         let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
         let min = network.min_input_side();
@@ -364,6 +365,14 @@ impl RunConfig {
         }
         if let crate::inference::InferenceMode::Slide { crop, .. } = &self.eval.inference {
             inputs.push(("eval.inference.crop", *crop));
+        }
+        // DAFormer's feature distance brings the source labels to the deepest feature by whole
+        // blocks.
+        let fd = network.deepest_feature_stride();
+        if self.feature_distance_on() && (!(h as usize).is_multiple_of(fd) || !(w as usize).is_multiple_of(fd)) {
+            return Err(format!(
+                "data.crop = [{h}, {w}] is not a whole multiple of {fd}, the stride of the backbone's deepest feature, which the ImageNet feature distance (uda.fdist_lambda > 0 with model.pretrained) compares: choose a crop divisible by {fd}, or set uda.fdist_lambda = 0"
+            ));
         }
         match inputs.into_iter().find(|(_, [a, b])| *a < min || *b < min) {
             Some((key, [a, b])) => Err(format!(

@@ -194,6 +194,13 @@ fn nonsense_values_are_refused_by_name() {
     assert!(mit(r#"eval.inference={ mode = "slide", crop = [24, 24], stride = [16, 16] }"#)
         .unwrap_err()
         .starts_with("eval.inference.crop"));
+    // The feature distance (with pretrained weights) needs whole blocks of the deepest feature.
+    let fd = |crop: &str| {
+        let sets = ["model.preset=\"deeplabv2-r18\"", "uda.method=\"dacs\"", "model.pretrained=\"w.pth\"", crop];
+        RunConfig::parse(MINIMAL, &sets.map(String::from))
+    };
+    assert!(fd("data.crop=[700, 700]").unwrap_err().contains("not a whole multiple of 8"));
+    assert!(fd("data.crop=[704, 704]").is_ok());
     assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
     assert_eq!(refused("data.prefetch=0"), "data.prefetch = 0 must be at least 1");
     // The teacher is self-training's: source-only runs have none to evaluate.
