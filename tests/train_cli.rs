@@ -223,6 +223,27 @@ fn the_selected_evaluation_set_picks_the_best_weights() {
     assert!(!dir.path().join("runs/typo").exists());
 }
 
+/// An evaluation set of other classes than the network's is refused at start-up, by name, not at
+/// the first evaluation thousands of iterations in.
+#[test]
+fn an_evaluation_set_of_other_classes_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mine");
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    std::fs::create_dir_all(root.join("labels")).unwrap();
+    image::RgbImage::from_pixel(64, 32, image::Rgb([90, 90, 90])).save(root.join("images/a.png")).unwrap();
+    image::GrayImage::from_pixel(64, 32, image::Luma([1])).save(root.join("labels/a.png")).unwrap();
+    let mapping = "[[classes]]\nname = \"road\"\ncolor = [128, 64, 128]\nvalues = [0]\n\n[[classes]]\nname = \"car\"\ncolor = [0, 0, 142]\nvalues = [1]\n";
+    std::fs::write(root.join("mapping.toml"), mapping).unwrap();
+    let extra = format!("\n[[data.eval]]\nkind = \"folder\"\nroot = {:?}\nname = \"mine\"\n", root.display().to_string());
+    std::fs::write(dir.path().join("two.toml"), config() + &extra).unwrap();
+    let o = t2s(dir.path()).args(["train", "--config", "two.toml", "--set", "run.name=two"]).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains("data.eval[1] (mine) has 2 classes but the network predicts 19"), "{e}");
+    assert!(!dir.path().join("runs/two/metrics.jsonl").exists(), "it trained");
+}
+
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

@@ -123,7 +123,18 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
         .eval
         .iter()
         .enumerate()
-        .map(|(i, s)| open_set(s, SetRole::Eval, &format!("data.eval[{i}]")).map(|o| (s.clone(), o)))
+        .map(|(i, s)| {
+            let opened = open_set(s, SetRole::Eval, &format!("data.eval[{i}]"))?;
+            // Checked here, not at the first evaluation thousands of iterations in.
+            let classes = opened.dataset.label_space().len();
+            if classes != network.num_classes {
+                return Err(TrainError::Usage(format!(
+                    "data.eval[{i}] ({}) has {classes} classes but the network predicts {}; evaluate on a set of the training's classes",
+                    opened.name, network.num_classes
+                )));
+            }
+            Ok((s.clone(), opened))
+        })
         .collect::<Result<_>>()?;
     Ok(OpenedSets { source, target, evals })
 }
