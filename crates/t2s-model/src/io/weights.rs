@@ -4,7 +4,11 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+use std::rc::Rc;
+
+use burn::module::ParamId;
 use burn::tensor::backend::Backend;
+use burn::tensor::DType;
 use burn_store::pytorch::PytorchReader;
 use burn_store::{ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
 
@@ -167,6 +171,13 @@ fn apply_torch_named<B: Backend>(model: &mut Segmentor<B>, named: Vec<(String, T
     let snapshots = named
         .into_iter()
         .map(|(name, mut snap)| {
+            // Half- or double-precision checkpoints (`model.half()`, fp16 releases) load as f32,
+            // t2s's master weights; burn-store would keep the file's type.
+            if matches!(snap.dtype, DType::F16 | DType::BF16 | DType::F64) {
+                let data = snap.clone_data_fn();
+                let widened = Rc::new(move || data().map(|d| d.convert::<f32>()));
+                snap = TensorSnapshot::from_closure(widened, DType::F32, snap.shape.clone(), Vec::new(), Vec::new(), ParamId::new());
+            }
             let burn_name = match name.rsplit_once('.') {
                 Some((prefix, "weight")) if model_paths.contains(&format!("{prefix}.gamma")) => format!("{prefix}.gamma"),
                 Some((prefix, "bias")) if model_paths.contains(&format!("{prefix}.beta")) => format!("{prefix}.beta"),
@@ -288,7 +299,9 @@ pub fn load_t2s_into<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig
 mod tests {
     use super::*;
     use burn::backend::Flex;
-    use burn::tensor::{Distribution, Tensor};
+    use burn::tensor::{Distribution, Tensor, TensorData};
+
+    use crate::nets::segmentor::Backbone;
 
     #[test]
     fn t2s_files_round_trip_exactly_with_pytorch_names() {
@@ -320,5 +333,34 @@ mod tests {
         assert_eq!(a.logits.into_data(), b.logits.into_data());
         assert_eq!(a.embedding.unwrap().into_data(), b.embedding.unwrap().into_data());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn half_and_double_precision_tensors_load_as_f32() {
+        let cfg: SegmentorConfig = serde_json::from_str(
+            r#"{"backbone":{"type":"mit","embed_dims":[8,16,24,32],"depths":[1,1,1,1],"num_heads":[1,2,3,4],"sr_ratios":[8,4,2,1]},
+                "decode_head":{"type":"segformer","embed_dim":8},"num_classes":3}"#,
+        )
+        .unwrap();
+        let mut net = cfg.init::<Flex>(&Default::default()).unwrap();
+        // The first stage's closing norm (PyTorch `weight`, Burn `gamma`), 8 channels, and its
+        // bias, in bf16 and f64; 0.375 and -1.25 are exact in every float type.
+        let snapshot = |values: f32, dtype: DType| {
+            let data = TensorData::new(vec![values; 8], [8]).convert_dtype(dtype);
+            assert_eq!(data.dtype, dtype);
+            TensorSnapshot::from_data(data, Vec::new(), Vec::new(), ParamId::new())
+        };
+        let named = vec![
+            ("backbone.stages.0.norm.weight".to_string(), snapshot(0.375, DType::BF16)),
+            ("backbone.stages.0.norm.bias".to_string(), snapshot(-1.25, DType::F64)),
+        ];
+        let result = apply_torch_named(&mut net, named);
+        assert!(result.errors.is_empty() && result.applied.len() == 2, "{:?}", result.errors);
+        let Backbone::Mit(mit) = &net.backbone else { unreachable!("a MiT configuration") };
+        let norm = &mit.stages[0].norm;
+        for (p, want) in [(norm.gamma.val(), 0.375f32), (norm.beta.val(), -1.25)] {
+            assert_eq!(p.dtype(), DType::F32);
+            assert_eq!(p.into_data().to_vec::<f32>().unwrap(), vec![want; 8]);
+        }
     }
 }
