@@ -140,7 +140,8 @@ impl SegmentorConfig {
     }
 
     /// Input pixels per pixel of the backbone's deepest feature (32 for MiT, the output stride for
-    /// a ResNet), the feature DAFormer's ImageNet feature distance compares.
+    /// a ResNet), the feature DAFormer's ImageNet feature distance compares; relative to the
+    /// backbone's input, which under HRDA is the context pass at half the crop.
     pub fn deepest_feature_stride(&self) -> usize {
         match &self.backbone {
             BackboneConfig::Mit(m) => m.strides.iter().product(),

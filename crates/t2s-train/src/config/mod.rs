@@ -227,17 +227,16 @@ impl RunConfig {
         if !(self.t2s.temperature.is_finite() && self.t2s.temperature > 0.0) {
             return Err(format!("t2s.temperature = {} must be a positive number", self.t2s.temperature));
         }
-        for (key, v) in [("t2s.unreliable_start", self.t2s.unreliable_start), ("t2s.unreliable_end", self.t2s.unreliable_end)] {
+        let t = &self.t2s;
+        for (key, v) in [("t2s.unreliable_start", t.unreliable_start), ("t2s.unreliable_end", t.unreliable_end)] {
             if !(0.0..=100.0).contains(&v) {
                 return Err(format!("{key} = {v} must be a percentage between 0 and 100"));
             }
         }
-        let t = &self.t2s;
-        for (key, v) in [
-            ("t2s.distribution_momentum", t.distribution_momentum),
-            ("t2s.reweight_momentum", t.reweight_momentum),
-            ("t2s.prototype_momentum", t.prototype_momentum as f64),
-        ] {
+        if !(0.0..=1.0).contains(&t.prototype_momentum) {
+            return Err(format!("t2s.prototype_momentum = {} must be between 0 and 1", t.prototype_momentum));
+        }
+        for (key, v) in [("t2s.distribution_momentum", t.distribution_momentum), ("t2s.reweight_momentum", t.reweight_momentum)] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{key} = {v} must be between 0 and 1"));
             }
@@ -365,10 +364,13 @@ impl RunConfig {
         }
         if let crate::inference::InferenceMode::Slide { crop, .. } = &self.eval.inference {
             inputs.push(("eval.inference.crop", *crop));
+            if network.hrda.is_some() {
+                inputs.push(("eval.inference.crop (halved for HRDA's context pass)", [crop[0] / 2, crop[1] / 2]));
+            }
         }
         // DAFormer's feature distance brings the source labels to the deepest feature by whole
-        // blocks.
-        let fd = network.deepest_feature_stride();
+        // blocks; with HRDA that feature is the context pass's, at half resolution.
+        let fd = network.deepest_feature_stride() * if network.hrda.is_some() { 2 } else { 1 };
         if self.feature_distance_on() && (!(h as usize).is_multiple_of(fd) || !(w as usize).is_multiple_of(fd)) {
             return Err(format!(
                 "data.crop = [{h}, {w}] is not a whole multiple of {fd}, the stride of the backbone's deepest feature, which the ImageNet feature distance (uda.fdist_lambda > 0 with model.pretrained) compares: choose a crop divisible by {fd}, or set uda.fdist_lambda = 0"

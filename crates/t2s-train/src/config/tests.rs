@@ -201,6 +201,23 @@ fn nonsense_values_are_refused_by_name() {
     };
     assert!(fd("data.crop=[700, 700]").unwrap_err().contains("not a whole multiple of 8"));
     assert!(fd("data.crop=[704, 704]").is_ok());
+    // With HRDA the feature is the context pass's, at half the crop: a MiT's 32 becomes 64.
+    let mit_fd = |hrda: bool, crop: &str| {
+        let mut sets = vec!["model.preset=\"daformer-mitb0\"", "uda.method=\"dacs\"", "model.pretrained=\"w.pth\"", crop];
+        if hrda {
+            sets.push("model.hrda={detail_crop=[64,64]}");
+        }
+        RunConfig::parse(MINIMAL, &sets.into_iter().map(String::from).collect::<Vec<_>>())
+    };
+    assert!(mit_fd(false, "data.crop=[160, 160]").is_ok());
+    assert!(mit_fd(true, "data.crop=[160, 160]").unwrap_err().contains("not a whole multiple of 64"));
+    assert!(mit_fd(true, "data.crop=[192, 192]").is_ok());
+    // HRDA's sliding windows are halved for the context pass too.
+    let mit_hrda = |o: &str| {
+        RunConfig::parse(MINIMAL, &["model.preset=\"daformer-mitb0\"".into(), "model.hrda={detail_crop=[32,32]}".into(), o.into()])
+    };
+    let e = mit_hrda(r#"eval.inference={ mode = "slide", crop = [40, 40], stride = [20, 20] }"#).unwrap_err();
+    assert!(e.starts_with("eval.inference.crop (halved for HRDA's context pass) = [20, 20]"), "{e}");
     assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
     assert_eq!(refused("data.prefetch=0"), "data.prefetch = 0 must be at least 1");
     // The teacher is self-training's: source-only runs have none to evaluate.
