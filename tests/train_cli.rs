@@ -666,23 +666,19 @@ fn evaluations_score_the_ema_teacher_when_asked() {
     let teacher = weight_file(&ckpt.join("teacher.safetensors"));
     assert_eq!(weight_file(&run.join("best.safetensors")), teacher);
     assert_ne!(weight_file(&ckpt.join("student.safetensors")), teacher, "after 4 EMA steps the teacher is not the student");
-    let o = t2s(dir.path())
-        .args(["eval", "--config", "t2s.toml", "--output", "given", "--weights"])
-        .arg(ckpt.join("teacher.safetensors"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let given = json(&dir.path().join("given/eval_synthetic_target_val.json"));
-    assert_eq!(given["confusion"], during["confusion"]);
+    // `t2s eval` of the checkpoint's network `name`, into folder `name`.
+    let eval_of = |name: &str| {
+        let o = t2s(dir.path())
+            .args(["eval", "--config", "t2s.toml", "--output", name, "--weights"])
+            .arg(ckpt.join(format!("{name}.safetensors")))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json(&dir.path().join(name).join("eval_synthetic_target_val.json"))
+    };
+    assert_eq!(eval_of("teacher")["confusion"], during["confusion"]);
     // The student predicts otherwise.
-    let o = t2s(dir.path())
-        .args(["eval", "--config", "t2s.toml", "--output", "student", "--weights"])
-        .arg(ckpt.join("student.safetensors"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let student = json(&dir.path().join("student/eval_synthetic_target_val.json"));
-    assert_ne!(student["confusion"], during["confusion"]);
+    assert_ne!(eval_of("student")["confusion"], during["confusion"]);
 }
 
 /// HRDA (`[model.network.hrda]`) with MIC and T2S-DA: every term and its detail twin logged,

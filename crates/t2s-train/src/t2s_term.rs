@@ -68,6 +68,11 @@ impl<B: Backend> T2sState<B> {
         }
     }
 
+    /// The class weights of dynamic re-weighting from the statistics so far (γ and clamp of `cfg`).
+    pub fn class_weights(&self, cfg: &T2sSection) -> Vec<f32> {
+        self.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1])
+    }
+
     /// Back from [`T2sState::save`]'s output, under the resumed run's settings `cfg`: the
     /// momenta are `cfg`'s (a `--set` on `--resume` changes them from here on), and statistics of
     /// another kind than `cfg.reweight_statistic` start afresh, as the new kind's would.
@@ -75,9 +80,10 @@ impl<B: Backend> T2sState<B> {
         let bad = |e: t2s_loss::LossError| TrainError::Usage(format!("checkpoint T2S state: {e}"));
         let bank =
             |s: &PrototypeState| PrototypeBank::from_state(&PrototypeState { momentum: cfg.prototype_momentum, ..s.clone() }, device);
-        let stats = match saved.stats.statistic == cfg.reweight_statistic {
-            true => ClassStatistics { momentum: cfg.reweight_momentum, ..saved.stats.clone() },
-            false => ClassStatistics::new(cfg.reweight_statistic, saved.stats.values.len(), cfg.reweight_momentum),
+        let stats = if saved.stats.statistic == cfg.reweight_statistic {
+            ClassStatistics { momentum: cfg.reweight_momentum, ..saved.stats.clone() }
+        } else {
+            ClassStatistics::new(cfg.reweight_statistic, saved.stats.values.len(), cfg.reweight_momentum)
         };
         Ok(Self {
             prototypes: bank(&saved.prototypes).map_err(bad)?,
@@ -251,11 +257,7 @@ pub fn plan_t2s_term<B: Backend, R: Rng + ?Sized>(
     let source_keys = flat(teacher.source_keys);
     let sums = state.prototypes.batch_sums(source_keys.clone(), teacher.source_labels.reshape([p]));
     state.prototypes.fold(sum_class_sums(replica, "adding up the source prototypes' class sums", sums)?);
-    let weights: Vec<f32> = if cfg.reweights(ReweightTarget::Contrastive) {
-        state.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1])
-    } else {
-        vec![1.0; c]
-    };
+    let weights: Vec<f32> = if cfg.reweights(ReweightTarget::Contrastive) { state.class_weights(cfg) } else { vec![1.0; c] };
 
     let nq = negatives.queries.indices.len();
     let log = T2sLog {

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-
 use std::rc::Rc;
 
 use burn::module::ParamId;

@@ -17,6 +17,7 @@ mod uda;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use t2s_model::SegmentorConfig;
 
 pub use data::{DataSection, FileSet, RcsSection, SetReader, SetSection, SyntheticSet, DAFORMER_MIN_FRACTION, DEFAULT_SYNTHETIC_SIZE};
 pub use eval::{EvalSection, EvalWeights, Protocols};
@@ -244,12 +245,16 @@ impl RunConfig {
         if self.uda.method == Method::T2s && self.t2s.contrastive_weight > 0.0 && self.t2s.negatives == 0 {
             return Err("t2s.negatives must be at least 1 when the contrastive loss is on".into());
         }
-        if self.uda.method == Method::T2s {
-            self.validate_t2s_network()?;
+        // The checks that need the network, when `[model]` names one (training requires it to).
+        if let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? {
+            if self.uda.method == Method::T2s {
+                self.validate_t2s_network(&network)?;
+            }
+            self.validate_hrda_crop(&network)?;
+            self.validate_feature_distance_crop(&network)?;
+            self.validate_min_side(&network)?;
+            self.validate_recompute(&network)?;
         }
-        self.validate_hrda_crop()?;
-        self.validate_min_side()?;
-        self.validate_recompute()?;
         if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
             return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
         }
@@ -328,11 +333,9 @@ impl RunConfig {
         Ok(())
     }
 
-    /// `uda.method = "t2s"`'s needs of the network, when `[model]` names one (training requires
-    /// it to): a projection head, and a crop that the embedding's stride divides (the source
-    /// labels are brought to its resolution by whole blocks, method.md §4).
-    fn validate_hrda_crop(&self) -> std::result::Result<(), String> {
-        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
+    /// HRDA's crops: the detail crop inside the training crop, which the context pass halves on
+    /// the logit grid.
+    fn validate_hrda_crop(&self, network: &SegmentorConfig) -> std::result::Result<(), String> {
         let Some(hrda) = &network.hrda else { return Ok(()) };
         let cell = 2 * network.logit_stride();
         let [h, w] = self.data.crop;
@@ -350,16 +353,28 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Every input the network is given in training and evaluation (the crop, HRDA's context and
-    /// detail crops, sliding windows) at least as large as its backbone takes, and a crop that
-    /// the feature distance's stride divides.
-    fn validate_min_side(&self) -> std::result::Result<(), String> {
-        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
-        let min = network.min_input_side();
+    /// A crop that the feature distance's stride divides: DAFormer's feature distance brings the
+    /// source labels to the deepest feature by whole blocks; with HRDA that feature is the
+    /// context pass's, at half resolution.
+    fn validate_feature_distance_crop(&self, network: &SegmentorConfig) -> std::result::Result<(), String> {
+        let fd = network.deepest_feature_stride() * if network.hrda.is_some() { 2 } else { 1 };
         let [h, w] = self.data.crop;
-        let mut inputs = vec![("data.crop", [h as usize, w as usize])];
+        if self.feature_distance_on() && (!(h as usize).is_multiple_of(fd) || !(w as usize).is_multiple_of(fd)) {
+            return Err(format!(
+                "data.crop = [{h}, {w}] is not a whole multiple of {fd}, the stride of the backbone's deepest feature, which the ImageNet feature distance (uda.fdist_lambda > 0 with model.pretrained) compares: choose a crop divisible by {fd}, or set uda.fdist_lambda = 0"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every input the network is given in training and evaluation (the crop, HRDA's context and
+    /// detail crops, sliding windows) at least as large as its backbone takes.
+    fn validate_min_side(&self, network: &SegmentorConfig) -> std::result::Result<(), String> {
+        let min = network.min_input_side();
+        let [h, w] = self.data.crop.map(|v| v as usize);
+        let mut inputs = vec![("data.crop", [h, w])];
         if let Some(hrda) = &network.hrda {
-            inputs.push(("data.crop (halved for HRDA's context pass)", [h as usize / 2, w as usize / 2]));
+            inputs.push(("data.crop (halved for HRDA's context pass)", [h / 2, w / 2]));
             inputs.push(("model.network.hrda.detail_crop", hrda.detail_crop));
         }
         if let crate::inference::InferenceMode::Slide { crop, .. } = &self.eval.inference {
@@ -367,14 +382,6 @@ impl RunConfig {
             if network.hrda.is_some() {
                 inputs.push(("eval.inference.crop (halved for HRDA's context pass)", [crop[0] / 2, crop[1] / 2]));
             }
-        }
-        // DAFormer's feature distance brings the source labels to the deepest feature by whole
-        // blocks; with HRDA that feature is the context pass's, at half resolution.
-        let fd = network.deepest_feature_stride() * if network.hrda.is_some() { 2 } else { 1 };
-        if self.feature_distance_on() && (!(h as usize).is_multiple_of(fd) || !(w as usize).is_multiple_of(fd)) {
-            return Err(format!(
-                "data.crop = [{h}, {w}] is not a whole multiple of {fd}, the stride of the backbone's deepest feature, which the ImageNet feature distance (uda.fdist_lambda > 0 with model.pretrained) compares: choose a crop divisible by {fd}, or set uda.fdist_lambda = 0"
-            ));
         }
         match inputs.into_iter().find(|(_, [a, b])| *a < min || *b < min) {
             Some((key, [a, b])) => Err(format!(
@@ -385,19 +392,20 @@ impl RunConfig {
     }
 
     /// `train.recompute = "blocks"` reruns MiT blocks: it needs a MiT backbone.
-    fn validate_recompute(&self) -> std::result::Result<(), String> {
+    fn validate_recompute(&self, network: &SegmentorConfig) -> std::result::Result<(), String> {
         if self.train.recompute == Recompute::None {
             return Ok(());
         }
-        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
         if !matches!(network.backbone, t2s_model::BackboneConfig::Mit(_)) {
             return Err("train.recompute = \"blocks\" reruns the blocks of a MiT backbone; this network's backbone is a ResNet: set train.recompute = \"none\" (uda.student_passes = \"sequential\" also saves memory)".into());
         }
         Ok(())
     }
 
-    fn validate_t2s_network(&self) -> std::result::Result<(), String> {
-        let Some(network) = self.network().map_err(|e| format!("[model]: {e}"))? else { return Ok(()) };
+    /// `uda.method = "t2s"`'s needs of the network: a projection head, and a crop that the
+    /// embedding's stride divides (the source labels are brought to its resolution by whole
+    /// blocks, method.md §4).
+    fn validate_t2s_network(&self, network: &SegmentorConfig) -> std::result::Result<(), String> {
         if network.projection.is_none() {
             return Err("uda.method = \"t2s\" needs a projection head: add [model.network.projection] (presets have one)".into());
         }

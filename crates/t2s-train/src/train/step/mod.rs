@@ -119,8 +119,7 @@ pub fn self_training_step<B: T2sAutodiffBackend>(
     st.teacher = ema_update(st.teacher.clone(), &student.valid(), ema_alpha(cfg.uda.adapting_for(iter), cfg.uda.ema_alpha));
     // Class weights from the statistics so far, for the CE terms and MIC's when re-weighting
     // scales them.
-    let class_weights =
-        st.t2s.as_ref().map(|t| t.stats.weights(cfg.t2s.reweight_gamma, cfg.t2s.reweight_clamp[0], cfg.t2s.reweight_clamp[1]));
+    let class_weights = st.t2s.as_ref().map(|t| t.class_weights(&cfg.t2s));
     let weights_for = |target| class_weights.as_ref().filter(|_| cfg.t2s.reweights(target));
     let ce_weights = weights_for(ReweightTarget::CrossEntropy).cloned();
     let ys = tensors::batch_labels::<B>(source, device)?;
