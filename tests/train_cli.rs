@@ -172,6 +172,15 @@ fn bad_runs_fail_before_training() {
         "{e}"
     );
     assert!(!dir.path().join("runs/f").exists(), "no run folder for a crop that does not fit");
+    // Counts whose buffers could not fit in any machine's memory are named, not an aborted
+    // allocation (a billion batches ahead asked for 176 GB of queue slots).
+    let o = t2s(dir.path())
+        .args(["train", "--config", "tiny.toml", "--set", "run.name=p", "--set", "data.prefetch=1000000000"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("data.prefetch = 1000000000 batches ahead") && e.contains("of host memory"), "{e}");
+    assert!(!dir.path().join("runs/p").exists(), "no run folder for a queue that cannot fit");
     // Self-training without a target set, and T2S without a projection head, are named.
     std::fs::write(dir.path().join("dacs.toml"), config().replace("source_only", "dacs")).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "dacs.toml", "--set", "run.name=d"]).output().unwrap();

@@ -11,6 +11,7 @@ use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend};
 use super::adaptation::{Adaptation, Resume};
 use super::checkpoint::{latest_checkpoint, load_network, TrainingState};
 use super::events::{TrainEvent, TrainOptions};
+use super::host_memory;
 use super::rcs_counts;
 use crate::config::{RunConfig, SetSection};
 use crate::data_sets::{open_set, OpenedSet, SetRole};
@@ -69,6 +70,9 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
     let precision = cfg.train.precision;
     precision.require_on::<B>(device).map_err(|why| TrainError::Usage(format!("train.precision = \"{precision}\": {why}; use \"f32\"")))?;
+    if let Some(total) = host_memory::total_memory() {
+        host_memory::check(cfg, network.num_classes, total).map_err(TrainError::Usage)?;
+    }
     for note in cfg.notes() {
         (opts.events)(TrainEvent::Note(note));
     }
@@ -230,7 +234,14 @@ fn open_loaders(
         stride,
     };
     let augment = AugmentConfig { resize: resize_of(&cfg.data.source), crop: Some(crop), flip_prob: cfg.data.flip_prob };
-    let source = Loader::new(Arc::from(source.dataset), augment, source_order, loader_cfg)?;
+    // A thread count the system refuses is the setting's fault: name it.
+    let threads_err = |e: t2s_data::DataError| match e {
+        t2s_data::DataError::Loader { message } => {
+            TrainError::Usage(format!("data.workers = {}: {message}; lower data.workers (0: one per core)", cfg.data.workers))
+        }
+        e => e.into(),
+    };
+    let source = Loader::new(Arc::from(source.dataset), augment, source_order, loader_cfg).map_err(threads_err)?;
     let target = match target {
         Some((set, opened)) => {
             // The target's crop is drawn uniformly (the class-ratio check needs labels, which a
@@ -238,7 +249,7 @@ fn open_loaders(
             let augment = AugmentConfig { resize: resize_of(&set), crop: Some(crop), flip_prob: cfg.data.flip_prob };
             let start_batch = draw_index(replica, iter.max(cfg.uda.adapt_from));
             let cfg_t = LoaderConfig { seed: cfg.run.seed ^ TARGET_SEED_SALT, start_batch, ..loader_cfg };
-            Some(Loader::new(Arc::from(opened.dataset), augment, SampleOrder::Shuffle, cfg_t)?)
+            Some(Loader::new(Arc::from(opened.dataset), augment, SampleOrder::Shuffle, cfg_t).map_err(threads_err)?)
         }
         None => None,
     };
