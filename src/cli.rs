@@ -104,7 +104,7 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 0.5)]
     pub overlay_alpha: f32,
 
-    /// Numeric format of the network's pass: f32, or bf16 (CUDA, the CPU, wgpu adapters with bf16).
+    /// Numeric format of the network's pass: f32, or bf16 (CUDA and the CPU; not wgpu, whose WGSL has no bf16).
     #[arg(long, default_value_t = t2s_model::Precision::F32)]
     pub precision: t2s_model::Precision,
 

@@ -40,7 +40,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub images: Option<usize>,
 
-    /// Numeric format of the network's pass: f32, or bf16 (CUDA, the CPU, wgpu adapters with bf16).
+    /// Numeric format of the network's pass: f32, or bf16 (CUDA and the CPU; not wgpu, whose WGSL has no bf16).
     #[arg(long, default_value_t = t2s_model::Precision::F32)]
     pub precision: t2s_model::Precision,
 

@@ -42,8 +42,8 @@ impl Precision {
         }
     }
 
-    /// Whether `device` of backend `B` computes in this precision (every backend has f32; bf16
-    /// needs an adapter with bf16 arithmetic on wgpu).
+    /// Whether `device` of backend `B` computes in this precision (every backend has f32; bf16:
+    /// CUDA and Flex, not wgpu, whose WGSL compiler has no bf16 type).
     pub fn supported_on<B: Backend>(self, device: &B::Device) -> bool {
         B::supports_dtype(device, DType::from(self.dtype()))
     }

@@ -10,7 +10,7 @@ pub struct TrainSection {
     /// `f32` (default) or `bf16`: the student's, teacher's and ImageNet model's forward and
     /// backward passes in bf16, with f32 master weights, optimiser state, EMA blending,
     /// normalisation statistics, softmax and losses (`t2s_model::precision`). Needs a backend with
-    /// bf16 arithmetic (CUDA, the CPU, wgpu adapters that have it).
+    /// bf16 arithmetic: CUDA and the CPU (wgpu's WGSL shaders have no bf16 type).
     pub precision: Precision,
     /// `none` (default) or `blocks`: see [`Recompute`] (memory against compute).
     pub recompute: Recompute,

@@ -45,8 +45,8 @@ pub struct UdaSection {
     pub adapt_from: usize,
     /// EMA teacher: θ_T ← α·θ_T + (1 − α)·θ_S with α = min(1 − 1/(t + 1), `ema_alpha`) (0.999).
     pub ema_alpha: f64,
-    /// Pseudo-label confidence threshold: an image's pixel weight is the fraction of its pixels
-    /// whose max-probability reaches it (0.968).
+    /// Pseudo-label confidence threshold: every pixel's weight is the fraction of the batch's
+    /// pixels whose max-probability reaches it, one scalar for the batch as DAFormer's (0.968).
     pub pseudo_threshold: f64,
     /// Rows of the target crop whose pseudo-label weight is set to 0, `[top, bottom]`, for a
     /// 512-high crop (DAFormer's `pseudo_weight_ignore_top = 15`, `_bottom = 120`); scaled to
