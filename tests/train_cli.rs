@@ -181,6 +181,11 @@ fn bad_runs_fail_before_training() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("data.prefetch = 1000000000 batches ahead") && e.contains("of host memory"), "{e}");
     assert!(!dir.path().join("runs/p").exists(), "no run folder for a queue that cannot fit");
+    // 100,000 decoding threads ran out of memory maps for their stacks and aborted.
+    let o =
+        t2s(dir.path()).args(["train", "--config", "tiny.toml", "--set", "run.name=w", "--set", "data.workers=100000"]).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("data.workers = 100000 decoding threads is more than 8 per core"), "{e}");
     // Self-training without a target set, and T2S without a projection head, are named.
     std::fs::write(dir.path().join("dacs.toml"), config().replace("source_only", "dacs")).unwrap();
     let o = t2s(dir.path()).args(["train", "--config", "dacs.toml", "--set", "run.name=d"]).output().unwrap();

@@ -11,7 +11,7 @@ pub mod checkpoint;
 pub mod debug_strip;
 pub mod events;
 pub(crate) mod grad_sum;
-mod host_memory;
+mod host_resources;
 pub mod lock;
 pub mod metrics_log;
 mod open;

@@ -11,7 +11,7 @@ use t2s_model::{Segmentor, SegmentorConfig, T2sAutodiffBackend};
 use super::adaptation::{Adaptation, Resume};
 use super::checkpoint::{latest_checkpoint, load_network, TrainingState};
 use super::events::{TrainEvent, TrainOptions};
-use super::host_memory;
+use super::host_resources;
 use super::rcs_counts;
 use crate::config::{RunConfig, SetSection};
 use crate::data_sets::{open_set, OpenedSet, SetRole};
@@ -70,9 +70,11 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     let network = cfg.network()?.ok_or_else(|| TrainError::Usage("[model]: give `preset` or a `[model.network]` table".into()))?;
     let precision = cfg.train.precision;
     precision.require_on::<B>(device).map_err(|why| TrainError::Usage(format!("train.precision = \"{precision}\": {why}; use \"f32\"")))?;
-    if let Some(total) = host_memory::total_memory() {
-        host_memory::check(cfg, network.num_classes, total).map_err(TrainError::Usage)?;
+    if let Some(total) = host_resources::total_memory() {
+        host_resources::check(cfg, network.num_classes, total).map_err(TrainError::Usage)?;
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    host_resources::check_workers(cfg.data.workers, cores).map_err(TrainError::Usage)?;
     for note in cfg.notes() {
         (opts.events)(TrainEvent::Note(note));
     }

@@ -1,13 +1,30 @@
-//! Settings whose host buffers alone could not fit in the machine's memory are refused at the
-//! start of training, with the settings named, instead of aborting on a failed allocation
-//! (`data.prefetch = 1e9` asked the loader's queue for 176 GB of slots). The figures are lower
-//! bounds of what the settings allocate, so nothing that could run is refused.
+//! Settings the machine cannot hold are refused at the start of training, with the settings
+//! named, instead of aborting on a failed allocation: buffers that alone exceed its memory
+//! (`data.prefetch = 1e9` asked the loader's queue for 176 GB of slots; the figures are lower
+//! bounds of what the settings allocate, so nothing that could run is refused), and decoding
+//! threads far beyond its cores (100,000 ran out of memory maps for their stacks and aborted).
 
 use crate::config::{Method, RunConfig};
 
 /// Host bytes a loader holds per crop pixel: the normalised f32 image (12), the raw RGB bytes (3)
 /// and the u8 label (1) of `t2s_data::Batch`.
 const BATCH_BYTES_PER_PIXEL: u64 = 16;
+
+/// Decoding threads per core above which `data.workers` is refused: threads beyond the cores
+/// only add stacks, and any machine the loader could use has fewer than this many per core.
+pub(super) const MAX_WORKERS_PER_CORE: usize = 8;
+
+/// Refuses `data.workers` above [`MAX_WORKERS_PER_CORE`] × `cores`.
+pub(super) fn check_workers(workers: usize, cores: usize) -> Result<(), String> {
+    let most = MAX_WORKERS_PER_CORE * cores.max(1);
+    if workers > most {
+        return Err(format!(
+            "data.workers = {workers} decoding threads is more than {MAX_WORKERS_PER_CORE} per core of this machine's {cores}: \
+             threads beyond the cores add only memory; use 0 (one per core) or at most {most}"
+        ));
+    }
+    Ok(())
+}
 
 /// The machine's physical memory in bytes, where the platform reports it.
 pub(super) fn total_memory() -> Option<u64> {
@@ -125,6 +142,15 @@ mod tests {
         assert!(check(&cfg, 19, room).is_err());
         cfg.t2s.contrastive_weight = 0.0;
         assert!(check(&cfg, 19, room).is_ok());
+    }
+
+    #[test]
+    fn workers_stop_at_eight_per_core() {
+        assert_eq!(check_workers(0, 2), Ok(()));
+        assert_eq!(check_workers(16, 2), Ok(()));
+        let err = check_workers(17, 2).unwrap_err();
+        assert!(err.starts_with("data.workers = 17 decoding threads is more than 8 per core of this machine's 2"), "{err}");
+        assert!(err.ends_with("at most 16"), "{err}");
     }
 
     #[test]
