@@ -14,14 +14,14 @@ use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
 use crate::device::ReplicaTask;
 use crate::progress::Progress;
-use crate::stop_signal::stop_on_signals;
+use crate::stop_signal::stop_on_signals_until_opened;
 
 /// Prints a run's notes and warnings (above `bar`, so that it does not garble them).
 pub fn show_notice(bar: &Progress, event: &TrainEvent) {
     match event {
         TrainEvent::Note(note) => bar.suspend(|| eprintln!("{note}")),
         TrainEvent::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
-        TrainEvent::Iteration { .. } => {}
+        TrainEvent::Iteration { .. } | TrainEvent::Opened => {}
     }
 }
 
@@ -165,7 +165,7 @@ impl ReplicaTask for Train {
         }
         eprintln!("run folder: {}", run_dir.display());
 
-        let stop = stop_on_signals()?;
+        let stop = stop_on_signals_until_opened()?;
 
         let len = a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters);
         let bar = Progress::new("train", len, "{spinner} train [{bar:30}] {pos}/{len} {msg} ETA {eta}");
@@ -181,6 +181,9 @@ impl ReplicaTask for Train {
                 let l: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
                 bar.set_message(format!("{rate:.2} it/s {}", l.join(" ")));
                 bar.set_position(done as u64);
+            }
+            if event == TrainEvent::Opened {
+                stop.mark_opened();
             }
             show_notice(&bar, &event);
         };

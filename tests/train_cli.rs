@@ -293,6 +293,33 @@ fn ctrl_c_and_sigterm_save_a_checkpoint_that_resume_continues() {
     }
 }
 
+/// Before the run is open there is nothing to save: a signal during start-up (here rare class
+/// sampling counting a million labels) ends the process at once and leaves no run folder.
+#[test]
+fn a_signal_during_start_up_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
+    let child = t2s(dir.path())
+        .args(["train", "--config", "tiny.toml", "--set", "run.name=early", "--set", "data.source.len=1000000"])
+        .stderr(std::fs::File::create(dir.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+    // The handlers are installed right after the run folder is named.
+    let started = std::time::Instant::now();
+    while !log().contains("run folder:") {
+        assert!(started.elapsed().as_secs() < 120, "no start within 120 s: {}", log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait_with_output().unwrap().status;
+    let e = log();
+    assert_eq!(status.code(), Some(143), "{e}");
+    assert!(e.contains("SIGTERM: stopping before the first iteration (nothing to save yet)") && !e.contains("iteration 1"), "{e}");
+    assert!(!dir.path().join("runs/early").exists(), "{e}");
+}
+
 fn stop_resume_and_continue(signal: &str, exit_status: i32) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();

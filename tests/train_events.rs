@@ -29,6 +29,7 @@ fn a_run_reports_notes_and_iterations_as_events() {
         let line = match event {
             TrainEvent::Note(n) => format!("note: {n}"),
             TrainEvent::Warning(w) => format!("warning: {w}"),
+            TrainEvent::Opened => "opened".into(),
             TrainEvent::Iteration { done, until, losses } => {
                 let names: Vec<&str> = losses.iter().map(|(k, _)| k.as_str()).collect();
                 assert!(losses.iter().all(|(_, v)| v.is_finite()), "{losses:?}");
@@ -52,5 +53,9 @@ fn a_run_reports_notes_and_iterations_as_events() {
     // No pretrained weights: the default feature distance is off, and the run says so first.
     assert!(seen[0].starts_with("note: uda.fdist_lambda = 0.005") && seen[0].contains("is off"), "{seen:?}");
     let iterations: Vec<&String> = seen.iter().filter(|l| l.starts_with("iteration")).collect();
+    // Once, after the start-up notes and before the first iteration.
+    let opened: Vec<usize> = seen.iter().enumerate().filter(|(_, l)| *l == "opened").map(|(i, _)| i).collect();
+    assert_eq!(opened.len(), 1, "{seen:?}");
+    assert!(seen[..opened[0]].iter().all(|l| l.starts_with("note")) && seen[opened[0] + 1].starts_with("iteration 1/"), "{seen:?}");
     assert_eq!(iterations, ["iteration 1/2: loss_source loss_mix", "iteration 2/2: loss_source loss_mix"], "{seen:?}");
 }

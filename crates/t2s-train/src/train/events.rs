@@ -17,6 +17,10 @@ pub enum TrainEvent<'a> {
     /// An iteration finished: iterations done, the iteration the run stops at, and the loss
     /// terms read back.
     Iteration { done: usize, until: usize, losses: &'a [(String, f64)] },
+    /// Every start-up check has passed (datasets scanned, networks loaded, replicas joined) and
+    /// the run folder is about to be written: before this a stop request has nothing to save and
+    /// may end the process at once; from here it should let the loop save a checkpoint.
+    Opened,
 }
 
 /// How the loop is driven (from the command line).

@@ -49,6 +49,7 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         let digests = crate::replicas::run_digests::<B, _>(cfg, &student, until)?;
         crate::replicas::check_same_run::<B::InnerBackend>(r, &digests, device)?;
     }
+    (opts.events)(TrainEvent::Opened);
     let writes = replica.is_none_or(|r| r.writes());
     let _lock = match writes {
         true => Some(open_books(cfg, opts, run.state.iter)?),
