@@ -164,6 +164,9 @@ impl RunConfig {
         if self.uda.method == Method::SourceOnly && self.uda.adapt_from > 0 {
             notes.push(format!("uda.adapt_from = {} has nothing to switch to with uda.method = \"source_only\"", self.uda.adapt_from));
         }
+        if let (Some(preset), Some(_)) = (&self.model.preset, &self.model.network) {
+            notes.push(format!("model.preset = \"{preset}\" is not used: [model.network] gives the network"));
+        }
         if self.uda.method != Method::SourceOnly && self.uda.fdist_lambda > 0.0 && self.model.pretrained.is_none() {
             notes.push(format!(
                 "uda.fdist_lambda = {} but model.pretrained is not set: the ImageNet feature distance is off",
@@ -215,6 +218,7 @@ impl RunConfig {
             ));
         }
         self.validate_numbers()?;
+        self.validate_names_and_sizes()?;
         self.validate_crop()?;
         self.eval.inference.validate("eval.inference")?;
         if let Some(f) = self.data.rcs.min_fraction {
@@ -305,6 +309,26 @@ impl RunConfig {
             if v == 0 {
                 return Err(format!("{key} = 0 must be at least 1"));
             }
+        }
+        Ok(())
+    }
+
+    /// The run's folder name, one folder inside `run.output`; every resize positive (a zero
+    /// side shrank images to one pixel).
+    fn validate_names_and_sizes(&self) -> std::result::Result<(), String> {
+        if let Some(name) = &self.run.name {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
+                return Err(format!(
+                    "run.name = {name:?} must name one folder inside run.output: not empty, \".\" or \"..\", and without / or \\ (set run.output for another place)"
+                ));
+            }
+        }
+        let sets = [("data.source", &self.data.source)].into_iter().chain(self.data.target.iter().map(|t| ("data.target", t)));
+        let mut resizes: Vec<(String, [u32; 2])> = sets.filter_map(|(k, s)| s.resize.map(|r| (format!("{k}.resize"), r))).collect();
+        resizes.extend(self.data.eval.iter().enumerate().filter_map(|(i, s)| s.resize.map(|r| (format!("data.eval[{i}].resize"), r))));
+        resizes.extend(self.eval.resize.map(|r| ("eval.resize".to_string(), r)));
+        if let Some((key, [long, short])) = resizes.into_iter().find(|(_, r)| r.contains(&0)) {
+            return Err(format!("{key} = [{long}, {short}] must be [long side, short side] with both above 0 (Cityscapes: [2048, 1024])"));
         }
         Ok(())
     }

@@ -157,6 +157,15 @@ fn notes_say_what_the_settings_turn_off() {
     let c =
         RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into(), "uda.adapt_from=10".into()]).unwrap();
     assert_eq!(c.notes(), ["uda.adapt_from = 10 has nothing to switch to with uda.method = \"source_only\""]);
+    // A preset beside an explicit network is not used.
+    let both = [
+        "uda.method=dacs",
+        "model.pretrained=w.pth",
+        "model.preset=\"daformer-mitb0\"",
+        "model.network={ num_classes = 19, backbone = { type = \"resnet\", depth = 50 }, decode_head = { type = \"deeplabv2\" } }",
+    ];
+    let c = RunConfig::parse(MINIMAL, &both.map(String::from)).unwrap();
+    assert_eq!(c.notes(), ["model.preset = \"daformer-mitb0\" is not used: [model.network] gives the network"]);
 }
 
 #[test]
@@ -219,6 +228,21 @@ fn nonsense_values_are_refused_by_name() {
     let e = mit_hrda(r#"eval.inference={ mode = "slide", crop = [40, 40], stride = [20, 20] }"#).unwrap_err();
     assert!(e.starts_with("eval.inference.crop (halved for HRDA's context pass) = [20, 20]"), "{e}");
     assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
+    // A run name is one folder inside run.output.
+    for name in [r#""""#, r#"".""#, r#""..""#, r#""../escape""#, r#""a/b""#, r#""a\\b""#] {
+        let e = refused(&format!("run.name={name}"));
+        assert!(e.starts_with("run.name = ") && e.contains("must name one folder inside run.output"), "{name}: {e}");
+    }
+    assert!(RunConfig::parse(MINIMAL, &["run.name=\"a.b-c\"".into()]).is_ok());
+    // A zero side shrank images to one pixel.
+    assert_eq!(
+        refused("eval.resize=[0, 0]"),
+        "eval.resize = [0, 0] must be [long side, short side] with both above 0 (Cityscapes: [2048, 1024])"
+    );
+    assert!(refused("data.source.resize=[2048, 0]").starts_with("data.source.resize = [2048, 0] must be"));
+    assert!(refused("data.target.resize=[0, 1]").starts_with("data.target.resize = [0, 1] must be"));
+    assert!(refused(r#"data.eval=[{ kind = "synthetic", domain = "target", resize = [0, 5] }]"#)
+        .starts_with("data.eval[0].resize = [0, 5] must be"));
     assert_eq!(refused("data.prefetch=0"), "data.prefetch = 0 must be at least 1");
     // The teacher is self-training's: source-only runs have none to evaluate.
     let teacher = r#"eval.weights="teacher""#.to_string();
