@@ -66,8 +66,12 @@ pub fn write_checkpoint(
 /// The newest complete checkpoint of a run and its state.
 pub fn latest_checkpoint(run_dir: &Path) -> Result<(PathBuf, TrainingState)> {
     let latest = run_dir.join("checkpoints").join("latest");
-    let name = std::fs::read_to_string(&latest)
-        .map_err(|e| TrainError::Usage(format!("{}: no checkpoint to resume from ({e}); is this a t2s run folder?", latest.display())))?;
+    let name = std::fs::read_to_string(&latest).map_err(|e| {
+        TrainError::Usage(
+            super::lock::held_by_another(run_dir)
+                .unwrap_or_else(|| format!("{}: no checkpoint to resume from ({e}); is this a t2s run folder?", latest.display())),
+        )
+    })?;
     let dir = run_dir.join("checkpoints").join(name.trim());
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::Io { path: state_path.clone(), message: e.to_string() })?;

@@ -49,16 +49,7 @@ impl RunLock {
                             )));
                             std::fs::remove_file(&path).map_err(|e| TrainError::Io { path: path.clone(), message: e.to_string() })?;
                         }
-                        Some(other) => {
-                            return Err(TrainError::Usage(format!(
-                                "{}: process {} on {} is training this run (lock file {}); wait for it or stop it \
-                                 (Ctrl-C or SIGTERM save a checkpoint); if no such process runs, delete the lock file",
-                                run_dir.display(),
-                                other.pid,
-                                other.host,
-                                path.display()
-                            )))
-                        }
+                        Some(other) => return Err(TrainError::Usage(other.training(run_dir, &path))),
                         None => {
                             return Err(TrainError::Usage(format!(
                                 "{}: unreadable lock file; if no other t2s process trains this run, delete it",
@@ -72,6 +63,30 @@ impl RunLock {
         }
         Err(TrainError::Usage(format!("{}: another process took the lock as it was being replaced", path.display())))
     }
+}
+
+impl Holder {
+    /// The refusal that names this holder of `run_dir`'s lock file `path`.
+    fn training(&self, run_dir: &Path, path: &Path) -> String {
+        format!(
+            "{}: process {} on {} is training this run (lock file {}); wait for it or stop it \
+             (Ctrl-C or SIGTERM save a checkpoint); if no such process runs, delete the lock file",
+            run_dir.display(),
+            self.pid,
+            self.host,
+            path.display()
+        )
+    }
+}
+
+/// The refusal naming the live process that holds `run_dir`'s lock, if one does: a resume of a
+/// run still starting has no checkpoint yet, and that is not what to tell its user.
+pub fn held_by_another(run_dir: &Path) -> Option<String> {
+    let path = run_dir.join(LOCK_FILE);
+    let other = parse(&std::fs::read_to_string(&path).ok()?)?;
+    let me = other.host == host_name() && other.pid == std::process::id();
+    let live = other.host != host_name() || is_running(other.pid);
+    (live && !me).then(|| other.training(run_dir, &path))
 }
 
 impl Drop for RunLock {
@@ -123,13 +138,16 @@ mod tests {
         // A second trainer (this process is alive) is refused, with the holder named.
         let e = RunLock::acquire(dir.path(), &events).unwrap_err().to_string();
         assert!(e.contains(&format!("process {} on {}", std::process::id(), host_name())) && e.contains("train.lock"), "{e}");
+        assert_eq!(held_by_another(dir.path()), None, "this process is not another");
         drop(lock);
+        assert_eq!(held_by_another(dir.path()), None);
         assert!(!dir.path().join(LOCK_FILE).exists(), "released on drop");
         // A lock whose process has exited (a finished child's id) is replaced, with a note.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
         std::fs::write(dir.path().join(LOCK_FILE), format!("pid {dead}\nhost {}\n", host_name())).unwrap();
+        assert_eq!(held_by_another(dir.path()), None, "a dead holder holds nothing");
         let _lock = RunLock::acquire(dir.path(), &events).unwrap();
         assert!(notes.borrow().iter().any(|n| n.contains(&format!("process {dead}")) && n.contains("no longer runs")), "{notes:?}");
         // Another host's lock is never taken: its process cannot be checked from here.
@@ -137,5 +155,6 @@ mod tests {
         std::fs::write(other.path().join(LOCK_FILE), format!("pid {dead}\nhost another-node\n")).unwrap();
         let e = RunLock::acquire(other.path(), &events).unwrap_err().to_string();
         assert!(e.contains("another-node"), "{e}");
+        assert_eq!(held_by_another(other.path()).as_deref(), Some(e.as_str()));
     }
 }
