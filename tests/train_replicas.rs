@@ -210,6 +210,11 @@ fn a_t2s_group_resumes_exactly() {
     let records = training_records(&dir.path().join("runs/parts"));
     assert_eq!(records.iter().map(|r| r["iter"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert!(records.iter().all(|r| r["replicas"] == 2 && r["loss_t2s"].as_f64().is_some()), "{records:?}");
+    assert!(!stderr.contains("continues on"), "{stderr}");
+    // Continued on one device, it takes half the images per iteration: said, not silent.
+    let stderr = train(dir.path(), "cpu", &["--resume", "runs/parts", "--set", "schedule.max_iters=5"]);
+    let told = "this run trained on 2 replica(s) (4 images per iteration) and continues on 1 (2): from here it differs";
+    assert!(stderr.contains(told), "{stderr}");
 }
 
 /// A coordinator port P for two nodes, with P, P + 1 and P + 2 (the nodes' own) free, below

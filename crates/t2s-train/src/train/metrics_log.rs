@@ -6,6 +6,16 @@ use std::path::{Path, PathBuf};
 
 use crate::{Result, TrainError};
 
+/// The replica count of the last record of `path` that has one (`None`: no such record).
+pub fn last_replicas(path: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["replicas"].as_u64())
+        .map(|n| n as usize)
+}
+
 /// Cuts a resumed run's `metrics.jsonl` back to its checkpoint: the records of iterations after
 /// `iter` (logged before a crash, and about to be logged again) are dropped, and so is a torn last
 /// line (a write cut short). Returns a note saying what was dropped, if anything. A missing file

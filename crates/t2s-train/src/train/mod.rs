@@ -129,6 +129,16 @@ fn open_books(cfg: &RunConfig, opts: &TrainOptions, iter: usize) -> Result<lock:
         if let Some(note) = metrics_log::cut_back(&opts.run_dir.join("metrics.jsonl"), iter)? {
             (opts.events)(TrainEvent::Note(note));
         }
+        // Another replica count changes the images per iteration and every loader's draws.
+        let now = opts.replica.map_or(1, |r| r.count);
+        if let Some(before) = metrics_log::last_replicas(&opts.run_dir.join("metrics.jsonl")).filter(|&b| b != now) {
+            (opts.events)(TrainEvent::Warning(format!(
+                "this run trained on {before} replica(s) ({} images per iteration) and continues on {now} ({}): \
+                 from here it differs from an uninterrupted run; resume on {before} device(s) to continue it exactly",
+                before * cfg.data.batch_size,
+                now * cfg.data.batch_size
+            )));
+        }
     }
     Ok(lock)
 }
