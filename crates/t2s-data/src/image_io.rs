@@ -136,4 +136,21 @@ mod tests {
         let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
         assert_eq!(names, ["a.jpg", "b.png"]);
     }
+
+    /// Every listed extension decodes (bmp and webp were listed once without their decoders).
+    #[test]
+    fn every_listed_format_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = RgbImage::from_fn(3, 2, |x, y| image::Rgb([40 * x as u8, 100 * y as u8, 7]));
+        for ext in IMAGE_EXTENSIONS {
+            let path = dir.path().join(format!("i.{ext}"));
+            img.save(&path).unwrap_or_else(|e| panic!("{ext}: {e}"));
+            let back = read_rgb(&path).unwrap_or_else(|e| panic!("{ext}: {e}"));
+            assert_eq!(back.dimensions(), (3, 2), "{ext}");
+            // JPEG is lossy; the others are lossless here (webp's encoder is its lossless one).
+            if !ext.starts_with("jp") {
+                assert_eq!(back, img, "{ext}");
+            }
+        }
+    }
 }
