@@ -138,8 +138,14 @@ fn classes_name(names: &[String], k: usize) -> String {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |e: std::io::Error| TrainError::Io { path: path.to_path_buf(), message: e.to_string() };
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    if path.is_dir() {
+        return Err(TrainError::Io { path: path.to_path_buf(), message: "it is a folder; give a file name".into() });
+    }
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
 }
 
 #[cfg(test)]

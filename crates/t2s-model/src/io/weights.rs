@@ -208,15 +208,22 @@ pub fn save_t2s<B: Backend>(model: &Segmentor<B>, cfg: &SegmentorConfig, path: &
     // them; saving reads the synced value, which would be one training update behind. Taking a
     // record syncs them (clones share the statistics).
     drop(burn::module::Module::into_record(model.clone()));
+    if path.is_dir() {
+        return Err(write_err("it is a folder; give a file name (e.g. model.safetensors)".into()));
+    }
     let tmp = tmp_path(path);
     let mut store = SafetensorsStore::from_file(&tmp)
         .skip_enum_variants(true)
         .overwrite(true)
         .with_to_adapter(BurnToPyTorchAdapter)
         .metadata(CONFIG_METADATA_KEY, json);
-    model.save_into(&mut store).map_err(|e| write_err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| write_err(format!("rename from {}: {e}", tmp.display())))?;
-    Ok(())
+    // The temporary file goes whatever fails: a MiT-B5 one is 340 MB.
+    let written = model.save_into(&mut store).map_err(|e| write_err(e.to_string()));
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| write_err(format!("rename from {}: {e}", tmp.display()))));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -331,6 +338,16 @@ mod tests {
         let (a, b) = (net.forward(x.clone()), net2.forward(x));
         assert_eq!(a.logits.into_data(), b.logits.into_data());
         assert_eq!(a.embedding.unwrap().into_data(), b.embedding.unwrap().into_data());
+
+        // A folder as the target is named, and no temporary file stays behind.
+        let folder = dir.join("out");
+        std::fs::create_dir(&folder).unwrap();
+        let e = save_t2s(&net, &cfg, &folder).unwrap_err().to_string();
+        assert!(e.contains("it is a folder"), "{e}");
+        // A rename that fails (into a folder that does not exist) removes the temporary file.
+        let in_missing = dir.join("missing").join("net.safetensors");
+        assert!(save_t2s(&net, &cfg, &in_missing).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "net.safetensors and out/ only");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
