@@ -29,6 +29,13 @@ fn main() {
     #[cfg(all(target_os = "linux", feature = "wgpu"))]
     device::ensure_runtime_dir();
     let cli = Cli::parse();
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Train(_) | Command::Demo(_)) {
+        // Rust ignores SIGPIPE, so `t2s models | head` panicked on the closed pipe; a table
+        // printer should end quietly as other Unix tools do. Training keeps its own handling.
+        // SAFETY: `signal` with SIG_DFL is async-signal-safe and runs before any other thread.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     t2s_train::train::run_dir::set_program_revision(env!("T2S_REVISION"));
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     gpu_cache::configure();
