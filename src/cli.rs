@@ -123,9 +123,9 @@ pub struct PredictArgs {
     pub stride: Option<[usize; 2]>,
 
     /// For --mode auto: the most memory, in GiB, one pass may take before the image is cut into
-    /// windows (an estimate from the network's shapes; raise it on a large GPU).
-    #[arg(long, default_value_t = 8.0, value_name = "GIB")]
-    pub memory_budget: f64,
+    /// windows (an estimate from the network's shapes; raise it on a large GPU) [default: 8].
+    #[arg(long, value_name = "GIB")]
+    pub memory_budget: Option<f64>,
 
     /// For an HRDA network: predict with the `fused` prediction (the network's), or the `detail`
     /// or `context` scale alone.

@@ -83,6 +83,17 @@ fn for_inference<B: T2sBackend>(
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // These run on the CPU whatever the device: a --device given to them would do nothing.
+    let cpu_only = match &cli.command {
+        Command::ImportWeights(_) => Some("import-weights"),
+        Command::Models => Some("models"),
+        Command::Synth(_) => Some("synth"),
+        Command::Prepare(_) => Some("prepare"),
+        _ => None,
+    };
+    if let (Some(name), false) = (cpu_only, cli.device == "auto") {
+        bail!("--device {}: `t2s {name}` runs on the CPU and takes no device; leave out --device", cli.device);
+    }
     match cli.command {
         Command::Predict(args) => {
             let selected = device::select(&cli.device)?;
@@ -134,6 +145,7 @@ impl BackendTask for Predict {
         let images = predict_inputs(&a.input, &a.output)?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
             .context("loading the network")?;
+        prefix_selects_pytorch_keys(a.model.prefix.as_deref(), loaded.weights.as_deref())?;
         match (&loaded.report, &loaded.weights) {
             (Some(report), Some(file)) => {
                 let from_model = if a.model.weights.is_none() { " (from --model)" } else { "" };
@@ -196,13 +208,29 @@ impl BackendTask for Predict {
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
+/// `predict --memory-budget`'s default, in GiB.
+const DEFAULT_MEMORY_BUDGET_GIB: f64 = 8.0;
+
+/// Refuses `--prefix` with a t2s weight file, whose keys are the network's own: it would select
+/// nothing and be ignored.
+pub(crate) fn prefix_selects_pytorch_keys(prefix: Option<&str>, weights: Option<&std::path::Path>) -> Result<()> {
+    if let (Some(prefix), Some(w)) = (prefix, weights) {
+        if matches!(t2s_model::read_t2s_config(w), Ok(Some(_))) {
+            bail!("--prefix {prefix}: {} is a t2s weight file, whose keys have no prefix to select; leave out --prefix", w.display());
+        }
+    }
+    Ok(())
+}
 
 /// `predict`'s --mode, --crop, --stride and --memory-budget, checked together.
 fn predict_inference(a: &PredictArgs) -> Result<t2s_train::PredictInference> {
     use crate::cli::PredictMode;
+    let mode = clap::ValueEnum::to_possible_value(&a.mode).map(|v| v.get_name().to_string()).unwrap_or_default();
     if a.mode != PredictMode::Slide && (a.crop.is_some() || a.stride.is_some()) {
-        let mode = clap::ValueEnum::to_possible_value(&a.mode).map(|v| v.get_name().to_string()).unwrap_or_default();
         bail!("--crop and --stride apply to --mode slide (this command has --mode {mode})");
+    }
+    if a.mode != PredictMode::Auto && a.memory_budget.is_some() {
+        bail!("--memory-budget applies to --mode auto (this command has --mode {mode})");
     }
     Ok(match a.mode {
         PredictMode::Whole => t2s_train::PredictInference::Fixed(t2s_train::InferenceMode::Whole),
@@ -214,10 +242,11 @@ fn predict_inference(a: &PredictArgs) -> Result<t2s_train::PredictInference> {
             t2s_train::PredictInference::Fixed(mode)
         }
         PredictMode::Auto => {
-            if !(a.memory_budget.is_finite() && a.memory_budget > 0.0) {
-                bail!("--memory-budget {}: give the memory one pass may take, in GiB (e.g. 8)", a.memory_budget);
+            let budget = a.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET_GIB);
+            if !(budget.is_finite() && budget > 0.0) {
+                bail!("--memory-budget {budget}: give the memory one pass may take, in GiB (e.g. 8)");
             }
-            t2s_train::PredictInference::Auto { budget_bytes: (a.memory_budget * GIB) as u64 }
+            t2s_train::PredictInference::Auto { budget_bytes: (budget * GIB) as u64 }
         }
     })
 }

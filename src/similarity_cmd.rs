@@ -136,6 +136,7 @@ impl BackendTask for Similarity {
 
         let mut runs = Vec::with_capacity(a.weights.len());
         for (weights, name) in a.weights.iter().zip(names) {
+            crate::prefix_selects_pytorch_keys(a.prefix.as_deref(), Some(weights))?;
             let loaded = t2s_train::load_model_from::<B>(
                 network.clone(),
                 Some(weights),

@@ -351,6 +351,7 @@ fn bad_inputs_fail_with_clear_messages() {
         (&["--mode", "slide"][..], "--mode slide needs --crop H,W"),
         (&["--mode", "slide", "--crop", "64,64", "--stride", "32,80"][..], "stride [32, 80] is longer than the crop [64, 64]"),
         (&["--memory-budget", "0"][..], "--memory-budget 0: give the memory"),
+        (&["--mode", "whole", "--memory-budget", "4"][..], "--memory-budget applies to --mode auto (this command has --mode whole)"),
         (&["--mode", "slide", "--crop", "64x64"][..], "`64x64`: expected H,W in pixels"),
     ] {
         let out = t2s_program()
@@ -378,6 +379,18 @@ fn bad_inputs_fail_with_clear_messages() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tiny.safetensors"), "{err}");
+    // A key prefix selects inside a PyTorch checkpoint; a t2s file has none to select.
+    let out = t2s_program()
+        .args(["--device", "cpu", "predict", "--prefix", "state_dict.ema_model.", "--weights"])
+        .arg(&weights)
+        .arg("--input")
+        .arg(dir.path().join("i.png"))
+        .arg("--output")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--prefix state_dict.ema_model.: ") && err.contains("is a t2s weight file"), "{err}");
 
     // A file that is no checkpoint: said once, without the pickle reader's repetitions.
     let out = t2s_program()
