@@ -59,6 +59,7 @@ impl BackendTask for Eval {
 
     fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
+        crate::output_folder(a.output.as_deref())?;
         let config = RunConfig::load(&a.config, &a.overrides)?;
         if config.data.eval.is_empty() {
             anyhow::bail!("{}: no evaluation set; add a [[data.eval]] table (see configs/)", a.config.display());
@@ -98,7 +99,9 @@ impl BackendTask for Eval {
                     loaded.config.num_classes
                 );
             }
-            let label = if one_scale { format!("given, HRDA {} prediction alone", a.hrda_output) } else { "given".into() };
+            // "(given weights, …)" or "(randomly initialised weights, …)" in the table's title.
+            let given = if weights.is_some() { "given" } else { "randomly initialised" };
+            let label = if one_scale { format!("{given}, HRDA {} prediction alone", a.hrda_output) } else { given.into() };
             let options = config.eval_options(set, &opened.name, classes, &label);
             let bar = Progress::new(
                 &format!("eval {}", opened.name),

@@ -40,9 +40,23 @@ fn main() {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     gpu_cache::configure();
     if let Err(err) = with_host_profile(cli) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", error_chain(&err));
         std::process::exit(1);
     }
+}
+
+/// `err` and its causes, `: `-separated as anyhow's `{:#}` gives them, but without a cause that
+/// its parent's message already ends with (an I/O error a library message quotes was printed twice).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Runs the command, inside a `--profile-host` window when one is asked for; the profile is
@@ -141,6 +155,7 @@ impl BackendTask for Predict {
         if !(0.0..=1.0).contains(&a.overlay_alpha) {
             bail!("--overlay-alpha {}: must be between 0 and 1", a.overlay_alpha);
         }
+        output_folder(Some(&a.output))?;
         let inference = predict_inference(&a)?;
         let images = predict_inputs(&a.input, &a.output)?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
@@ -210,6 +225,15 @@ impl BackendTask for Predict {
 const GIB: f64 = (1u64 << 30) as f64;
 /// `predict --memory-budget`'s default, in GiB.
 const DEFAULT_MEMORY_BUDGET_GIB: f64 = 8.0;
+
+/// Refuses an `--output` that is a file, before any work (creating the folder failed late, with
+/// the system's message twice).
+pub(crate) fn output_folder(output: Option<&std::path::Path>) -> Result<()> {
+    match output {
+        Some(o) if o.exists() && !o.is_dir() => bail!("--output {}: a file, not a folder; give a folder (created if missing)", o.display()),
+        _ => Ok(()),
+    }
+}
 
 /// Refuses `--prefix` with a t2s weight file, whose keys are the network's own: it would select
 /// nothing and be ignored.

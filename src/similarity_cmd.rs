@@ -97,6 +97,7 @@ impl BackendTask for Similarity {
 
     fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
+        crate::output_folder(a.output.as_deref())?;
         if a.images == 0 {
             bail!("--images must be at least 1");
         }

@@ -163,8 +163,6 @@ impl ReplicaTask for Train {
                 bail!("--until 0: give the number of iterations to stop after");
             }
         }
-        eprintln!("run folder: {}", run_dir.display());
-
         let stop = stop_on_signals_until_opened()?;
 
         let len = a.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters);
@@ -183,6 +181,8 @@ impl ReplicaTask for Train {
                 bar.set_position(done as u64);
             }
             if event == TrainEvent::Opened {
+                // Said once every start-up check has passed: a failed start writes no folder.
+                bar.suspend(|| eprintln!("run folder: {}", run_dir.display()));
                 stop.mark_opened();
             }
             show_notice(&bar, &event);

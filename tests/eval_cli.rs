@@ -39,6 +39,8 @@ fn eval_counts_every_labelled_pixel_and_writes_reports() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     // The mean says over which classes: those with an IoU (in the labels or the predictions).
     let line = stdout.lines().find(|l| l.starts_with("mIoU19 ")).unwrap_or_else(|| panic!("{stdout}"));
+    // No weights: the table says whose numbers these are.
+    assert!(stdout.contains("synthetic target val (randomly initialised weights, 3 images)"), "{stdout}");
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval_synthetic_target_val.json")).unwrap()).unwrap();
@@ -129,10 +131,11 @@ fn eval_scores_one_hrda_scale_alone_when_asked() {
     };
     let pixels = |r: &serde_json::Value| -> u64 { r["confusion"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum() };
     let fused = report("out/eval_synthetic_target_val.json");
-    assert_eq!(fused["weights"], "given");
+    // No weights: a randomly initialised network (drawn from the run's seed, the same each time).
+    assert_eq!(fused["weights"], "randomly initialised");
     for (path, label) in [
-        ("out/eval_synthetic_target_val_context.json", "given, HRDA context prediction alone"),
-        ("out/eval_synthetic_target_val_detail.json", "given, HRDA detail prediction alone"),
+        ("out/eval_synthetic_target_val_context.json", "randomly initialised, HRDA context prediction alone"),
+        ("out/eval_synthetic_target_val_detail.json", "randomly initialised, HRDA detail prediction alone"),
     ] {
         let r = report(path);
         assert_eq!(r["weights"], label, "{path}");

@@ -379,6 +379,25 @@ fn bad_inputs_fail_with_clear_messages() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tiny.safetensors"), "{err}");
+    // Paths of the wrong kind: a folder as weights, a configuration as weights, a file as --output.
+    std::fs::write(dir.path().join("net.toml"), "[model]\npreset = \"deeplabv2-r18\"\n").unwrap();
+    for (weights, output, want) in [
+        (dir.path().to_path_buf(), dir.path().join("o"), "a folder; give a weight file"),
+        (dir.path().join("net.toml"), dir.path().join("o"), "a .toml file describes a network: give it as --model"),
+        (weights.clone(), dir.path().join("i.png"), "a file, not a folder; give a folder"),
+    ] {
+        let out = t2s_program()
+            .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
+            .arg(&weights)
+            .arg("--input")
+            .arg(dir.path().join("i.png"))
+            .arg("--output")
+            .arg(&output)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want) && !err.contains("(os error 17): File exists"), "{want}: {err}");
+    }
     // A key prefix selects inside a PyTorch checkpoint; a t2s file has none to select.
     let out = t2s_program()
         .args(["--device", "cpu", "predict", "--prefix", "state_dict.ema_model.", "--weights"])

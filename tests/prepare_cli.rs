@@ -128,4 +128,9 @@ fn prepare_reports_corrupt_files_and_fails() {
     let out = t2s_program().args(["prepare", "gta"]).arg(root).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("known datasets are gta5"), "{stderr}");
+    // A missing file is said once: the library's message already quotes the system's.
+    let out = t2s_program().args(["prepare", "folder"]).arg(root).args(["--mapping", "missing.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("missing.toml: No such file or directory"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }

@@ -161,6 +161,13 @@ pub fn load_model_from<B: Backend>(
             }
             read_t2s_config(w)?
         }
+        Some(w) if w.is_dir() => {
+            return Err(TrainError::Usage(format!(
+                "{} {}: a folder; give a weight file (a checkpoint's student.safetensors or teacher.safetensors, or a .pth)",
+                names.weights,
+                w.display()
+            )))
+        }
         Some(w) => return Err(TrainError::Usage(format!("{} {}: no such file", names.weights, w.display()))),
         None => None,
     };

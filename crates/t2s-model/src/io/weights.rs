@@ -96,7 +96,10 @@ pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig,
         // burn-store's message says "corrupted or unsupported" twice over; keep its first clause.
         let text = e.to_string();
         let first = text.split(". ").next().unwrap_or(&text).trim_end_matches('.').trim_start_matches("Pickle parsing error: ");
-        read_err(format!("not a readable PyTorch checkpoint ({first}): the file is damaged, or not a .pth/.pt checkpoint"))
+        // A configuration given where weights go is a likely mix-up of --model and --weights.
+        let toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let hint = if toml { "; a .toml file describes a network: give it as --model (or model.preset/[model.network])" } else { "" };
+        read_err(format!("not a readable PyTorch checkpoint ({first}): the file is damaged, or not a .pth/.pt checkpoint{hint}"))
     })?;
     let tensors = reader.into_tensors();
     let all_keys: Vec<String> = tensors.keys().cloned().collect();
