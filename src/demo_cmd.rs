@@ -53,11 +53,12 @@ pub struct DemoArgs {
     #[arg(long)]
     pub with_oracle: bool,
 
-    /// Seeds, comma-separated; every method trains once per seed and the report gives the mean.
+    /// Seeds, comma-separated, each once; every method trains once per seed and the report gives
+    /// the mean.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
 
-    /// Iterations per method (default 800, --quick 60).
+    /// Iterations per method, at least 4 (default 800, --quick 60).
     #[arg(long)]
     pub iters: Option<usize>,
 
@@ -71,7 +72,12 @@ pub struct DemoArgs {
     #[arg(long, value_delimiter = ',', default_value = "source_only,dacs,t2s")]
     pub methods: Vec<String>,
 
-    /// Override a key of the demo configuration (repeatable), e.g. `--set t2s.fda_beta=0.05`.
+    /// Override a key of the demo configuration (repeatable), e.g. `--set t2s.fda_beta=0.05`. The
+    /// keys the demo sets per run are its flags' and refused here: uda.method and uda.mic
+    /// (--methods), uda.adapt_from (--adapt-from), schedule.max_iters (--iters), run.seed
+    /// (--seeds), run.name (--methods) and run.output (--output). eval.interval,
+    /// schedule.warmup_iters and run.debug_interval, which the demo fits to the iterations, keep
+    /// a value set here.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 }
@@ -102,14 +108,16 @@ impl BackendTask for Demo {
     fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = &self.args;
         let started = Instant::now();
-        let iters = a.iters.unwrap_or(if a.quick { 60 } else { 0 });
+        crate::output_folder(a.output.as_deref())?;
+        refuse_per_run_keys(&a.overrides)?;
+        let file = RunConfig::parse(DEMO_CONFIG, &[]).map_err(anyhow::Error::msg).context("the demo configuration")?;
         let mut base = RunConfig::parse(DEMO_CONFIG, &a.overrides).map_err(anyhow::Error::msg).context("the demo configuration")?;
-        let iters = if iters == 0 { base.schedule.max_iters } else { iters };
+        let iters = a.iters.unwrap_or(if a.quick { 60 } else { file.schedule.max_iters });
         if iters < 4 {
             bail!("--iters {iters}: give at least 4 iterations");
         }
         // The configuration's warm-up (a quarter of its 800 iterations) when its length is kept.
-        let configured = Some(base.uda.adapt_from).filter(|&w| w > 0 && iters == base.schedule.max_iters);
+        let configured = Some(file.uda.adapt_from).filter(|&w| w > 0 && iters == file.schedule.max_iters);
         let warm = a.adapt_from.or(configured).unwrap_or(iters / 4);
         if warm == 0 || warm >= iters {
             bail!("--adapt-from {warm}: give an iteration between 1 and {} (below --iters)", iters - 1);
@@ -122,32 +130,50 @@ impl BackendTask for Demo {
         if a.seeds.is_empty() {
             bail!("--seeds: give at least one seed");
         }
+        // A repeated seed's runs would go to the folders its first runs wrote.
+        if let Some(s) = a.seeds.iter().enumerate().find_map(|(i, s)| a.seeds[..i].contains(s).then_some(s)) {
+            bail!("--seeds: seed {s} is given twice; give each seed once");
+        }
+        let user_sets = |key: &str| a.overrides.iter().any(|o| sets_key(o, key));
         base.schedule.max_iters = iters;
         base.uda.adapt_from = warm;
-        base.schedule.warmup_iters = base.schedule.warmup_iters.min(warm / 2);
-        // --quick evaluates three times after the warm-up, so its mIoU curves have a shape.
-        base.eval.interval = if a.quick { ((iters - warm) / 3).max(1) } else { base.eval.interval.min(warm).max(1) };
-        base.run.debug_interval = if a.quick { 0 } else { base.run.debug_interval };
+        // The demo's defaults follow the iteration count; a value the user sets is kept.
+        if !user_sets("schedule.warmup_iters") {
+            base.schedule.warmup_iters = base.schedule.warmup_iters.min(warm / 2);
+        }
+        if !user_sets("eval.interval") {
+            // --quick evaluates three times after the warm-up, so its mIoU curves have a shape.
+            base.eval.interval = if a.quick { ((iters - warm) / 3).max(1) } else { base.eval.interval.min(warm).max(1) };
+        }
+        if a.quick && !user_sets("run.debug_interval") {
+            base.run.debug_interval = 0;
+        }
         let output = a.output.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             PathBuf::from("runs").join(format!("demo-{secs}"))
         });
+
+        // Every run's configuration, checked before any of them trains.
+        let mut plan: Vec<(u64, &str, RunConfig)> = Vec::new();
+        for &seed in &a.seeds {
+            let methods = DEMO_METHODS.into_iter().filter(|m| a.methods.iter().any(|x| x == m));
+            for method in methods.chain(a.with_oracle.then_some("oracle")) {
+                let cfg = run_config(&base, &output, seed, method, warm)?;
+                cfg.validate().map_err(|e| anyhow::anyhow!("the demo's {method} run: {e}"))?;
+                plan.push((seed, method, cfg));
+            }
+        }
+
         if output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
             bail!("{}: the report folder exists and is not empty; choose another --output", output.display());
         }
         std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
         let config_path = output.join("demo_config.toml");
-        std::fs::write(&config_path, base.to_toml()).with_context(|| format!("writing {}", config_path.display()))?;
+        let shared = shared_config(&base, warm, plan.iter().map(|(_, m, _)| *m));
+        std::fs::write(&config_path, shared).with_context(|| format!("writing {}", config_path.display()))?;
 
         let stop = crate::stop_signal::stop_on_signals()?;
 
-        let mut plan: Vec<(u64, &str)> = Vec::new();
-        for &seed in &a.seeds {
-            plan.extend(DEMO_METHODS.into_iter().filter(|m| a.methods.iter().any(|x| x == m)).map(|m| (seed, m)));
-            if a.with_oracle {
-                plan.push((seed, "oracle"));
-            }
-        }
         eprintln!(
             "demo: {} runs on {} ({} iterations per method; adaptation from iteration {warm}); report in {}",
             plan.len(),
@@ -156,31 +182,11 @@ impl BackendTask for Demo {
             output.display()
         );
         let mut trained: Vec<Trained> = Vec::new();
-        for (k, &(seed, method)) in plan.iter().enumerate() {
-            let mut cfg = base.clone();
-            cfg.run.seed = seed;
-            cfg.run.output = output.join(format!("seed_{seed}"));
-            cfg.run.name = Some(method.to_string());
-            cfg.uda.adapt_from = 0;
-            match method {
-                // No teacher to evaluate: a `--set eval.weights="teacher"` is for the others.
-                "source_only" => (cfg.uda.method, cfg.eval.weights) = (Method::SourceOnly, EvalWeights::Student),
-                "oracle" => {
-                    (cfg.uda.method, cfg.eval.weights) = (Method::SourceOnly, EvalWeights::Student);
-                    match &mut cfg.data.source.reader {
-                        SetReader::Synthetic(s) => s.domain = Some(Domain::Target),
-                        SetReader::Files(_) => bail!("--with-oracle trains on the synthetic target's labels: keep data.source synthetic"),
-                    }
-                }
-                m => {
-                    cfg.uda.method = if m.starts_with("dacs") { Method::Dacs } else { Method::T2s };
-                    cfg.uda.mic = m.ends_with("_mic");
-                    cfg.uda.adapt_from = warm;
-                }
-            }
+        for (k, (seed, method, cfg)) in plan.iter().enumerate() {
+            let (seed, method) = (*seed, *method);
             let label = format!("[{}/{}] seed {seed} {method}", k + 1, plan.len());
-            let run_dir = create_run_dir(&cfg, &config_path, &self.command_line)?;
-            let summary = train_with_bar::<B>(&cfg, run_dir.clone(), iters, &label, stop.flag.clone(), &device)?;
+            let run_dir = create_run_dir(cfg, &config_path, &self.command_line)?;
+            let summary = train_with_bar::<B>(cfg, run_dir.clone(), iters, &label, stop.flag.clone(), &device)?;
             if stop.flag.load(Ordering::SeqCst) {
                 bail!("stopped by {}; the runs so far are in {}", stop.name(), output.display());
             }
@@ -197,6 +203,104 @@ impl BackendTask for Demo {
         eprintln!("demo finished in {:.1} min; report: {}", elapsed / 60.0, output.display());
         Ok(())
     }
+}
+
+/// The settings the demo gives each run from its flags, with the flag: a `--set` of one would be
+/// replaced, so it is refused.
+const PER_RUN_KEYS: [(&str, &str); 7] = [
+    ("uda.method", "--methods"),
+    ("uda.mic", "--methods (dacs_mic and t2s_mic train with MIC)"),
+    ("uda.adapt_from", "--adapt-from"),
+    ("schedule.max_iters", "--iters"),
+    ("run.seed", "--seeds"),
+    ("run.name", "--methods (each run is named after its method)"),
+    ("run.output", "--output (each run goes to <output>/seed_<seed>/<method>)"),
+];
+
+/// Refuses a `--set` of a key in [`PER_RUN_KEYS`], alone or inside a table it sets.
+fn refuse_per_run_keys(overrides: &[String]) -> Result<()> {
+    for spec in overrides {
+        if let Some((key, flag)) = PER_RUN_KEYS.iter().find(|(key, _)| sets_key(spec, key)) {
+            bail!("--set {spec}: {key} is set by {flag}");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `--set spec` gives `key` (`section.name`) a value. A malformed `spec` gives none here;
+/// the configuration's parser names it.
+fn sets_key(spec: &str, key: &str) -> bool {
+    let mut table = Default::default();
+    if t2s_train::config::apply_override(&mut table, spec).is_err() {
+        return false;
+    }
+    let mut path = key.split('.');
+    let mut node = path.next().and_then(|first| table.get(first));
+    for part in path {
+        node = node.and_then(|v| v.get(part));
+    }
+    node.is_some()
+}
+
+/// The configuration of one run of the demo: `base` with the method, seed, name and folder.
+fn run_config(base: &RunConfig, output: &Path, seed: u64, method: &str, warm: usize) -> Result<RunConfig> {
+    let mut cfg = base.clone();
+    cfg.run.seed = seed;
+    cfg.run.output = output.join(format!("seed_{seed}"));
+    cfg.run.name = Some(method.to_string());
+    cfg.uda.adapt_from = 0;
+    match method {
+        // No teacher to evaluate: a `--set eval.weights="teacher"` is for the others.
+        "source_only" => (cfg.uda.method, cfg.uda.mic, cfg.eval.weights) = (Method::SourceOnly, false, EvalWeights::Student),
+        "oracle" => {
+            (cfg.uda.method, cfg.uda.mic, cfg.eval.weights) = (Method::SourceOnly, false, EvalWeights::Student);
+            match &mut cfg.data.source.reader {
+                SetReader::Synthetic(s) => s.domain = Some(Domain::Target),
+                SetReader::Files(_) => bail!("--with-oracle trains on the synthetic target's labels: keep data.source synthetic"),
+            }
+        }
+        m => {
+            cfg.uda.method = if m.starts_with("dacs") { Method::Dacs } else { Method::T2s };
+            cfg.uda.mic = m.ends_with("_mic");
+            cfg.uda.adapt_from = warm;
+        }
+    }
+    Ok(cfg)
+}
+
+/// demo_config.toml: the settings every run shares. The keys that differ between runs are left
+/// out (each run's config.toml has them), so the file claims nothing a run did not use.
+fn shared_config<'a>(base: &RunConfig, warm: usize, methods: impl Iterator<Item = &'a str>) -> String {
+    let omitted = [("uda", "method"), ("uda", "mic"), ("uda", "adapt_from"), ("run", "seed"), ("run", "output"), ("run", "name")];
+    let mut text = String::from(
+        "# The configuration the demo's runs share. Each run's seed_<seed>/<method>/config.toml adds what\n\
+         # differs between them: uda.method and uda.mic (the method), run.seed, run.name, run.output, and\n",
+    );
+    text.push_str(&format!("# uda.adapt_from ({warm} for the adaptation methods, 0 for source_only and oracle).\n"));
+    let methods: Vec<&str> = methods.collect();
+    let without_teacher = methods.iter().any(|m| matches!(*m, "source_only" | "oracle"));
+    if base.eval.weights == EvalWeights::Teacher && without_teacher {
+        text.push_str("# source_only and oracle have no teacher: they evaluate their student (eval.weights = \"student\").\n");
+    }
+    if methods.contains(&"oracle") {
+        text.push_str("# oracle trains on the synthetic target's images and labels (data.source.domain = \"target\").\n");
+    }
+    text.push('\n');
+    // `to_toml` writes one `key = value` line per setting under its `[section]` header.
+    let mut section = String::new();
+    for line in base.to_toml().lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if let Some((key, _)) = trimmed.split_once('=') {
+            if omitted.contains(&(section.as_str(), key.trim())) {
+                continue;
+            }
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
 }
 
 /// One training run with its own progress bar (iterations, ETA, throughput, losses).

@@ -139,3 +139,100 @@ fn demo_scores_the_teachers_when_asked() {
     let legend = std::fs::read_to_string(out.join("predictions.txt")).unwrap();
     assert_eq!(legend.trim(), "predictions.png columns: target image | ground truth | source_only | dacs (teacher)");
 }
+
+/// The tiny data sets of these tests (the demo's network and 4 iterations: seconds).
+const TINY: [&str; 6] = ["--set", "data.eval.0.len=4", "--set", "data.source.len=40", "--set", "data.target.len=40"];
+
+/// `t2s demo ARGS --output <dir>/report` with [`TINY`]: (success, last line of stderr, report folder).
+fn demo(dir: &std::path::Path, args: &[&str]) -> (bool, String, std::path::PathBuf) {
+    let out = dir.join("report");
+    let o = t2s(dir).arg("demo").args(args).args(TINY).arg("--output").arg(&out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    (o.status.success(), stderr.lines().last().unwrap_or_default().to_string(), out)
+}
+
+/// `--set eval.interval=0` keeps its meaning, one evaluation at the end (the demo made it 1).
+#[test]
+fn demo_keeps_eval_interval_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, last, out) = demo(dir.path(), &["--iters", "4", "--methods", "source_only", "--set", "eval.interval=0"]);
+    assert!(ok, "{last}");
+    let metrics = std::fs::read_to_string(out.join("seed_0/source_only/metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> =
+        metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|r| r.get("mIoU19").is_some()).collect();
+    assert_eq!(evals.iter().map(|r| r["iter"].as_u64().unwrap()).collect::<Vec<_>>(), [4], "{metrics}");
+}
+
+/// A `--set` of a key the demo sets per run from one of its flags is refused before anything is
+/// written, naming the flag (the runs used the flag's value while the report claimed the `--set`).
+#[test]
+fn demo_refuses_settings_its_flags_control() {
+    let cases = [
+        ("uda.mic=true", "uda.mic is set by --methods (dacs_mic and t2s_mic train with MIC)"),
+        ("uda.method=\"dacs\"", "uda.method is set by --methods"),
+        ("uda.adapt_from=2", "uda.adapt_from is set by --adapt-from"),
+        ("schedule.max_iters=9", "schedule.max_iters is set by --iters"),
+        ("run.seed=7", "run.seed is set by --seeds"),
+        // Inside a table that the `--set` gives whole.
+        ("run={seed=7}", "run.seed is set by --seeds"),
+        ("run.name=\"mine\"", "run.name is set by --methods (each run is named after its method)"),
+        ("run.output=\"elsewhere\"", "run.output is set by --output (each run goes to <output>/seed_<seed>/<method>)"),
+    ];
+    for (set, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, last, out) = demo(dir.path(), &["--iters", "4", "--methods", "source_only", "--set", set]);
+        assert!(!ok, "{set}: accepted");
+        assert_eq!(last, format!("error: --set {set}: {why}"));
+        assert!(!out.exists(), "{set}: the report folder was created");
+    }
+}
+
+/// The settings the demo fits to the iterations keep a value the user sets, and demo_config.toml
+/// holds exactly the settings the runs used, without the ones that differ between runs.
+#[test]
+fn demo_config_is_what_the_runs_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = ["--set", "schedule.warmup_iters=3", "--set", "eval.interval=2", "--set", "run.debug_interval=2"];
+    let (ok, last, out) = demo(dir.path(), &[&["--quick", "--iters", "4", "--methods", "source_only", "--seeds", "3"][..], &sets].concat());
+    assert!(ok, "{last}");
+    let run = t2s_train::RunConfig::load(&out.join("seed_3/source_only/config.toml"), &[]).unwrap();
+    assert_eq!((run.schedule.warmup_iters, run.eval.interval, run.run.debug_interval), (3, 2, 2));
+    assert_eq!((run.run.seed, run.uda.method, run.schedule.max_iters), (3, t2s_train::config::Method::SourceOnly, 4));
+    let text = std::fs::read_to_string(out.join("demo_config.toml")).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    for (section, key) in [("uda", "method"), ("uda", "mic"), ("uda", "adapt_from"), ("run", "seed"), ("run", "output"), ("run", "name")] {
+        assert!(table[section].get(key).is_none(), "{section}.{key} in demo_config.toml:\n{text}");
+    }
+    // With the per-run keys filled in from the run, it is the run's configuration.
+    let mut shared = t2s_train::RunConfig::parse(&text, &[]).unwrap();
+    (shared.uda.method, shared.uda.mic, shared.uda.adapt_from) = (run.uda.method, run.uda.mic, run.uda.adapt_from);
+    shared.run =
+        t2s_train::config::RunSection { seed: run.run.seed, output: run.run.output.clone(), name: run.run.name.clone(), ..shared.run };
+    assert_eq!(shared, run);
+}
+
+/// `--iters 0`, a repeated seed, and a setting one of the runs refuses stop the demo before
+/// anything is written (they trained 800 iterations, or stopped after the first runs).
+#[test]
+fn demo_refuses_bad_plans_before_training() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--quick", "--iters", "0"], "error: --iters 0: give at least 4 iterations"),
+        (&["--iters", "4", "--methods", "source_only", "--seeds", "0,1,0"], "error: --seeds: seed 0 is given twice; give each seed once"),
+        (
+            &["--iters", "4", "--methods", "source_only,t2s_mic", "--set", "uda.mic_block_size=0"],
+            "error: the demo's t2s_mic run: uda.mic_block_size: must be at least 1 pixel",
+        ),
+    ];
+    for (args, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, last, out) = demo(dir.path(), args);
+        assert!(!ok, "{args:?}: accepted");
+        assert_eq!(last, want, "{args:?}");
+        assert!(!out.exists(), "{args:?}: the report folder was created");
+    }
+    // An --output that is a file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report"), "a file").unwrap();
+    let (ok, last, _) = demo(dir.path(), &["--iters", "4", "--methods", "source_only"]);
+    assert!(!ok && last.ends_with("report: a file, not a folder; give a folder (created if missing)"), "{last}");
+}
