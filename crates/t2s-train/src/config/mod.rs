@@ -477,6 +477,10 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> std::result::Resul
         return Err(format!("--set {spec}: empty key segment in `{key}`"));
     }
     let value = value.trim();
+    // A whole number TOML cannot hold would otherwise become a string, and its error say "string".
+    if value.parse::<i128>().is_ok_and(|v| i64::try_from(v).is_err()) {
+        return Err(format!("--set {spec}: {value} is beyond the largest whole number a setting takes ({})", i64::MAX));
+    }
     let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
         .and_then(|mut t| t.remove("v"))

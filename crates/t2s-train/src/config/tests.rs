@@ -228,6 +228,10 @@ fn nonsense_values_are_refused_by_name() {
     let e = mit_hrda(r#"eval.inference={ mode = "slide", crop = [40, 40], stride = [20, 20] }"#).unwrap_err();
     assert!(e.starts_with("eval.inference.crop (halved for HRDA's context pass) = [20, 20]"), "{e}");
     assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
+    assert_eq!(
+        refused("schedule.max_iters=18446744073709551615"),
+        "--set schedule.max_iters=18446744073709551615: 18446744073709551615 is beyond the largest whole number a setting takes (9223372036854775807)"
+    );
     // A run name is one folder inside run.output.
     for name in [r#""""#, r#"".""#, r#""..""#, r#""../escape""#, r#""a/b""#, r#""a\\b""#] {
         let e = refused(&format!("run.name={name}"));
