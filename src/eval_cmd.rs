@@ -72,9 +72,9 @@ impl BackendTask for Eval {
             model: "[model] of --config",
             weights: if a.weights.is_some() { "--weights" } else { "model.pretrained" },
         };
+        crate::prefix_selects_pytorch_keys(a.prefix.as_deref(), weights.as_deref())?;
         let loaded = t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), config.run.seed, sources, &device)
             .context("loading the network")?;
-        crate::prefix_selects_pytorch_keys(a.prefix.as_deref(), weights.as_deref())?;
         match (&loaded.report, &weights) {
             (Some(report), Some(w)) => eprintln!("weights: {}: {report}", w.display()),
             _ => eprintln!("warning: no weights given: evaluating a randomly initialised network"),

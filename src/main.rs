@@ -30,9 +30,10 @@ fn main() {
     device::ensure_runtime_dir();
     let cli = Cli::parse();
     #[cfg(unix)]
-    if !matches!(cli.command, Command::Train(_) | Command::Demo(_)) {
-        // Rust ignores SIGPIPE, so `t2s models | head` panicked on the closed pipe; a table
-        // printer should end quietly as other Unix tools do. Training keeps its own handling.
+    if matches!(cli.command, Command::Models) {
+        // Rust ignores SIGPIPE, so `t2s models | head` panicked on the closed pipe; a listing
+        // should end quietly as other Unix tools do. Not the commands that write files after
+        // printing (eval, similarity): the pipe's end must not cut their reports short.
         // SAFETY: `signal` with SIG_DFL is async-signal-safe and runs before any other thread.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
@@ -105,8 +106,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prepare(_) => Some("prepare"),
         _ => None,
     };
-    if let (Some(name), false) = (cpu_only, cli.device == "auto") {
-        bail!("--device {}: `t2s {name}` runs on the CPU and takes no device; leave out --device", cli.device);
+    if let (Some(name), false) = (cpu_only, matches!(cli.device.as_str(), "auto" | "cpu")) {
+        bail!("--device {}: `t2s {name}` runs on the CPU; leave out --device (or give cpu)", cli.device);
     }
     match cli.command {
         Command::Predict(args) => {
@@ -158,9 +159,11 @@ impl BackendTask for Predict {
         output_folder(Some(&a.output))?;
         let inference = predict_inference(&a)?;
         let images = predict_inputs(&a.input, &a.output)?;
+        // The weights, or a t2s file given as --model alone, checked before the network loads.
+        let file = a.model.weights.clone().or_else(|| a.model.model.as_ref().map(std::path::PathBuf::from));
+        prefix_selects_pytorch_keys(a.model.prefix.as_deref(), file.as_deref())?;
         let loaded = t2s_train::load_model::<B>(a.model.model.as_deref(), a.model.weights.as_deref(), a.model.prefix.as_deref(), &device)
             .context("loading the network")?;
-        prefix_selects_pytorch_keys(a.model.prefix.as_deref(), loaded.weights.as_deref())?;
         match (&loaded.report, &loaded.weights) {
             (Some(report), Some(file)) => {
                 let from_model = if a.model.weights.is_none() { " (from --model)" } else { "" };
@@ -223,7 +226,8 @@ impl BackendTask for Predict {
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
-/// `predict --memory-budget`'s default, in GiB.
+/// `predict --memory-budget`'s default, in GiB (its help text says 8 too: clap's default would
+/// hide whether the flag was given, which --mode whole and slide refuse).
 const DEFAULT_MEMORY_BUDGET_GIB: f64 = 8.0;
 
 /// Refuses an `--output` that is a file, before any work (creating the folder failed late, with
@@ -303,6 +307,9 @@ impl BackendTask for ImportWeights {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
+        if a.output.is_dir() {
+            bail!("--output {}: a folder; give the weight file to write (e.g. model.safetensors)", a.output.display());
+        }
         if t2s_model::read_t2s_config(&a.weights).ok().flatten().is_some() {
             bail!("--weights {}: already a t2s weight file", a.weights.display());
         }

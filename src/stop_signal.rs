@@ -2,10 +2,10 @@
 //! Kubernetes and `docker stop` send before killing) lets the run finish its iteration, write a
 //! checkpoint and exit with 128 + the signal's number (130, 143), as shells report a process
 //! ended by that signal, so a script can tell "stopped" from "finished"; a second signal exits at
-//! once with that status. Before the run is open (datasets scanned, networks loaded: minutes on
-//! a large set) there is nothing to save, so `t2s train` exits at the first signal until then.
+//! once with that status. During start-up (datasets scanned, networks loaded: minutes on a large
+//! set) there is nothing to save, so `t2s train` exits at the first signal until the run opens.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -16,18 +16,33 @@ pub struct StopSignal {
     /// Set by the first signal; the loop saves and stops after the current iteration.
     pub flag: Arc<AtomicBool>,
     signal: Arc<AtomicI32>,
-    /// Whether the run is open; a signal before that exits at once.
-    opened: Arc<AtomicBool>,
+    /// [`STARTING`], [`OPENED`] or [`EXITING`]: one value that the signal thread and the main
+    /// thread change by compare-and-swap, so a signal at the moment the run opens either exits
+    /// before anything is written or lets the run save, never both.
+    phase: Arc<AtomicU8>,
 }
 
+/// Start-up: a signal exits at once.
+const STARTING: u8 = 0;
+/// The run is open: a signal lets it save a checkpoint.
+const OPENED: u8 = 1;
+/// A start-up signal is ending the process.
+const EXITING: u8 = 2;
+
 impl StopSignal {
-    fn new(opened: bool) -> Self {
-        Self { flag: Arc::new(AtomicBool::new(false)), signal: Arc::new(AtomicI32::new(0)), opened: Arc::new(AtomicBool::new(opened)) }
+    fn new(phase: u8) -> Self {
+        Self { flag: Arc::new(AtomicBool::new(false)), signal: Arc::new(AtomicI32::new(0)), phase: Arc::new(AtomicU8::new(phase)) }
     }
 
-    /// From now on a signal lets the run save a checkpoint (`TrainEvent::Opened`).
+    /// From now on a signal lets the run save a checkpoint (`TrainEvent::Opened`, before the run
+    /// folder is written). If a start-up signal got here first, this thread waits for its exit
+    /// instead of writing the folder.
     pub fn mark_opened(&self) {
-        self.opened.store(true, Ordering::SeqCst);
+        if self.phase.compare_exchange(STARTING, OPENED, Ordering::SeqCst, Ordering::SeqCst) == Err(EXITING) {
+            loop {
+                std::thread::park();
+            }
+        }
     }
 
     /// What a signal does: exit at once (the second one, or any before the run is open), or ask
@@ -37,8 +52,8 @@ impl StopSignal {
             std::process::exit(128 + signal);
         }
         self.signal.store(signal, Ordering::SeqCst);
-        if !self.opened.load(Ordering::SeqCst) {
-            eprintln!("\n{}: stopping before the first iteration (nothing to save yet)", name(signal));
+        if self.phase.compare_exchange(STARTING, EXITING, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            eprintln!("\n{}: stopping during start-up (nothing to save yet)", name(signal));
             std::process::exit(128 + signal);
         }
         eprintln!("\n{}: finishing this iteration, saving a checkpoint, then stopping (a second signal aborts)", name(signal));
@@ -68,12 +83,12 @@ fn name(signal: i32) -> &'static str {
 /// Installs the handlers (once per process) and returns the run's stop request; every signal
 /// but a second one lets the run save.
 pub fn stop_on_signals() -> Result<StopSignal> {
-    install(StopSignal::new(true))
+    install(StopSignal::new(OPENED))
 }
 
 /// [`stop_on_signals`], except that a signal exits at once until [`StopSignal::mark_opened`].
 pub fn stop_on_signals_until_opened() -> Result<StopSignal> {
-    install(StopSignal::new(false))
+    install(StopSignal::new(STARTING))
 }
 
 #[cfg(unix)]

@@ -181,9 +181,10 @@ impl ReplicaTask for Train {
                 bar.set_position(done as u64);
             }
             if event == TrainEvent::Opened {
-                // Said once every start-up check has passed: a failed start writes no folder.
-                bar.suspend(|| eprintln!("run folder: {}", run_dir.display()));
+                // First, so that a start-up signal that won the race exits before the print.
                 stop.mark_opened();
+                // Said once the start-up checks have passed (a start that fails them writes no folder).
+                bar.suspend(|| eprintln!("run folder: {}", run_dir.display()));
             }
             show_notice(&bar, &event);
         };

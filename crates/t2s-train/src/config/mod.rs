@@ -218,7 +218,7 @@ impl RunConfig {
             ));
         }
         self.validate_numbers()?;
-        self.validate_names_and_sizes()?;
+        self.validate_sizes()?;
         self.validate_crop()?;
         self.eval.inference.validate("eval.inference")?;
         if let Some(f) = self.data.rcs.min_fraction {
@@ -313,16 +313,8 @@ impl RunConfig {
         Ok(())
     }
 
-    /// The run's folder name, one folder inside `run.output`; every resize positive (a zero
-    /// side shrank images to one pixel).
-    fn validate_names_and_sizes(&self) -> std::result::Result<(), String> {
-        if let Some(name) = &self.run.name {
-            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
-                return Err(format!(
-                    "run.name = {name:?} must name one folder inside run.output: not empty, \".\" or \"..\", and without / or \\ (set run.output for another place)"
-                ));
-            }
-        }
+    /// Every resize positive (a zero side shrank images to one pixel).
+    fn validate_sizes(&self) -> std::result::Result<(), String> {
         let sets = [("data.source", &self.data.source)].into_iter().chain(self.data.target.iter().map(|t| ("data.target", t)));
         let mut resizes: Vec<(String, [u32; 2])> = sets.filter_map(|(k, s)| s.resize.map(|r| (format!("{k}.resize"), r))).collect();
         resizes.extend(self.data.eval.iter().enumerate().filter_map(|(i, s)| s.resize.map(|r| (format!("data.eval[{i}].resize"), r))));
@@ -479,7 +471,7 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> std::result::Resul
     let value = value.trim();
     // A whole number TOML cannot hold would otherwise become a string, and its error say "string".
     if value.parse::<i128>().is_ok_and(|v| i64::try_from(v).is_err()) {
-        return Err(format!("--set {spec}: {value} is beyond the largest whole number a setting takes ({})", i64::MAX));
+        return Err(format!("--set {spec}: {value} is outside the whole numbers a setting takes ({} to {})", i64::MIN, i64::MAX));
     }
     let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()

@@ -230,14 +230,8 @@ fn nonsense_values_are_refused_by_name() {
     assert_eq!(refused("run.keep_last=0"), "run.keep_last = 0 must be at least 1");
     assert_eq!(
         refused("schedule.max_iters=18446744073709551615"),
-        "--set schedule.max_iters=18446744073709551615: 18446744073709551615 is beyond the largest whole number a setting takes (9223372036854775807)"
+        "--set schedule.max_iters=18446744073709551615: 18446744073709551615 is outside the whole numbers a setting takes (-9223372036854775808 to 9223372036854775807)"
     );
-    // A run name is one folder inside run.output.
-    for name in [r#""""#, r#"".""#, r#""..""#, r#""../escape""#, r#""a/b""#, r#""a\\b""#] {
-        let e = refused(&format!("run.name={name}"));
-        assert!(e.starts_with("run.name = ") && e.contains("must name one folder inside run.output"), "{name}: {e}");
-    }
-    assert!(RunConfig::parse(MINIMAL, &["run.name=\"a.b-c\"".into()]).is_ok());
     // A zero side shrank images to one pixel.
     assert_eq!(
         refused("eval.resize=[0, 0]"),

@@ -1,29 +1,38 @@
 //! Settings the machine cannot hold are refused at the start of training, with the settings
 //! named, instead of aborting on a failed allocation: buffers that alone exceed its memory
 //! (`data.prefetch = 1e9` asked the loader's queue for 176 GB of slots; the figures are lower
-//! bounds of what the settings allocate, so nothing that could run is refused), and decoding
-//! threads far beyond its cores (100,000 ran out of memory maps for their stacks and aborted).
+//! bounds of what the settings allocate, so nothing that could run is refused), and thousands of
+//! decoding threads (100,000 ran out of memory maps for their stacks and aborted).
 
 use crate::config::{Method, RunConfig};
 
-/// Host bytes a loader holds per crop pixel: the normalised f32 image (12), the raw RGB bytes (3)
-/// and the u8 label (1) of `t2s_data::Batch`.
-const BATCH_BYTES_PER_PIXEL: u64 = 16;
+/// Host bytes a loader holds per crop pixel: the normalised f32 image (12) and the raw RGB bytes
+/// (3) of `t2s_data::Batch`, and the u8 label (1) of a labelled set.
+const IMAGE_BYTES_PER_PIXEL: f64 = 15.0;
+const LABEL_BYTES_PER_PIXEL: f64 = 1.0;
 
-/// Decoding threads per core above which `data.workers` is refused: threads beyond the cores
-/// only add stacks, and any machine the loader could use has fewer than this many per core.
-pub(super) const MAX_WORKERS_PER_CORE: usize = 8;
+/// The most decoding threads `data.workers` may ask for: far above what reading from slow
+/// network storage wants (16–32), far below what a process's memory maps allow.
+pub(super) const MAX_WORKERS: usize = 1024;
 
-/// Refuses `data.workers` above [`MAX_WORKERS_PER_CORE`] × `cores`.
-pub(super) fn check_workers(workers: usize, cores: usize) -> Result<(), String> {
-    let most = MAX_WORKERS_PER_CORE * cores.max(1);
-    if workers > most {
+/// Decoding threads per core above which a run is warned: beyond the cores threads help only
+/// while reads wait on storage.
+pub(super) const WARN_WORKERS_PER_CORE: usize = 8;
+
+/// Refuses `data.workers` above [`MAX_WORKERS`]; a warning above [`WARN_WORKERS_PER_CORE`] per
+/// core of `cores` (when known; a CPU quota counts, as in a SLURM job or a container).
+pub(super) fn check_workers(workers: usize, cores: Option<usize>) -> Result<Option<String>, String> {
+    if workers > MAX_WORKERS {
         return Err(format!(
-            "data.workers = {workers} decoding threads is more than {MAX_WORKERS_PER_CORE} per core of this machine's {cores}: \
-             threads beyond the cores add only memory; use 0 (one per core) or at most {most}"
+            "data.workers = {workers} decoding threads is more than the {MAX_WORKERS} a loader may start: use 0 (one per core) or fewer"
         ));
     }
-    Ok(())
+    Ok(cores.filter(|&c| workers > WARN_WORKERS_PER_CORE * c).map(|c| {
+        format!(
+            "data.workers = {workers} is more than {WARN_WORKERS_PER_CORE} decoding threads per core of the {c} this process may use: \
+             beyond the cores, threads help only while reads wait on storage"
+        )
+    }))
 }
 
 /// The machine's physical memory in bytes, where the platform reports it.
@@ -37,32 +46,37 @@ pub(super) fn total_memory() -> Option<u64> {
 }
 
 /// Refuses `cfg` when the loaders' queues or the contrastive term's negative indices need more
-/// than `total` bytes, for a network of `num_classes` classes.
-pub(super) fn check(cfg: &RunConfig, num_classes: usize, total: u64) -> Result<(), String> {
+/// than `total` bytes.
+pub(super) fn check(cfg: &RunConfig, total: u64) -> Result<(), String> {
     let have = gib(total as f64);
     let d = &cfg.data;
     let [h, w] = d.crop.map(f64::from);
-    let loaders = if cfg.uda.method == Method::SourceOnly || d.target.is_none() { 1.0 } else { 2.0 };
-    // The queue's batches and the one being assembled, per loader.
-    let batches = (d.prefetch as f64 + 1.0) * loaders;
-    let loader_bytes = batches * d.batch_size as f64 * h * w * BATCH_BYTES_PER_PIXEL as f64;
+    // The queue's batches and the one being assembled, per loader; the target's have no labels.
+    let per_batch = d.batch_size as f64 * h * w;
+    let target = cfg.uda.method != Method::SourceOnly && d.target.is_some();
+    let per_pixel = IMAGE_BYTES_PER_PIXEL + LABEL_BYTES_PER_PIXEL + if target { IMAGE_BYTES_PER_PIXEL } else { 0.0 };
+    let loader_bytes = (d.prefetch as f64 + 1.0) * per_batch * per_pixel;
     if loader_bytes > total as f64 {
         return Err(format!(
             "data.prefetch = {} batches ahead, of data.batch_size = {} crops of {}×{} pixels, need at least {} of host memory \
-             ({BATCH_BYTES_PER_PIXEL} bytes a pixel, {} loader(s)); this machine has {have}: lower data.prefetch (default 4) or data.batch_size",
-            d.prefetch, d.batch_size, d.crop[0], d.crop[1], gib(loader_bytes), loaders
+             ({per_pixel} bytes a pixel over the loaders); this machine has {have}: lower data.prefetch (default 4) or data.batch_size",
+            d.prefetch,
+            d.batch_size,
+            d.crop[0],
+            d.crop[1],
+            gib(loader_bytes)
         ));
     }
     let t = &cfg.t2s;
     if cfg.uda.method == Method::T2s && t.contrastive_weight > 0.0 {
-        // Every present class gets at least `min_queries_per_class` (the minimum wins over the total).
-        let per_set = |n: usize| (n as f64).max(t.min_queries_per_class as f64 * num_classes as f64);
+        // A query set has its total, or more: every present class (one at least) gets the minimum.
+        let per_set = |n: usize| n.max(t.min_queries_per_class) as f64;
         let queries = per_set(t.queries) + if t.target_queries > 0 { per_set(t.target_queries) } else { 0.0 };
         let bytes = queries * t.negatives as f64 * std::mem::size_of::<usize>() as f64;
         if bytes > total as f64 {
             return Err(format!(
-                "t2s.queries = {} (with t2s.min_queries_per_class = {} over {num_classes} classes{}) × t2s.negatives = {} \
-                 negative indices need at least {} of host memory; this machine has {have}: lower them (defaults 4864, 16 and 50)",
+                "t2s.queries = {} (at least t2s.min_queries_per_class = {}{}) × t2s.negatives = {} negative indices need at least {} \
+                 of host memory; this machine has {have}: lower them (defaults 4864, 16 and 50)",
                 t.queries,
                 t.min_queries_per_class,
                 if t.target_queries > 0 { format!(", and t2s.target_queries = {}", t.target_queries) } else { String::new() },
@@ -91,23 +105,29 @@ mod tests {
     #[test]
     fn the_demo_fits_and_absurd_counts_do_not() {
         let cfg = demo();
-        assert_eq!(check(&cfg, 19, GIB), Ok(()));
+        assert_eq!(check(&cfg, GIB), Ok(()));
 
-        // 5 batches (4 ahead + 1) × 2 loaders × 2 crops × 96·192 px × 16 B = 5.9 MB: fits 6 MB,
-        // not 5 MB.
+        // 5 batches (4 ahead + 1) × 2 crops × 96·192 px × (16 B source + 15 B target): the exact
+        // byte count fits, one byte less does not.
         let mut cfg = demo();
         cfg.t2s.contrastive_weight = 0.0;
-        let loader = 5 * 2 * 2 * 96 * 192 * 16;
+        let loader = 5 * 2 * 96 * 192 * (16 + 15);
         assert_eq!((cfg.data.prefetch, cfg.data.batch_size, cfg.data.crop), (4, 2, [96, 192]));
-        assert_eq!(check(&cfg, 19, loader), Ok(()));
-        let err = check(&cfg, 19, loader - 1).unwrap_err();
+        assert_eq!(check(&cfg, loader), Ok(()));
+        let err = check(&cfg, loader - 1).unwrap_err();
         assert!(err.starts_with("data.prefetch = 4 batches ahead, of data.batch_size = 2 crops of 96×192"), "{err}");
+        // Source-only reads no target: 16 B a pixel.
+        cfg.uda.method = Method::SourceOnly;
+        assert_eq!(check(&cfg, 5 * 2 * 96 * 192 * 16), Ok(()));
+        assert!(check(&cfg, 5 * 2 * 96 * 192 * 16 - 1).is_err());
+        cfg.uda.method = Method::T2s;
 
+        // (1e9 + 1) × 2 × 96·192 × 31 B.
         cfg.data.prefetch = 1_000_000_000;
-        assert!(check(&cfg, 19, 64 * GIB).unwrap_err().contains("need at least 1098632.8 GiB"));
+        assert!(check(&cfg, 64 * GIB).unwrap_err().contains("need at least 1064300.5 GiB"));
         cfg.data.prefetch = 4;
         cfg.data.batch_size = 100_000_000;
-        assert!(check(&cfg, 19, 64 * GIB).is_err());
+        assert!(check(&cfg, 64 * GIB).is_err());
     }
 
     #[test]
@@ -116,41 +136,44 @@ mod tests {
         let q = cfg.t2s.queries as u64;
         let room = 16 * GIB; // far above the loaders' few MB
         cfg.t2s.queries = 10_000_000_000;
-        let err = check(&cfg, 19, room).unwrap_err();
-        assert!(err.starts_with("t2s.queries = 10000000000 (with t2s.min_queries_per_class"), "{err}");
+        let err = check(&cfg, room).unwrap_err();
+        assert!(err.starts_with("t2s.queries = 10000000000 (at least t2s.min_queries_per_class"), "{err}");
         // 1e10 × 50 × 8 B = 3725.3 GiB.
         assert!(err.contains("need at least 3725.3 GiB"), "{err}");
 
-        // The minimum per class wins over the total: 19 × 1e9 queries.
+        // A minimum per class above the total: at least the minimum.
         cfg.t2s.queries = q as usize;
         cfg.t2s.min_queries_per_class = 1_000_000_000;
-        assert!(check(&cfg, 19, room).is_err());
-        assert!(check(&cfg, 0, room).is_ok(), "no class, no minimum");
+        assert!(check(&cfg, room).is_err());
         cfg.t2s.min_queries_per_class = 16;
 
-        // Target queries add their own set (the demo's 608 each, above 19 × 16); exactly at the
-        // limit fits (9.1 GiB, far above the loaders' few MB).
+        // Target queries add their own set (the demo's 608 each); exactly at the limit fits
+        // (9.1 GiB, far above the loaders' few MB).
         assert_eq!(q, 608);
         cfg.t2s.target_queries = q as usize;
         cfg.t2s.negatives = 1_000_000;
         let exact = 2 * q * 1_000_000 * 8;
-        assert!(check(&cfg, 19, exact).is_ok());
-        assert!(check(&cfg, 19, exact - 1).unwrap_err().contains(&format!("t2s.target_queries = {q}")));
+        assert!(check(&cfg, exact).is_ok());
+        assert!(check(&cfg, exact - 1).unwrap_err().contains(&format!("t2s.target_queries = {q}")));
 
         // Without the contrastive term nothing is sampled.
         cfg.t2s.negatives = usize::MAX;
-        assert!(check(&cfg, 19, room).is_err());
+        assert!(check(&cfg, room).is_err());
         cfg.t2s.contrastive_weight = 0.0;
-        assert!(check(&cfg, 19, room).is_ok());
+        assert!(check(&cfg, room).is_ok());
     }
 
     #[test]
-    fn workers_stop_at_eight_per_core() {
-        assert_eq!(check_workers(0, 2), Ok(()));
-        assert_eq!(check_workers(16, 2), Ok(()));
-        let err = check_workers(17, 2).unwrap_err();
-        assert!(err.starts_with("data.workers = 17 decoding threads is more than 8 per core of this machine's 2"), "{err}");
-        assert!(err.ends_with("at most 16"), "{err}");
+    fn workers_warn_above_eight_per_core_and_stop_above_1024() {
+        assert_eq!(check_workers(0, Some(2)), Ok(None));
+        assert_eq!(check_workers(16, Some(2)), Ok(None));
+        let warning = check_workers(17, Some(2)).unwrap().unwrap();
+        assert!(warning.starts_with("data.workers = 17 is more than 8 decoding threads per core of the 2"), "{warning}");
+        // Unknown cores: no warning; the limit holds whatever the cores.
+        assert_eq!(check_workers(1024, None), Ok(None));
+        assert!(check_workers(1024, Some(1)).unwrap().is_some());
+        let err = check_workers(1025, Some(512)).unwrap_err();
+        assert!(err.starts_with("data.workers = 1025 decoding threads is more than the 1024"), "{err}");
     }
 
     #[test]

@@ -71,10 +71,12 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     let precision = cfg.train.precision;
     precision.require_on::<B>(device).map_err(|why| TrainError::Usage(format!("train.precision = \"{precision}\": {why}; use \"f32\"")))?;
     if let Some(total) = host_resources::total_memory() {
-        host_resources::check(cfg, network.num_classes, total).map_err(TrainError::Usage)?;
+        host_resources::check(cfg, total).map_err(TrainError::Usage)?;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    host_resources::check_workers(cfg.data.workers, cores).map_err(TrainError::Usage)?;
+    let cores = std::thread::available_parallelism().ok().map(|n| n.get());
+    if let Some(warning) = host_resources::check_workers(cfg.data.workers, cores).map_err(TrainError::Usage)? {
+        (opts.events)(TrainEvent::Warning(warning));
+    }
     for note in cfg.notes() {
         (opts.events)(TrainEvent::Note(note));
     }

@@ -23,6 +23,13 @@ pub fn run_dir_path(cfg: &RunConfig, config_path: &Path) -> Result<PathBuf> {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         format!("{stem}-{secs}")
     });
+    // Checked where a run folder is made, not on every load: a resume reads what was made.
+    let inside = Path::new(&name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if name.is_empty() || !inside {
+        return Err(TrainError::Usage(format!(
+            "run.name = {name:?} must name a folder inside run.output: not empty, absolute, \".\" or with \"..\" (set run.output for another place)"
+        )));
+    }
     let dir = cfg.run.output.join(name);
     refuse_non_empty(&dir)?;
     Ok(dir)
@@ -93,5 +100,27 @@ pub fn git_revision() -> String {
             _ => rev,
         },
         None => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_name_is_a_folder_inside_run_output() {
+        let out = tempfile::tempdir().unwrap();
+        let cfg = |name: &str| {
+            let sets = [format!("run.output={:?}", out.path().display().to_string()), format!("run.name={name:?}")];
+            RunConfig::parse("[data.source]\nkind = \"synthetic\"\nsize = [1024, 512]\n", &sets).unwrap()
+        };
+        for name in ["", ".", "..", "../escape", "a/../../b", "/abs"] {
+            let e = run_dir_path(&cfg(name), Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.contains("must name a folder inside run.output"), "{name}: {e}");
+        }
+        // Nested names stay inside (earlier runs used them).
+        for name in ["a.b-c", "ablation/s0"] {
+            assert_eq!(run_dir_path(&cfg(name), Path::new("c.toml")).unwrap(), out.path().join(name));
+        }
     }
 }
