@@ -33,6 +33,18 @@ pub struct OpenedSet {
     pub notes: Vec<String>,
     /// Where a file reader's class-statistics cache lives (`t2s prepare`): root and split.
     pub stats_cache: Option<std::path::PathBuf>,
+    /// A source's per-sample class counts and label areas from that cache, when it has a current
+    /// entry for every sample (same reader, mapping, file sizes and times).
+    pub cached_counts: Option<Vec<crate::train::rcs_counts::ImageCounts>>,
+}
+
+/// Every sample's counts from the cache at `path`, if each entry still describes its files: a
+/// label rewritten or a mapping changed since `t2s prepare` makes the cache stale.
+fn current_counts(reader: &dyn t2s_data::DatasetReader, path: &std::path::Path) -> Option<Vec<crate::train::rcs_counts::ImageCounts>> {
+    let stats = t2s_data::class_stats::read_class_stats(path).ok()??;
+    (0..reader.len())
+        .map(|i| stats.current_entry(reader, i).map(|e| (e.counts.clone(), e.counts.iter().sum::<u64>() + e.ignored)))
+        .collect()
 }
 
 /// Opens one set of a configuration; `setting` names it in errors (e.g. `data.source`).
@@ -50,8 +62,9 @@ pub fn open_set(set: &SetSection, role: SetRole, setting: &str) -> Result<Opened
             notes.extend(report.notes.iter().cloned());
             let split = reader.split().map(|s| format!(" {s}")).unwrap_or_default();
             let name = set.name.clone().unwrap_or_else(|| format!("{kind}{split}"));
-            let stats_cache = Some(t2s_data::class_stats_path(&files.root, reader.split()));
-            OpenedSet { dataset: reader, name, notes, stats_cache }
+            let path = t2s_data::class_stats_path(&files.root, reader.split());
+            let cached_counts = if role == SetRole::Source { current_counts(reader.as_ref(), &path) } else { None };
+            OpenedSet { dataset: reader, name, notes, stats_cache: Some(path), cached_counts }
         }
         SetReader::Synthetic(synth) => {
             let split = synth.split.unwrap_or(if role == SetRole::Eval { Split::Val } else { Split::Train });
@@ -64,7 +77,7 @@ pub fn open_set(set: &SetSection, role: SetRole, setting: &str) -> Result<Opened
             let dataset = SyntheticDataset::new(config).map_err(|e| TrainError::Usage(format!("{setting}: {e}")))?;
             let name = set.name.clone().unwrap_or_else(|| format!("synthetic {domain} {split}"));
             let dataset: Box<dyn Dataset> = if role == SetRole::Target { Box::new(Unlabelled(dataset)) } else { Box::new(dataset) };
-            OpenedSet { dataset, name, notes: Vec::new(), stats_cache: None }
+            OpenedSet { dataset, name, notes: Vec::new(), stats_cache: None, cached_counts: None }
         }
     };
     if opened.dataset.is_empty() {
@@ -117,6 +130,38 @@ mod tests {
         let val = open_set(&synthetic(Domain::Target), SetRole::Eval, "data.eval").unwrap();
         assert_eq!(val.name, "synthetic target val");
         assert_eq!(val.dataset.get(0).unwrap().image.dimensions(), (64, 32));
+    }
+
+    /// `t2s prepare`'s counts serve a source only while they describe its files: a label
+    /// rewritten since is counted afresh (training used the stale counts).
+    #[test]
+    fn a_stale_class_statistics_cache_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        std::fs::create_dir_all(dir.path().join("labels")).unwrap();
+        image::RgbImage::new(8, 4).save(dir.path().join("images/a.png")).unwrap();
+        let label = |values: &dyn Fn(u32) -> u8| {
+            image::GrayImage::from_fn(8, 4, |x, _| image::Luma([values(x)])).save(dir.path().join("labels/a.png")).unwrap()
+        };
+        label(&|_| 0);
+        let set: SetSection = toml::from_str(&format!("kind = \"folder\"\nroot = {:?}", dir.path().display().to_string())).unwrap();
+        let SetReader::Files(files) = &set.reader else { unreachable!("a folder set") };
+        let options = t2s_data::DatasetOptions { split: None, labels: LabelUse::Require, mapping: None };
+        let (reader, _) = t2s_data::open_dataset(files.kind, &files.root, &options).unwrap();
+        t2s_data::prepare_dataset(reader.as_ref(), &Default::default(), &|_| {}).unwrap();
+
+        let opened = open_set(&set, SetRole::Source, "data.source").unwrap();
+        let counts = opened.cached_counts.expect("a current cache");
+        assert_eq!((counts[0].0[0], counts[0].1), (32, 32), "32 pixels of class 0");
+        // Only a source needs them.
+        assert!(open_set(&set, SetRole::Eval, "data.eval").unwrap().cached_counts.is_none());
+        // Half the label becomes class 1 (another file size): the cache no longer describes it.
+        label(&|x| u8::from(x >= 4));
+        let opened = open_set(&set, SetRole::Source, "data.source").unwrap();
+        assert!(opened.cached_counts.is_none());
+        let (counts, from) = crate::train::rcs_counts::class_counts(&opened, 2).unwrap();
+        assert_eq!(counts[0].0, [16, 16], "{from}");
+        assert!(from.starts_with("class statistics counted from 1 labels"), "{from}");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! labels at start-up (in parallel; the synthetic benchmark renders its labels in milliseconds).
 
 use rayon::prelude::*;
-use t2s_data::class_stats::read_class_stats;
 use t2s_data::Dataset;
 
 use t2s_data::{RareClassSampler, RcsConfig};
@@ -18,17 +17,10 @@ pub type ImageCounts = (Vec<u64>, u64);
 /// [`ImageCounts`] for every sample of `set`, and a line saying where they came from.
 pub fn class_counts(set: &OpenedSet, num_classes: usize) -> Result<(Vec<ImageCounts>, String)> {
     let ds: &dyn Dataset = set.dataset.as_ref();
-    if let Some(path) = &set.stats_cache {
-        if let Ok(Some(stats)) = read_class_stats(path) {
-            let counts: Option<Vec<ImageCounts>> = (0..ds.len())
-                .map(|i| {
-                    let e = stats.images.get(&ds.name(i)).filter(|e| e.counts.len() == num_classes)?;
-                    Some((e.counts.clone(), e.counts.iter().sum::<u64>() + e.ignored))
-                })
-                .collect();
-            if let Some(counts) = counts {
-                return Ok((counts, format!("class statistics from {}", path.display())));
-            }
+    // Checked against the files when the set was opened (`OpenedSet::cached_counts`).
+    if let (Some(path), Some(counts)) = (&set.stats_cache, &set.cached_counts) {
+        if counts.iter().all(|(c, _)| c.len() == num_classes) {
+            return Ok((counts.clone(), format!("class statistics from {}", path.display())));
         }
     }
     let counts = (0..ds.len())
@@ -112,7 +104,7 @@ mod tests {
     fn synthetic_counts_cover_every_pixel_of_every_image() {
         let cfg = SynthConfig { domain: Domain::Source, split: Split::Train, len: 6, width: 64, height: 32, seed: 3 };
         let ds = SyntheticDataset::new(cfg).unwrap();
-        let set = OpenedSet { dataset: Box::new(ds), name: "s".into(), notes: vec![], stats_cache: None };
+        let set = OpenedSet { dataset: Box::new(ds), name: "s".into(), notes: vec![], stats_cache: None, cached_counts: None };
         let (counts, _) = class_counts(&set, 19).unwrap();
         assert_eq!(counts.len(), 6);
         for (i, (c, area)) in counts.iter().enumerate() {
@@ -134,6 +126,7 @@ mod tests {
             name: "s".into(),
             notes: vec![],
             stats_cache: None,
+            cached_counts: None,
         };
         let mut cfg = RunConfig::parse("[model]\npreset = \"deeplabv2-r18\"\n[data]\ncrop = [32, 64]\n[data.source]\nkind = \"synthetic\"\ndomain = \"source\"\nsize = [64, 32]\n", &[]).unwrap();
         cfg.data.rcs.min_pixels = 20;
