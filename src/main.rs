@@ -310,6 +310,13 @@ impl BackendTask for ImportWeights {
         if a.output.is_dir() {
             bail!("--output {}: a folder; give the weight file to write (e.g. model.safetensors)", a.output.display());
         }
+        let same = |x: &std::path::Path, y: &std::path::Path| matches!((x.canonicalize(), y.canonicalize()), (Ok(p), Ok(q)) if p == q);
+        if same(&a.output, &a.weights) {
+            bail!(
+                "--output {}: the checkpoint being imported; give another file (it would be replaced by one sub-model)",
+                a.output.display()
+            );
+        }
         if t2s_model::read_t2s_config(&a.weights).ok().flatten().is_some() {
             bail!("--weights {}: already a t2s weight file", a.weights.display());
         }

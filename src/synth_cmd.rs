@@ -77,12 +77,18 @@ pub fn run(args: SynthArgs) -> Result<()> {
             bail!("{flag} {value}: must be between 1 and {MAX_SIDE} pixels");
         }
     }
+    let val_count = args.val_count.unwrap_or((args.count / 5).max(1));
+    // No train samples is a mistake; no validation samples is how `--val-count 0` skips them.
+    for (flag, value, least) in [("--count", args.count, 1), ("--val-count", val_count, 0)] {
+        if value < least || value > t2s_data::synth::MAX_LEN {
+            bail!("{flag} {value}: must be between {least} and {} samples", t2s_data::synth::MAX_LEN);
+        }
+    }
     let domains: &[Domain] = match args.domain {
         DomainChoice::Source => &[Domain::Source],
         DomainChoice::Target => &[Domain::Target],
         DomainChoice::Both => &Domain::ALL,
     };
-    let val_count = args.val_count.unwrap_or((args.count / 5).max(1));
     let mut targets = Vec::new();
     for (split, len) in [(Split::Train, args.count), (Split::Val, val_count)] {
         for &domain in domains {

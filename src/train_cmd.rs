@@ -148,7 +148,11 @@ impl ReplicaTask for Train {
         let (cfg, run_dir) = match &a.resume {
             Some(dir) => {
                 let path = dir.join("config.toml");
-                (RunConfig::load(&path, &a.overrides).with_context(|| format!("{} is not a t2s run folder", dir.display()))?, dir.clone())
+                if !path.is_file() {
+                    bail!("--resume {}: no config.toml there; is this a t2s run folder?", dir.display());
+                }
+                // The saved file read, a --set of it that fails names the key, not the folder.
+                (RunConfig::load(&path, &a.overrides).with_context(|| format!("resuming {}", dir.display()))?, dir.clone())
             }
             None => {
                 let path = a.config.as_ref().expect("clap requires --config without --resume");

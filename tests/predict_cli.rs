@@ -494,6 +494,23 @@ fn imported_weights_predict_like_the_pytorch_checkpoint() {
             .arg(&converted),
     );
     assert!(log.contains("loaded"), "{log}");
+    // The output may not be the checkpoint itself (it would be replaced by one sub-model).
+    let pth = dir.path().join("copy.pth");
+    std::fs::copy(fixtures.join("mit.pth"), &pth).unwrap();
+    let o = t2s_program()
+        .arg("import-weights")
+        .arg("--model")
+        .arg(&cfg)
+        .arg("--weights")
+        .arg(&pth)
+        .args(["--prefix", "segformer."])
+        .arg("--output")
+        .arg(&pth)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("the checkpoint being imported"), "{err}");
+    assert_eq!(std::fs::read(&pth).unwrap(), std::fs::read(fixtures.join("mit.pth")).unwrap());
     let img = dir.path().join("x.png");
     write_image(&img, 70, 45);
     let a = dir.path().join("a");

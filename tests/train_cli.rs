@@ -284,6 +284,34 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     assert!(names.iter().all(|n| n == "latest" || n == "iter_000001"), "{names:?}");
 }
 
+/// A damaged file met during training (here an evaluation image) stops the run with a checkpoint
+/// of the iterations done, naming the file and how to continue; repaired, the run resumes.
+#[test]
+fn a_damaged_file_met_in_training_saves_the_iterations_done() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), config()).unwrap();
+    let val = dir.path().join("val");
+    std::fs::create_dir_all(val.join("images")).unwrap();
+    std::fs::create_dir_all(val.join("labels")).unwrap();
+    image::RgbImage::from_pixel(64, 32, image::Rgb([90, 90, 90])).save(val.join("images/a.png")).unwrap();
+    image::GrayImage::from_pixel(64, 32, image::Luma([0])).save(val.join("labels/a.png")).unwrap();
+    let good = std::fs::read(val.join("images/a.png")).unwrap();
+    // The header (and so the scan) intact, the pixels cut short.
+    std::fs::write(val.join("images/a.png"), &good[..good.len() - 12]).unwrap();
+    let eval = format!("data.eval=[{{ kind = \"folder\", root = {:?} }}]", val.display().to_string());
+    let args = ["--set", "run.name=d", "--set", "schedule.max_iters=4", "--set", "eval.interval=2", "--set", "run.checkpoint_interval=0"];
+    let o = t2s(dir.path()).args(["train", "--config", "tiny.toml", "--set", &eval]).args(args).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("a.png") && e.contains("saved a checkpoint of iteration 2"), "{e}");
+    assert!(e.contains("t2s train --resume"), "{e}");
+    let run = dir.path().join("runs/d");
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), "iter_000002");
+    std::fs::write(val.join("images/a.png"), &good).unwrap();
+    let o = t2s(dir.path()).args(["train", "--resume", "runs/d"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(losses(&run).into_iter().map(|(i, _)| i).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
 #[test]
 fn ctrl_c_and_sigterm_save_a_checkpoint_that_resume_continues() {
     // SIGINT is Ctrl-C; SIGTERM is what SLURM, Kubernetes and `docker stop` send. Both end the run

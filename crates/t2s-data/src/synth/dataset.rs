@@ -96,6 +96,10 @@ impl fmt::Display for Split {
 /// typo (an extra zero) should not allocate gigabytes.
 pub const MAX_SIDE: u32 = 8192;
 
+/// Largest accepted number of samples: 400 times GTA5's 24,966. Per-sample bookkeeping (rare
+/// class counts, shuffles) would not fit in memory long before `len`'s own limit of 2^62.
+pub const MAX_LEN: usize = 10_000_000;
+
 /// Configuration of a synthetic dataset. Every field has a default, so a TOML table may give
 /// only what differs:
 ///
@@ -139,7 +143,7 @@ pub struct SyntheticDataset {
 }
 
 impl SyntheticDataset {
-    /// Checks the configuration (sizes within `1..=MAX_SIDE`, `len` below `2^62`).
+    /// Checks the configuration (sizes within `1..=MAX_SIDE`, `len` at most [`MAX_LEN`]).
     pub fn new(config: SynthConfig) -> Result<Self> {
         for (setting, value) in [("width", config.width), ("height", config.height)] {
             if value == 0 || value > MAX_SIDE {
@@ -149,10 +153,10 @@ impl SyntheticDataset {
                 });
             }
         }
-        if config.len as u64 >= VAL_STREAM_BASE {
+        if config.len > MAX_LEN || config.len as u64 >= VAL_STREAM_BASE {
             return Err(DataError::Setting {
                 setting: "synthetic len".into(),
-                message: format!("{} samples is more than the {VAL_STREAM_BASE} streams of a split", config.len),
+                message: format!("{} samples is more than the {MAX_LEN} a synthetic set may have", config.len),
             });
         }
         Ok(Self { config, space: LabelSpace::cityscapes() })

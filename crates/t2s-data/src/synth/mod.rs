@@ -36,7 +36,7 @@ mod street;
 mod tests;
 mod traffic;
 
-pub use dataset::{Domain, Split, SynthConfig, SyntheticDataset, MAX_SIDE};
+pub use dataset::{Domain, Split, SynthConfig, SyntheticDataset, MAX_LEN, MAX_SIDE};
 pub use stats::class_frequencies;
 
 use image::{GrayImage, RgbImage};

@@ -124,6 +124,33 @@ impl AfterStep {
         Ok(flow)
     }
 
+    /// After `error`, a file that could not be read (a damaged image met by a loader or an
+    /// evaluation): saves the iterations done since the last checkpoint, which the error would
+    /// otherwise lose, and says how to continue. Other errors (a diverged loss, a replica that
+    /// failed) pass unchanged, and so does this one where this replica keeps no books.
+    pub(super) fn save_after_data_error<B: T2sAutodiffBackend>(
+        &mut self,
+        cfg: &RunConfig,
+        opts: &TrainOptions,
+        run: &mut OpenedRun<B>,
+        student: &Segmentor<B>,
+        error: TrainError,
+    ) -> TrainError {
+        if !matches!(error, TrainError::Data(_)) || self.log.is_none() || run.state.iter == 0 {
+            return error;
+        }
+        run.state.t2s = run.adaptation.t2s().map(|t| t.save());
+        match save_checkpoint(&opts.run_dir, cfg.run.keep_last, run, student) {
+            Ok(dir) => TrainError::Usage(format!(
+                "{error}\nsaved a checkpoint of iteration {} ({}): repair or remove that file, then continue with `t2s train --resume {}`",
+                run.state.iter,
+                dir.display(),
+                opts.run_dir.display()
+            )),
+            Err(saving) => TrainError::Usage(format!("{error}\n(saving a checkpoint after it failed too: {saving})")),
+        }
+    }
+
     /// Evaluates `model` (the `weights` its reports name) on every evaluation set, logs and
     /// writes the reports; returns them.
     fn evaluate_all<B: T2sBackend>(

@@ -72,7 +72,10 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
                 cfg.uda.method.name()
             )));
         }
-        let step = run_step(cfg, &mut run, &student, (&opts.run_dir, replica.as_ref(), writes), device)?;
+        let step = match run_step(cfg, &mut run, &student, (&opts.run_dir, replica.as_ref(), writes), device) {
+            Ok(step) => step,
+            Err(e) => return Err(books.save_after_data_error(cfg, opts, &mut run, &student, e)),
+        };
         let mut grads = step.grads;
         if let Some(r) = &replica {
             crate::replicas::mean_gradients::<B, _>(r, &student, &mut grads)?;
@@ -95,7 +98,11 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         run.state.iter = iter + 1;
         (opts.events)(TrainEvent::Iteration { done: run.state.iter, until, losses: &losses });
         let log = StepLog { losses, stats: step.stats };
-        if books.after_step(cfg, opts, &mut run, &student, (&log, stop), until, device)? == Flow::Stop {
+        let flow = match books.after_step(cfg, opts, &mut run, &student, (&log, stop), until, device) {
+            Ok(flow) => flow,
+            Err(e) => return Err(books.save_after_data_error(cfg, opts, &mut run, &student, e)),
+        };
+        if flow == Flow::Stop {
             interrupted = true;
             break;
         }

@@ -36,7 +36,15 @@ pub fn run_dir_path(cfg: &RunConfig, config_path: &Path) -> Result<PathBuf> {
 }
 
 fn refuse_non_empty(dir: &Path) -> Result<()> {
-    if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+    let non_empty = dir.read_dir().is_ok_and(|mut d| d.next().is_some());
+    // A run that stopped before its first checkpoint cannot be resumed: say what to do instead.
+    if non_empty && !dir.join("checkpoints").join("latest").is_file() && super::lock::held_by_another(dir).is_none() {
+        return Err(TrainError::Usage(format!(
+            "{}: the run folder exists but holds no checkpoint (the run stopped before its first): delete the folder or choose another run.name",
+            dir.display()
+        )));
+    }
+    if non_empty {
         return Err(TrainError::Usage(format!(
             "{}: the run folder exists and is not empty; continue it with `--resume {}` or choose another run.name",
             dir.display(),
@@ -118,6 +126,15 @@ mod tests {
             let e = run_dir_path(&cfg(name), Path::new("c.toml")).unwrap_err().to_string();
             assert!(e.contains("must name a folder inside run.output"), "{name}: {e}");
         }
+        // A folder left without a checkpoint is named as such; one with a checkpoint is resumable.
+        std::fs::create_dir_all(out.path().join("failed")).unwrap();
+        std::fs::write(out.path().join("failed/config.toml"), "").unwrap();
+        let e = run_dir_path(&cfg("failed"), Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("holds no checkpoint") && e.contains("delete the folder"), "{e}");
+        std::fs::create_dir_all(out.path().join("failed/checkpoints")).unwrap();
+        std::fs::write(out.path().join("failed/checkpoints/latest"), "iter_000002").unwrap();
+        let e = run_dir_path(&cfg("failed"), Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("continue it with `--resume"), "{e}");
         // Nested names stay inside (earlier runs used them).
         for name in ["a.b-c", "ablation/s0"] {
             assert_eq!(run_dir_path(&cfg(name), Path::new("c.toml")).unwrap(), out.path().join(name));
