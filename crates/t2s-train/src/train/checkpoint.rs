@@ -109,6 +109,35 @@ pub fn load_network<B: Backend>(
     Ok(model)
 }
 
+/// `error`, met resuming `run_dir`, with the way out when it concerns a file of its checkpoints:
+/// the other complete checkpoints there, and how to resume from one of them.
+pub fn with_earlier_checkpoints(error: TrainError, run_dir: &Path) -> TrainError {
+    let root = run_dir.join("checkpoints");
+    if !error.to_string().contains(&root.display().to_string()) {
+        return error;
+    }
+    let latest = std::fs::read_to_string(root.join("latest")).unwrap_or_default();
+    let mut others: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.extension().is_none())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("iter_") && n != latest.trim())
+        .collect();
+    if others.is_empty() {
+        return error;
+    }
+    others.sort();
+    let newest = others.last().cloned().unwrap_or_default();
+    TrainError::Usage(format!(
+        "{error}\nother checkpoints of this run: {}; to resume from one, write its name into {} (e.g. `echo {newest} > {}`)",
+        others.join(", "),
+        root.join("latest").display(),
+        root.join("latest").display()
+    ))
+}
+
 /// Removes all but the newest `keep` `iter_*` folders (and stale `.tmp` ones).
 fn prune(run_dir: &Path, keep: usize) -> Result<()> {
     let root = run_dir.join("checkpoints");
@@ -128,6 +157,24 @@ fn prune(run_dir: &Path, keep: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_latest_checkpoint_points_at_the_others() {
+        let run = tempfile::tempdir().unwrap();
+        let root = run.path().join("checkpoints");
+        for n in ["iter_000002", "iter_000004", "iter_000006.tmp"] {
+            std::fs::create_dir_all(root.join(n)).unwrap();
+        }
+        std::fs::write(root.join("latest"), "iter_000004").unwrap();
+        let damaged = root.join("iter_000004/student.safetensors");
+        let e =
+            with_earlier_checkpoints(TrainError::Usage(format!("{}: invalid header length", damaged.display())), run.path()).to_string();
+        assert!(e.contains("other checkpoints of this run: iter_000002; to resume from one"), "{e}");
+        assert!(e.contains("echo iter_000002 >"), "{e}");
+        // An error about something else is left as it is.
+        let other = with_earlier_checkpoints(TrainError::Usage("data.source: no such folder".into()), run.path()).to_string();
+        assert_eq!(other, "data.source: no such folder");
+    }
 
     #[test]
     fn atomic_write_latest_and_pruning() {

@@ -42,7 +42,11 @@ use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOu
 /// optimiser step; rank 0 alone writes the run folder.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
     let replica = opts.replica.filter(|r| r.count > 1);
-    let (mut run, mut student) = open_run::<B>(cfg, opts, device)?;
+    let (mut run, mut student) = match open_run::<B>(cfg, opts, device) {
+        Ok(opened) => opened,
+        Err(e) if opts.resume => return Err(checkpoint::with_earlier_checkpoints(e, &opts.run_dir)),
+        Err(e) => return Err(e),
+    };
     if let Some(r) = &replica {
         crate::replicas::join::<B::InnerBackend>(r, device.clone())?;
         let until = opts.until.unwrap_or(cfg.schedule.max_iters).min(cfg.schedule.max_iters);
