@@ -366,63 +366,48 @@ fn bad_inputs_fail_with_clear_messages() {
         assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
     }
 
-    // A checkpoint for another architecture is refused, naming the tensors.
-    let (weights, _) = tiny_model(dir.path());
-    let out = t2s_program()
-        .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
-        .arg(&weights)
-        .arg("--input")
-        .arg(dir.path().join("i.png"))
-        .arg("--output")
-        .arg(dir.path().join("o"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("tiny.safetensors"), "{err}");
-    // Paths of the wrong kind: a folder as weights, a configuration as weights, a file as --output.
-    std::fs::write(dir.path().join("net.toml"), "[model]\npreset = \"deeplabv2-r18\"\n").unwrap();
-    for (weights, output, want) in [
-        (dir.path().to_path_buf(), dir.path().join("o"), "a folder; give a weight file"),
-        (dir.path().join("net.toml"), dir.path().join("o"), "a .toml file describes a network: give it as --model"),
-        (weights.clone(), dir.path().join("i.png"), "a file, not a folder; give a folder"),
-    ] {
+    // `predict` of i.png with these flags, --weights and --output: its standard error, after
+    // checking that it failed.
+    let failed = |flags: &[&str], weights: &Path, output: &Path| -> String {
         let out = t2s_program()
-            .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
-            .arg(&weights)
+            .args(["--device", "cpu", "predict"])
+            .args(flags)
+            .arg("--weights")
+            .arg(weights)
             .arg("--input")
             .arg(dir.path().join("i.png"))
             .arg("--output")
-            .arg(&output)
+            .arg(output)
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(want) && !err.contains("(os error 17): File exists"), "{want}: {err}");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{flags:?} {}: accepted", weights.display());
+        err
+    };
+    let r18 = ["--model", "deeplabv2-r18"];
+    let o = dir.path().join("o");
+
+    // A checkpoint for another architecture is refused, naming the tensors.
+    let (weights, _) = tiny_model(dir.path());
+    let err = failed(&r18, &weights, &o);
+    assert!(err.contains("tiny.safetensors"), "{err}");
+    // Paths of the wrong kind: a folder as weights, a configuration as weights, a file as --output.
+    std::fs::write(dir.path().join("net.toml"), "[model]\npreset = \"deeplabv2-r18\"\n").unwrap();
+    for (weights, output, want) in [
+        (dir.path().to_path_buf(), o.clone(), "a folder; give a weight file"),
+        (dir.path().join("net.toml"), o.clone(), "a .toml file describes a network: give it as --model"),
+        (weights.clone(), dir.path().join("i.png"), "a file, not a folder; give a folder"),
+    ] {
+        let err = failed(&r18, &weights, &output);
+        assert!(err.contains(want) && !err.contains("(os error 17): File exists"), "{want}: {err}");
     }
     // A key prefix selects inside a PyTorch checkpoint; a t2s file has none to select.
-    let out = t2s_program()
-        .args(["--device", "cpu", "predict", "--prefix", "state_dict.ema_model.", "--weights"])
-        .arg(&weights)
-        .arg("--input")
-        .arg(dir.path().join("i.png"))
-        .arg("--output")
-        .arg(dir.path().join("o"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--prefix state_dict.ema_model.: ") && err.contains("is a t2s weight file"), "{err}");
+    let err = failed(&["--prefix", "state_dict.ema_model."], &weights, &o);
+    assert!(err.contains("--prefix state_dict.ema_model.: ") && err.contains("is a t2s weight file"), "{err}");
 
     // A file that is no checkpoint: said once, without the pickle reader's repetitions.
-    let out = t2s_program()
-        .args(["--device", "cpu", "predict", "--model", "deeplabv2-r18", "--weights"])
-        .arg(dir.path().join("i.png"))
-        .arg("--input")
-        .arg(dir.path().join("i.png"))
-        .arg("--output")
-        .arg(dir.path().join("o"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("not a readable PyTorch checkpoint"), "{err}");
+    let err = failed(&r18, &dir.path().join("i.png"), &o);
+    assert!(err.contains("not a readable PyTorch checkpoint"), "{err}");
     assert!(err.matches("corrupt").count() + err.matches("damaged").count() == 1 && !err.contains(".."), "{err}");
 }
 
