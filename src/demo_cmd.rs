@@ -26,7 +26,7 @@ use serde_json::json;
 use t2s_data::synth::Domain;
 use t2s_data::visualize::{colorize, save_png};
 use t2s_train::config::SetReader;
-use t2s_train::config::{EvalWeights, Method};
+use t2s_train::config::{sets_key, EvalWeights, Method};
 use t2s_train::train::run_dir::create_run_dir;
 use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainEvent, TrainOptions};
 
@@ -227,21 +227,6 @@ fn refuse_per_run_keys(overrides: &[String]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether `--set spec` gives `key` (`section.name`) a value. A malformed `spec` gives none here;
-/// the configuration's parser names it.
-fn sets_key(spec: &str, key: &str) -> bool {
-    let mut table = Default::default();
-    if t2s_train::config::apply_override(&mut table, spec).is_err() {
-        return false;
-    }
-    let mut path = key.split('.');
-    let mut node = path.next().and_then(|first| table.get(first));
-    for part in path {
-        node = node.and_then(|v| v.get(part));
-    }
-    node.is_some()
 }
 
 /// The configuration of one run of the demo: `base` with the method, seed, name and folder.

@@ -8,6 +8,7 @@ use t2s_model::T2sBackend;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
+use t2s_train::config::sets_key;
 use t2s_train::replicas::{self, Replica};
 use t2s_train::train::run_dir::run_dir_path;
 use t2s_train::{RunConfig, TrainEvent, TrainOptions};
@@ -150,6 +151,13 @@ impl ReplicaTask for Train {
                 let path = dir.join("config.toml");
                 if !path.is_file() {
                     bail!("--resume {}: no config.toml there; is this a t2s run folder?", dir.display());
+                }
+                // The folder is --resume's: a new name or place would be saved but never used.
+                if let Some(spec) = a.overrides.iter().find(|s| sets_key(s, "run.name") || sets_key(s, "run.output")) {
+                    bail!(
+                        "--set {spec}: a resumed run stays in its folder ({}); to move it, move the folder and --resume it there",
+                        dir.display()
+                    );
                 }
                 // The saved file read, a --set of it that fails names the key, not the folder.
                 (RunConfig::load(&path, &a.overrides).with_context(|| format!("resuming {}", dir.display()))?, dir.clone())

@@ -109,6 +109,28 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     // The eval report of the last iteration exists, and the weights load in `t2s eval`.
     assert!(halves.join("eval").read_dir().unwrap().count() >= 2);
 
+    // A finished run resumed has nothing to train: said, a success, and nothing recorded. An end
+    // below the checkpoint, a new folder for it or a damaged `latest` is refused, naming why.
+    let stderr = run(&["--resume", "runs/halves"]);
+    assert!(stderr.contains("checkpoint is at iteration 4: nothing to train (schedule.max_iters)"), "{stderr}");
+    assert!(stderr.contains("finished after 4 iterations"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(halves.join("command.txt")).unwrap(), command);
+    let refused = |args: &[&str], says: &str| {
+        let o = t2s(dir.path()).args(["train", "--resume", "runs/halves"]).args(args).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(1) && e.contains(says), "{args:?}: {e}");
+    };
+    refused(&["--until", "3"], "--until 3: the run's latest checkpoint");
+    refused(&["--set", "schedule.max_iters=3"], "schedule.max_iters = 3 is below iteration 4 of the run's latest checkpoint");
+    refused(&["--set", "run.name=elsewhere"], "--set run.name=elsewhere: a resumed run stays in its folder");
+    refused(&["--set", "run={ output = \"x\" }"], "a resumed run stays in its folder");
+    std::fs::write(halves.join("checkpoints/latest"), "\n").unwrap();
+    refused(
+        &[],
+        "names \"\", not a checkpoint folder beside it\nother checkpoints of this run: iter_000002, iter_000004; to resume from one",
+    );
+    assert_eq!(std::fs::read_to_string(halves.join("command.txt")).unwrap(), command);
+
     // A crash after iteration 4 was logged but before its checkpoint was complete (`latest` still
     // names iteration 2), mid-way through writing a line: the resumed run cuts the log back to
     // iteration 2 and drops the torn line, so every iteration is logged once.

@@ -485,6 +485,21 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> std::result::Resul
     result
 }
 
+/// Whether `--set spec` gives `key` (`section.name`) a value. A malformed `spec` gives none here;
+/// the configuration's parser names it.
+pub fn sets_key(spec: &str, key: &str) -> bool {
+    let mut table = Default::default();
+    if apply_override(&mut table, spec).is_err() {
+        return false;
+    }
+    let mut path = key.split('.');
+    let mut node = path.next().and_then(|first| table.get(first));
+    for part in path {
+        node = node.and_then(|v| v.get(part));
+    }
+    node.is_some()
+}
+
 fn set_path(node: &mut toml::Value, path: &[&str], value: toml::Value, spec: &str) -> std::result::Result<(), String> {
     let Some((head, rest)) = path.split_first() else { return Ok(()) };
     let child = match node {

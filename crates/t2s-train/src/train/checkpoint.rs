@@ -72,7 +72,14 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<(PathBuf, TrainingState)> {
                 .unwrap_or_else(|| format!("{}: no checkpoint to resume from ({e}); is this a t2s run folder?", latest.display())),
         )
     })?;
-    let dir = run_dir.join("checkpoints").join(name.trim());
+    let name = name.trim();
+    // `latest` is written by the trainer; empty or naming no folder here, it was edited or damaged.
+    let dir = run_dir.join("checkpoints").join(name);
+    let is_name =
+        Path::new(name).components().count() == 1 && Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !is_name || !dir.is_dir() {
+        return Err(TrainError::Usage(format!("{}: names {name:?}, not a checkpoint folder beside it", latest.display())));
+    }
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::Io { path: state_path.clone(), message: e.to_string() })?;
     let state =

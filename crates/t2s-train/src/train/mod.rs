@@ -42,6 +42,12 @@ use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOu
 /// optimiser step; rank 0 alone writes the run folder.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
     let replica = opts.replica.filter(|r| r.count > 1);
+    if opts.resume {
+        let reached = resume_point(cfg, opts).map_err(|e| checkpoint::with_earlier_checkpoints(e, &opts.run_dir))?;
+        if let Some(summary) = reached {
+            return Ok(summary);
+        }
+    }
     let (mut run, mut student) = match open_run::<B>(cfg, opts, device) {
         Ok(opened) => opened,
         Err(e) if opts.resume => return Err(checkpoint::with_earlier_checkpoints(e, &opts.run_dir)),
@@ -122,6 +128,45 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
     let interrupted = interrupted || run.state.iter < total;
     let selected_on = run.evals.get(run.select).map(|(_, opened)| opened.name.clone());
     Ok(TrainSummary { iter: run.state.iter, checkpoint, best: run.state.best, selected_on, interrupted, last_eval: books.last_eval })
+}
+
+/// A resume's checks against its latest checkpoint, before anything is opened (a scan of the
+/// datasets can take minutes): a run does not go back, so an end below the checkpoint is refused;
+/// a run already at its end has nothing to train, and its summary is returned at once.
+fn resume_point(cfg: &RunConfig, opts: &TrainOptions) -> Result<Option<TrainSummary>> {
+    let (dir, state) = latest_checkpoint(&opts.run_dir)?;
+    let (iter, total) = (state.iter, cfg.schedule.max_iters);
+    let kept = "earlier weights: the teacher.safetensors / student.safetensors of the checkpoints/iter_* the run kept";
+    if total < iter {
+        return Err(TrainError::Usage(format!(
+            "schedule.max_iters = {total} is below iteration {iter} of the run's latest checkpoint ({}): a resumed run continues from there; give schedule.max_iters >= {iter} ({kept})",
+            dir.display()
+        )));
+    }
+    let until = opts.until.unwrap_or(total).min(total);
+    if until < iter {
+        return Err(TrainError::Usage(format!(
+            "--until {until}: the run's latest checkpoint ({}) is at iteration {iter} already, and a resumed run continues from there; give --until above {iter} ({kept})",
+            dir.display()
+        )));
+    }
+    if until > iter {
+        return Ok(None);
+    }
+    let why = match iter == total {
+        true => " (schedule.max_iters)",
+        false => " (--until)",
+    };
+    (opts.events)(TrainEvent::Note(format!("the run's latest checkpoint is at iteration {iter}: nothing to train{why}")));
+    let summary = TrainSummary {
+        iter,
+        checkpoint: dir,
+        best: state.best,
+        selected_on: cfg.eval.select_on.clone(),
+        interrupted: iter < total,
+        last_eval: Vec::new(),
+    };
+    Ok(Some(summary))
 }
 
 /// Rank 0's (or the only process's) run-folder bookkeeping before the first iteration: a new

@@ -126,7 +126,7 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
             Some((set.clone(), opened))
         }
     };
-    let evals = cfg
+    let evals: Vec<(SetSection, OpenedSet)> = cfg
         .data
         .eval
         .iter()
@@ -144,7 +144,35 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
             Ok((s.clone(), opened))
         })
         .collect::<Result<_>>()?;
+    let space = source.dataset.label_space();
+    let others = target.iter().map(|(_, t)| (t, "data.target".to_string()));
+    for (set, setting) in others.chain(evals.iter().enumerate().map(|(i, (_, e))| (e, format!("data.eval[{i}]")))) {
+        if let Some(warning) = class_order_differs(space, set.dataset.label_space()) {
+            events(TrainEvent::Warning(format!(
+                "{setting} ({}) and data.source ({}) name their classes differently: {warning}; train ids must mean the same class in both (check their mapping files)",
+                set.name, source.name
+            )));
+        }
+    }
     Ok(OpenedSets { source, target, evals })
+}
+
+/// Where two label spaces of the same size name a train id differently (up to case, spaces,
+/// `_` and `-`: "traffic light" and "Traffic_Light" are one class): the first few such ids.
+fn class_order_differs(source: &LabelSpace, other: &LabelSpace) -> Option<String> {
+    let key = |name: &str| name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    if source.len() != other.len() {
+        return None;
+    }
+    let differ: Vec<String> = (source.names.iter().zip(&other.names).enumerate())
+        .filter(|(_, (a, b))| key(a) != key(b))
+        .map(|(id, (a, b))| format!("train id {id} is \"{b}\" there, \"{a}\" in the source"))
+        .collect();
+    match differ.len() {
+        0 => None,
+        n if n > 3 => Some(format!("{} and {} more", differ[..3].join(", "), n - 3)),
+        _ => Some(differ.join(", ")),
+    }
 }
 
 /// The index of the evaluation set `eval.select_on` names (the first when it is left out).
@@ -267,5 +295,28 @@ fn resize_of(set: &SetSection) -> Resize {
     match set.resize {
         Some([long, short]) => Resize::KeepRatio { long, short },
         None => Resize::Original,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_named_differently_are_found_up_to_spelling() {
+        let space = |names: &[&str]| LabelSpace { names: names.iter().map(|n| n.to_string()).collect(), colors: vec![[0; 3]; names.len()] };
+        let source = space(&["road", "traffic light", "car", "bus", "sky"]);
+        assert_eq!(class_order_differs(&source, &space(&["Road", "traffic_light", "CAR", "bus", "sky"])), None);
+        // Another count is refused elsewhere (the network's classes).
+        assert_eq!(class_order_differs(&source, &space(&["road"])), None);
+        assert_eq!(
+            class_order_differs(&source, &space(&["road", "traffic light", "bus", "car", "sky"])).unwrap(),
+            "train id 2 is \"bus\" there, \"car\" in the source, train id 3 is \"car\" there, \"bus\" in the source"
+        );
+        let shuffled = class_order_differs(&source, &space(&["sky", "road", "traffic light", "car", "bus"])).unwrap();
+        assert!(
+            shuffled.starts_with("train id 0 is \"sky\" there, \"road\" in the source, ") && shuffled.ends_with(" and 2 more"),
+            "{shuffled}"
+        );
     }
 }
