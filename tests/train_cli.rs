@@ -124,6 +124,10 @@ fn train_writes_a_run_and_resume_continues_exactly() {
     refused(&["--set", "schedule.max_iters=3"], "schedule.max_iters = 3 is below iteration 4 of the run's latest checkpoint");
     refused(&["--set", "run.name=elsewhere"], "--set run.name=elsewhere: a resumed run stays in its folder");
     refused(&["--set", "run={ output = \"x\" }"], "a resumed run stays in its folder");
+    refused(
+        &["--set", "schedule.max_iters=6", "--set", "model.network.backbone.base_width=8"],
+        "the run's latest checkpoint holds a ResNet with [1, 1, 1, 1] blocks + DeepLabV2 head, 19 classes with other settings than the configuration's: a resumed run keeps the network it started with",
+    );
     std::fs::write(halves.join("checkpoints/latest"), "\n").unwrap();
     refused(
         &[],

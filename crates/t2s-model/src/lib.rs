@@ -16,7 +16,7 @@ pub mod precision;
 
 pub use error::{ModelError, Result};
 pub use io::params::{count_trainable, inventory, TensorEntry};
-pub use io::weights::{load_pytorch, load_t2s, load_t2s_into, read_t2s_config, safetensors_header, save_t2s, LoadReport};
+pub use io::weights::{arch_name, load_pytorch, load_t2s, load_t2s_into, read_t2s_config, safetensors_header, save_t2s, LoadReport};
 pub use nets::hrda::{CropBox, HrdaBranch, HrdaConfig};
 pub use nets::masks::seed_thread_masks;
 pub use nets::segmentor::{

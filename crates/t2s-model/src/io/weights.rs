@@ -68,7 +68,8 @@ fn preview(names: &[String]) -> String {
     }
 }
 
-fn arch_name(cfg: &SegmentorConfig) -> String {
+/// A network in a few words, for messages: "ResNet-101 + DeepLabV2 head, 19 classes".
+pub fn arch_name(cfg: &SegmentorConfig) -> String {
     let b = match &cfg.backbone {
         BackboneConfig::Resnet(r) if r.layers.is_none() => format!("ResNet-{}", r.depth),
         BackboneConfig::Resnet(r) => format!("ResNet with {:?} blocks", r.layers.unwrap_or_default()),

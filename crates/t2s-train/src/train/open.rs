@@ -238,7 +238,25 @@ fn load_student<B: T2sAutodiffBackend>(
         return Ok((student, TrainingState { iter: 0, best: None, t2s: None }, None));
     }
     let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
-    Ok((load_network(student, network, &dir, "student", device)?, saved, Some(dir)))
+    match load_network(student, network, &dir, "student", device) {
+        Ok(student) => Ok((student, saved, Some(dir))),
+        Err(e) => Err(changed_network(&dir, network).unwrap_or(e)),
+    }
+}
+
+/// When the checkpoint in `dir` holds another network than `network` (a `--resume --set` of
+/// `[model]`), the error that says so instead of a list of mismatched tensor shapes; without
+/// the file's path, so that no other checkpoint is offered (they hold the same network).
+fn changed_network(dir: &std::path::Path, network: &SegmentorConfig) -> Option<TrainError> {
+    let held = t2s_model::read_t2s_config(&dir.join("student.safetensors")).ok().flatten()?;
+    if held == *network {
+        return None;
+    }
+    let (was, now) = (t2s_model::arch_name(&held), t2s_model::arch_name(network));
+    let differs = if was == now { format!("a {was} with other settings than the configuration's") } else { format!("a {was}, the configuration a {now}") };
+    Some(TrainError::Usage(format!(
+        "the run's latest checkpoint holds {differs}: a resumed run keeps the network it started with (leave [model] as it was); for another network, start a new run with --config"
+    )))
 }
 
 /// The loaders, starting at the batch of iteration `iter` (where a resumed run continues). The
