@@ -131,7 +131,9 @@ fn pair_labels(images: Vec<(String, String, std::path::PathBuf)>, label_root: &P
     if label_files.values().all(|names| names.is_empty()) {
         return Err(layout_error(
             label_root,
-            format!("no *{LABEL_IDS_SUFFIX} files; remove the folder or use labels = \"ignore\" to load images only"),
+            format!(
+                "no *{LABEL_IDS_SUFFIX} (or *{TRAIN_IDS_SUFFIX}) files; remove the folder or use labels = \"ignore\" to load images only"
+            ),
             EXPECTED,
         ));
     }
@@ -143,7 +145,7 @@ fn pair_labels(images: Vec<(String, String, std::path::PathBuf)>, label_root: &P
         let train_ids = format!("{name}{TRAIN_IDS_SUFFIX}");
         let label_ids = format!("{name}{LABEL_IDS_SUFFIX}");
         let label = if has(&train_ids) {
-            Some((train_ids, FORMAT_TRAIN_IDS))
+            Some((train_ids.clone(), FORMAT_TRAIN_IDS))
         } else if has(&label_ids) {
             Some((label_ids.clone(), FORMAT_LABEL_IDS))
         } else {
@@ -154,12 +156,13 @@ fn pair_labels(images: Vec<(String, String, std::path::PathBuf)>, label_root: &P
                 used.insert(name.clone());
                 entries.push(SampleEntry { name, image, label: Some((label_root.join(&city).join(file), format)) });
             }
-            None => report.skip(&image, format!("no {label_ids} in {}", label_root.join(&city).display())),
+            None => report.skip(&image, format!("no {label_ids} (or {train_ids}) in {}", label_root.join(&city).display())),
         }
     }
     for (city, names) in &label_files {
         for file in names {
-            let orphan = file.strip_suffix(LABEL_IDS_SUFFIX).is_some_and(|name| !used.contains(name));
+            let name = file.strip_suffix(LABEL_IDS_SUFFIX).or_else(|| file.strip_suffix(TRAIN_IDS_SUFFIX));
+            let orphan = name.is_some_and(|name| !used.contains(name));
             if orphan {
                 report.skip(label_root.join(city).join(file), "no image with this name in leftImg8bit");
             }
@@ -245,16 +248,22 @@ mod tests {
         image(root, "val", "ulm", "ulm_000001_000019");
         write_gray8(&root.join("gtFine/val/ulm/ulm_000000_000019_gtFine_labelIds.png"), 4, 2, &[7; 8]);
         write_gray8(&root.join("gtFine/val/ulm/ulm_000009_000019_gtFine_labelIds.png"), 4, 2, &[7; 8]);
+        // A label in train ids without an image is named too.
+        write_gray8(&root.join("gtFine/val/ulm/ulm_000008_000019_gtFine_labelTrainIds.png"), 4, 2, &[0; 8]);
         write_image(&root.join("leftImg8bit/val/ulm/stray.png"), 2, 2);
         let (ds, report) = Cityscapes::open(root, "val").unwrap();
         assert_eq!(ds.len(), 1);
         let skipped: Vec<(String, &str)> =
             report.skipped.iter().map(|s| (s.path.file_name().unwrap().to_str().unwrap().to_string(), s.reason.as_str())).collect();
-        assert_eq!(skipped.len(), 3, "{report}");
+        assert_eq!(skipped.len(), 4, "{report}");
         assert_eq!(skipped[0].0, "stray.png");
         assert_eq!(skipped[1].0, "ulm_000001_000019_leftImg8bit.png");
-        assert!(skipped[1].1.contains("no ulm_000001_000019_gtFine_labelIds.png"), "{report}");
-        assert_eq!(skipped[2].0, "ulm_000009_000019_gtFine_labelIds.png");
+        assert!(
+            skipped[1].1.starts_with("no ulm_000001_000019_gtFine_labelIds.png (or ulm_000001_000019_gtFine_labelTrainIds.png) in "),
+            "{report}"
+        );
+        assert_eq!(skipped[2].0, "ulm_000008_000019_gtFine_labelTrainIds.png");
+        assert_eq!(skipped[3].0, "ulm_000009_000019_gtFine_labelIds.png");
     }
 
     #[test]

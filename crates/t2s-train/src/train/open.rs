@@ -253,7 +253,11 @@ fn changed_network(dir: &std::path::Path, network: &SegmentorConfig) -> Option<T
         return None;
     }
     let (was, now) = (t2s_model::arch_name(&held), t2s_model::arch_name(network));
-    let differs = if was == now { format!("a {was} with other settings than the configuration's") } else { format!("a {was}, the configuration a {now}") };
+    let differs = if was == now {
+        format!("a {was} with other settings than the configuration's")
+    } else {
+        format!("a {was}, the configuration a {now}")
+    };
     Some(TrainError::Usage(format!(
         "the run's latest checkpoint holds {differs}: a resumed run keeps the network it started with (leave [model] as it was); for another network, start a new run with --config"
     )))
