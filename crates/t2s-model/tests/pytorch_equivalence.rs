@@ -153,6 +153,20 @@ fn wrong_architecture_and_class_count_are_clear_errors() {
     let mut net = cfg.init::<B>(&Default::default()).unwrap();
     let err = load_pytorch(&mut net, &cfg, &fixture("resnet.pth"), Some("deeplabv2.")).unwrap_err().to_string();
     assert!(err.contains("decode_head.aspp_modules.0.conv.weight") && err.contains("7 classes"), "{err}");
+    // A MiT twice as wide mismatches nearly every tensor: the first eight are listed, then a count.
+    let mut wide = tiny_mit();
+    wide.embed_dims = [16, 32, 48, 64];
+    let (cfg_wide, mut wide_net) = segmentor(BackboneConfig::Mit(wide), DecodeHeadConfig::Segformer(Default::default()));
+    let err = load_pytorch(&mut wide_net, &cfg_wide, &fixture("mit.pth"), Some("segformer.")).unwrap_err().to_string();
+    let listed: Vec<&str> = err.lines().filter(|l| l.starts_with("  ")).collect();
+    let total: usize = err
+        .split(" tensors have the wrong shape")
+        .next()
+        .and_then(|h| h.rsplit(char::is_whitespace).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(total > 9 && listed.len() == 9, "{err}");
+    assert_eq!(listed[8], format!("  … and {} more", total - 8), "{err}");
     // Not a checkpoint at all.
     let err = load_pytorch(&mut net, &cfg, &fixture("reference.json"), None).unwrap_err().to_string();
     assert!(err.contains("reference.json") && err.contains("PyTorch"), "{err}");

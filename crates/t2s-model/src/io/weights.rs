@@ -141,10 +141,14 @@ pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig,
     let result = apply_torch_named(model, snapshots);
     let mismatch = |details: String| ModelError::WeightsMismatch { path: path.to_path_buf(), arch: arch_name(cfg), details };
     if !result.errors.is_empty() {
-        let lines: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
+        // The first few: a checkpoint of another architecture mismatches hundreds of tensors.
+        let mut lines: Vec<String> = result.errors.iter().take(8).map(|e| format!("  {e}")).collect();
+        if result.errors.len() > lines.len() {
+            lines.push(format!("  … and {} more", result.errors.len() - lines.len()));
+        }
         return Err(mismatch(format!(
             "{} tensors have the wrong shape (is this checkpoint for another architecture or class count?):\n{}",
-            lines.len(),
+            result.errors.len(),
             lines.join("\n")
         )));
     }
