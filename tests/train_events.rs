@@ -59,3 +59,27 @@ fn a_run_reports_notes_and_iterations_as_events() {
     assert!(seen[..opened[0]].iter().all(|l| l.starts_with("note")) && seen[opened[0] + 1].starts_with("iteration 1/"), "{seen:?}");
     assert_eq!(iterations, ["iteration 1/2: loss_source loss_mix", "iteration 2/2: loss_source loss_mix"], "{seen:?}");
 }
+
+/// A configuration changed in code after it was loaded is checked by `train` as a loaded one is:
+/// here `dacs` without a target set, refused before any event or file.
+#[test]
+fn a_configuration_changed_in_code_is_checked_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RunConfig::parse(&config(), &[format!("run.output=\"{}\"", dir.path().display())]).unwrap();
+    cfg.data.target = None;
+    let seen = RefCell::new(0);
+    let events = |_: TrainEvent| *seen.borrow_mut() += 1;
+    let run_dir = dir.path().join("never");
+    let opts = TrainOptions {
+        run_dir: run_dir.clone(),
+        resume: false,
+        record: Some("test".into()),
+        until: None,
+        stop: Arc::new(AtomicBool::new(false)),
+        events: &events,
+        replica: None,
+    };
+    let e = train::<Autodiff<Flex>>(&cfg, &opts, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("uda.method = \"dacs\" needs a target set"), "{e}");
+    assert_eq!((seen.into_inner(), run_dir.exists()), (0, false));
+}

@@ -53,6 +53,11 @@ pub fn seeded_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
+/// A uniform draw from `[a, b)`; unlike `random_range` it accepts `a == b` (no panic on an empty range).
+pub(crate) fn uniform(rng: &mut impl rand::Rng, (a, b): (f32, f32)) -> f32 {
+    a + (b - a) * rng.random::<f32>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ pub mod precision;
 pub use error::{ModelError, Result};
 pub use io::params::{count_trainable, inventory, TensorEntry};
 pub use io::weights::{arch_name, load_pytorch, load_t2s, load_t2s_into, read_t2s_config, safetensors_header, save_t2s, LoadReport};
-pub use nets::hrda::{CropBox, HrdaBranch, HrdaConfig};
+pub use nets::hrda::{window_starts, CropBox, HrdaBranch, HrdaConfig};
 pub use nets::masks::seed_thread_masks;
 pub use nets::segmentor::{
     Backbone, BackboneConfig, DecodeHead, DecodeHeadConfig, Encode, ParamGroups, SegOutput, Segmentor, SegmentorConfig, PRESETS,

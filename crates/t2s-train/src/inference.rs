@@ -3,6 +3,7 @@
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+pub use t2s_model::window_starts;
 use t2s_model::Segmentor;
 use t2s_model::T2sBackend;
 
@@ -40,14 +41,6 @@ impl InferenceMode {
         }
         Ok(())
     }
-}
-
-/// Start offsets of the windows along one axis of length `size`, as mmseg computes them:
-/// `grids = max(size − crop + stride − 1, 0) / stride + 1`; window i starts at
-/// `max(min(i·stride + crop, size) − crop, 0)`, so the last window ends at the border.
-pub fn window_starts(size: usize, crop: usize, stride: usize) -> Vec<usize> {
-    let grids = (size + stride).saturating_sub(crop + 1) / stride.max(1) + 1;
-    (0..grids).map(|i| ((i * stride + crop).min(size)).saturating_sub(crop)).collect()
 }
 
 /// Logits `[1, C, H, W]` of `image` `[1, 3, H, W]` (normalised) with the given mode.

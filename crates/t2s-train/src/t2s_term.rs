@@ -305,6 +305,8 @@ impl<B: Backend> T2sPlan<B> {
         self.target.as_ref().map(|t| self.term(mixed, t))
     }
 
+    /// The weighted contrastive loss `[1]` of the queries `set` draws from the student's
+    /// embedding `[N, D, h, w]` (gathered at `set.indices` into `[Nq, D]`).
     fn term<AB: AutodiffBackend<InnerBackend = B> + t2s_model::T2sBackend>(&self, student: Tensor<AB, 4>, set: &QuerySet) -> Tensor<AB, 1> {
         let [n, d, h, w] = student.dims();
         let device = student.device();

@@ -35,7 +35,7 @@ pub fn fit_label(
     match policy {
         SizePolicy::ResizeLabel => {
             let note = format!("label {} is {lw}×{lh}, image is {iw}×{ih}: label resized (nearest neighbour)", label_path.display());
-            Ok((resize_nearest(&label, iw, ih), Some(note)))
+            Ok((resize_nearest_centred(&label, iw, ih), Some(note)))
         }
         SizePolicy::Error => Err(DataError::SizeMismatch {
             image: image_path.to_path_buf(),
@@ -50,7 +50,7 @@ pub fn fit_label(
 
 /// Nearest-neighbour resize sampling at pixel centres: output pixel `x` takes source pixel
 /// `floor((x + ½)·src_w / dst_w)` (PIL's NEAREST), symmetric for up- and downscaling.
-pub fn resize_nearest(src: &GrayImage, width: u32, height: u32) -> GrayImage {
+pub fn resize_nearest_centred(src: &GrayImage, width: u32, height: u32) -> GrayImage {
     let (sw, sh) = src.dimensions();
     if sw == 0 || sh == 0 {
         return GrayImage::new(width, height);
@@ -69,13 +69,13 @@ mod tests {
     fn nearest_down_and_up_hand_checked() {
         // 4×1 → 2×1: centres 0.5·4/2 = 1 and 1.5·4/2 = 3.
         let src = GrayImage::from_raw(4, 1, vec![10, 11, 12, 13]).unwrap();
-        assert_eq!(resize_nearest(&src, 2, 1).into_raw(), [11, 13]);
+        assert_eq!(resize_nearest_centred(&src, 2, 1).into_raw(), [11, 13]);
         // 2×1 → 5×1: floor((x+0.5)·2/5) = 0, 0, 1, 1, 1.
         let src = GrayImage::from_raw(2, 1, vec![1, 2]).unwrap();
-        assert_eq!(resize_nearest(&src, 5, 1).into_raw(), [1, 1, 2, 2, 2]);
+        assert_eq!(resize_nearest_centred(&src, 5, 1).into_raw(), [1, 1, 2, 2, 2]);
         // Rows the same way: 1×3 → 1×2 takes rows floor(0.5·3/2)=0 and floor(1.5·3/2)=2.
         let src = GrayImage::from_raw(1, 3, vec![5, 6, 7]).unwrap();
-        assert_eq!(resize_nearest(&src, 1, 2).into_raw(), [5, 7]);
+        assert_eq!(resize_nearest_centred(&src, 1, 2).into_raw(), [5, 7]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use cityscapes::Cityscapes;
 pub use folder::{FolderDataset, DEFAULT_MAPPING_FILE};
 pub use folder_mapping::{FolderMapping, UnknownValues};
 pub use gta5::Gta5;
-pub use label_fit::{resize_nearest, SizePolicy};
+pub use label_fit::{resize_nearest_centred, SizePolicy};
 pub use label_png::{read_label_png, LabelEncoding, RawLabel};
 pub use mapillary::Mapillary;
 pub use options::{DatasetKind, DatasetOptions, LabelUse};

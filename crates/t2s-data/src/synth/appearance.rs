@@ -63,10 +63,7 @@ pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f32 {
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
-/// A uniform draw from `[a, b)`; unlike `random_range` it accepts `a == b`.
-pub(crate) fn uniform(rng: &mut ChaCha8Rng, (a, b): (f32, f32)) -> f32 {
-    a + (b - a) * rng.random::<f32>()
-}
+pub(crate) use crate::sample::uniform;
 
 /// HSV (hue in degrees, saturation and value in 0..1) to RGB in 0..1.
 pub(crate) fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use super::blur::{daformer_blur_kernel_size, gaussian_blur_in_place};
 use super::photometric::{color_jitter_in_place, ColorJitterFactors, JitterOp};
 use crate::error::{DataError, Result};
+use crate::sample::uniform;
 
 /// Settings of the strong augmentation (defaults: DAFormer's).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,11 +56,6 @@ impl StrongAugConfig {
     }
 }
 
-/// `U(lo, hi)` without the panics of `random_range` on empty ranges.
-fn uniform(rng: &mut impl Rng, lo: f32, hi: f32) -> f32 {
-    lo + (hi - lo) * rng.random::<f32>()
-}
-
 /// The strong augmentation drawn for one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StrongAug {
@@ -84,15 +80,15 @@ impl StrongAug {
             let (lo, h) = ((1.0 - s).max(0.0), s.min(0.5));
             let factors = (0..batch_size)
                 .map(|_| ColorJitterFactors {
-                    brightness: uniform(rng, lo, 1.0 + s),
-                    contrast: uniform(rng, lo, 1.0 + s),
-                    saturation: uniform(rng, lo, 1.0 + s),
-                    hue: uniform(rng, -h, h),
+                    brightness: uniform(rng, (lo, 1.0 + s)),
+                    contrast: uniform(rng, (lo, 1.0 + s)),
+                    saturation: uniform(rng, (lo, 1.0 + s)),
+                    hue: uniform(rng, (-h, h)),
                 })
                 .collect();
             (order, factors)
         });
-        let blur_sigma = blur.then(|| uniform(rng, cfg.blur_sigma.0, cfg.blur_sigma.1));
+        let blur_sigma = blur.then(|| uniform(rng, (cfg.blur_sigma.0, cfg.blur_sigma.1)));
         Self { jitter, blur_sigma }
     }
 

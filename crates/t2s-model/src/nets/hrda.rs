@@ -185,16 +185,17 @@ pub fn draw_crop_box(img_h: usize, img_w: usize, crop: [usize; 2], divisible: us
 pub fn slide_boxes(img_h: usize, img_w: usize, crop: [usize; 2], overlapping: bool) -> Vec<CropBox> {
     let [ch, cw] = crop;
     let (sh, sw) = if overlapping { ((ch / 2).max(1), (cw / 2).max(1)) } else { (ch, cw) };
-    let grids = |len: usize, c: usize, s: usize| (len + s).saturating_sub(c + 1) / s + 1;
-    let (gh, gw) = (grids(img_h, ch, sh), grids(img_w, cw, sw));
-    let mut boxes = Vec::with_capacity(gh * gw);
-    for i in 0..gh {
-        for j in 0..gw {
-            let (y2, x2) = ((i * sh + ch).min(img_h), (j * sw + cw).min(img_w));
-            boxes.push(CropBox { y1: y2.saturating_sub(ch), y2, x1: x2.saturating_sub(cw), x2 });
-        }
-    }
-    boxes
+    let (ys, xs) = (window_starts(img_h, ch, sh), window_starts(img_w, cw, sw));
+    let boxes = ys.iter().flat_map(|&y1| xs.iter().map(move |&x1| (y1, x1)));
+    boxes.map(|(y1, x1)| CropBox { y1, y2: (y1 + ch).min(img_h), x1, x2: (x1 + cw).min(img_w) }).collect()
+}
+
+/// Start offsets of sliding windows along one axis of length `size`, as mmseg computes them:
+/// `grids = max(size − crop + stride − 1, 0) / stride + 1`; window i starts at
+/// `max(min(i·stride + crop, size) − crop, 0)`, so the last window ends at the border.
+pub fn window_starts(size: usize, crop: usize, stride: usize) -> Vec<usize> {
+    let grids = (size + stride).saturating_sub(crop + 1) / stride.max(1) + 1;
+    (0..grids).map(|i| ((i * stride + crop).min(size)).saturating_sub(crop)).collect()
 }
 
 /// HRDA's `decode_hr` merge: the detail logits of sliding crops, `crop_logits [k·N, C, h, w]`
@@ -300,6 +301,8 @@ mod tests {
         // Without overlap: 0 and 36.
         let xs: Vec<usize> = slide_boxes(64, 100, [64, 64], false).iter().map(|b| b.x1).collect();
         assert_eq!(xs, [0, 36]);
+        // An image smaller than the crop is one box, the image.
+        assert_eq!(slide_boxes(32, 40, [64, 64], true), [CropBox { y1: 0, y2: 32, x1: 0, x2: 40 }]);
     }
 }
 

@@ -86,10 +86,11 @@ impl<B: T2sBackend> ProjectionHead<B> {
     }
 }
 
-/// Divides each pixel's channel vector by its L2 norm (ε 1e-12 as `F.normalize`).
+/// Divides each pixel's channel vector by its L2 norm, `[N, D, h, w]` → `[N, D, h, w]`:
+/// `z / max(‖z‖, ε)` with ε 1e-12 as `F.normalize`, written `z / sqrt(max(Σz², ε²))` so that an
+/// all-zero vector's gradient is finite (`0 · d sqrt(0)` would be NaN), as t2s-loss's `l2_normalize`.
 pub fn l2_normalize_channels<B: Backend>(z: Tensor<B, 4>) -> Tensor<B, 4> {
-    // [N, D, h, w] -> norms [N, 1, h, w]
-    let norm = z.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    let norm = z.clone().square().sum_dim(1).clamp_min(1e-24).sqrt(); // [N, 1, h, w]
     z / norm
 }
 
@@ -119,6 +120,27 @@ mod tests {
         let z = Tensor::<Flex, 4>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2, 1, 1]), &device);
         let v = l2_normalize_channels(z).into_data().to_vec::<f32>().unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6, "{v:?}");
+    }
+
+    /// An all-zero channel vector stays zero with the gradient of `z / ε` (PyTorch's), not NaN.
+    #[test]
+    fn a_zero_vector_has_a_finite_gradient() {
+        type AB = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
+        // Two pixels: (0, 0) and (3, 4), stored channel by channel.
+        let z = Tensor::<AB, 4>::from_data(TensorData::new(vec![0.0f32, 3.0, 0.0, 4.0], [1, 2, 2, 1]), &device).require_grad();
+        let w = Tensor::<AB, 4>::from_data(TensorData::new(vec![1.0f32, 1.0, 2.0, 2.0], [1, 2, 2, 1]), &device);
+        let y = l2_normalize_channels(z.clone());
+        let grads = (y.clone() * w).sum().backward();
+        let g = z.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let y = y.into_data().to_vec::<f32>().unwrap();
+        assert!(y[0] == 0.0 && y[2] == 0.0 && (y[1] - 0.6).abs() < 1e-6 && (y[3] - 0.8).abs() < 1e-6, "{y:?}");
+        // Zero pixel: d(z/ε)/dz · w = w / ε. Pixel (3, 4): (w − y·(y·w)) / 5 with y = (0.6, 0.8),
+        // y·w = 2.2: ((1 − 1.32) / 5, (2 − 1.76) / 5) = (−0.064, 0.048).
+        let want = [1e12f32, -0.064, 2e12, 0.048];
+        for (got, want) in g.iter().zip(want) {
+            assert!((got - want).abs() <= 1e-5 * want.abs(), "{g:?}");
+        }
     }
 
     #[test]

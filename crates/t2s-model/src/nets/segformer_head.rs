@@ -91,10 +91,11 @@ impl<B: T2sBackend> SegFormerHead<B> {
     /// The four backbone stages `[N, C_k, H_k, W_k]` (k = 1…4) → logits
     /// `[N, classes, H_1, W_1]` and the fused feature `[N, E, H_1, W_1]` (before dropout).
     ///
-    /// # Panics
-    /// When `features` does not hold one map per embedding layer (4).
     /// `sub_batches`: how many independent batches the features concatenate along N (batch-norm
     /// statistics per sub-batch; see [`batch_norm_2d`](crate::ops::batch_norm::batch_norm_2d)).
+    ///
+    /// # Panics
+    /// When `features` does not hold one map per embedding layer (4).
     pub fn forward(&self, features: Vec<Tensor<B, 4>>, sub_batches: usize) -> HeadOutput<B> {
         // Each stage embedded and resized to [N, E, H_1, W_1].
         let mut embedded = embed_stages(features, &self.linear_c, "SegFormerHead");

@@ -326,7 +326,8 @@ impl<B: T2sBackend> Segmentor<B> {
     }
 
     /// The images the backbone's whole-image features are of: an HRDA network's context scale,
-    /// half the resolution (HRDA's `feature_scale = 0.5`), else the images themselves.
+    /// half the resolution (HRDA's `feature_scale = 0.5`, `[N, 3, H, W]` → `[N, 3, H/2, W/2]`),
+    /// else the images themselves.
     fn context_input(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match &self.hrda {
             Some(_) => {
@@ -348,7 +349,8 @@ impl<B: T2sBackend> Segmentor<B> {
         cast_to(Self::decode(&self.decode_head, &features, 1).1, DType::F32)
     }
 
-    /// The backbone's stage outputs, in the weights' float type (the input is cast to it).
+    /// The backbone's stage outputs, in the weights' float type (the input is cast to it):
+    /// `[N, 3, H, W]` → four `[N, C_k, H_k, W_k]`.
     fn features_of(&self, x: Tensor<B, 4>, sub_batches: usize) -> Vec<Tensor<B, 4>> {
         let x = cast_to(x, weight_dtype(self));
         match &self.backbone {
@@ -372,11 +374,11 @@ impl<B: T2sBackend> Segmentor<B> {
     /// dropout and stochastic depth differ (same distribution). One pass launches each
     /// kernel once instead of k times, which is what bounds a GPU's training step (docs/gpu.md).
     ///
-    /// # Panics
-    /// When `sub_batches` is 0 or does not divide N.
-    ///
     /// The input is cast to the weights' float type (bf16 for a [`compute_copy`](crate::compute_copy) at
     /// [`Precision::Bf16`](crate::Precision)) and the outputs are f32, for the losses.
+    ///
+    /// # Panics
+    /// When `sub_batches` is 0 or does not divide N.
     pub fn forward_sub_batches(&self, x: Tensor<B, 4>, sub_batches: usize) -> SegOutput<B> {
         self.forward_with(x, sub_batches, false)
     }
@@ -411,7 +413,9 @@ impl<B: T2sBackend> Segmentor<B> {
         self.single_scale(x, sub_batches, detach_projection_input, encode)
     }
 
-    /// Logits and the feature the projection head takes, from `head` on backbone `features`.
+    /// Logits and the feature the projection head takes, from `head` on backbone `features`
+    /// (four `[N, C_k, H_k, W_k]`): logits `[N, classes, H_1, W_1]` and the head's fused feature
+    /// `[N, E, H_1, W_1]` (DeepLabV2: logits at the last stage's size and that stage itself).
     fn decode(head: &DecodeHead<B>, features: &[Tensor<B, 4>], sub_batches: usize) -> (Tensor<B, 4>, Tensor<B, 4>) {
         match head {
             DecodeHead::DeepLabV2(h) => {
@@ -429,7 +433,8 @@ impl<B: T2sBackend> Segmentor<B> {
         }
     }
 
-    /// HRDA's scale attention (through the sigmoid, f32) from the context pass's features.
+    /// HRDA's scale attention (through the sigmoid, f32) from the context pass's features:
+    /// `[N, 1 or classes, H_1, W_1]` (class-wise by default).
     fn attention(&self, features: &[Tensor<B, 4>], sub_batches: usize) -> Tensor<B, 4> {
         let head = self.scale_attention.as_ref().expect("an HRDA network has a scale-attention head");
         let features: Vec<Tensor<B, 4>> = features.iter().map(|f| cast_to(f.clone(), weight_dtype(self))).collect();

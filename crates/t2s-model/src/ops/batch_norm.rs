@@ -27,10 +27,10 @@ use burn::tensor::{backend::Backend, Tensor};
 /// what k separate forward passes would have done, in one pass (one kernel launch per
 /// operation instead of k).
 ///
+/// Computed in f32 whatever `x`'s type, which the output keeps (`crate::precision::in_f32`).
+///
 /// # Panics
 /// When `sub_batches` is 0 or does not divide N.
-///
-/// Computed in f32 whatever `x`'s type, which the output keeps (`crate::precision::in_f32`).
 pub fn batch_norm_2d<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, sub_batches: usize) -> Tensor<B, 4> {
     in_f32(x, |x| batch_norm_2d_f32(bn, x, sub_batches))
 }

@@ -41,6 +41,8 @@ use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOu
 /// the others, takes its own batches, and averages its gradients with theirs before each
 /// optimiser step; rank 0 alone writes the run folder.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
+    // A configuration built in code, not through `RunConfig::load`, is checked here.
+    cfg.validate().map_err(TrainError::Usage)?;
     let replica = opts.replica.filter(|r| r.count > 1);
     if opts.resume {
         let reached = resume_point(cfg, opts).map_err(|e| checkpoint::with_earlier_checkpoints(e, &opts.run_dir))?;
