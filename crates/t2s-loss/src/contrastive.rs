@@ -247,7 +247,7 @@ fn tensor_rows<B: Backend>(
 /// zeroed gradient meets `d sqrt` at `ε²` (finite) instead of `0 · ∞ = NaN` at 0. Such a row
 /// still gets the direct `1/ε`-scaled gradient of `x / ε`, exactly as in PyTorch. `ε² = 1e-24`
 /// is a normal f32 (it would flush to 0 in f16).
-fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+pub(crate) fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().square().sum_dim(1).clamp_min(NORMALIZE_EPS * NORMALIZE_EPS).sqrt(); // [rows, 1]
     x / norm
 }

@@ -5,6 +5,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::class_sums::{class_sums, ClassSums};
+use crate::contrastive::l2_normalize;
 use crate::LossError;
 
 /// Class prototypes `[C, D]` on the device, with which classes have been seen.
@@ -116,12 +117,6 @@ impl<B: Backend> PrototypeBank<B> {
             momentum: state.momentum,
         })
     }
-}
-
-/// Rows divided by their L2 norm (zero rows stay zero), `[N, D]` → `[N, D]`.
-pub(crate) fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
 }
 
 #[cfg(test)]
