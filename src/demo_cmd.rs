@@ -108,7 +108,7 @@ impl BackendTask for Demo {
     fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = &self.args;
         let started = Instant::now();
-        crate::output_folder(a.output.as_deref())?;
+        crate::arg_checks::output_folder(a.output.as_deref())?;
         refuse_per_run_keys(&a.overrides)?;
         // The built-in file's length and warm-up: a `--set` of a whole table (`schedule={…}`)
         // resets the keys it leaves out to the library's defaults (40,000 iterations).

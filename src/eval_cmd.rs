@@ -59,7 +59,7 @@ impl BackendTask for Eval {
 
     fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
-        crate::output_folder(a.output.as_deref())?;
+        crate::arg_checks::output_folder(a.output.as_deref())?;
         let config = RunConfig::load(&a.config, &a.overrides)?;
         if config.data.eval.is_empty() {
             anyhow::bail!("{}: no evaluation set; add a [[data.eval]] table (see configs/)", a.config.display());
@@ -72,14 +72,14 @@ impl BackendTask for Eval {
             model: "[model] of --config",
             weights: if a.weights.is_some() { "--weights" } else { "model.pretrained" },
         };
-        crate::prefix_selects_pytorch_keys(a.prefix.as_deref(), weights.as_deref())?;
+        crate::arg_checks::prefix_selects_pytorch_keys(a.prefix.as_deref(), weights.as_deref())?;
         let loaded = t2s_train::load_model_from::<B>(network, weights.as_deref(), prefix.as_deref(), config.run.seed, sources, &device)
             .context("loading the network")?;
         match (&loaded.report, &weights) {
             (Some(report), Some(w)) => eprintln!("weights: {}: {report}", w.display()),
             _ => eprintln!("warning: no weights given: evaluating a randomly initialised network"),
         }
-        let model = crate::for_inference(&loaded.model, a.precision, a.hrda_output, &device)?;
+        let model = crate::arg_checks::for_inference(&loaded.model, a.precision, a.hrda_output, &device)?;
         let one_scale = a.hrda_output != t2s_model::HrdaBranch::Fused;
         // One scale's tables and pictures sit beside the fusion's, named for the scale.
         let suffix = if one_scale { format!("_{}", a.hrda_output) } else { String::new() };

@@ -97,7 +97,7 @@ impl BackendTask for Similarity {
 
     fn run<B: T2sBackend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
-        crate::output_folder(a.output.as_deref())?;
+        crate::arg_checks::output_folder(a.output.as_deref())?;
         if a.images == 0 {
             bail!("--images must be at least 1");
         }
@@ -137,7 +137,7 @@ impl BackendTask for Similarity {
 
         let mut runs = Vec::with_capacity(a.weights.len());
         for (weights, name) in a.weights.iter().zip(names) {
-            crate::prefix_selects_pytorch_keys(a.prefix.as_deref(), Some(weights))?;
+            crate::arg_checks::prefix_selects_pytorch_keys(a.prefix.as_deref(), Some(weights))?;
             let loaded = t2s_train::load_model_from::<B>(
                 network.clone(),
                 Some(weights),
