@@ -176,6 +176,22 @@ impl RunConfig {
                 self.uda.fdist_lambda
             ));
         }
+        if self.schedule.warmup_iters >= self.schedule.max_iters {
+            notes.push(format!(
+                "schedule.warmup_iters = {} is not below schedule.max_iters = {}: the learning rate never reaches optim.lr",
+                self.schedule.warmup_iters, self.schedule.max_iters
+            ));
+        }
+        let adapting = self.schedule.max_iters.saturating_sub(self.uda.adapt_from);
+        if self.uda.method == Method::T2s && self.t2s.contrastive_weight > 0.0 && self.t2s.head_warmup >= adapting {
+            notes.push(format!(
+                "t2s.head_warmup = {} covers all {adapting} adaptation iterations: the contrastive term never reaches the backbone",
+                self.t2s.head_warmup
+            ));
+        }
+        if self.data.eval.is_empty() {
+            notes.push("no [[data.eval]]: the run is never evaluated and writes no best.safetensors".into());
+        }
         notes
     }
 

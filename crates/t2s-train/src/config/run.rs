@@ -14,7 +14,8 @@ pub struct RunSection {
     pub output: PathBuf,
     /// Run folder name (default: config file stem and a timestamp).
     pub name: Option<String>,
-    /// Write a checkpoint every this many iterations (4,000); the last one is always written.
+    /// Write a checkpoint every this many iterations (4,000; 0: none but the last); the last one
+    /// is always written, and one when the run is stopped.
     pub checkpoint_interval: usize,
     /// Periodic checkpoints kept (3), besides the best one.
     pub keep_last: usize,

@@ -148,14 +148,18 @@ fn notes_say_what_the_settings_turn_off() {
     let notes = c.notes();
     assert!(notes[0].contains("domain generalisation"), "{notes:?}");
     assert!(notes[1].contains("feature distance is off"), "{notes:?}");
+    assert_eq!(notes[2], "no [[data.eval]]: the run is never evaluated and writes no best.safetensors");
+    // The rest with an evaluation set.
+    let with_eval = format!("{MINIMAL}[[data.eval]]\nkind = \"synthetic\"\ndomain = \"target\"\n");
+
     assert!(!c.feature_distance_on());
-    let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into()]).unwrap();
+    let c = RunConfig::parse(&with_eval, &["model.pretrained=w.pth".into()]).unwrap();
     assert!(c.notes().is_empty() && c.feature_distance_on());
-    let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into()]).unwrap();
+    let c = RunConfig::parse(&with_eval, &["model.pretrained=w.pth".into(), "uda.method=source_only".into()]).unwrap();
     assert!(!c.feature_distance_on());
     // A warm-up before a method that does not adapt.
-    let c =
-        RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into(), "uda.adapt_from=10".into()]).unwrap();
+    let c = RunConfig::parse(&with_eval, &["model.pretrained=w.pth".into(), "uda.method=source_only".into(), "uda.adapt_from=10".into()])
+        .unwrap();
     assert_eq!(c.notes(), ["uda.adapt_from = 10 has nothing to switch to with uda.method = \"source_only\""]);
     // A preset beside an explicit network is not used.
     let both = [
@@ -164,8 +168,20 @@ fn notes_say_what_the_settings_turn_off() {
         "model.preset=\"daformer-mitb0\"",
         "model.network={ num_classes = 19, backbone = { type = \"resnet\", depth = 50 }, decode_head = { type = \"deeplabv2\" } }",
     ];
-    let c = RunConfig::parse(MINIMAL, &both.map(String::from)).unwrap();
+    let c = RunConfig::parse(&with_eval, &both.map(String::from)).unwrap();
     assert_eq!(c.notes(), ["model.preset = \"daformer-mitb0\" is not used: [model.network] gives the network"]);
+    // A warm-up longer than the run, a head warm-up over the whole adaptation.
+    let c = RunConfig::parse(&with_eval, &["model.pretrained=w.pth".into(), "schedule.max_iters=1000".into()]).unwrap();
+    assert_eq!(
+        c.notes(),
+        ["schedule.warmup_iters = 1500 is not below schedule.max_iters = 1000: the learning rate never reaches optim.lr"]
+    );
+    let sets = ["model.pretrained=w.pth", "uda.adapt_from=100", "schedule.max_iters=2000", "t2s.head_warmup=1900"];
+    let c = RunConfig::parse(&with_eval, &sets.map(String::from)).unwrap();
+    assert_eq!(
+        c.notes(),
+        ["t2s.head_warmup = 1900 covers all 1900 adaptation iterations: the contrastive term never reaches the backbone"]
+    );
 }
 
 #[test]
@@ -193,8 +209,8 @@ fn nonsense_values_are_refused_by_name() {
     assert!(refused("schedule.min_lr=1").contains("above optim.lr"));
     assert_eq!(refused("t2s.temperature=inf"), "t2s.temperature = inf must be a positive number");
     assert_eq!(refused("t2s.unreliable_start=120"), "t2s.unreliable_start = 120 must be a percentage between 0 and 100");
-    assert_eq!(refused("t2s.distribution_momentum=1.5"), "t2s.distribution_momentum = 1.5 must be between 0 and 1");
-    assert_eq!(refused("t2s.prototype_momentum=-0.5"), "t2s.prototype_momentum = -0.5 must be between 0 and 1");
+    assert!(refused("t2s.distribution_momentum=1.5").starts_with("t2s.distribution_momentum = 1.5 must be in [0, 1)"));
+    assert!(refused("t2s.prototype_momentum=-0.5").starts_with("t2s.prototype_momentum = -0.5 must be in [0, 1)"));
     // Inputs below what a MiT's spatial reductions take (29 pixels for SegFormer's).
     let mit = |o: &str| RunConfig::parse(MINIMAL, &["model.preset=\"daformer-mitb0\"".into(), o.into()]);
     let e = mit("data.crop=[16, 64]").unwrap_err();
@@ -242,6 +258,45 @@ fn nonsense_values_are_refused_by_name() {
     assert!(refused(r#"data.eval=[{ kind = "synthetic", domain = "target", resize = [0, 5] }]"#)
         .starts_with("data.eval[0].resize = [0, 5] must be"));
     assert_eq!(refused("data.prefetch=0"), "data.prefetch = 0 must be at least 1");
+    assert_eq!(refused("run.log_interval=0"), "run.log_interval = 0 must be at least 1");
+    // A β of 1 divides Adam's bias correction by zero; Nesterov needs momentum (torch's rules).
+    assert_eq!(refused("optim.betas=[0.9, 1.0]"), "optim.betas[1] = 1 must be in [0, 1) (DAFormer's are [0.9, 0.999])");
+    let sgd = |o: &str| RunConfig::parse(MINIMAL, &["optim.kind=\"sgd\"".into(), "optim.nesterov=true".into(), o.into()]);
+    assert!(sgd("optim.momentum=0").unwrap_err().starts_with("optim.nesterov = true needs optim.momentum > 0 and optim.dampening = 0"));
+    assert!(sgd("optim.momentum=0.9").is_ok());
+    // Weights that would switch a term off unannounced, probabilities, fractions, momenta of 1.
+    assert_eq!(refused("t2s.contrastive_weight=-1"), "t2s.contrastive_weight = -1 must be zero (off) or positive (T2S-DA's λ is 1)");
+    assert!(refused("t2s.pseudo_target_ce=nan").starts_with("t2s.pseudo_target_ce = NaN must be zero (off)"));
+    assert!(refused("uda.fdist_lambda=-0.005").starts_with("uda.fdist_lambda = -0.005 must be zero (off)"));
+    assert!(refused("t2s.reweight_gamma=-2").starts_with("t2s.reweight_gamma = -2 must be zero (off)"));
+    assert_eq!(refused("uda.pseudo_threshold=1.5"), "uda.pseudo_threshold = 1.5 must be a probability in [0, 1] (DAFormer's is 0.968)");
+    assert!(refused("data.flip_prob=7").starts_with("data.flip_prob = 7 must be a probability"));
+    assert!(refused("t2s.target_query_confidence=2").starts_with("t2s.target_query_confidence = 2 must be a probability"));
+    assert!(refused("uda.blur_prob=-1").starts_with("uda.blur_prob"), "{}", refused("uda.blur_prob=-1"));
+    assert!(refused("uda.color_jitter_strength=-3").starts_with("uda.color_jitter_strength"));
+    assert!(refused("uda.pseudo_label_margin=[300, 300]").starts_with("uda.pseudo_label_margin = [300, 300] leaves no row"));
+    assert!(RunConfig::parse(MINIMAL, &["uda.pseudo_label_margin=[300, 200]".into()]).is_ok());
+    assert_eq!(refused("t2s.label_min_fraction=1.5"), "t2s.label_min_fraction = 1.5 must be a fraction in [0, 1] (T2S-DA's is 0.75)");
+    assert!(refused("uda.fdist_scale_min_ratio=-1").starts_with("uda.fdist_scale_min_ratio = -1 must be a fraction"));
+    assert_eq!(
+        refused("t2s.prototype_momentum=1"),
+        "t2s.prototype_momentum = 1 must be in [0, 1): 1 would never update it (T2S-DA's is 0.99)"
+    );
+    assert!(refused("t2s.reweight_momentum=1").starts_with("t2s.reweight_momentum = 1 must be in [0, 1)"));
+    assert!(refused("t2s.reweight_clamp=[1, inf]").contains("the maximum must be finite"));
+    assert!(refused("data.rcs.temperature=0").starts_with("data.rcs.temperature = 0 must be a positive number"));
+    assert!(refused("t2s.queries=0").starts_with("t2s.queries = 0: the contrastive term needs queries"));
+    assert!(RunConfig::parse(MINIMAL, &["t2s.queries=0".into(), "t2s.contrastive_weight=0".into()]).is_ok());
+    let e = RunConfig::parse(MINIMAL, &["uda.method=dacs".into(), "t2s.target_queries=10".into()]).unwrap_err();
+    assert!(e.starts_with("t2s.target_queries = 10 draws queries"), "{e}");
+    // MIC's grid of one block would mask whole images (round(512 / 400) = 1 both ways).
+    let mic = |b: &str| RunConfig::parse(MINIMAL, &["uda.mic=true".into(), format!("uda.mic_block_size={b}")]);
+    assert!(mic("400").unwrap_err().starts_with("uda.mic_block_size = 400 makes one block of data.crop = [512, 512]"));
+    assert!(mic("256").is_ok());
+    // Feature-distance classes are the network's.
+    let fdist = |c: &str| RunConfig::parse(MINIMAL, &["model.preset=\"deeplabv2-r18\"".into(), format!("uda.fdist_classes={c}")]);
+    assert_eq!(fdist("[6, 19]").unwrap_err(), "uda.fdist_classes holds 19, not a class of this network's 19 (train ids 0 to 18)");
+    assert!(fdist("[6, 18]").is_ok());
     // The teacher is self-training's: source-only runs have none to evaluate.
     let teacher = r#"eval.weights="teacher""#.to_string();
     assert!(RunConfig::parse(MINIMAL, std::slice::from_ref(&teacher)).is_ok());
@@ -289,5 +344,5 @@ fn mic_is_off_by_default_and_checked_when_on() {
     assert!(e.starts_with("uda.mic = true masks target images") && e.contains("[data.target]"), "{e}");
     // Source-only has no target pass: a note says MIC is off.
     let c = RunConfig::parse(MINIMAL, &["model.pretrained=w.pth".into(), "uda.method=source_only".into(), "uda.mic=true".into()]).unwrap();
-    assert_eq!(c.notes(), ["uda.mic = true masks target images, and uda.method = \"source_only\" has none: MIC is off"]);
+    assert_eq!(c.notes()[0], "uda.mic = true masks target images, and uda.method = \"source_only\" has none: MIC is off");
 }

@@ -3,7 +3,7 @@
 
 use t2s_model::SegmentorConfig;
 
-use super::{EvalWeights, Method, Recompute, RunConfig, SetReader, DAFORMER_MIN_FRACTION, DEFAULT_SYNTHETIC_SIZE};
+use super::{EvalWeights, Method, OptimizerKind, Recompute, RunConfig, SetReader, DAFORMER_MIN_FRACTION, DEFAULT_SYNTHETIC_SIZE};
 
 impl RunConfig {
     /// Checks that the settings fit together; messages name the setting and what to do.
@@ -43,6 +43,7 @@ impl RunConfig {
             ));
         }
         self.validate_numbers()?;
+        self.validate_terms()?;
         self.validate_sizes()?;
         self.validate_crop()?;
         self.eval.inference.validate("eval.inference")?;
@@ -63,14 +64,6 @@ impl RunConfig {
                 return Err(format!("{key} = {v} must be a percentage between 0 and 100"));
             }
         }
-        if !(0.0..=1.0).contains(&t.prototype_momentum) {
-            return Err(format!("t2s.prototype_momentum = {} must be between 0 and 1", t.prototype_momentum));
-        }
-        for (key, v) in [("t2s.distribution_momentum", t.distribution_momentum), ("t2s.reweight_momentum", t.reweight_momentum)] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!("{key} = {v} must be between 0 and 1"));
-            }
-        }
         if self.uda.method == Method::T2s && self.t2s.contrastive_weight > 0.0 && self.t2s.negatives == 0 {
             return Err("t2s.negatives must be at least 1 when the contrastive loss is on".into());
         }
@@ -83,6 +76,13 @@ impl RunConfig {
             self.validate_feature_distance_crop(&network)?;
             self.validate_min_side(&network)?;
             self.validate_recompute(&network)?;
+            if let Some(id) = self.uda.fdist_classes.iter().find(|&&c| c >= network.num_classes) {
+                return Err(format!(
+                    "uda.fdist_classes holds {id}, not a class of this network's {} (train ids 0 to {})",
+                    network.num_classes,
+                    network.num_classes - 1
+                ));
+            }
         }
         if !(0.0..=0.5).contains(&self.t2s.fda_beta) {
             return Err(format!("t2s.fda_beta = {} must be in [0, 0.5]", self.t2s.fda_beta));
@@ -103,13 +103,19 @@ impl RunConfig {
         let s = &self.schedule;
         let positive = [("optim.lr", o.lr), ("optim.head_lr_mult", o.head_lr_mult), ("optim.eps", o.eps)];
         let non_negative = [("optim.weight_decay", o.weight_decay), ("schedule.power", s.power), ("schedule.min_lr", s.min_lr)];
-        let unit = [
-            ("optim.betas[0]", o.betas[0]),
-            ("optim.betas[1]", o.betas[1]),
-            ("optim.momentum", o.momentum),
-            ("optim.dampening", o.dampening),
-            ("schedule.warmup_ratio", s.warmup_ratio),
-        ];
+        // Adam's bias correction divides by 1 − βᵗ: a β of 1 divides by zero (torch refuses it).
+        for (i, b) in o.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                return Err(format!("optim.betas[{i}] = {b} must be in [0, 1) (DAFormer's are [0.9, 0.999])"));
+            }
+        }
+        if o.kind == OptimizerKind::Sgd && o.nesterov && !(o.momentum > 0.0 && o.dampening == 0.0) {
+            return Err(format!(
+                "optim.nesterov = true needs optim.momentum > 0 and optim.dampening = 0 (as torch.optim.SGD); they are {} and {}",
+                o.momentum, o.dampening
+            ));
+        }
+        let unit = [("optim.momentum", o.momentum), ("optim.dampening", o.dampening), ("schedule.warmup_ratio", s.warmup_ratio)];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{key} = {v} must be a positive number"));
@@ -130,9 +136,95 @@ impl RunConfig {
         }
         // Counts whose 0 would mean nothing at all (the newest checkpoint is always kept, and
         // the loader always prepares the next batch).
-        for (key, v) in [("run.keep_last", self.run.keep_last), ("data.prefetch", self.data.prefetch)] {
+        let counts =
+            [("run.keep_last", self.run.keep_last), ("data.prefetch", self.data.prefetch), ("run.log_interval", self.run.log_interval)];
+        for (key, v) in counts {
             if v == 0 {
                 return Err(format!("{key} = 0 must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss terms' weights, probabilities and statistics: values that would switch a term
+    /// off unannounced (a negative weight), never update a statistic (a momentum of 1), or fail
+    /// only when the term is first computed, thousands of iterations in.
+    fn validate_terms(&self) -> std::result::Result<(), String> {
+        let (u, t) = (&self.uda, &self.t2s);
+        let weights = [
+            ("t2s.contrastive_weight", t.contrastive_weight, "T2S-DA's λ is 1"),
+            ("t2s.pseudo_target_ce", t.pseudo_target_ce, "T2S-DA's is 1"),
+            ("uda.fdist_lambda", u.fdist_lambda, "DAFormer's is 0.005"),
+            ("t2s.reweight_gamma", t.reweight_gamma, "T2S-DA's is 1"),
+        ];
+        for (key, v, anchor) in weights {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{key} = {v} must be zero (off) or positive ({anchor})"));
+            }
+        }
+        let probabilities = [
+            ("uda.pseudo_threshold", u.pseudo_threshold, "DAFormer's is 0.968"),
+            ("data.flip_prob", self.data.flip_prob, "DAFormer's is 0.5"),
+            ("t2s.target_query_confidence", t.target_query_confidence as f64, "0.968"),
+        ];
+        for (key, p, anchor) in probabilities {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{key} = {p} must be a probability in [0, 1] ({anchor})"));
+            }
+        }
+        u.strong_aug().validate().map_err(|e| format!("uda.{e}"))?;
+        let [top, bottom] = u.pseudo_label_margin;
+        if top + bottom >= 512 {
+            return Err(format!(
+                "uda.pseudo_label_margin = [{top}, {bottom}] leaves no row of a 512-high crop (it is given for one, and scaled): top + bottom must be below 512 (DAFormer's is [15, 120])"
+            ));
+        }
+        let fractions = [
+            ("t2s.label_min_fraction", t.label_min_fraction, "T2S-DA's is 0.75"),
+            ("uda.fdist_scale_min_ratio", u.fdist_scale_min_ratio, "DAFormer's is 0.75"),
+        ];
+        for (key, f, anchor) in fractions {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("{key} = {f} must be a fraction in [0, 1] ({anchor})"));
+            }
+        }
+        // EMA statistics: new = m·old + (1 − m)·batch, so m = 1 would keep the first value for good.
+        let momenta = [
+            ("t2s.prototype_momentum", t.prototype_momentum as f64),
+            ("t2s.distribution_momentum", t.distribution_momentum),
+            ("t2s.reweight_momentum", t.reweight_momentum),
+        ];
+        for (key, m) in momenta {
+            if !(0.0..1.0).contains(&m) {
+                return Err(format!("{key} = {m} must be in [0, 1): 1 would never update it (T2S-DA's is 0.99)"));
+            }
+        }
+        if !t.reweight_clamp[1].is_finite() {
+            return Err(format!("t2s.reweight_clamp = {:?}: the maximum must be finite (the default is [0.1, 10])", t.reweight_clamp));
+        }
+        let rcs = &self.data.rcs;
+        if rcs.enabled && !(rcs.temperature.is_finite() && rcs.temperature > 0.0) {
+            return Err(format!("data.rcs.temperature = {} must be a positive number (DAFormer's is 0.01)", rcs.temperature));
+        }
+        let contrastive = self.uda.method == Method::T2s && t.contrastive_weight > 0.0;
+        if contrastive && t.queries == 0 {
+            return Err(
+                "t2s.queries = 0: the contrastive term needs queries (T2S-DA: 19 × 256 = 4,864), or set t2s.contrastive_weight = 0".into(),
+            );
+        }
+        if t.target_queries > 0 && !(contrastive && self.data.target.is_some()) {
+            return Err(format!(
+                "t2s.target_queries = {} draws queries for the contrastive term from the target: it needs uda.method = \"t2s\", t2s.contrastive_weight > 0 and a [data.target] (or set it to 0)",
+                t.target_queries
+            ));
+        }
+        if u.mic && u.mic_block_size > 0 {
+            let [h, w] = self.data.crop.map(|v| v as usize);
+            if u.mic_mask().grid(h, w) == (1, 1) {
+                return Err(format!(
+                    "uda.mic_block_size = {} makes one block of data.crop = [{h}, {w}]: each image would be masked whole or not at all; choose at most half the crop's longer side (MIC: 64 for 512×512 crops)",
+                    u.mic_block_size
+                ));
             }
         }
         Ok(())
