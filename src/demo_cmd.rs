@@ -4,13 +4,8 @@
 //! results.json, the per-class table (Markdown and JSON), loss and mIoU curves, per-class bars
 //! and a picture grid of predictions.
 //!
-//! Budget: every method trains `iters` iterations. The adaptation methods train source-only for
-//! the first `iters / 4` (`uda.adapt_from`, `--adapt-from`; a mean teacher needs a teacher that
-//! predicts something, and DAFormer starts from ImageNet weights instead) and adapt for the rest,
-//! each in one run, so the three share their first quarter (the same draws: it is the same
-//! source-only training) and all see the same number of iterations. A quarter, not a half:
-//! trained from scratch, the source-only model's target mIoU peaks early and then falls as it
-//! fits the source's look (docs/results.md).
+//! Every method trains `iters` iterations; the adaptation methods' first quarter is source-only
+//! (`--adapt-from`), shared by all three: why, in docs/method-notes.md "The demo's own choices".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

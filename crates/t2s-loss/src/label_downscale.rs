@@ -17,10 +17,8 @@ use crate::error::LossError;
 /// * each real class `c ∈ 0..num_classes` gets its pixel count `n_c` in the block;
 /// * pixels equal to `ignore_index`, and labels outside `0..num_classes` (data errors, see
 ///   [`check_labels`](crate::check_labels)), count toward **no** class but still toward the
-///   block size `f²`, so they lower every class's fraction `n_c / f²`. (SePiCo/DAFormer-style
-///   code instead one-hot encodes the ignore label as an extra channel that may win the argmax;
-///   with a 0.75 threshold both rules agree except when ignored pixels are the plurality but
-///   under 75 %, where both give ignore anyway — the extra channel is simply unnecessary.)
+///   block size `f²`, so they lower every class's fraction `n_c / f²` (SePiCo's extra "ignore"
+///   channel gives the same labels at 0.75: docs/method-notes.md);
 /// * the winner is the class with the largest count, ties broken toward the **lower** class
 ///   index (deterministic on every backend; ties can only matter when `min_fraction ≤ 0.5`);
 /// * the block's label is the winner if `n_winner / f² ≥ min_fraction` (inclusive: with

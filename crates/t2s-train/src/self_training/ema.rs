@@ -6,11 +6,8 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{backend::Backend, Tensor};
 
 /// Averages every parameter of `student` into `teacher` with weight `alpha` on the teacher,
-/// BatchNorm running statistics included. DAFormer's `_update_ema` zips `parameters()` only,
-/// but its teacher runs in train mode and normalises with batch statistics; method.md has the
-/// teacher in eval mode, which needs running statistics that follow the weights (timm's
-/// `ModelEmaV2` averages the whole state dict for the same reason): a teacher that kept its
-/// initial statistics would normalise with mean 0 and variance 1 (docs/method-notes.md).
+/// BatchNorm running statistics included: the teacher runs in eval mode, so its statistics
+/// must follow its weights (unlike DAFormer's `_update_ema`; why, in docs/method-notes.md).
 /// The two modules must share parameter ids
 /// (the teacher made by cloning the student, or the student's `valid()` inference copy).
 /// Burn initialises parameters lazily, so a clone of a never-read parameter draws its own random
