@@ -2,6 +2,8 @@
 //! definitions (they share no code with the modules); the decode-head tests use them too.
 
 use super::*;
+use crate::error::ModelError;
+use block::drop_path;
 use burn::backend::{Autodiff, Flex};
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::TensorData;
