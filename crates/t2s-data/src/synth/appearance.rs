@@ -17,7 +17,6 @@ use super::Domain;
 pub(crate) const NUM_CLASSES: usize = 19;
 
 /// Train ids by name, so that scene code reads as words.
-#[allow(dead_code)]
 pub(crate) mod class {
     pub const ROAD: u8 = 0;
     pub const SIDEWALK: u8 = 1;

@@ -25,7 +25,7 @@ pub trait T2sBackend: Backend {
     /// Depth-wise 2-D convolution, stride 1, no bias: `x: [N, C, H, W]`, `weight: [C, 1, kh, kw]`
     /// → `[N, C, H + top + bottom − dh(kh − 1), W + left + right − dw(kw − 1)]`, computed as
     /// one product over the tap windows ([`windowed_taps`]); the CubeCL backends run Burn's
-    /// direct convolution kernel instead (`crate::ops::depthwise_cube`), and [`Autodiff`] gives it a
+    /// direct convolution kernel instead (`crate::ops::cube_backend`), and [`Autodiff`] gives it a
     /// backward pass of its own.
     fn depthwise_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         windowed_taps(x, weight, geometry)
@@ -35,7 +35,7 @@ pub trait T2sBackend: Backend {
     /// C]` without a copy), `weight: [C, 1, kh, kw]` → `[N, H', W', C]`. By default through
     /// [`T2sBackend::depthwise_conv2d`] with the views between the layouts
     /// ([`depthwise_nhwc_via_nchw`]); the CubeCL backends run Burn's direct convolution kernel on
-    /// the channels-last tensors, one kernel with the padding read as zeros (`crate::ops::depthwise_cube`),
+    /// the channels-last tensors, one kernel with the padding read as zeros (`crate::ops::cube_backend`),
     /// and [`Autodiff`] gives it a channels-last backward pass (`crate::ops::depthwise_autodiff`).
     fn depthwise_conv2d_nhwc(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, geometry: DepthwiseGeometry) -> Tensor<Self, 4> {
         depthwise_nhwc_via_nchw(x, weight, geometry)
@@ -202,4 +202,4 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
 }
 
 // The CubeCL backends (`CubeBackend`, and `Fusion` over it) are implemented in
-// `crate::ops::depthwise_cube`, next to the kernel call they add.
+// `crate::ops::cube_backend`, next to the kernel call they add.

@@ -14,7 +14,7 @@ pub mod conv_gemm;
 pub mod depthwise;
 mod depthwise_autodiff;
 #[cfg(any(feature = "cubecl", feature = "fusion"))]
-mod depthwise_cube;
+mod cube_backend;
 pub mod layer_norm;
 pub mod resize;
 pub mod token_linear;
