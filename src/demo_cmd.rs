@@ -7,7 +7,6 @@
 //! Every method trains `iters` iterations; the adaptation methods' first quarter is source-only
 //! (`--adapt-from`), shared by all three: why, in docs/method-notes.md "The demo's own choices".
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,16 +16,14 @@ use t2s_model::T2sBackend;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
-use serde_json::json;
 use t2s_data::synth::Domain;
-use t2s_data::visualize::{colorize, save_png};
 use t2s_train::config::SetReader;
 use t2s_train::config::{sets_key, EvalWeights, Method};
 use t2s_train::train::run_dir::create_run_dir;
-use t2s_train::{open_set, predict_labels, EvalReport, RunConfig, SetRole, TrainEvent, TrainOptions};
+use t2s_train::{RunConfig, TrainEvent, TrainOptions};
 
+use crate::demo_report::{DemoReport, Trained};
 use crate::device::BackendTask;
-use crate::plots::{grouped_bar_chart, line_chart, Series};
 use crate::progress::Progress;
 use crate::train_cmd::show_notice;
 
@@ -79,16 +76,6 @@ pub struct DemoArgs {
 
 /// The methods `--methods` accepts, in the order they train.
 const DEMO_METHODS: [&str; 5] = ["source_only", "dacs", "t2s", "dacs_mic", "t2s_mic"];
-
-/// One trained model of the report.
-struct Trained {
-    /// One of [`DEMO_METHODS`] or `oracle`.
-    method: String,
-    seed: u64,
-    run_dir: PathBuf,
-    report: EvalReport,
-    weights: PathBuf,
-}
 
 /// The command on the selected backend.
 pub struct Demo {
@@ -195,7 +182,8 @@ impl BackendTask for Demo {
         }
 
         let elapsed = started.elapsed().as_secs_f64();
-        write_report::<B>(&output, &base, &trained, iters, warm, elapsed, &self.device_name, &device)?;
+        let report = DemoReport { output: &output, cfg: &base, trained: &trained, iters, warm, elapsed, device_name: &self.device_name };
+        report.write::<B>(&device)?;
         eprintln!("\n{}", std::fs::read_to_string(output.join("table.md")).unwrap_or_default());
         eprintln!("demo finished in {:.1} min; report: {}", elapsed / 60.0, output.display());
         Ok(())
@@ -310,179 +298,4 @@ fn train_with_bar<B: T2sBackend>(
     let summary = t2s_train::train::<Autodiff<B>>(cfg, &opts, device)?;
     bar.finish_and_clear();
     Ok(summary)
-}
-
-/// Mean over seeds of each method's mIoU and per-class IoU (None where never defined).
-fn means(trained: &[Trained], method: &str) -> (f64, Vec<Option<f64>>, Vec<f64>) {
-    let runs: Vec<&Trained> = trained.iter().filter(|t| t.method == method).collect();
-    let per_seed: Vec<f64> = runs.iter().map(|t| t.report.headline().unwrap_or(0.0)).collect();
-    let miou = per_seed.iter().sum::<f64>() / per_seed.len().max(1) as f64;
-    let classes = runs.first().map(|t| t.report.classes.len()).unwrap_or(0);
-    let per_class = (0..classes)
-        .map(|c| {
-            let v: Vec<f64> = runs.iter().filter_map(|t| t.report.classes[c].iou).collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        })
-        .collect();
-    (miou, per_class, per_seed)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_report<B: T2sBackend>(
-    output: &Path,
-    cfg: &RunConfig,
-    trained: &[Trained],
-    iters: usize,
-    warm: usize,
-    elapsed: f64,
-    device_name: &str,
-    device: &B::Device,
-) -> Result<()> {
-    let mut methods: Vec<String> = Vec::new();
-    for t in trained {
-        if !methods.contains(&t.method) {
-            methods.push(t.method.clone());
-        }
-    }
-    let names: Vec<String> = trained.first().map(|t| t.report.classes.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
-    let seeds: Vec<u64> = {
-        let mut s: Vec<u64> = trained.iter().map(|t| t.seed).collect();
-        s.dedup();
-        s
-    };
-
-    // results.json: per method, the mean mIoU and per-class IoU over the seeds (fractions).
-    let mut by_method = serde_json::Map::new();
-    let mut columns = Vec::new();
-    for m in &methods {
-        let (miou, per_class, per_seed) = means(trained, m);
-        let classes: BTreeMap<&str, Option<f64>> = names.iter().map(String::as_str).zip(per_class.iter().copied()).collect();
-        by_method.insert(m.clone(), json!({ "miou": miou, "miou_per_seed": per_seed, "per_class_iou": classes }));
-        columns.push((m.clone(), miou, per_class));
-    }
-    let results = json!({
-        "benchmark": "t2s synthetic (game-like source -> camera-like target), target val split",
-        "units": "fractions of 1 (IoU, mIoU over 19 classes)",
-        "device": device_name,
-        "iterations_per_method": iters,
-        "adaptation_starts_at": warm,
-        "seeds": seeds,
-        "elapsed_seconds": elapsed,
-        "methods": by_method,
-    });
-    write(&output.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
-
-    // The table, Markdown and JSON (percent).
-    let pct = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "–".into());
-    let mut md = format!(
-        "Synthetic target val, IoU % (mean of {} seed(s); {iters} iterations per method, adaptation from iteration {warm})\n\n| class |",
-        seeds.len()
-    );
-    for (m, _, _) in &columns {
-        md.push_str(&format!(" {m} |"));
-    }
-    md.push_str("\n|---|");
-    md.push_str(&"---:|".repeat(columns.len()));
-    md.push('\n');
-    let mut rows = Vec::new();
-    for (c, name) in names.iter().enumerate() {
-        md.push_str(&format!("| {name} |"));
-        for (_, _, per_class) in &columns {
-            md.push_str(&format!(" {} |", pct(per_class[c])));
-        }
-        md.push('\n');
-        rows.push(json!({ "class": name, "iou": columns.iter().map(|(_, _, p)| p[c].map(|x| 100.0 * x)).collect::<Vec<_>>() }));
-    }
-    md.push_str("| **mIoU** |");
-    for (_, miou, _) in &columns {
-        md.push_str(&format!(" **{:.1}** |", 100.0 * miou));
-    }
-    md.push('\n');
-    write(&output.join("table.md"), &md)?;
-    let table = json!({
-        "units": "percent",
-        "methods": columns.iter().map(|(m, _, _)| m).collect::<Vec<_>>(),
-        "rows": rows,
-        "miou": columns.iter().map(|(_, m, _)| 100.0 * m).collect::<Vec<_>>(),
-    });
-    write(&output.join("table.json"), &serde_json::to_string_pretty(&table)?)?;
-
-    // Curves of the first seed: total loss and mIoU against the iteration.
-    let first = seeds.first().copied().unwrap_or(0);
-    let mut losses = Vec::new();
-    let mut mious = Vec::new();
-    for t in trained.iter().filter(|t| t.seed == first) {
-        let (loss, miou) = read_curves(&t.run_dir.join("metrics.jsonl"))?;
-        losses.push(Series { name: t.method.clone(), points: loss });
-        mious.push(Series { name: t.method.clone(), points: miou });
-    }
-    line_chart(&output.join("loss_curves.png"), "Training loss (sum of the method's terms)", "iteration", "loss", &losses)?;
-    line_chart(&output.join("miou_curves.png"), "Synthetic target val mIoU", "iteration", "mIoU %", &mious)?;
-    let groups: Vec<(String, Vec<f64>)> =
-        columns.iter().map(|(m, _, p)| (m.clone(), p.iter().map(|v| 100.0 * v.unwrap_or(0.0)).collect())).collect();
-    grouped_bar_chart(&output.join("per_class_iou.png"), "Per-class IoU on the synthetic target", "IoU %", &names, &groups)?;
-
-    // Picture grid: target image | ground truth | each method's prediction (first seed).
-    let set = cfg.data.eval.first().context("the demo configuration has no evaluation set")?;
-    let opened = open_set(set, SetRole::Eval, "data.eval[0]")?;
-    let models: Vec<_> = trained
-        .iter()
-        .filter(|t| t.seed == first)
-        .map(|t| t2s_train::load_model_from::<B>(None, Some(&t.weights), None, 0, t2s_train::Sources::CLI, device).map(|l| l.model))
-        .collect::<std::result::Result<_, _>>()?;
-    let options = cfg.eval_options(set, &opened.name, opened.dataset.label_space().len(), "demo");
-    let shown = 4.min(opened.dataset.len());
-    let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
-    for i in 0..shown {
-        let sample = opened.dataset.get(i)?;
-        let (w, h) = sample.image.dimensions();
-        let space = opened.dataset.label_space();
-        let mut row = vec![sample.image.clone()];
-        if let Some(label) = &sample.label {
-            row.push(colorize(label.as_raw(), w, h, space));
-        }
-        for model in &models {
-            let pred = predict_labels(model, device, &sample.image, w, h, &options)?;
-            row.push(colorize(&pred, w, h, space));
-        }
-        tiles.push(row);
-    }
-    let mut columns = vec!["target image".to_string()];
-    if tiles.first().is_some_and(|row| row.len() > models.len() + 1) {
-        columns.push("ground truth".into());
-    }
-    // Named for the network shown when it is not the student (`eval.weights = "teacher"`).
-    let shown_network = |t: &Trained| match t.weights.file_stem().and_then(|s| s.to_str()) {
-        Some("student") | None => t.method.clone(),
-        Some(network) => format!("{} ({network})", t.method),
-    };
-    columns.extend(trained.iter().filter(|t| t.seed == first).map(shown_network));
-    save_png(&crate::plots::labelled_grid(&columns, &tiles)?, &output.join("predictions.png"))?;
-    write(&output.join("predictions.txt"), &format!("predictions.png columns: {}\n", columns.join(" | ")))?;
-    Ok(())
-}
-
-/// Points of one curve.
-type Curve = Vec<(f64, f64)>;
-
-/// (iteration, total loss) and (iteration, mIoU %) from a run's metrics.jsonl.
-fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (mut loss, mut miou) = (Vec::new(), Vec::new());
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON lines", path.display()))?;
-        let Some(iter) = v.get("iter").and_then(|i| i.as_f64()) else { continue };
-        let x = iter;
-        if let Some(m) = v.get("mIoU19").and_then(|m| m.as_f64()) {
-            miou.push((x, 100.0 * m));
-        } else if let Some(obj) = v.as_object() {
-            let total: f64 = obj.iter().filter(|(k, _)| k.starts_with("loss_")).filter_map(|(_, v)| v.as_f64()).sum();
-            loss.push((x, total));
-        }
-    }
-    Ok((loss, miou))
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    t2s_train::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

@@ -4,6 +4,7 @@
 mod arg_checks;
 mod cli;
 mod demo_cmd;
+mod demo_report;
 mod device;
 mod eval_cmd;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
