@@ -11,10 +11,10 @@ mod contrastive_autodiff;
 pub mod contrastive_cube;
 pub mod conv;
 pub mod conv_gemm;
-pub mod depthwise;
-mod depthwise_autodiff;
 #[cfg(any(feature = "cubecl", feature = "fusion"))]
 mod cube_backend;
+pub mod depthwise;
+mod depthwise_autodiff;
 pub mod layer_norm;
 pub mod resize;
 pub mod token_linear;
