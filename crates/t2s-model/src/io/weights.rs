@@ -115,7 +115,8 @@ pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig,
     for (key, snap) in tensors {
         let Some(rest) = key.strip_prefix(&layout.stripped_prefix) else { continue };
         let full = if layout.backbone_only { format!("backbone.{rest}") } else { rest.to_string() };
-        if !layout.backbone_only && !(full.starts_with("backbone.") || full.starts_with("decode_head.") || full.starts_with("proj_head.")) {
+        let part_of_the_network = ["backbone.", "decode_head.", "proj_head."].iter().any(|p| full.starts_with(p));
+        if !layout.backbone_only && !part_of_the_network {
             // Other parts of a segmentor checkpoint (auxiliary heads, optimiser state).
             report.ignored += 1;
             continue;

@@ -145,7 +145,7 @@ impl ResNetConfig {
         if self.stem_width == 0 || self.base_width == 0 || self.widths.is_some_and(|w| w.contains(&0)) {
             return Err(ModelError::Config("model.backbone.stem_width, base_width and widths must be positive".into()));
         }
-        if self.stem == StemKind::Deep && self.stem_width % 2 != 0 {
+        if self.stem == StemKind::Deep && !self.stem_width.is_multiple_of(2) {
             return Err(ModelError::Config("model.backbone.stem_width must be even for the deep stem".into()));
         }
         Ok(())

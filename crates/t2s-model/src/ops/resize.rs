@@ -16,7 +16,9 @@ use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 /// source coordinate `(o + 0.5) * in/out - 0.5`, clamped below at 0, linear weights between the
 /// two nearest samples, the upper one clamped to the last sample.
 pub fn bilinear_matrix(in_size: usize, out_size: usize) -> Arc<Vec<f32>> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), Arc<Vec<f32>>>>> = OnceLock::new();
+    /// Matrices by (input length, output length).
+    type Matrices = HashMap<(usize, usize), Arc<Vec<f32>>>;
+    static CACHE: OnceLock<Mutex<Matrices>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(m) = cache.lock().map(|c| c.get(&(in_size, out_size)).cloned()).ok().flatten() {
         return m;

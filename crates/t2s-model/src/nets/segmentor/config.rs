@@ -104,9 +104,8 @@ impl SegmentorConfig {
                 let head = if family == "daformer" {
                     DecodeHeadConfig::Daformer(DaFormerHeadConfig::default())
                 } else {
-                    let mut h = SegFormerHeadConfig::default();
-                    h.embed_dim = if b == 0 { 256 } else { 768 };
-                    DecodeHeadConfig::Segformer(h)
+                    let embed_dim = if b == 0 { 256 } else { 768 };
+                    DecodeHeadConfig::Segformer(SegFormerHeadConfig { embed_dim, ..Default::default() })
                 };
                 (BackboneConfig::Mit(mit), head)
             }
