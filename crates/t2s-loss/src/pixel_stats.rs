@@ -13,12 +13,10 @@ pub fn entropy<B: Backend>(probs: Tensor<B, 4>) -> Tensor<B, 3> {
 
 /// The `k ≤ C` most probable classes per pixel, `[N, C, H, W]` → `[N, k, H, W]`, most probable first.
 ///
-/// Why `k` arg-maxes instead of `topk_with_indices`: that sorts with `float_sort_with_indices`,
-/// which Burn 0.21's CubeCL backends do not implement, so the default reads the tensor, sorts
-/// every pixel's classes on the host and uploads the result, on the main thread while the GPU
-/// idles (about 30 ms per MiT-B5 T2S-DA iteration in the H100 profile, docs/gpu.md). Here each
-/// rank is an arg-max over the classes not yet taken: a few device kernels per rank, and only
-/// the `[N, k, H, W]` result is read.
+/// Each rank is an arg-max over the classes not yet taken, on the device, because
+/// `topk_with_indices` sorts on the host on Burn 0.21's CubeCL backends (docs/burn-notes.md,
+/// "No device sort on the CubeCL backends"; its cost: docs/gpu.md, "Results, 2026-11-28 (third
+/// session)").
 pub fn top_classes<B: Backend>(probs: Tensor<B, 4>, k: usize) -> Tensor<B, 4, Int> {
     let [n, c, h, w] = probs.dims();
     let classes = Tensor::<B, 1, Int>::arange(0..c as i64, &probs.device()).reshape([1, c, 1, 1]).expand([n, c, h, w]);

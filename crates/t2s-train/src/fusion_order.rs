@@ -1,16 +1,11 @@
 //! The order in which per-tensor element-wise updates (the optimiser step, the EMA teacher
 //! update) are queued, so that Burn's fusion joins them into few kernels of bounded size.
 //!
-//! Burn's fusion joins consecutive element-wise operations with one output shape into one kernel,
-//! up to the device's binding limit: 30 buffers on lavapipe, 1,024 on CUDA (CubeCL's
-//! `CUDA_MAX_BINDINGS`). Queued size by size, the updates of equal-sized tensors follow each
-//! other and share kernels (MiT-B5's 40 stage-3 blocks have their shapes in common). On CUDA an
-//! unbounded run would put up to ~146 AdamW updates (7 bindings each) into one kernel: a kernel
-//! with ~1,000 parameters and some 2,000 operations, whose compilation time and parameter
-//! buffer (8 KB of pointers, twice CUDA's classic 4 KB limit) grow with it. So the updates of
-//! one size are queued in chunks of at most [`RUN`], and the next chunk is always of another size
-//! where one is left: the size with the most updates left goes next (so the large classes are
-//! spread out between the others), unless it was the last one queued.
+//! Burn's fusion joins consecutive element-wise operations of one shape, up to the device's
+//! binding limit, so equal-sized updates are queued together, in chunks of at most [`RUN`]: CUDA's
+//! limit would allow kernels of thousands of operations (docs/benchmarks.md, "Kernel launches per
+//! training iteration"). The next chunk is of the size with the most updates left, unless it was
+//! the last one queued.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;

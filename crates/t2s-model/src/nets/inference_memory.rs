@@ -11,9 +11,8 @@ impl SegmentorConfig {
     /// Estimated peak bytes of an f32 inference pass (no gradients) over one `h × w` image: the
     /// largest set of intermediate tensors alive together in the backbone or the decode head,
     /// plus the input and the full-resolution logits. For the Mix Transformer the attention
-    /// matrices dominate and grow with the square of the pixel count (stage 1 of MiT-B5 on a
-    /// 4000×3000 image: 750,000 queries × 11,625 keys, 34.9 GB each for the scores and their
-    /// softmax); the other terms grow linearly. An estimate, not a measurement: it errs high.
+    /// matrices dominate and grow with the square of the pixel count (docs/networks.md, "Memory
+    /// of one inference pass"). An estimate, not a measurement: it errs high.
     ///
     /// An HRDA network's whole-image pass is its context pass at half the resolution, then its
     /// detail pass, over all its sliding detail crops at once (or the whole full-resolution

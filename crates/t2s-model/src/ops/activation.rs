@@ -1,15 +1,10 @@
 //! The exact GELU and the softmax of attention, each as one autodiff operation with its own
 //! backward pass ([`T2sBackend::gelu_exact`], [`T2sBackend::softmax_last_dim`] on [`Autodiff`]).
 //!
-//! Why: Burn's autodiff differentiates what it is given operation by operation.
-//! - GELU: Burn's `gelu` is the exact (erf) form, but the default `gelu_backward` the CubeCL
-//!   backends use is the derivative of the tanh approximation (up to ~9e-4 off). Composing the
-//!   exact function from `erf` and products got the right derivative at the price of five
-//!   recorded operations and two more kept activations, the width of the Mix-FFN's hidden layer
-//!   (4 C). As one operation: `dx = g·(Φ(x) + x·φ(x))`, one element-wise kernel, keeping x only.
-//! - Softmax: Burn's is `exp(x − max) / Σ exp(x − max)`, whose backward pass goes through the
-//!   division's broadcast. As one operation: `dx = y·(g − Σ g·y)`, keeping only the output y
-//!   (which the attention's product with the values keeps anyway).
+//! Why: the CubeCL backends' GELU backward differentiates the tanh approximation, and Burn's
+//! softmax backward goes operation by operation; as one operation each, GELU's is
+//! `dx = g·(Φ(x) + x·φ(x))` keeping x, softmax's `dx = y·(g − Σ g·y)` keeping y
+//! (docs/architecture.md, "Own operations").
 
 use crate::ops::backend::{tensor, T2sBackend};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

@@ -1,15 +1,9 @@
 //! The backends t2s's networks run on: Burn's [`Backend`] plus the operations t2s computes its own
 //! way on some of them ([`T2sBackend`]).
 //!
-//! Why a backend extension trait and not plain tensor code: a depth-wise convolution written with
-//! tensor operations (`crate::ops::depthwise`) gets a backward pass from Burn's autodiff that takes
-//! one operation per primitive (slice gradients into zero-filled buffers, per-tap products and
-//! reductions: 139 kernel launches per layer forward + backward on wgpu, docs/benchmarks.md);
-//! LayerNorm, softmax and the exact GELU likewise take several operations each way where a
-//! closed-form backward pass takes one or a few.
-//! Autodiff is a backend decorator, so the only place to give an operation its own, shorter
-//! backward pass is an implementation for [`Autodiff`] ([`crate::ops::depthwise_autodiff`]). Every
-//! other backend takes the trait's default bodies, the operations written with tensors.
+//! A trait because Autodiff is a backend decorator: an operation can only get its own, shorter
+//! backward pass in an implementation for [`Autodiff`]; every other backend takes the trait's
+//! default bodies, written with tensors (docs/architecture.md, "Own operations").
 
 use crate::ops::depthwise::{depthwise_nhwc_via_nchw, windowed_taps, DepthwiseGeometry, Layout};
 use crate::ops::layer_norm::burn_layer_norm;

@@ -1,12 +1,8 @@
 //! Batch normalisation over `[N, C, H, W]`, as PyTorch's `BatchNorm2d`, laid out for speed.
 //!
-//! Burn's `BatchNorm::forward` broadcasts `[1, C, 1, 1]` statistics against `[N, C, H, W]`;
-//! the CPU backend (Flex 0.21) has SIMD paths only for a shared last-axis row or for one scalar
-//! per leading row, so that broadcast falls back to a per-element strided iterator and made
-//! batch norm (forward and backward) the largest cost of a small network's training step
-//! (docs/benchmarks.md). Here the input is viewed as `[N·C, H·W]` and every per-channel vector is
-//! repeated to `[N·C, 1]` first: each full-size operation is then "one scalar per row", which
-//! every backend runs at memory speed, and all reductions run along the contiguous last axis.
+//! The input is viewed as `[N·C, H·W]` and per-channel vectors repeated to `[N·C, 1]`, because
+//! Flex 0.21 has no fast path for Burn's `[1, C, 1, 1]` broadcast, while "one scalar per row" is
+//! fast on every backend (docs/architecture.md, "Own operations").
 //!
 //! Semantics are PyTorch's rather than Burn's: the batch is normalised with the biased variance,
 //! while the running variance is updated with the **unbiased** one (`n/(n−1)`), as

@@ -37,11 +37,8 @@ pub enum ConvRoute {
 /// The route of `conv` over an `h×w` input, on a CubeCL backend (`cubecl`) or the CPU.
 ///
 /// CubeCL: every layer [`gemm_geometry`] accepts goes to [`ConvRoute::Gemm`], stride-1 depth-wise
-/// ones to [`ConvRoute::Depthwise`]. CPU (Flex): only 1×1 convolutions go to the matrix
-/// product, 2.4× faster than Burn's there forward + backward, while Burn's 3×3 and strided
-/// convolutions are 1.5–3× faster than the rewrite and its grouped convolution 9–12× faster
-/// than the shifted multiply-adds (`cargo bench --bench conv`, `--bench model_forward --
-/// depthwise`, docs/benchmarks.md).
+/// ones to [`ConvRoute::Depthwise`]. CPU (Flex): only 1×1 convolutions go to the matrix product,
+/// the one kind where it beats Burn's there (docs/architecture.md, "Own operations").
 pub fn conv_route<B: Backend>(conv: &Conv2d<B>, h: usize, w: usize, cubecl: bool) -> ConvRoute {
     let [kh, kw] = conv.kernel_size;
     if let Some(g) = gemm_geometry(conv) {

@@ -2,14 +2,8 @@
 //! backends run it on their matmul kernels instead of a direct convolution.
 //!
 //! Why: without autotuning, Burn 0.21's CubeCL backends compute every convolution with a direct
-//! kernel (`DirectConv2dKernel` forward and for the weight gradient, `ConvTranspose2dDirectKernel`
-//! for the input gradient), which reads its operands from global memory once per
-//! multiply-add. In a profiled MiT-B5 T2S-DA iteration on an H100 these two kernels were half of
-//! all kernel time (docs/gpu.md), mostly the DAFormer head's 1×1 and 3×3 convolutions over 1,024
-//! channels at 128×128 and MiT's spatial-reduction convolutions. As a product
-//! `W [C_out, C_in·kh·kw] × columns [C_in·kh·kw, h'·w']` (batched over N, W broadcast) the same
-//! arithmetic goes through the tiled matmul, forward and for both gradients (autodiff of the
-//! product and of the slices that build the columns).
+//! kernel, while the product `W [C_out, C_in·kh·kw] × columns [C_in·kh·kw, h'·w']` goes through
+//! the tiled matmul, forward and for both gradients (docs/architecture.md, "Own operations").
 //!
 //! How the columns are built, cheapest first:
 //! - 1×1, stride 1, no padding: the input itself, `[N, C, H·W]` (a free reshape);
@@ -127,11 +121,9 @@ fn columns<B: Backend>(x: Tensor<B, 4>, kh: usize, kw: usize, g: ConvGeometry, o
 
 /// `x: [N, C, H, W]` zero-padded by `[top, bottom, left, right]` (no operation when all are 0).
 ///
-/// Why not `Tensor::pad`: Burn 0.21 pads into a `Tensor::full`, and `Autodiff` does not pass
-/// `float_full` on to its inner backend, so the default fills the whole padded tensor on the
-/// host and uploads it. In a MiT-B5 T2S-DA iteration on the H100 that was 15 % of the main
-/// thread's time, plus the uploads (the DAFormer head's 3×3 bottleneck alone pads the student's
-/// `[6, 1024, 128, 128]` input into 415 MB; docs/gpu.md). `zeros` is created on the device.
+/// Why not `Tensor::pad`: under `Autodiff` it fills the padded tensor on the host and uploads it,
+/// while `zeros` is created on the device (docs/burn-notes.md, "`Autodiff` does not forward
+/// `float_full`").
 pub(crate) fn zero_pad<B: Backend>(x: Tensor<B, 4>, padding: [usize; 4]) -> Tensor<B, 4> {
     let [top, bottom, left, right] = padding;
     if padding == [0; 4] {

@@ -5,16 +5,9 @@
 //! loss's per-query term ([`T2sBackend::contrastive_rows_fused`]) as t2s's own kernels
 //! (`crate::ops::contrastive_cube`); every other operation takes the trait's default body.
 //!
-//! Why: MiT's Mix-FFN holds its activations as tokens `[N, h·w, C]`, which are `[N, h, w, C]`
-//! channels-last with no copy. Through the tap windows (`crate::ops::depthwise::windowed_taps`) each
-//! depth-wise layer cost a copy into `[N, C, h, w]` and one back, each way, plus a zero-filled
-//! padded copy of its input and a product k² times the output's size (3.6 GB for each of the
-//! DAFormer head's dilated depth-wise convolutions over `[6, 1024, 128, 128]`); Burn's direct
-//! kernel reads the input in place (a channels-first map after one copy into channels-last) and
-//! treats the padding as zeros. Burn's grouped-convolution *backward* passes are what t2s avoids
-//! on these backends (one launch per channel, `crate::ops::depthwise`): the input gradient is this
-//! same forward operation on the output gradient (`crate::ops::depthwise::depthwise_input_grad`), and
-//! the weight gradient stays a tap-window product.
+//! Why: Burn's direct kernel reads MiT's channels-last tokens in place and the padding as zeros,
+//! where the tap windows pad, change layout and build a k²-fold product; Burn's grouped *backward*
+//! passes stay avoided (docs/architecture.md, "Own operations").
 
 use crate::ops::backend::{tensor, ContrastiveRows, ContrastiveSaved, T2sBackend};
 use crate::ops::depthwise::DepthwiseGeometry;

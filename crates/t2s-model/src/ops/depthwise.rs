@@ -2,16 +2,10 @@
 //! backward pass ([`T2sBackend::depthwise_conv2d`], `crate::ops::depthwise_autodiff`), so that it is
 //! fast on the CubeCL backends (CUDA, wgpu), where [`crate::ops::conv::conv2d_forward`] uses it.
 //!
-//! Why not `Conv2d` with `groups = C`: Burn 0.21's CubeCL backends (CUDA, wgpu) compute the weight
-//! gradient of a grouped convolution one group at a time (`conv_weight_backward_fallback` slices
-//! each channel out and launches a convolution for it). MiT-B5's Mix-FFNs have 61,184 depth-wise
-//! channels, so one backward pass launched 62,000 small convolutions and took 76–104 s on an H100
-//! (docs/gpu.md). Here the k² kernel taps are one strided view of the padded input
-//! ([`tap_windows`], no copy), multiplied by the per-channel weights and summed over the taps;
-//! the gradients are the same kind of product ([`depthwise_input_grad`],
-//! [`depthwise_weight_grad`]): a few kernels each way, independent of the channel count and of
-//! the kernel size. The forward pass and both gradients equal the grouped convolution's up to
-//! float summation order (tested against it and against a loop reference).
+//! Why not `Conv2d` with `groups = C`: Burn 0.21's CubeCL backends compute a grouped
+//! convolution's weight gradient one channel at a time, while the k² taps here are one strided
+//! view of the padded input ([`tap_windows`]) and the gradients ([`depthwise_input_grad`],
+//! [`depthwise_weight_grad`]) a few kernels each (docs/architecture.md, "Own operations").
 
 use crate::ops::backend::T2sBackend;
 use crate::ops::conv_gemm::zero_pad;

@@ -1,17 +1,9 @@
 //! The depth-wise convolution as one autodiff operation with its own backward pass
 //! ([`T2sBackend::depthwise_conv2d`] on [`Autodiff`]).
 //!
-//! Why: differentiated by Burn operation by operation, a depth-wise convolution written as k²
-//! shifted slices times weight columns keeps every tap's slice and product for the backward
-//! pass and scatters each slice's gradient into a zero-filled padded buffer: 139 kernel launches
-//! per layer forward + backward on wgpu (docs/benchmarks.md). As one operation, the backward
-//! pass is two depth-wise computations written directly: the input gradient is the depth-wise
-//! correlation of the output gradient with the flipped kernel (the forward computation itself),
-//! the weight gradient one product of the tap windows with the output gradient, summed over
-//! batch and space. The saved state is the input and the weight. The same operation serves both
-//! layouts ([`T2sBackend::depthwise_conv2d_nhwc`] too: a MiT Mix-FFN's tokens never change
-//! layout either way). On the CPU (Flex) networks use Burn's grouped convolution instead
-//! (`crate::ops::conv::conv_route`); the operation is defined for every inner backend all the same.
+//! Why: Burn's autodiff differentiates the tensor form primitive by primitive, while here the
+//! backward pass is two depth-wise computations written directly, for both layouts (also
+//! [`T2sBackend::depthwise_conv2d_nhwc`]; docs/architecture.md, "Own operations").
 
 use crate::ops::backend::{tensor, T2sBackend};
 use crate::ops::depthwise::{depthwise_input_grad, depthwise_weight_grad, DepthwiseGeometry, Layout};

@@ -2,18 +2,13 @@
 //! layout and as one autodiff operation with its own backward pass
 //! ([`T2sBackend::layer_norm_last_dim`] on [`Autodiff`]).
 //!
-//! Why not `burn::nn::LayerNorm`: on the CubeCL backends, and under autodiff on every backend,
-//! Burn 0.21 computes a LayerNorm as nine tensor operations: mean, centre, square, mean, add ε,
-//! square root, divide, scale, shift (only Flex has a fused kernel, for inference). Autodiff
-//! differentiates them one by one: each broadcast (γ, β, the two means) sums
-//! its gradient over every broadcast axis separately, and the backward pass keeps the centred
-//! input, the standard deviation and the normalised input. MiT-B5 has 161 LayerNorms per pass.
-//! Written as one operation, the backward pass is the closed form
+//! Why not `burn::nn::LayerNorm`: Burn differentiates its nine tensor operations one by one and
+//! keeps three tensors (docs/architecture.md, "Own operations"); as one operation the backward
+//! pass is the closed form
 //!
 //! `dx = r·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂))`, `dγ = Σ_rows g·x̂`, `dβ = Σ_rows g`
 //!
 //! (x̂ the normalised input, r = 1/√(var + ε)), four reductions, keeping only x̂ and r.
-//! docs/benchmarks.md has the launch counts.
 
 use crate::ops::backend::{tensor, T2sBackend};
 use crate::precision::in_f32;

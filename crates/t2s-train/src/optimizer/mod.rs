@@ -3,13 +3,10 @@
 //! parameters; AdamW or SGD with momentum, every constant taken from `[optim]` (Burn's defaults
 //! differ from PyTorch's: AdamW ε 1e-5 and weight decay 1e-4, SGD dampening 0.1).
 //!
-//! The update rules are t2s's own (`rule`), with PyTorch's arithmetic, rather than Burn's
-//! optimisers: Burn steps each parameter tensor by itself in module order (once per parameter
-//! group), a dozen small operations per tensor and ~1,100 tensors for MiT-B5 + DAFormer, so the
-//! step was about a thousand small kernels. Here one step updates every group's tensors with
-//! equal-sized ones back to back (`crate::fusion_order`), which lets Burn's fusion join their
-//! updates into shared kernels (as `self_training::ema` does for the teacher). The state is saved in a format of t2s's own
-//! (`state_file`).
+//! The update rules are t2s's own (`rule`), with PyTorch's arithmetic: one step updates
+//! equal-sized tensors back to back (`crate::fusion_order`) so that Burn's fusion joins them,
+//! where Burn's optimisers step one tensor at a time (docs/benchmarks.md, "Kernel launches per
+//! training iteration"). The state is saved in a format of t2s's own (`state_file`).
 
 mod rule;
 mod state_file;
