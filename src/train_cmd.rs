@@ -82,6 +82,10 @@ fn named(rank: usize, e: &t2s_train::TrainError) -> String {
     }
 }
 
+/// The exit status of a node that stopped because another node was asked to: SIGTERM's, the
+/// usual request of a scheduler that ends a job.
+const STOPPED_ELSEWHERE: i32 = 143;
+
 /// This process's place among `--nodes` machines, or `None` for one machine; node 0 starts the
 /// coordinator.
 fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
@@ -165,6 +169,13 @@ impl ReplicaTask for Train {
             None => {
                 let path = a.config.as_ref().expect("clap requires --config without --resume");
                 let cfg = RunConfig::load(path, &a.overrides)?;
+                // Every node names the folder itself: the default name has the time of each start.
+                if a.nodes > 1 && cfg.run.name.is_none() {
+                    bail!(
+                        "--nodes {}: give the run a name every node shares, --set run.name=NAME (the default name holds each node's start time)",
+                        a.nodes
+                    );
+                }
                 // Created by the trainer once every start-up check has passed.
                 let dir = run_dir_path(&cfg, path)?;
                 (cfg, dir)
@@ -301,6 +312,11 @@ impl ReplicaTask for Train {
         if let Some(status) = stop.exit_status() {
             // Everything is written; the status tells a scheduler or script that the run was stopped.
             std::process::exit(status);
+        }
+        if summary.stopped_elsewhere {
+            // Not a success: a scheduler would count this node's part of the run as done.
+            eprintln!("stopped because another node was asked to stop (Ctrl-C or SIGTERM there); exit status {STOPPED_ELSEWHERE}");
+            std::process::exit(STOPPED_ELSEWHERE);
         }
         Ok(())
     }

@@ -416,3 +416,42 @@ fn sigterm_stops_every_replica_at_one_checkpoint() {
     assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), format!("iter_{n:06}"));
     assert_eq!(training_records(&run).last().unwrap()["iter"].as_u64(), Some(n as u64));
 }
+
+/// A run across nodes without `run.name` is refused before anything starts: each node would
+/// name its folder after its own start time.
+#[test]
+fn a_run_across_nodes_needs_a_shared_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
+    let status = node(dir.path(), 1, free_port(), &["--config", "run.toml"]).wait().unwrap();
+    let e = node_stderr(dir.path(), 1);
+    assert!(!status.success(), "{e}");
+    assert!(e.contains("--nodes 2: give the run a name every node shares, --set run.name=NAME"), "{e}");
+    assert!(!dir.path().join("runs").exists());
+}
+
+/// SIGTERM to node 1 alone: both nodes stop after the same iteration with one checkpoint, and
+/// node 0, stopped on node 1's request, does not report success (a scheduler would count its
+/// part as done): status 143, saying why.
+#[test]
+fn sigterm_to_one_node_stops_both_and_neither_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), source_only_config().replace("max_iters = 3", "max_iters = 100000")).unwrap();
+    let port = free_port();
+    let args = ["--config", "run.toml", "--set", "run.name=term", "--replica-timeout", "300"];
+    let nodes = [node(dir.path(), 0, port, &args), node(dir.path(), 1, port, &args)];
+    let run = dir.path().join("runs/term");
+    let started = std::time::Instant::now();
+    let logged = || std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.matches("loss_source").count()).unwrap_or(0);
+    while logged() < 2 {
+        assert!(started.elapsed().as_secs() < 300, "no two logged iterations within 300 s: {}", node_stderr(dir.path(), 0));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &nodes[1].id().to_string()]).status().unwrap().success());
+    let statuses = nodes.map(|mut c| c.wait().unwrap());
+    let e = [node_stderr(dir.path(), 0), node_stderr(dir.path(), 1)];
+    assert_eq!(statuses.map(|s| s.code()), [Some(143), Some(143)], "{e:?}");
+    assert!(e[0].contains("stopped because another node was asked to stop"), "{}", e[0]);
+    let n: usize = e[0].split("stopped after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&e[0]);
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), format!("iter_{n:06}"));
+}

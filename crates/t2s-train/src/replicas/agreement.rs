@@ -72,7 +72,7 @@ pub fn check_same_run<B: Backend>(replica: &Replica, digests: &[(&'static str, u
         names.push(format!("the number of replicas ({} in all, not {}: every node needs as many devices)", n.round(), replica.count));
     }
     if names.is_empty() {
-        return Ok(());
+        return check_distinct_ranks::<B>(replica, replica.rank, device);
     }
     linger_across_machines();
     Err(TrainError::Replica(format!(
@@ -80,6 +80,30 @@ pub fn check_same_run<B: Backend>(replica: &Replica, digests: &[(&'static str, u
         replica.rank,
         replica.count,
         names.join(", ")
+    )))
+}
+
+/// Fails, on every replica, when two processes took the same rank (two nodes given the same
+/// `--node-rank`): the count matches, but one shard of the data is trained twice and another
+/// never. A one-hot of each replica's rank, summed: every rank must be held once. Called once the
+/// replica count is known to agree, so that every replica sends a vector of the same length.
+/// `claimed`: the rank this process was given (its `--node-rank` and device index).
+pub(super) fn check_distinct_ranks<B: Backend>(replica: &Replica, claimed: usize, device: &B::Device) -> Result<()> {
+    let own: Vec<bool> = (0..replica.count).map(|r| r == claimed).collect();
+    let held = count_flags::<B>(replica, &own, device)?;
+    let twice: Vec<String> =
+        held.iter().enumerate().filter(|(_, &c)| c > 1).map(|(r, c)| format!("rank {r} is taken by {c} processes")).collect();
+    let none: Vec<String> = held.iter().enumerate().filter(|(_, &c)| c == 0).map(|(r, _)| r.to_string()).collect();
+    if twice.is_empty() && none.is_empty() {
+        return Ok(());
+    }
+    linger_across_machines();
+    Err(TrainError::Replica(format!(
+        "replica {} of {}: replica {}, and rank(s) {} by none: give each node its own --node-rank from 0 to --nodes − 1 (with Slurm: one task per node, --ntasks-per-node=1)",
+        replica.rank,
+        replica.count,
+        twice.join(", "),
+        if none.is_empty() { "–".to_string() } else { none.join(", ") }
     )))
 }
 

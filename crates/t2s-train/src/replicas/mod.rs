@@ -198,6 +198,10 @@ fn explain(e: &CollectiveError) -> String {
         format!(
             "another machine sent a tensor of another size: every node must run the same configuration (network, classes, batch) ({text})"
         )
+    } else if text.contains("RegisterParamsMismatch") {
+        format!("the nodes were started with different --nodes (or devices per node): start every node with the same --nodes and --device count ({text})")
+    } else if text.contains("DoubleRegister") {
+        format!("this replica registered twice: two nodes were given the same --node-rank and --node-address? ({text})")
     } else if text.contains("LocalServerMissing") {
         "the collective's server has stopped after an earlier failure (above)".to_string()
     } else {

@@ -169,3 +169,32 @@ fn replicas_that_differ_both_stop_naming_the_difference() {
         assert!(e.starts_with(&format!("replica {rank} of 2: the replicas do not run the same training: they differ in x. ")), "{e}");
     }
 }
+
+/// Two processes given the same rank (two nodes with the same `--node-rank`) stop, both, naming
+/// the rank held twice and the one held by none; distinct ranks pass.
+#[test]
+fn a_rank_held_twice_is_refused_on_every_replica() {
+    let _turn = ONE_GROUP.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Duration::from_secs(60);
+    let run = |rank: usize, claimed: usize| {
+        std::thread::spawn(move || {
+            let r = replica(rank, t);
+            join::<Flex>(&r, Default::default())?;
+            agreement::check_distinct_ranks::<Flex>(&r, claimed, &Default::default())
+        })
+    };
+    start_group::<Flex>();
+    let (a, b) = (run(0, 0), run(1, 1));
+    assert!(a.join().unwrap().is_ok() && b.join().unwrap().is_ok());
+    start_group::<Flex>();
+    let (a, b) = (run(0, 0), run(1, 0));
+    for (rank, e) in [a.join().unwrap().unwrap_err(), b.join().unwrap().unwrap_err()].iter().enumerate() {
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&format!(
+                "replica {rank} of 2: replica rank 0 is taken by 2 processes, and rank(s) 1 by none: give each node its own --node-rank"
+            )),
+            "{e}"
+        );
+    }
+}

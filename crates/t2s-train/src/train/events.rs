@@ -59,6 +59,9 @@ pub struct TrainSummary {
     pub selected_on: Option<String>,
     /// Whether the run stopped before `schedule.max_iters` (Ctrl-C or `until`).
     pub interrupted: bool,
+    /// Whether it stopped because another replica was asked to (a signal to another node), not
+    /// this process.
+    pub stopped_elsewhere: bool,
     /// The reports of the last evaluation, one per evaluation set.
     pub last_eval: Vec<crate::EvalReport>,
 }

@@ -70,7 +70,7 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
     let mut books = AfterStep::open(&opts.run_dir, replica.map_or(1, |r| r.count), writes)?;
     let total = cfg.schedule.max_iters;
     let until = opts.until.unwrap_or(total).min(total);
-    let mut interrupted = false;
+    let (mut interrupted, mut stopped_elsewhere) = (false, false);
     while run.state.iter < until {
         let iter = run.state.iter;
         if iter == cfg.uda.adapt_from
@@ -105,7 +105,9 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         if let (Some(t2s), Some(pending)) = (run.adaptation.t2s_mut(), step.statistic) {
             pending.fold_into(t2s, replica.as_ref())?;
         }
-        let stop = agree::<B>(replica.as_ref(), opts.stop.load(Ordering::SeqCst), &losses, iter, device)?;
+        let asked_here = opts.stop.load(Ordering::SeqCst);
+        let stop = agree::<B>(replica.as_ref(), asked_here, &losses, iter, device)?;
+        stopped_elsewhere = stop && !asked_here;
         check_finite(&losses, iter, books.last_checkpoint.as_deref())?;
         run.state.iter = iter + 1;
         (opts.events)(TrainEvent::Iteration { done: run.state.iter, until, losses: &losses });
@@ -123,13 +125,23 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         // Rank 0 has written the last checkpoint when every replica gets past this.
         crate::replicas::leave::<B::InnerBackend>(r, device)?;
     }
-    let checkpoint = match books.last_checkpoint {
-        Some(c) => c,
-        None => latest_checkpoint(&opts.run_dir)?.0,
+    let checkpoint = match (books.last_checkpoint, writes) {
+        (Some(c), _) => c,
+        (None, true) => latest_checkpoint(&opts.run_dir)?.0,
+        // Rank 0 wrote it; this process may not see the run folder (it needs to only to resume).
+        (None, false) => checkpoint::checkpoint_dir(&opts.run_dir, run.state.iter),
     };
     let interrupted = interrupted || run.state.iter < total;
     let selected_on = run.evals.get(run.select).map(|(_, opened)| opened.name.clone());
-    Ok(TrainSummary { iter: run.state.iter, checkpoint, best: run.state.best, selected_on, interrupted, last_eval: books.last_eval })
+    Ok(TrainSummary {
+        iter: run.state.iter,
+        checkpoint,
+        best: run.state.best,
+        selected_on,
+        interrupted,
+        stopped_elsewhere: interrupted && stopped_elsewhere,
+        last_eval: books.last_eval,
+    })
 }
 
 /// A resume's checks against its latest checkpoint, before anything is opened (a scan of the
@@ -166,6 +178,7 @@ fn resume_point(cfg: &RunConfig, opts: &TrainOptions) -> Result<Option<TrainSumm
         best: state.best,
         selected_on: cfg.eval.select_on.clone(),
         interrupted: iter < total,
+        stopped_elsewhere: false,
         last_eval: Vec::new(),
     };
     Ok(Some(summary))
