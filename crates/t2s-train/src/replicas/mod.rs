@@ -106,8 +106,11 @@ pub fn join<B: Backend>(replica: &Replica, device: B::Device) -> Result<()> {
             .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2));
     }
     let peer = replica.peer();
-    within(replica, "joining the replicas", move || register::<B>(peer, device, config))
+    within(replica, JOINING, move || register::<B>(peer, device, config))
 }
+
+/// What [`join`] does, in messages.
+const JOINING: &str = "joining the replicas";
 
 /// The replicas' last meeting, after rank 0 wrote the last checkpoint: when every replica gets
 /// past it, the run is complete everywhere. Across machines each process then stays a moment
@@ -161,7 +164,9 @@ fn within<T: Send + 'static>(
         if now >= deadline {
             // Across machines a peer that died in the middle of a sync leaves no error to
             // report, only silence.
-            let why = if across_machines() {
+            let why = if across_machines() && what == JOINING {
+                "a node has not started, or was started with another --nodes or --coordinator (or has stopped: its output says why)"
+            } else if across_machines() {
                 "one of them has stopped or the connection to another machine was lost (their output says why)"
             } else {
                 "one of them has stopped (its output says why)"

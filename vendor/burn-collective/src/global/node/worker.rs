@@ -172,7 +172,9 @@ impl<C: ProtocolClient> GlobalClientWorker<C> {
                 return Some(stream);
             }
 
-            println!("Failed to connect to {address}, retrying... Attempt #{retries}");
+            // t2s: a warning record, not a line on standard output at every retry (two a second
+            // while a node waits for the coordinator to start).
+            log::warn!("Failed to connect to {address}, retrying... Attempt #{retries}");
             tokio::time::sleep(retry_pause).await;
             retries += 1;
         }
