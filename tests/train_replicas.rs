@@ -339,7 +339,8 @@ fn a_taken_node_port_is_named() {
     std::fs::write(dir.path().join("run.toml"), source_only_config()).unwrap();
     let port = free_port();
     let _taken = std::net::TcpListener::bind(("0.0.0.0", port + 2)).unwrap();
-    let status = node(dir.path(), 1, port, &["--config", "run.toml", "--replica-timeout", "300"]).wait().unwrap();
+    let status =
+        node(dir.path(), 1, port, &["--config", "run.toml", "--set", "run.name=taken", "--replica-timeout", "300"]).wait().unwrap();
     let e = node_stderr(dir.path(), 1);
     assert!(!status.success(), "{e}");
     assert!(e.contains(&format!("this node's port {} (of ", port + 2)) && e.contains("is taken: give --node-address"), "{e}");

@@ -189,6 +189,9 @@ impl RunConfig {
                 self.t2s.head_warmup
             ));
         }
+        if self.uda.method != Method::T2s && self.t2s.target_queries > 0 {
+            notes.push(format!("t2s.target_queries = {} is for uda.method = \"t2s\": not used here", self.t2s.target_queries));
+        }
         if self.data.eval.is_empty() {
             notes.push("no [[data.eval]]: the run is never evaluated and writes no best.safetensors".into());
         }

@@ -287,16 +287,29 @@ fn nonsense_values_are_refused_by_name() {
     assert!(refused("data.rcs.temperature=0").starts_with("data.rcs.temperature = 0 must be a positive number"));
     assert!(refused("t2s.queries=0").starts_with("t2s.queries = 0: the contrastive term needs queries"));
     assert!(RunConfig::parse(MINIMAL, &["t2s.queries=0".into(), "t2s.contrastive_weight=0".into()]).is_ok());
-    let e = RunConfig::parse(MINIMAL, &["uda.method=dacs".into(), "t2s.target_queries=10".into()]).unwrap_err();
+    let e = RunConfig::parse(MINIMAL, &["t2s.contrastive_weight=0".into(), "t2s.target_queries=10".into()]).unwrap_err();
     assert!(e.starts_with("t2s.target_queries = 10 draws queries"), "{e}");
+    // Another method does not use them (the demo's source-only and dacs runs share its --set): a note.
+    let c = RunConfig::parse(MINIMAL, &["uda.method=dacs".into(), "t2s.target_queries=10".into()]).unwrap();
+    assert!(c.notes().contains(&"t2s.target_queries = 10 is for uda.method = \"t2s\": not used here".to_string()), "{:?}", c.notes());
     // MIC's grid of one block would mask whole images (round(512 / 400) = 1 both ways).
     let mic = |b: &str| RunConfig::parse(MINIMAL, &["uda.mic=true".into(), format!("uda.mic_block_size={b}")]);
     assert!(mic("400").unwrap_err().starts_with("uda.mic_block_size = 400 makes one block of data.crop = [512, 512]"));
     assert!(mic("256").is_ok());
     // Feature-distance classes are the network's.
-    let fdist = |c: &str| RunConfig::parse(MINIMAL, &["model.preset=\"deeplabv2-r18\"".into(), format!("uda.fdist_classes={c}")]);
-    assert_eq!(fdist("[6, 19]").unwrap_err(), "uda.fdist_classes holds 19, not a class of this network's 19 (train ids 0 to 18)");
-    assert!(fdist("[6, 18]").is_ok());
+    let fdist = |c: &str, pretrained: bool| {
+        let mut sets = vec!["model.preset=\"deeplabv2-r18\"".to_string(), format!("uda.fdist_classes={c}")];
+        sets.extend(pretrained.then(|| "model.pretrained=w.pth".to_string()));
+        RunConfig::parse(MINIMAL, &sets)
+    };
+    assert!(fdist("[6, 19]", true)
+        .unwrap_err()
+        .starts_with("uda.fdist_classes holds 19, not a class of this network's 19 (train ids 0 to 18)"));
+    assert!(fdist("[6, 18]", true).is_ok());
+    // Off (no pretrained weights), the default Cityscapes ids do not stop a network of 5 classes.
+    assert!(fdist("[6, 19]", false).is_ok());
+    let five = "model.network={ num_classes = 5, backbone = { type = \"resnet\", depth = 50 }, decode_head = { type = \"deeplabv2\" } }";
+    assert!(RunConfig::parse(MINIMAL, &[five.to_string(), "uda.method=dacs".into()]).is_ok());
     // The teacher is self-training's: source-only runs have none to evaluate.
     let teacher = r#"eval.weights="teacher""#.to_string();
     assert!(RunConfig::parse(MINIMAL, std::slice::from_ref(&teacher)).is_ok());

@@ -76,9 +76,11 @@ impl RunConfig {
             self.validate_feature_distance_crop(&network)?;
             self.validate_min_side(&network)?;
             self.validate_recompute(&network)?;
-            if let Some(id) = self.uda.fdist_classes.iter().find(|&&c| c >= network.num_classes) {
+            // The default is Cityscapes' thing classes: checked only where the distance is on.
+            let outside = self.uda.fdist_classes.iter().find(|&&c| c >= network.num_classes);
+            if let (Some(id), true) = (outside, self.feature_distance_on()) {
                 return Err(format!(
-                    "uda.fdist_classes holds {id}, not a class of this network's {} (train ids 0 to {})",
+                    "uda.fdist_classes holds {id}, not a class of this network's {} (train ids 0 to {}): list this label space's thing classes, or set uda.fdist_lambda = 0",
                     network.num_classes,
                     network.num_classes - 1
                 ));
@@ -212,9 +214,9 @@ impl RunConfig {
                 "t2s.queries = 0: the contrastive term needs queries (T2S-DA: 19 × 256 = 4,864), or set t2s.contrastive_weight = 0".into(),
             );
         }
-        if t.target_queries > 0 && !(contrastive && self.data.target.is_some()) {
+        if self.uda.method == Method::T2s && t.target_queries > 0 && !(contrastive && self.data.target.is_some()) {
             return Err(format!(
-                "t2s.target_queries = {} draws queries for the contrastive term from the target: it needs uda.method = \"t2s\", t2s.contrastive_weight > 0 and a [data.target] (or set it to 0)",
+                "t2s.target_queries = {} draws queries for the contrastive term from the target: it needs t2s.contrastive_weight > 0 and a [data.target] (or set it to 0)",
                 t.target_queries
             ));
         }

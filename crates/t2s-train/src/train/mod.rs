@@ -131,6 +131,7 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         // Rank 0 wrote it; this process may not see the run folder (it needs to only to resume).
         (None, false) => checkpoint::checkpoint_dir(&opts.run_dir, run.state.iter),
     };
+    let stopped_elsewhere = interrupted && stopped_elsewhere;
     let interrupted = interrupted || run.state.iter < total;
     let selected_on = run.evals.get(run.select).map(|(_, opened)| opened.name.clone());
     Ok(TrainSummary {
@@ -139,7 +140,7 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         best: run.state.best,
         selected_on,
         interrupted,
-        stopped_elsewhere: interrupted && stopped_elsewhere,
+        stopped_elsewhere,
         last_eval: books.last_eval,
     })
 }
@@ -176,7 +177,7 @@ fn resume_point(cfg: &RunConfig, opts: &TrainOptions) -> Result<Option<TrainSumm
         iter,
         checkpoint: dir,
         best: state.best,
-        selected_on: cfg.eval.select_on.clone(),
+        selected_on: cfg.eval.select_on.clone().or_else(|| cfg.data.eval.first().and_then(|s| s.name.clone())),
         interrupted: iter < total,
         stopped_elsewhere: false,
         last_eval: Vec::new(),

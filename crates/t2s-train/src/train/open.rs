@@ -144,9 +144,9 @@ fn open_sets(cfg: &RunConfig, network: &SegmentorConfig, events: &dyn Fn(TrainEv
             Ok((s.clone(), opened))
         })
         .collect::<Result<_>>()?;
+    // Not the target: its labels are never read (an unlabelled folder falls back to Cityscapes' names).
     let space = source.dataset.label_space();
-    let others = target.iter().map(|(_, t)| (t, "data.target".to_string()));
-    for (set, setting) in others.chain(evals.iter().enumerate().map(|(i, (_, e))| (e, format!("data.eval[{i}]")))) {
+    for (set, setting) in evals.iter().enumerate().map(|(i, (_, e))| (e, format!("data.eval[{i}]"))) {
         if let Some(warning) = class_order_differs(space, set.dataset.label_space()) {
             events(TrainEvent::Warning(format!(
                 "{setting} ({}) and data.source ({}) name their classes differently: {warning}; train ids must mean the same class in both (check their mapping files)",
