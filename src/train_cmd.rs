@@ -113,6 +113,9 @@ fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
             let socket = std::net::UdpSocket::bind("0.0.0.0:0").context("finding this machine's address")?;
             socket.connect((host.as_str(), port)).with_context(|| format!("--coordinator {coordinator}: cannot resolve {host}"))?;
             let ip = socket.local_addr().context("finding this machine's address")?.ip();
+            if let Some(warning) = loopback_warning(&host, ip) {
+                eprintln!("warning: {warning}");
+            }
             let own = u16::try_from(usize::from(port) + 1 + a.node_rank)
                 .ok()
                 .with_context(|| format!("--coordinator {coordinator}: the port leaves no room for node ports; give --node-address"))?;
@@ -133,6 +136,19 @@ fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
         replicas::start_coordinator(port)?;
     }
     Ok(Some(replicas::Nodes { count: a.nodes, coordinator, address }))
+}
+
+/// A warning when this node would be reached at a loopback address although the coordinator is
+/// named, not a loopback address itself: the hostname resolves to 127.0.0.1 or 127.0.1.1 (as in
+/// Debian's /etc/hosts), and the other machines could not reach this one there.
+fn loopback_warning(coordinator_host: &str, ip: std::net::IpAddr) -> Option<String> {
+    let host_is_loopback = coordinator_host == "localhost"
+        || coordinator_host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+    (ip.is_loopback() && !host_is_loopback).then(|| {
+        format!(
+            "this node would be reached at {ip}, a loopback address ({coordinator_host} resolves to this machine's loopback): other machines cannot reach it there; give --node-address HOST:PORT with an address they can"
+        )
+    })
 }
 
 /// The command, run on the selected backend (with autodiff).
@@ -319,5 +335,22 @@ impl ReplicaTask for Train {
             std::process::exit(STOPPED_ELSEWHERE);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_warning;
+
+    #[test]
+    fn a_named_coordinator_resolving_to_loopback_is_warned_about() {
+        let loopback: std::net::IpAddr = "127.0.1.1".parse().unwrap();
+        let w = loopback_warning("node0", loopback).unwrap();
+        assert!(w.starts_with("this node would be reached at 127.0.1.1, a loopback address (node0 resolves"), "{w}");
+        // One machine on purpose (tests, a laptop), or a real address: nothing to say.
+        assert_eq!(loopback_warning("127.0.0.1", "127.0.0.1".parse().unwrap()), None);
+        assert_eq!(loopback_warning("localhost", "127.0.0.1".parse().unwrap()), None);
+        assert_eq!(loopback_warning("[::1]", "::1".parse().unwrap()), None);
+        assert_eq!(loopback_warning("node0", "10.0.0.5".parse().unwrap()), None);
     }
 }

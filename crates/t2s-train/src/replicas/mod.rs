@@ -198,7 +198,8 @@ fn within<T: Send + 'static>(
 fn explain(e: &CollectiveError) -> String {
     let text = format!("{e:?}");
     if text.contains("PeerLost") {
-        format!("the connection to another machine was lost; it has stopped (its output says why) ({text})")
+        // Burn numbers nodes in the order they reached the coordinator, not by --node-rank.
+        format!("the connection to another machine was lost; it has stopped (its output says why) ({text}; Burn's NodeId counts nodes in the order they arrived, not by --node-rank)")
     } else if text.contains("PeerSentIncoherentTensor") {
         format!(
             "another machine sent a tensor of another size: every node must run the same configuration (network, classes, batch) ({text})"
