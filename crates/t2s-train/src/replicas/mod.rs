@@ -167,9 +167,9 @@ fn within<T: Send + 'static>(
             let why = if across_machines() && what == JOINING {
                 "a node has not started, or was started with another --nodes or --coordinator (or has stopped: its output says why)"
             } else if across_machines() {
-                "one of them has stopped or the connection to another machine was lost (their output says why)"
+                "one of them has stopped or the connection to another machine was lost (their output says why), or rank 0 evaluated or saved for longer than --replica-timeout (raise it above that)"
             } else {
-                "one of them has stopped (its output says why)"
+                "one of them has stopped (its output says why), or rank 0 evaluated or saved for longer than --replica-timeout (raise it above that)"
             };
             return Err(TrainError::Replica(format!(
                 "replica {} of {}: {what}: the other replicas did not answer within {} s; {why}",
