@@ -94,8 +94,8 @@ impl BackendTask for Demo {
         refuse_per_run_keys(&a.overrides)?;
         // The built-in file's length and warm-up: a `--set` of a whole table (`schedule={…}`)
         // resets the keys it leaves out to the library's defaults (40,000 iterations).
-        let file = RunConfig::parse(DEMO_CONFIG, &[]).map_err(anyhow::Error::msg).context("the demo configuration")?;
-        let mut base = RunConfig::parse(DEMO_CONFIG, &a.overrides).map_err(anyhow::Error::msg).context("the demo configuration")?;
+        let file = RunConfig::parse(DEMO_CONFIG, &[]).context("the demo configuration")?;
+        let mut base = RunConfig::parse(DEMO_CONFIG, &a.overrides).context("the demo configuration")?;
         let iters = a.iters.unwrap_or(if a.quick { 60 } else { file.schedule.max_iters });
         if iters < 4 {
             bail!("--iters {iters}: give at least 4 iterations");

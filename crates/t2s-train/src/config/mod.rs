@@ -72,12 +72,16 @@ impl RunConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| TrainError::Config { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
-        Self::parse(&text, overrides).map_err(|message| TrainError::Config { path: path.to_path_buf(), message })
+        Self::parse(&text, overrides).map_err(|e| TrainError::Config { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// [`RunConfig::load`] on a string (the error message without the file name). An error in the
     /// file points at its line as written; one that an override brings in names the `--set`.
-    pub fn parse(text: &str, overrides: &[String]) -> std::result::Result<Self, String> {
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        Self::parse_text(text, overrides).map_err(TrainError::Usage)
+    }
+
+    fn parse_text(text: &str, overrides: &[String]) -> std::result::Result<Self, String> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
         let from_file = |e: String| diagnose::explain(&e, text, None);
         check_sets(&table).map_err(from_file)?;
@@ -98,7 +102,7 @@ impl RunConfig {
         }
         check_sets(&table).map_err(from_file)?;
         let config: RunConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| from_file(e.to_string()))?;
-        config.validate()?;
+        config.check()?;
         Ok(config)
     }
 

@@ -7,7 +7,12 @@ use super::{EvalWeights, Method, OptimizerKind, Recompute, RunConfig, SetReader,
 
 impl RunConfig {
     /// Checks that the settings fit together; messages name the setting and what to do.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
+        self.check().map_err(crate::TrainError::Usage)
+    }
+
+    /// [`validate`](Self::validate), its message alone.
+    pub(super) fn check(&self) -> std::result::Result<(), String> {
         // `t2s` without a target set is domain generalisation (method.md §8); `dacs` needs one.
         if self.uda.method == Method::Dacs && self.data.target.is_none() {
             return Err(

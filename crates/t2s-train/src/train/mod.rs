@@ -42,7 +42,7 @@ use step::{self_training_step, source_only_step, StepBatches, StepImages, StepOu
 /// optimiser step; rank 0 alone writes the run folder.
 pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device: &B::Device) -> Result<TrainSummary> {
     // A configuration built in code, not through `RunConfig::load`, is checked here.
-    cfg.validate().map_err(TrainError::Usage)?;
+    cfg.validate()?;
     let replica = opts.replica.filter(|r| r.count > 1);
     if opts.resume {
         let reached = resume_point(cfg, opts).map_err(|e| checkpoint::with_earlier_checkpoints(e, &opts.run_dir))?;
