@@ -80,6 +80,11 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
     for note in cfg.notes() {
         (opts.events)(TrainEvent::Note(note));
     }
+    // Before the datasets' scan (minutes on GTA5), not after it.
+    if let Some(w) = cfg.model.pretrained.as_deref().filter(|w| !w.is_file()) {
+        let what = if w.is_dir() { "a folder; give a weight file" } else { "no such file" };
+        return Err(TrainError::Usage(format!("model.pretrained {}: {what}", w.display())));
+    }
     let sets = open_sets(cfg, &network, opts.events)?;
     let select = selected_set(cfg, &sets.evals)?;
     let source_order = source_order(cfg, &sets.source, network.num_classes, opts.events)?;
