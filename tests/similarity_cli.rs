@@ -127,7 +127,8 @@ fn similarity_needs_a_projection_head_and_matching_names() {
     let o =
         t2s(d).args(["similarity", "--config", "plain.toml", "--weights", "w.safetensors", "--name", "a", "--name", "b"]).output().unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--name"), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("2 --name for 1 --weights: give one name per weights file, or none"), "{e}");
 }
 
 /// `--space decoder`: prototypes of the feature the classifier reads, on a network without a

@@ -357,6 +357,7 @@ mod tests {
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
         let shift = mean(&t) - mean(&s);
         let out = Fda::new(0.0).unwrap().apply(&s, &t, h, w).unwrap();
+        assert_eq!(out.len(), s.len());
         for (o, x) in out.iter().zip(&s) {
             assert!((o - (x + shift)).abs() < 1e-3);
         }
@@ -368,6 +369,7 @@ mod tests {
         let img: Vec<f32> = (0..3 * h * w).map(|i| ((i * 31) % 256) as f32).collect();
         let fda = Fda::new(0.2).unwrap();
         let out = fda.apply(&img, &img, h, w).unwrap();
+        assert_eq!(out.len(), img.len());
         assert!(out.iter().zip(&img).all(|(a, b)| (a - b).abs() < 1e-3));
         let err = fda.apply(&img, &img[..h * w], h, w).unwrap_err().to_string();
         assert!(err.contains("same size"), "{err}");

@@ -436,7 +436,8 @@ mod tests {
             }
         }
         let zero = Loader::new(Arc::new(Synthetic::new(3)), training(), SampleOrder::Shuffle, LoaderConfig { stride: 0, ..cfg });
-        assert!(zero.err().is_some_and(|e| e.to_string().contains("stride")));
+        let e = zero.err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("loader stride: must be at least 1"));
     }
 
     #[test]

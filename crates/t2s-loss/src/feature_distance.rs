@@ -58,6 +58,7 @@ mod tests {
                                                             // d/ds of ‖s − t‖/2 at pixel 0 = (3, 4)/5/2, pixel 2 = (1, 0)/2; pixel 1 unmasked → 0.
         let g = s.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
         let want = [0.3, 0.0, 0.5, 0.4, 0.0, 0.0];
+        assert_eq!(g.len(), want.len());
         for (a, b) in g.iter().zip(want) {
             assert!((a - b).abs() < 1e-5 && a.is_finite(), "{g:?}");
         }

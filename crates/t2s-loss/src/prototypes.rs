@@ -145,6 +145,7 @@ mod tests {
         bank.update(tensor(vec![3.0, 4.0, 0.0, 2.0, 5.0, 0.0, 9.0, 9.0], [4, 2]), labels(vec![0, 0, 2, 255]));
         let r = rows(&bank);
         let s = (0.3f32 * 0.3 + 0.9 * 0.9).sqrt();
+        assert_eq!(r.len(), 6);
         for (got, want) in r.iter().zip([0.3 / s, 0.9 / s, 0.0, 0.0, 1.0, 0.0]) {
             assert!((got - want).abs() < 1e-6, "{r:?}");
         }
@@ -154,6 +155,7 @@ mod tests {
         bank.update(tensor(vec![0.0, 7.0, -2.0, 0.0], [2, 2]), labels(vec![2, 1]));
         let r = rows(&bank);
         let n = (0.81f32 + 0.01).sqrt();
+        assert_eq!(r.len(), 6);
         for (got, want) in r.iter().zip([0.3 / s, 0.9 / s, -1.0, 0.0, 0.9 / n, 0.1 / n]) {
             assert!((got - want).abs() < 1e-6, "{r:?}");
         }

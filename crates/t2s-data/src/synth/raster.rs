@@ -224,6 +224,7 @@ mod tests {
         // Its depth grows towards the vanishing point.
         let row = 16;
         let zs: Vec<f32> = (33..64).filter(|&col| c.label[row * 64 + col] == 2).map(|col| c.depth[row * 64 + col]).collect();
+        assert!(zs.len() > 10 && zs[0] > zs[zs.len() - 1], "{zs:?}");
         assert!(zs.windows(2).all(|w| w[0] >= w[1]), "{zs:?}");
     }
 

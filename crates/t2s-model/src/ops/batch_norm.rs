@@ -125,7 +125,9 @@ mod tests {
         bn.beta = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(beta.to_vec(), [4]), &device));
         let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device), 1);
         let (want, means, vars) = reference(&x, shape, &gamma, &beta, 1e-5);
-        for (g, w) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&want) {
+        let out = out.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(out.len(), want.len());
+        for (g, w) in out.iter().zip(&want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
         }
         // PyTorch: running = 0.9·running + 0.1·batch, the variance unbiased (30 values per channel).
@@ -145,7 +147,9 @@ mod tests {
         let bn = crate::nets::conv_bn::batch_norm::<Flex>(3, &device);
         let out = batch_norm_2d(&bn, Tensor::from_data(TensorData::new(x.clone(), shape), &device), 1);
         // Fresh running stats (mean 0, var 1): y = x / sqrt(1 + ε).
-        for (g, v) in out.into_data().to_vec::<f32>().unwrap().iter().zip(&x) {
+        let out = out.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(out.len(), x.len());
+        for (g, v) in out.iter().zip(&x) {
             assert!((*g as f64 - *v as f64 / (1.0f64 + 1e-5).sqrt()).abs() < 1e-6);
         }
         // The gradient of a weighted sum equals the one through Burn's own BatchNorm.

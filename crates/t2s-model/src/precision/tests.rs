@@ -70,7 +70,7 @@ fn compute_copy_casts_every_weight_but_the_normalisation_layers() {
         // f32 is the network itself.
         let mut same = DTypes(HashMap::new());
         compute_copy(net, Precision::F32).visit(&mut same);
-        assert!(same.0.values().all(|d| *d == DType::F32));
+        assert!(same.0.len() == dtypes.0.len() && same.0.values().all(|d| *d == DType::F32));
     }
 }
 

@@ -105,7 +105,9 @@ mod tests {
         let student = student.map(&mut AddOne);
         let t0 = values(teacher.fc.weight.val());
         let teacher = ema_update(teacher, &student, 0.9);
-        for (t, o) in values(teacher.fc.weight.val()).iter().zip(&t0) {
+        let blended = values(teacher.fc.weight.val());
+        assert_eq!(blended.len(), t0.len());
+        for (t, o) in blended.iter().zip(&t0) {
             assert!((t - (o + 0.1)).abs() < 1e-6, "{t} vs {o}");
         }
         assert!(values(teacher.bn.gamma.val()).iter().all(|g| (g - 1.1).abs() < 1e-6));

@@ -154,7 +154,7 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         std::fs::write(other.path().join(LOCK_FILE), format!("pid {dead}\nhost another-node\n")).unwrap();
         let e = RunLock::acquire(other.path(), &events).unwrap_err().to_string();
-        assert!(e.contains("another-node"), "{e}");
+        assert!(e.contains(&format!("process {dead} on another-node")), "{e}");
         assert_eq!(held_by_another(other.path()).as_deref(), Some(e.as_str()));
     }
 }
