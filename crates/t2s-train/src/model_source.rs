@@ -141,6 +141,20 @@ pub fn load_model<B: Backend>(
     }
 }
 
+/// Refuses weights `w` (given as `setting`) that are a folder or no file at all.
+pub fn weight_file_exists(w: &Path, setting: &str) -> Result<()> {
+    if w.is_dir() {
+        return Err(TrainError::Usage(format!(
+            "{setting} {}: a folder; give a weight file (a checkpoint's student.safetensors or teacher.safetensors, or a .pth)",
+            w.display()
+        )));
+    }
+    if !w.is_file() {
+        return Err(TrainError::Usage(format!("{setting} {}: no such file", w.display())));
+    }
+    Ok(())
+}
+
 /// [`load_model`] with the network already resolved (e.g. from a run configuration's `[model]`).
 /// Weights that no file gives (a fresh network, the heads of a backbone-only checkpoint) are
 /// drawn from `seed` on the host, the same on every backend
@@ -155,20 +169,13 @@ pub fn load_model_from<B: Backend>(
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let stored = match weights {
-        Some(w) if w.is_file() => {
+        Some(w) => {
+            weight_file_exists(w, names.weights)?;
             if is_safetensors_name(w) {
                 not_safetensors(w, names.weights)?;
             }
             read_t2s_config(w)?
         }
-        Some(w) if w.is_dir() => {
-            return Err(TrainError::Usage(format!(
-                "{} {}: a folder; give a weight file (a checkpoint's student.safetensors or teacher.safetensors, or a .pth)",
-                names.weights,
-                w.display()
-            )))
-        }
-        Some(w) => return Err(TrainError::Usage(format!("{} {}: no such file", names.weights, w.display()))),
         None => None,
     };
     let config = match (model, &stored, weights) {

@@ -81,9 +81,8 @@ pub(super) fn open_run<B: T2sAutodiffBackend>(
         (opts.events)(TrainEvent::Note(note));
     }
     // Before the datasets' scan (minutes on GTA5), not after it.
-    if let Some(w) = cfg.model.pretrained.as_deref().filter(|w| !w.is_file()) {
-        let what = if w.is_dir() { "a folder; give a weight file" } else { "no such file" };
-        return Err(TrainError::Usage(format!("model.pretrained {}: {what}", w.display())));
+    if let Some(w) = cfg.model.pretrained.as_deref() {
+        crate::model_source::weight_file_exists(w, crate::Sources::RUN.weights)?;
     }
     let sets = open_sets(cfg, &network, opts.events)?;
     let select = selected_set(cfg, &sets.evals)?;
