@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks a CUDA build of t2s on an NVIDIA machine against the CPU backend on the same inputs,
-# and times inference. Usage: scripts/gpu_check.sh <path to t2s binary> <output folder>
+# and times inference. Usage: scripts/gpu_check.sh <t2s binary or .xz> <output folder>
 # Environment: DEVICES (default "cuda", e.g. "cuda wgpu"; wgpu needs a Vulkan loader and driver),
 # WGPU=1 (same as adding wgpu), TIMING=0 skips the full-size timing part, PREDICT_TIMEOUT
 # (seconds per prediction run, default 180: a cold kernel cache compiles for minutes, docs/gpu.md),
@@ -11,6 +11,7 @@ set -uo pipefail
 T2S="$1"; OUT="$2"; mkdir -p "$OUT"
 DEVICES="${DEVICES:-cuda}${WGPU:+ wgpu}"
 W=$(mktemp -d)
+case "$T2S" in *.xz) xz -dc "$T2S" > "$W/t2s" && chmod +x "$W/t2s" && T2S="$W/t2s" ;; esac
 FIX=crates/t2s-model/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 

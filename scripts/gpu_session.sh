@@ -127,7 +127,7 @@ B=""; for b in bench_autotune bench; do [ -x "$W/$b" ] && { B=$b; break; }; done
   rm -f "$W/pytorch_loss.jsonl"
   PYTHONUNBUFFERED=1 timeout 45 python3 scripts/bench_contrastive.py --device cuda --iters 30 --json "$W/pytorch_loss.jsonl"
   PYTHONUNBUFFERED=1 timeout 45 python3 scripts/bench_contrastive.py --device cuda --iters 30 --keys 65536 --json "$W/pytorch_loss.jsonl"
-  # docs/loss_bench.json: t2s fused, t2s tensor operations and PyTorch, this run, this GPU.
+  # loss_bench.json (committed as docs/loss_bench.json): t2s fused, t2s tensor operations and PyTorch, this run, this GPU.
   python3 scripts/loss_bench_json.py "$W/criterion_loss" "$W/pytorch_loss.jsonl" cuda \
     "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" "$("$W/t2s" --version 2>/dev/null | sed -n 's/.*(git \(.*\))/\1/p')" > "$OUT/loss_bench.json"
   cat "$OUT/loss_bench.json"

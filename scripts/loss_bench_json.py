@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""docs/loss_bench.json from one GPU session's loss-kernel measurements: the criterion results of
+"""The figures of docs/loss_bench.json (issue 24's format; committed after a GPU session) from one
+GPU session's loss-kernel measurements: the criterion results of
 `benches/contrastive_loss.rs` (t2s fused and tensor-operation forms) and the JSON lines of
 `scripts/bench_contrastive.py --json` (PyTorch), measured back to back on the same device.
 

@@ -1,6 +1,6 @@
 //! Interleaved `HWC` u8 images to planar `CHW` buffers, and ImageNet normalisation of planar
 //! data. Network input is `[3, H, W]` f32; FDA, ClassMix and the strong augmentation work on
-//! planar raw 0–255 values before normalisation (docs/datasets.md, "Conventions").
+//! planar raw 0–255 values before normalisation.
 
 use image::RgbImage;
 

@@ -179,7 +179,7 @@ mod tests {
     const CASES: [(usize, usize, usize, usize); 8] =
         [(1, 1, 0, 1), (1, 2, 0, 1), (2, 2, 0, 1), (4, 4, 0, 1), (3, 1, 1, 1), (3, 1, 2, 2), (3, 2, 1, 1), (7, 4, 3, 1)];
 
-    /// Forward pass against the f64 loop reference of `F.conv2d` (mit.rs's test helper).
+    /// Forward pass against the f64 loop reference of `F.conv2d` (the helper of nets/mit/tests.rs).
     #[test]
     fn matches_loop_reference() {
         for (k, s, p, d) in CASES {

@@ -1,5 +1,5 @@
 //! Run configuration: a TOML file with the sections `[model]`, `[data]`, `[uda]`, `[t2s]`,
-//! `[optim]`, `[schedule]`, `[train]`, `[eval]`, `[run]` (architecture.md "Configuration"). Unknown keys are
+//! `[optim]`, `[schedule]`, `[train]`, `[eval]`, `[run]`, one file each. Unknown keys are
 //! rejected with their name, every field has a documented default, and `--set a.b=value`
 //! overrides any key before validation.
 
