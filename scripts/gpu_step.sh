@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One T2S-DA training step, t2s against its PyTorch reference (scripts/torch_step.py), back to back
-# on the same GPU in one run, for every configuration in RUNS; writes OUT/gpu_step.json (the
-# figures docs/gpu_step.json keeps) and OUT/gpu_step.md (the table for docs/gpu.md).
+# on the same GPU in one run, for every configuration in RUNS; writes OUT/gpu_step.json (issue
+# 23's format, committed as docs/gpu_step.json after a GPU session) and OUT/gpu_step.md (the table for docs/gpu.md).
 #
 #   t2s:     `t2s train` on configs/synthetic_daformer_t2s.toml (MiT-B5 + DAFormer, 512×512, batch
 #            2 + 2) for WARMUP + ITERS iterations; seconds per iteration = the median of the logged
 #            `sec_per_iter` after WARMUP (the first ~10 compile kernels); peak = the largest device
-#            memory nvidia-smi reports for the process, sampled every second.
+#            memory nvidia-smi reports for the process, sampled every second (and the largest
+#            `mem_mib` of the metrics lines: the allocator's reserved pages).
 #   pytorch: scripts/torch_step.py with the same batch, crop and passes; the median of ITERS timed
 #            steps after its own warm-up; peak from nvidia-smi as well (and max_memory_allocated).
 #
@@ -58,9 +59,13 @@ try:
 except OSError:
     recs = []
 steady = [r["sec_per_iter"] for r in recs if "sec_per_iter" in r and r["iter"] > int(warmup)]
+# t2s's own reading of its allocator on each metrics line (reserved; in use after the step).
+reserved = [r["mem_mib"] for r in recs if "mem_mib" in r]
+in_use = [r["mem_in_use_mib"] for r in recs if "mem_in_use_mib" in r]
 print(json.dumps({"name": name, "impl": "t2s", "precision": precision, "student_passes": passes, "recompute": recompute,
                   "s_per_iter": statistics.median(steady) if steady else None,
-                  "peak_mib": None if peak == "null" else int(peak), "iters": len(steady), "exit": int(rc)}))
+                  "peak_mib": None if peak == "null" else int(peak), "iters": len(steady), "exit": int(rc),
+                  "reserved_mib": max(reserved) if reserved else None, "in_use_mib": max(in_use) if in_use else None}))
 EOF
   echo "== pytorch $precision $passes recompute=$recompute"
   flag=""; [ "$precision" = bf16 ] && flag="--bf16"

@@ -26,15 +26,80 @@ pub fn cache_dir() -> Option<PathBuf> {
 /// Installs CubeCL's configuration before any GPU work: the user's `cubecl.toml` / `burn.toml` and
 /// `CUBECL_*` variables still apply, and where they leave the compiled-kernel cache off and the
 /// autotune cache at its default, both go to [`cache_dir`]. Must run before the first GPU call.
-pub fn configure() {
-    let Some(dir) = cache_dir() else { return };
-    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-    if config.compilation.cache.is_none() {
-        config.compilation.cache = Some(CacheConfig::File(dir.clone()));
-    }
-    if matches!(config.autotune.cache, CacheConfig::Target) {
-        config.autotune.cache = CacheConfig::File(dir);
+/// A configuration file that does not parse is an error naming it (CubeCL's own reader panics).
+pub fn configure() -> anyhow::Result<()> {
+    let mut config = user_config()?.override_from_env();
+    if let Some(dir) = cache_dir() {
+        if config.compilation.cache.is_none() {
+            config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+        }
+        if matches!(config.autotune.cache, CacheConfig::Target) {
+            config.autotune.cache = CacheConfig::File(dir);
+        }
     }
     // `set` panics once the configuration has been read; `main` calls this before any GPU work.
     CubeClRuntimeConfig::set(config);
+    Ok(())
+}
+
+/// CubeCL's configuration as `CubeClRuntimeConfig::from_current_dir` finds it: the first of
+/// `cubecl.toml`, `CubeCL.toml` (the whole file) or `burn.toml`, `Burn.toml` (its `[cubecl]`
+/// table) in the current folder or the nearest parent holding one; the defaults without one.
+fn user_config() -> anyhow::Result<CubeClRuntimeConfig> {
+    match std::env::current_dir() {
+        Ok(dir) => config_above(dir),
+        Err(_) => Ok(CubeClRuntimeConfig::default()),
+    }
+}
+
+/// [`user_config`] from `dir` up.
+fn config_above(mut dir: PathBuf) -> anyhow::Result<CubeClRuntimeConfig> {
+    loop {
+        for (name, section) in [("cubecl.toml", None), ("CubeCL.toml", None), ("burn.toml", Some("cubecl")), ("Burn.toml", Some("cubecl"))]
+        {
+            let path = dir.join(name);
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let bad = |e: toml::de::Error| {
+                anyhow::anyhow!(
+                    "{}: not a CubeCL configuration ({}); fix or remove the file (it configures the GPU backends)",
+                    path.display(),
+                    e.message()
+                )
+            };
+            let table: toml::Table = toml::from_str(&text).map_err(bad)?;
+            let value = match section {
+                None => toml::Value::Table(table),
+                Some(key) => match table.get(key) {
+                    Some(v) => v.clone(),
+                    None => continue,
+                },
+            };
+            return value.try_into().map_err(bad);
+        }
+        if !dir.pop() {
+            return Ok(CubeClRuntimeConfig::default());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written files are read as CubeCL reads them (a `burn.toml` without `[cubecl]` is passed
+    /// over), and one that does not parse is named.
+    #[test]
+    fn reads_and_names_configuration_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("a/b");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(dir.path().join("a/burn.toml"), "[other]\nx = 1\n").unwrap();
+        std::fs::write(dir.path().join("cubecl.toml"), "[autotune]\nlevel = \"full\"\n").unwrap();
+        let found = config_above(inner.clone()).unwrap();
+        assert!(matches!(found.autotune.level, burn::cubecl::config::autotune::AutotuneLevel::Full), "{:?}", found.autotune.level);
+
+        std::fs::write(dir.path().join("a/burn.toml"), "[cubecl\n").unwrap();
+        let err = config_above(inner).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: not a CubeCL configuration", dir.path().join("a/burn.toml").display())), "{err}");
+    }
 }

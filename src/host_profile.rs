@@ -36,6 +36,12 @@ pub fn table_path(svg: &Path) -> PathBuf {
 /// Starts sampling `after` from now, for `length` (or until [`HostProfile::finish`]), and writes
 /// the flamegraph to `svg` and the table to [`table_path`]`(svg)`.
 pub fn start(svg: PathBuf, after: Duration, length: Option<Duration>) -> Result<HostProfile> {
+    if table_path(&svg) == svg {
+        anyhow::bail!(
+            "--profile-host {}: give the flamegraph's file (e.g. host.svg); the table is written beside it as .txt",
+            svg.display()
+        );
+    }
     if let Some(dir) = svg.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("--profile-host: creating {}", dir.display()))?;
     }
@@ -145,6 +151,13 @@ mod tests {
 
     fn stack(thread: &str, names: &[&str], n: isize) -> (String, Vec<String>, isize) {
         (thread.to_string(), names.iter().map(|s| s.to_string()).collect(), n)
+    }
+
+    /// A `.txt` name would be both outputs: refused, before any sampling.
+    #[test]
+    fn the_table_cannot_overwrite_the_flamegraph() {
+        let e = start(PathBuf::from("out/host.txt"), Duration::ZERO, None).err().unwrap().to_string();
+        assert_eq!(e, "--profile-host out/host.txt: give the flamegraph's file (e.g. host.svg); the table is written beside it as .txt");
     }
 
     #[test]

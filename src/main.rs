@@ -43,7 +43,10 @@ fn main() {
     }
     t2s_train::train::run_dir::set_program_revision(env!("T2S_REVISION"));
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    gpu_cache::configure();
+    if let Err(err) = gpu_cache::configure() {
+        eprintln!("error: {}", error_chain(&err));
+        std::process::exit(1);
+    }
     if let Err(err) = with_host_profile(cli) {
         eprintln!("error: {}", error_chain(&err));
         std::process::exit(1);
@@ -105,7 +108,9 @@ fn run(cli: Cli) -> Result<()> {
         eprintln!("device: {selected}");
         Ok(selected)
     };
-    let command_line = || std::env::args().collect::<Vec<_>>().join(" ");
+    // `args_os`: a path argument need not be UTF-8 (`args` would panic on it); command.txt
+    // records such a name lossily.
+    let command_line = || std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
     match cli.command {
         Command::Predict(args) => dispatch(&on_one(&cli.device)?, Predict(args)),
         // Conversion is pure data movement: always on the CPU.

@@ -86,11 +86,18 @@ fn named(rank: usize, e: &t2s_train::TrainError) -> String {
 /// usual request of a scheduler that ends a job.
 const STOPPED_ELSEWHERE: i32 = 143;
 
+/// The most machines `--nodes` takes (one port each above the coordinator's).
+const MAX_NODES: usize = 65535;
+
 /// This process's place among `--nodes` machines, or `None` for one machine; node 0 starts the
 /// coordinator.
 fn nodes(a: &TrainArgs) -> Result<Option<replicas::Nodes>> {
     if a.nodes == 0 {
         bail!("--nodes 0: give the number of machines, 1 or more");
+    }
+    // Burn counts nodes in a u32; more machines than ports could not each have one anyway.
+    if a.nodes > MAX_NODES {
+        bail!("--nodes {}: at most {MAX_NODES} machines", a.nodes);
     }
     if a.node_rank >= a.nodes {
         bail!("--node-rank {}: must be below --nodes {}", a.node_rank, a.nodes);
@@ -209,14 +216,15 @@ impl ReplicaTask for Train {
         let started = Instant::now();
         let first = std::cell::Cell::new(None::<usize>);
         let events = |event: TrainEvent| {
-            if let TrainEvent::Iteration { done, losses, .. } = event {
+            if let TrainEvent::Iteration { done, losses, memory, .. } = event {
                 let start = first.get().unwrap_or_else(|| {
                     first.set(Some(done - 1));
                     done - 1
                 });
                 let rate = (done - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 let l: Vec<String> = losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                bar.set_message(format!("{rate:.2} it/s {}", l.join(" ")));
+                let mem = memory.map(|m| format!(" mem {:.1} GiB", m.reserved as f64 / (1u64 << 30) as f64)).unwrap_or_default();
+                bar.set_message(format!("{rate:.2} it/s{mem} {}", l.join(" ")));
                 bar.set_position(done as u64);
             }
             if event == TrainEvent::Opened {
@@ -340,7 +348,30 @@ impl ReplicaTask for Train {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_warning;
+    use super::{loopback_warning, nodes, TrainArgs};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Line {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    /// `--nodes` counts are checked before any network is touched.
+    #[test]
+    fn node_counts_are_checked() {
+        let refused = |args: &[&str]| {
+            let line = Line::try_parse_from(["t2s", "--config", "run.toml"].iter().chain(args)).unwrap();
+            nodes(&line.train).unwrap_err().to_string()
+        };
+        assert_eq!(refused(&["--nodes", "0"]), "--nodes 0: give the number of machines, 1 or more");
+        assert_eq!(refused(&["--nodes", "70000"]), "--nodes 70000: at most 65535 machines");
+        assert_eq!(
+            refused(&["--nodes", "2", "--node-rank", "2", "--coordinator", "node0:29500"]),
+            "--node-rank 2: must be below --nodes 2"
+        );
+        assert_eq!(refused(&["--nodes", "2"]), "--nodes 2: give --coordinator HOST:PORT (node 0's)");
+    }
 
     #[test]
     fn a_named_coordinator_resolving_to_loopback_is_warned_about() {

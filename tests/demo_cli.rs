@@ -58,14 +58,15 @@ fn demo_writes_the_report() {
     // second demo below repeats t2s exactly). Across CPUs the last digits differ: kernels chosen
     // at run time by the CPU's vector instructions round differently (t2s, before the demo
     // re-weighted its cross-entropy, gave 0.051411973 on the machines of 2026-12-06 and
-    // 0.051409477 on an AVX2 EPYC of 2026-12-07, the same build), so
-    // the frozen values hold to 1e-5. A change of the arithmetic (initialisation, sampling, a
-    // kernel's order of sums) moves them further; then the tables in docs/results.md must be
-    // measured again, and these frozen from the new build.
+    // 0.051409477 on an AVX2 EPYC of 2026-12-07, the same build; t2s gave 0.121357936 against
+    // 0.121345434 on an AVX-512 EPYC of 2026-12-08), so the frozen values hold to 1e-4 (0.01
+    // mIoU points). A change of the arithmetic (initialisation, sampling, a kernel's order of
+    // sums) moves them further; then the tables in docs/results.md must be measured again, and
+    // these frozen from the new build.
     let frozen = [0.05133653558820638, 0.05122594226602495, 0.12134543397079461, 0.05377112354506619];
     for (m, want) in methods.iter().zip(frozen) {
         let got = results["methods"][m]["miou"].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-5, "{m}: the demo's numbers moved: {got} against {want}");
+        assert!((got - want).abs() < 1e-4, "{m}: the demo's numbers moved: {got} against {want}");
     }
     // --quick evaluates three times after the warm-up (every iteration here), so each method's
     // mIoU curve has points to draw, not one.

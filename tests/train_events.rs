@@ -30,7 +30,9 @@ fn a_run_reports_notes_and_iterations_as_events() {
             TrainEvent::Note(n) => format!("note: {n}"),
             TrainEvent::Warning(w) => format!("warning: {w}"),
             TrainEvent::Opened => "opened".into(),
-            TrainEvent::Iteration { done, until, losses } => {
+            TrainEvent::Iteration { done, until, losses, memory } => {
+                // The CPU backend has no device allocator to report.
+                assert_eq!(memory, None);
                 let names: Vec<&str> = losses.iter().map(|(k, _)| k.as_str()).collect();
                 assert!(losses.iter().all(|(_, v)| v.is_finite()), "{losses:?}");
                 format!("iteration {done}/{until}: {}", names.join(" "))

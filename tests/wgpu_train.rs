@@ -56,6 +56,19 @@ fn wgpu_trains_t2s_like_the_cpu() {
     let cpu = training_records(&dir.path().join("runs/cpu"));
     assert_eq!(gpu.len(), 3, "{gpu:?}");
     assert_eq!(cpu.len(), 3);
+    // Device memory on the GPU backend's lines, none on the CPU's. The allocator holds at least
+    // the student and the EMA teacher (plus AdamW's moments, batches and the prototypes): two
+    // f32 copies of the checkpoint's tensors, a bound that fails if another stream's pools
+    // (empty) were asked.
+    let values: usize =
+        common::weight_file(&dir.path().join("runs/wgpu/checkpoints/iter_000003/student.safetensors")).values().map(Vec::len).sum();
+    let mib = |r: &serde_json::Map<String, serde_json::Value>, k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}: {r:?}")) as f64;
+    for r in &gpu {
+        let (reserved, in_use) = (mib(r, "mem_mib"), mib(r, "mem_in_use_mib"));
+        assert!((in_use + 0.5) * (1u64 << 20) as f64 >= 2.0 * 4.0 * values as f64, "{in_use} MiB in use for {values} weights: {r:?}");
+        assert!(reserved >= in_use, "{r:?}");
+    }
+    assert!(cpu.iter().all(|r| !r.contains_key("mem_mib") && !r.contains_key("mem_in_use_mib")), "{cpu:?}");
     for k in ["loss_source", "loss_mix", "loss_pseudo_target", "loss_t2s"] {
         for r in &gpu {
             assert!(r[k].as_f64().unwrap().is_finite(), "{k}: {r:?}");

@@ -134,10 +134,11 @@ impl ClassStats {
 
     /// Adds an entry and its counts to the totals.
     pub fn insert(&mut self, name: String, entry: ImageStats) {
+        // Saturating: a hand-edited cache must not wrap the totals.
         for (t, c) in self.totals.iter_mut().zip(&entry.counts) {
-            *t += c;
+            *t = t.saturating_add(*c);
         }
-        self.ignored += entry.ignored;
+        self.ignored = self.ignored.saturating_add(entry.ignored);
         self.images.insert(name, entry);
     }
 
@@ -207,9 +208,37 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Fails as [`write_atomically`] would at `path`, without writing it: `path` a folder, or its
+/// folder missing or read-only. Checked before the hours of decoding that precede the write.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let err = |message: String| DataError::Write { path: path.to_path_buf(), message };
+    if path.is_dir() {
+        return Err(err("it is a folder; give a file name".into()));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let probe = dir.join(format!(".{file_name}.probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| err(format!("cannot create a file in {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unwritable_output_is_named_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let fine = dir.path().join("stats.json");
+        check_writable(&fine).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the probe is removed");
+        let e = check_writable(dir.path()).unwrap_err().to_string();
+        assert_eq!(e, DataError::Write { path: dir.path().into(), message: "it is a folder; give a file name".into() }.to_string());
+        let missing = dir.path().join("no/such/stats.json");
+        let e = check_writable(&missing).unwrap_err().to_string();
+        assert!(e.contains(&format!("cannot create a file in {}", dir.path().join("no/such").display())), "{e}");
+    }
 
     #[test]
     fn counting_is_hand_checked() {

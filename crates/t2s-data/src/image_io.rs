@@ -31,6 +31,19 @@ fn decode(path: &Path, orient: bool) -> Result<(RgbImage, bool)> {
     if !path.is_file() {
         return Err(DataError::NotFound { path: path.to_path_buf(), hint: String::new() });
     }
+    decode_error_for_panic(path, || decode_file(path, orient))
+}
+
+/// `decode` of a file that is there: `f`, with a panic of a decoder on a malformed file turned
+/// into the file's decode error (the command goes on with its other files, or stops naming it).
+pub(crate) fn decode_error_for_panic<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+        Err(DataError::Decode { path: path.to_path_buf(), message: format!("the decoder failed on it ({})", what.unwrap_or_default()) })
+    })
+}
+
+fn decode_file(path: &Path, orient: bool) -> Result<(RgbImage, bool)> {
     let decode_error = |e: image::ImageError| DataError::Decode { path: path.to_path_buf(), message: e.to_string() };
     let mut decoder = image::ImageReader::open(path)
         .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
@@ -109,6 +122,19 @@ mod tests {
         for (a, b) in v.iter().zip(expect) {
             assert!((a - b).abs() < 1e-6);
         }
+    }
+
+    /// A decoder's panic becomes the file's decode error, with the panic's message.
+    #[test]
+    fn a_panicking_decoder_is_a_decode_error() {
+        let path = Path::new("broken.png");
+        let e = decode_error_for_panic::<()>(path, || panic!("index out of bounds")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            DataError::Decode { path: path.into(), message: "the decoder failed on it (index out of bounds)".into() }.to_string()
+        );
+        let e = decode_error_for_panic::<()>(path, || panic!("{} rows", 3)).unwrap_err();
+        assert!(e.to_string().contains("the decoder failed on it (3 rows)"), "{e}");
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub fn prepare_dataset(ds: &dyn DatasetReader, options: &PrepareOptions, progres
             }
         }
     };
+    // Without a cache to reuse every entry is decoded and the file written at the end: a
+    // folder that cannot take it is named now. (A current cache on a read-only dataset needs
+    // no write, so it is not probed.)
+    if ds.has_labels() && previous.is_none() {
+        crate::class_stats::check_writable(&output)?;
+    }
     let work = || -> Vec<(usize, Outcome)> {
         (0..ds.len())
             .into_par_iter()

@@ -58,10 +58,10 @@ impl RareClassSampler {
         let mut totals = vec![0u64; num_classes];
         for row in counts {
             for (t, &n) in totals.iter_mut().zip(row) {
-                *t += n;
+                *t = t.saturating_add(n);
             }
         }
-        let all: u64 = totals.iter().sum();
+        let all: u64 = totals.iter().fold(0, |s, &n| s.saturating_add(n));
         if all == 0 {
             return Err(setting("the class statistics have no labelled pixel".into()));
         }

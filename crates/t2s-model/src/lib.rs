@@ -22,6 +22,6 @@ pub use nets::masks::seed_thread_masks;
 pub use nets::segmentor::{
     Backbone, BackboneConfig, DecodeHead, DecodeHeadConfig, Encode, ParamGroups, SegOutput, Segmentor, SegmentorConfig, PRESETS,
 };
-pub use ops::backend::{T2sAutodiffBackend, T2sBackend};
+pub use ops::backend::{DeviceMemory, T2sAutodiffBackend, T2sBackend};
 pub use ops::resize::{bilinear_matrix, resize_bilinear};
 pub use precision::{compute_copy, Precision};

@@ -43,7 +43,7 @@ pub struct OpenedSet {
 fn current_counts(reader: &dyn t2s_data::DatasetReader, path: &std::path::Path) -> Option<Vec<crate::train::rcs_counts::ImageCounts>> {
     let stats = t2s_data::class_stats::read_class_stats(path).ok()??;
     (0..reader.len())
-        .map(|i| stats.current_entry(reader, i).map(|e| (e.counts.clone(), e.counts.iter().sum::<u64>() + e.ignored)))
+        .map(|i| stats.current_entry(reader, i).map(|e| (e.counts.clone(), e.counts.iter().fold(e.ignored, |s, &c| s.saturating_add(c)))))
         .collect()
 }
 

@@ -54,7 +54,7 @@ pub fn infer_logits<B: T2sBackend>(model: &Segmentor<B>, image: Tensor<B, 4>, mo
             let mut count = Tensor::<B, 4>::zeros([1, 1, h, w], &device);
             for &y in &window_starts(h, crop[0], stride[0]) {
                 for &x in &window_starts(w, crop[1], stride[1]) {
-                    let (y2, x2) = ((y + crop[0]).min(h), (x + crop[1]).min(w));
+                    let (y2, x2) = (y.saturating_add(crop[0]).min(h), x.saturating_add(crop[1]).min(w));
                     let logits = model.predict(image.clone().slice([0..n, 0..ch, y..y2, x..x2])); // [1, C, y2−y, x2−x]
                     let c = logits.dims()[1];
                     let acc = sum.take().unwrap_or_else(|| Tensor::zeros([n, c, h, w], &device));
@@ -94,6 +94,8 @@ mod tests {
         assert_eq!(window_starts(512, 512, 341), vec![0]);
         // Image smaller than the crop: one window from 0.
         assert_eq!(window_starts(300, 512, 341), vec![0]);
+        // `--crop`/`--stride` of any size: one window, no overflow.
+        assert_eq!(window_starts(300, usize::MAX, usize::MAX), vec![0]);
         assert_eq!(window_starts(10, 4, 3), vec![0, 3, 6]);
     }
 

@@ -8,7 +8,6 @@
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use t2s_data::transforms::resize::{rescale_size, resize_bilinear, resize_nearest};
 use t2s_data::{Dataset, IGNORE_LABEL};
-use t2s_model::nets::segmentor::MIN_PREDICT_SIDE;
 use t2s_model::Segmentor;
 use t2s_model::T2sBackend;
 
@@ -216,7 +215,7 @@ pub struct PrototypeOptions {
 ///
 /// Each image runs whole, as evaluation's whole-image mode, on the inference backend. Images are
 /// zero-padded (the ImageNet mean after normalisation) at the bottom and right to a multiple of
-/// `options.stride` of at least [`MIN_PREDICT_SIDE`], their labels padded with the ignore label,
+/// `options.stride` of at least the network's `min_predict_side`, their labels padded with the ignore label,
 /// so that every embedding pixel covers exactly one `stride × stride` label block.
 pub fn embedding_class_sums<B: T2sBackend>(
     model: &Segmentor<B>,
@@ -255,7 +254,7 @@ pub fn embedding_class_sums<B: T2sBackend>(
         };
         let (w, h) = (image.width() as usize, image.height() as usize);
         let s = options.stride;
-        let round_up = |v: usize| v.max(MIN_PREDICT_SIDE).div_ceil(s) * s;
+        let round_up = |v: usize| v.max(model.min_predict_side()).div_ceil(s) * s;
         let (pw, ph) = (round_up(w), round_up(h));
         let x = crate::predict::image_tensor::<B>(&image, device); // [1, 3, h, w]
         let x = if (pw, ph) == (w, h) { x } else { Tensor::zeros([1, 3, ph, pw], device).slice_assign([0..1, 0..3, 0..h, 0..w], x) }; // [1, 3, ph, pw]

@@ -73,11 +73,27 @@ impl<B: Backend> T2sState<B> {
         self.stats.weights(cfg.reweight_gamma, cfg.reweight_clamp[0], cfg.reweight_clamp[1])
     }
 
-    /// Back from [`T2sState::save`]'s output, under the resumed run's settings `cfg`: the
-    /// momenta are `cfg`'s (a `--set` on `--resume` changes them from here on), and statistics of
-    /// another kind than `cfg.reweight_statistic` start afresh, as the new kind's would.
-    pub fn restore(saved: &T2sSaved, cfg: &T2sSection, device: &B::Device) -> Result<Self> {
+    /// Back from [`T2sState::save`]'s output, under the resumed run's settings `cfg`, for a
+    /// network of `num_classes` classes and `dim`-wide embeddings (a state of other sizes is
+    /// refused: an edited or copied `state.json`): the momenta are `cfg`'s (a `--set` on
+    /// `--resume` changes them from here on), and statistics of another kind than
+    /// `cfg.reweight_statistic` start afresh, as the new kind's would.
+    pub fn restore(saved: &T2sSaved, cfg: &T2sSection, (num_classes, dim): (usize, usize), device: &B::Device) -> Result<Self> {
         let bad = |e: t2s_loss::LossError| TrainError::Usage(format!("checkpoint T2S state: {e}"));
+        let sizes = [
+            ("prototypes", saved.prototypes.num_classes, Some(saved.prototypes.dim)),
+            ("target_prototypes", saved.target_prototypes.num_classes, Some(saved.target_prototypes.dim)),
+            ("stats", saved.stats.values.len(), None),
+            ("distribution", saved.distribution.len(), None),
+        ];
+        for (part, classes, width) in sizes {
+            if classes != num_classes || width.is_some_and(|d| d != dim) {
+                let held = width.map_or(format!("{classes} classes"), |d| format!("{classes} classes × {d}"));
+                return Err(TrainError::Usage(format!(
+                    "checkpoint T2S state (state.json, t2s.{part}): holds {held}, the network has {num_classes} classes and {dim}-wide embeddings; the file was edited or comes from another run"
+                )));
+            }
+        }
         let bank =
             |s: &PrototypeState| PrototypeBank::from_state(&PrototypeState { momentum: cfg.prototype_momentum, ..s.clone() }, device);
         let stats = if saved.stats.statistic == cfg.reweight_statistic {
@@ -395,18 +411,30 @@ mod tests {
         state.prototypes.update(keys, Tensor::from_data(TensorData::new(vec![1i64], [1]), &Default::default()));
         let saved = state.save();
         // The same settings: exactly the saved state.
-        assert_eq!(T2sState::<IB>::restore(&saved, &cfg, &Default::default()).unwrap().save(), saved);
+        assert_eq!(T2sState::<IB>::restore(&saved, &cfg, (3, 2), &Default::default()).unwrap().save(), saved);
         // New momenta apply from here on; the values stay.
         let changed = T2sSection { prototype_momentum: 0.5, reweight_momentum: 0.9, ..cfg.clone() };
-        let back = T2sState::<IB>::restore(&saved, &changed, &Default::default()).unwrap().save();
+        let back = T2sState::<IB>::restore(&saved, &changed, (3, 2), &Default::default()).unwrap().save();
         assert_eq!((back.prototypes.momentum, back.target_prototypes.momentum, back.stats.momentum), (0.5, 0.5, 0.9));
         assert_eq!((&back.prototypes.values, &back.stats.values), (&saved.prototypes.values, &saved.stats.values));
         assert_eq!(back.prototypes.values[2..4], [0.6, 0.8]);
         // Another statistic starts with no class seen.
         let other = T2sSection { reweight_statistic: ReweightStatistic::TargetConfidence, ..cfg };
-        let back = T2sState::<IB>::restore(&saved, &other, &Default::default()).unwrap().save();
+        let back = T2sState::<IB>::restore(&saved, &other, (3, 2), &Default::default()).unwrap().save();
         assert_eq!(back.stats, ClassStatistics::new(ReweightStatistic::TargetConfidence, 3, 0.99));
         assert_eq!(back.distribution, saved.distribution);
+        // A state of other sizes than the network's is refused, naming the part.
+        let err = |sizes| T2sState::<IB>::restore(&saved, &T2sSection::default(), sizes, &Default::default()).err().unwrap().to_string();
+        assert_eq!(
+            err((4, 2)),
+            "checkpoint T2S state (state.json, t2s.prototypes): holds 3 classes × 2, the network has 4 classes and 2-wide embeddings; the file was edited or comes from another run"
+        );
+        assert!(err((3, 8))
+            .starts_with("checkpoint T2S state (state.json, t2s.prototypes): holds 3 classes × 2, the network has 3 classes and 8-wide"));
+        let mut short = saved.clone();
+        short.distribution.pop();
+        let e = T2sState::<IB>::restore(&short, &T2sSection::default(), (3, 2), &Default::default()).err().unwrap().to_string();
+        assert!(e.starts_with("checkpoint T2S state (state.json, t2s.distribution): holds 2 classes, the network has 3 classes"), "{e}");
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct RawLabel {
 /// Reads a label PNG in `encoding`; errors name the file and, for a wrong format, what was found
 /// and what was expected.
 pub fn read_label_png(path: &Path, encoding: LabelEncoding) -> Result<RawLabel> {
+    crate::image_io::decode_error_for_panic(path, || read_label_file(path, encoding))
+}
+
+fn read_label_file(path: &Path, encoding: LabelEncoding) -> Result<RawLabel> {
     let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let decode_err = |e: png::DecodingError| DataError::Decode { path: path.to_path_buf(), message: e.to_string() };
     let mut decoder = png::Decoder::new(BufReader::with_capacity(1 << 16, file));

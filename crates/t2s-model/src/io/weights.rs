@@ -87,8 +87,20 @@ pub fn arch_name(cfg: &SegmentorConfig) -> String {
 /// mmseg / DAFormer segmentor, optionally under `state_dict` and `model.`/`ema_model.`) into
 /// `model`. `prefix` selects a sub-model explicitly (e.g. `state_dict.ema_model.` for a
 /// DAFormer teacher). Missing backbone tensors, missing decode-head tensors of a whole
-/// segmentor, and any wrongly shaped tensor are errors naming the tensors.
+/// segmentor, and any wrongly shaped tensor are errors naming the tensors; so is a damaged file
+/// (burn-store's pickle reader can panic on one: that is caught, and `model` is then partly
+/// filled).
 pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path, prefix: Option<&str>) -> Result<LoadReport> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_pytorch_file(model, cfg, path, prefix))).unwrap_or_else(|panic| {
+        let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+        Err(ModelError::WeightsRead {
+            path: path.to_path_buf(),
+            message: format!("reading it failed ({}); the file is damaged or not a PyTorch checkpoint", what.unwrap_or_default()),
+        })
+    })
+}
+
+fn load_pytorch_file<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path, prefix: Option<&str>) -> Result<LoadReport> {
     let read_err = |message: String| ModelError::WeightsRead { path: path.to_path_buf(), message };
     if !path.is_file() {
         return Err(read_err("no such file".into()));
@@ -180,8 +192,10 @@ fn apply_torch_named<B: Backend>(model: &mut Segmentor<B>, named: Vec<(String, T
         .into_iter()
         .map(|(name, mut snap)| {
             // Half- or double-precision checkpoints (`model.half()`, fp16 releases) load as f32,
-            // t2s's master weights; burn-store would keep the file's type.
-            if matches!(snap.dtype, DType::F16 | DType::BF16 | DType::F64) {
+            // t2s's master weights; burn-store would keep the file's type (and Burn panics on an
+            // integer or boolean tensor in a float parameter, which PyTorch's `load_state_dict`
+            // casts: so does this). Neither reader yields quantised tensors.
+            if !matches!(snap.dtype, DType::F32 | DType::QFloat(_)) {
                 let data = snap.clone_data_fn();
                 let widened = Rc::new(move || data().map(|d| d.convert::<f32>()));
                 snap = TensorSnapshot::from_closure(widened, DType::F32, snap.shape.clone(), Vec::new(), Vec::new(), ParamId::new());
@@ -359,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn half_and_double_precision_tensors_load_as_f32() {
+    fn half_double_integer_and_boolean_tensors_load_as_f32() {
         let cfg: SegmentorConfig = serde_json::from_str(
             r#"{"backbone":{"type":"mit","embed_dims":[8,16,24,32],"depths":[1,1,1,1],"num_heads":[1,2,3,4],"sr_ratios":[8,4,2,1]},
                 "decode_head":{"type":"segformer","embed_dim":8},"num_classes":3}"#,
@@ -382,6 +396,21 @@ mod tests {
         let Backbone::Mit(mit) = &net.backbone else { unreachable!("a MiT configuration") };
         let norm = &mit.stages[0].norm;
         for (p, want) in [(norm.gamma.val(), 0.375f32), (norm.beta.val(), -1.25)] {
+            assert_eq!(p.dtype(), DType::F32);
+            assert_eq!(p.into_data().to_vec::<f32>().unwrap(), vec![want; 8]);
+        }
+        // Integer and boolean tensors in float parameters are cast, as `load_state_dict` casts
+        // them (Burn would panic): -3 as i64 and true as a bool.
+        let data = |d: TensorData| TensorSnapshot::from_data(d, Vec::new(), Vec::new(), ParamId::new());
+        let named = vec![
+            ("backbone.stages.0.norm.weight".to_string(), data(TensorData::new(vec![-3i64; 8], [8]))),
+            ("backbone.stages.0.norm.bias".to_string(), data(TensorData::new(vec![true; 8], [8]))),
+        ];
+        let result = apply_torch_named(&mut net, named);
+        assert!(result.errors.is_empty() && result.applied.len() == 2, "{:?}", result.errors);
+        let Backbone::Mit(mit) = &net.backbone else { unreachable!("a MiT configuration") };
+        let norm = &mit.stages[0].norm;
+        for (p, want) in [(norm.gamma.val(), -3.0f32), (norm.beta.val(), 1.0)] {
             assert_eq!(p.dtype(), DType::F32);
             assert_eq!(p.into_data().to_vec::<f32>().unwrap(), vec![want; 8]);
         }

@@ -187,14 +187,17 @@ pub fn slide_boxes(img_h: usize, img_w: usize, crop: [usize; 2], overlapping: bo
     let (sh, sw) = if overlapping { ((ch / 2).max(1), (cw / 2).max(1)) } else { (ch, cw) };
     let (ys, xs) = (window_starts(img_h, ch, sh), window_starts(img_w, cw, sw));
     let boxes = ys.iter().flat_map(|&y1| xs.iter().map(move |&x1| (y1, x1)));
-    boxes.map(|(y1, x1)| CropBox { y1, y2: (y1 + ch).min(img_h), x1, x2: (x1 + cw).min(img_w) }).collect()
+    boxes.map(|(y1, x1)| CropBox { y1, y2: y1.saturating_add(ch).min(img_h), x1, x2: x1.saturating_add(cw).min(img_w) }).collect()
 }
 
 /// Start offsets of sliding windows along one axis of length `size`, as mmseg computes them:
 /// `grids = max(size − crop + stride − 1, 0) / stride + 1`; window i starts at
 /// `max(min(i·stride + crop, size) − crop, 0)`, so the last window ends at the border.
 pub fn window_starts(size: usize, crop: usize, stride: usize) -> Vec<usize> {
-    let grids = (size + stride).saturating_sub(crop + 1) / stride.max(1) + 1;
+    // A crop beyond the size gives the one window at 0 either way (stride ≤ crop); clamped, no
+    // sum below can overflow, whatever the command line gave.
+    let crop = crop.min(size);
+    let grids = size.saturating_add(stride).saturating_sub(crop + 1) / stride.max(1) + 1;
     (0..grids).map(|i| ((i * stride + crop).min(size)).saturating_sub(crop)).collect()
 }
 

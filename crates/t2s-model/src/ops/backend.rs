@@ -62,6 +62,13 @@ pub trait T2sBackend: Backend {
         gelu(x)
     }
 
+    /// The device memory this thread's allocator holds on `device` (the CubeCL backends: the
+    /// memory pools of the calling thread's stream, which Burn's fusion runs its operations on);
+    /// `None` on the CPU backend, where the process's memory is the measure.
+    fn device_memory(_device: &Self::Device) -> Option<DeviceMemory> {
+        None
+    }
+
     /// Whether [`T2sBackend::contrastive_rows_fused`] runs kernels here (the CubeCL backends and
     /// their fusion and autodiff wrappers). Elsewhere the T2S loss computes the term with tensor
     /// operations, which autodiff differentiates one by one (`t2s_loss::t2s_contrastive_loss`).
@@ -97,6 +104,24 @@ pub trait T2sBackend: Backend {
         _inv_tau: f32,
     ) -> Option<Tensor<Self, 2>> {
         None
+    }
+}
+
+/// What a device's memory allocator holds ([`T2sBackend::device_memory`]), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Reserved from the driver: the allocator's pages, in use or free for reuse (what
+    /// nvidia-smi counts, less the CUDA context). Pages stay reserved across iterations, so after
+    /// the first steps this is close to a step's high-water mark.
+    pub reserved: u64,
+    /// Held by live tensors now.
+    pub in_use: u64,
+}
+
+impl DeviceMemory {
+    /// Bytes to MiB, rounded to the nearest.
+    pub fn mib(bytes: u64) -> u64 {
+        (bytes + (1 << 19)) >> 20
     }
 }
 
@@ -180,6 +205,10 @@ impl<B: T2sBackend, C: burn::backend::autodiff::checkpoint::strategy::Checkpoint
 
     fn gelu_exact<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
         crate::ops::activation::gelu_autodiff(x)
+    }
+
+    fn device_memory(device: &Self::Device) -> Option<DeviceMemory> {
+        B::device_memory(device)
     }
 
     const FUSED_CONTRASTIVE: bool = B::FUSED_CONTRASTIVE;

@@ -9,7 +9,7 @@
 //! where the tap windows pad, change layout and build a k²-fold product; Burn's grouped *backward*
 //! passes stay avoided (docs/architecture.md, "Own operations").
 
-use crate::ops::backend::{tensor, ContrastiveRows, ContrastiveSaved, T2sBackend};
+use crate::ops::backend::{tensor, ContrastiveRows, ContrastiveSaved, DeviceMemory, T2sBackend};
 use crate::ops::depthwise::DepthwiseGeometry;
 use burn::tensor::{Int, Tensor};
 
@@ -39,6 +39,11 @@ where
             Some(out) => tensor(out),
             None => crate::ops::depthwise::windowed_taps(x.permute([0, 3, 1, 2]), weight, geometry).permute([0, 2, 3, 1]),
         }
+    }
+
+    fn device_memory(device: &Self::Device) -> Option<DeviceMemory> {
+        let usage = <R as burn_cubecl::cubecl::Runtime>::client(device).memory_usage().ok()?;
+        Some(DeviceMemory { reserved: usage.bytes_reserved, in_use: usage.bytes_in_use })
     }
 
     const FUSED_CONTRASTIVE: bool = true;
@@ -222,6 +227,10 @@ mod fusion {
             let op = DepthwiseNhwc::<B> { desc: desc.clone(), geometry, _backend: PhantomData };
             let mut outputs = client.register(streams, OperationIr::Custom(desc), op);
             tensor(outputs.remove(0))
+        }
+
+        fn device_memory(device: &Self::Device) -> Option<DeviceMemory> {
+            B::device_memory(device)
         }
 
         const FUSED_CONTRASTIVE: bool = B::FUSED_CONTRASTIVE;

@@ -257,6 +257,10 @@ fn nonsense_values_are_refused_by_name() {
         "eval.resize = [0, 0] must be [long side, short side] with both above 0 (Cityscapes: [2048, 1024])"
     );
     assert!(refused("data.source.resize=[2048, 0]").starts_with("data.source.resize = [2048, 0] must be"));
+    assert_eq!(
+        refused("data.target.resize=[4294967295, 1024]"),
+        "data.target.resize = [4294967295, 1024]: at most 16384 pixels per side (Cityscapes: [2048, 1024])"
+    );
     assert!(refused("data.target.resize=[0, 1]").starts_with("data.target.resize = [0, 1] must be"));
     assert!(refused(r#"data.eval=[{ kind = "synthetic", domain = "target", resize = [0, 5] }]"#)
         .starts_with("data.eval[0].resize = [0, 5] must be"));

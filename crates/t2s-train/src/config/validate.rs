@@ -5,6 +5,9 @@ use t2s_model::SegmentorConfig;
 
 use super::{EvalWeights, Method, OptimizerKind, Recompute, RunConfig, SetReader, DAFORMER_MIN_FRACTION, DEFAULT_SYNTHETIC_SIZE};
 
+/// The largest `resize` side accepted (eight times Cityscapes' width).
+const MAX_RESIZE_SIDE: u32 = 16384;
+
 impl RunConfig {
     /// Checks that the settings fit together; messages name the setting and what to do.
     pub fn validate(&self) -> crate::Result<()> {
@@ -237,14 +240,20 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Every resize positive (a zero side shrank images to one pixel).
+    /// Every resize positive (a zero side shrank images to one pixel) and at most
+    /// [`MAX_RESIZE_SIDE`].
     fn validate_sizes(&self) -> std::result::Result<(), String> {
         let sets = [("data.source", &self.data.source)].into_iter().chain(self.data.target.iter().map(|t| ("data.target", t)));
         let mut resizes: Vec<(String, [u32; 2])> = sets.filter_map(|(k, s)| s.resize.map(|r| (format!("{k}.resize"), r))).collect();
         resizes.extend(self.data.eval.iter().enumerate().filter_map(|(i, s)| s.resize.map(|r| (format!("data.eval[{i}].resize"), r))));
         resizes.extend(self.eval.resize.map(|r| ("eval.resize".to_string(), r)));
-        if let Some((key, [long, short])) = resizes.into_iter().find(|(_, r)| r.contains(&0)) {
+        if let Some((key, [long, short])) = resizes.iter().find(|(_, r)| r.contains(&0)) {
             return Err(format!("{key} = [{long}, {short}] must be [long side, short side] with both above 0 (Cityscapes: [2048, 1024])"));
+        }
+        // Above this an image's f32 copy alone takes gigabytes, and sizes near u32::MAX overflow
+        // the resize's buffer.
+        if let Some((key, [long, short])) = resizes.iter().find(|(_, r)| r.iter().any(|&v| v > MAX_RESIZE_SIDE)) {
+            return Err(format!("{key} = [{long}, {short}]: at most {MAX_RESIZE_SIDE} pixels per side (Cityscapes: [2048, 1024])"));
         }
         Ok(())
     }

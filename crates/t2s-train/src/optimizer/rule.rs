@@ -56,7 +56,7 @@ impl Rule {
         match *self {
             Rule::AdamW { beta1, beta2, eps } => {
                 let (step, moments) = match slot {
-                    Some(Slot::AdamW { step, exp_avg, exp_avg_sq }) => (step + 1, Some((exp_avg, exp_avg_sq))),
+                    Some(Slot::AdamW { step, exp_avg, exp_avg_sq }) => (step.saturating_add(1), Some((exp_avg, exp_avg_sq))),
                     _ => (1, None),
                 };
                 // torch.optim.AdamW: p ← p·(1 − lr·wd); m ← β1·m + (1 − β1)·g;

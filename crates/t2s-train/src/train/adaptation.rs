@@ -74,15 +74,17 @@ impl<B: AutodiffBackend> Adaptation<B> {
             ),
             _ => None,
         };
-        let t2s = match (cfg.uda.method, resume.and_then(|r| r.state.t2s.as_ref())) {
-            (Method::T2s, Some(saved)) => Some(T2sState::restore(saved, &cfg.t2s, device)?),
-            (Method::T2s, None) => {
+        let t2s = match cfg.uda.method {
+            Method::T2s => {
                 let dim = network
                     .projection
                     .as_ref()
                     .map(|p| p.dim)
                     .ok_or_else(|| TrainError::Internal("uda.method = t2s with a network that has no projection head".into()))?;
-                Some(T2sState::new(&cfg.t2s, network.num_classes, dim, device))
+                Some(match resume.and_then(|r| r.state.t2s.as_ref()) {
+                    Some(saved) => T2sState::restore(saved, &cfg.t2s, (network.num_classes, dim), device)?,
+                    None => T2sState::new(&cfg.t2s, network.num_classes, dim, device),
+                })
             }
             _ => None,
         };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use t2s_model::{Segmentor, T2sAutodiffBackend, T2sBackend};
+use t2s_model::{DeviceMemory, Segmentor, T2sAutodiffBackend, T2sBackend};
 
 use super::checkpoint::{save_network, write_checkpoint};
 use super::events::TrainOptions;
@@ -23,6 +23,8 @@ pub(super) struct StepLog {
     pub losses: Vec<(String, f64)>,
     /// Other logged numbers.
     pub stats: Vec<(String, f64)>,
+    /// The device's allocator after the step (GPU backends).
+    pub memory: Option<DeviceMemory>,
 }
 
 /// Whether the loop goes on after an iteration.
@@ -91,6 +93,11 @@ impl AfterStep {
             (self.clock, self.clock_iters, self.eval_secs) = (Instant::now(), 0, 0.0);
             let mut rec = serde_json::json!({ "iter": done, "lr": run.optim.lr(done - 1), "sec_per_iter": secs, "replicas": replicas });
             phase(cfg, done, &mut rec);
+            if let Some(m) = step.memory {
+                // As mmsegmentation logs `memory`; reserved is what a card must have.
+                rec["mem_mib"] = serde_json::json!(DeviceMemory::mib(m.reserved));
+                rec["mem_in_use_mib"] = serde_json::json!(DeviceMemory::mib(m.in_use));
+            }
             for (k, v) in step.losses.iter().chain(&step.stats) {
                 rec[k] = serde_json::json!(v);
             }

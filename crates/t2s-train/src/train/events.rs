@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use t2s_model::DeviceMemory;
+
 /// Something the training loop tells its caller.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainEvent<'a> {
@@ -14,9 +16,10 @@ pub enum TrainEvent<'a> {
     Note(String),
     /// Something that is probably not what the user wants, though the run goes on.
     Warning(String),
-    /// An iteration finished: iterations done, the iteration the run stops at, and the loss
-    /// terms read back.
-    Iteration { done: usize, until: usize, losses: &'a [(String, f64)] },
+    /// An iteration finished: iterations done, the iteration the run stops at, the loss terms
+    /// read back, and the device memory the allocator holds after it (GPU backends; `None` on
+    /// the CPU).
+    Iteration { done: usize, until: usize, losses: &'a [(String, f64)], memory: Option<DeviceMemory> },
     /// Every start-up check has passed (datasets scanned, networks loaded, replicas joined) and
     /// the run folder is about to be written: before this a stop request has nothing to save and
     /// may end the process at once; from here it should let the loop save a checkpoint.

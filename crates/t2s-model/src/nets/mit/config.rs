@@ -45,7 +45,7 @@ pub struct MitConfig {
     /// Stride of each stage's patch embedding (`[4, 2, 2, 2]`: outputs at 1/4, 1/8, 1/16, 1/32).
     #[serde(default = "default_strides")]
     pub strides: [usize; 4],
-    /// Input image channels (3).
+    /// Input image channels: 3 (RGB; kept as a key for mmseg configurations that spell it out).
     #[serde(default = "default_in_channels")]
     pub in_channels: usize,
     /// Stochastic-depth rate of the last block (0.1, as the original `mit_b*` classes); block
@@ -133,8 +133,9 @@ impl MitConfig {
         if self.mlp_ratio == 0 {
             return err("mlp_ratio must be positive".into());
         }
-        if self.in_channels == 0 {
-            return err("in_channels must be positive".into());
+        if self.in_channels != 3 {
+            // Every reader and the ImageNet normalisation give RGB images.
+            return err(format!("in_channels = {}: t2s feeds RGB images, so it must be 3", self.in_channels));
         }
         if !(0.0..1.0).contains(&self.drop_path_rate) {
             return err(format!("drop_path_rate = {} must be in [0, 1)", self.drop_path_rate));

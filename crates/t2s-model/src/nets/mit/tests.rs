@@ -710,7 +710,8 @@ fn presets_and_validation() {
     bad(MitConfig { patch_sizes: [0, 3, 3, 3], ..b0.clone() }, "patch_sizes[0]");
     bad(MitConfig { strides: [4, 0, 2, 2], ..b0.clone() }, "strides[1]");
     bad(MitConfig { mlp_ratio: 0, ..b0.clone() }, "mlp_ratio");
-    bad(MitConfig { in_channels: 0, ..b0.clone() }, "in_channels");
+    bad(MitConfig { in_channels: 0, ..b0.clone() }, "in_channels = 0: t2s feeds RGB images, so it must be 3");
+    bad(MitConfig { in_channels: 4, ..b0.clone() }, "in_channels = 4: t2s feeds RGB images, so it must be 3");
     bad(MitConfig { drop_path_rate: 1.0, ..b0.clone() }, "drop_path_rate");
     bad(MitConfig { drop_path_rate: f64::NAN, ..b0 }, "drop_path_rate");
 }

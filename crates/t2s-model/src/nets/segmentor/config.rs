@@ -226,6 +226,7 @@ impl SegmentorConfig {
             hrda: self.hrda.clone(),
             hrda_branch: HrdaBranch::Fused,
             logit_stride: self.logit_stride(),
+            min_side: self.min_input_side().max(super::MIN_PREDICT_SIDE),
         })
     }
 }

@@ -74,6 +74,10 @@ pub struct Segmentor<B: Backend> {
     /// Input pixels per logit pixel ([`SegmentorConfig::logit_stride`]).
     #[module(skip)]
     pub logit_stride: usize,
+    /// The side [`Segmentor::predict`] pads smaller inputs to (without HRDA's factor 2): the
+    /// larger of [`MIN_PREDICT_SIDE`] and the backbone's [`SegmentorConfig::min_input_side`].
+    #[module(skip)]
+    pub min_side: usize,
 }
 
 /// What HRDA's training pass gives ([`Segmentor::forward_hrda`]).
@@ -229,15 +233,13 @@ impl<B: T2sBackend> Segmentor<B> {
 
     /// Logits bilinearly upsampled to the input's size: `[N, 3, H, W]` → `[N, classes, H, W]`.
     ///
-    /// Works for any size: inputs with a side below [`MIN_PREDICT_SIDE`] (twice that for HRDA,
-    /// whose context pass halves the image; too small for the
-    /// strided convolutions, e.g. MiT's 8×8 spatial reduction at 1/4 scale) are zero-padded at
-    /// the bottom and right — zero is the ImageNet mean after normalisation — and the logits
+    /// Works for any size: inputs with a side below [`Segmentor::min_predict_side`] (too small for
+    /// the strided convolutions, e.g. MiT's 8×8 spatial reduction at 1/4 scale) are zero-padded
+    /// at the bottom and right — zero is the ImageNet mean after normalisation — and the logits
     /// cropped back.
     pub fn predict(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
-        // HRDA's context pass sees the image at half its size.
-        let min = if self.hrda.is_some() { 2 * MIN_PREDICT_SIDE } else { MIN_PREDICT_SIDE };
+        let min = self.min_predict_side();
         let (ph, pw) = (h.max(min), w.max(min));
         if (ph, pw) == (h, w) {
             return resize_bilinear(self.forward(x).logits, h, w);
@@ -247,6 +249,17 @@ impl<B: T2sBackend> Segmentor<B> {
         let classes = logits.dims()[1];
         // [N, classes, ph, pw] -> [N, classes, H, W]
         logits.slice([0..n, 0..classes, 0..h, 0..w])
+    }
+
+    /// The smallest input side a whole-image pass takes: [`MIN_PREDICT_SIDE`], or more where the
+    /// backbone needs more (a MiT with larger strides), twice that with HRDA, whose context pass
+    /// sees the image at half its size.
+    pub fn min_predict_side(&self) -> usize {
+        if self.hrda.is_some() {
+            2 * self.min_side
+        } else {
+            self.min_side
+        }
     }
 }
 
@@ -339,6 +352,23 @@ mod tests {
         assert_eq!(net.predict(x).dims(), [2, 5, 64, 96]);
         // Inputs too small for the strided convolutions are padded and cropped back.
         assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 7], &device)).dims(), [1, 5, 20, 7]);
+    }
+
+    /// A MiT whose strides need more than [`MIN_PREDICT_SIDE`]: with strides [4, 4, 4, 2] and
+    /// spatial reductions [8, 4, 2, 1], stage 3's 2×2 reduction needs 2 tokens, so stage 2 needs
+    /// 5, stage 1 17 and the input (17 − 1)·4 + 1 = 65 pixels (by hand from the patch
+    /// embeddings' `(side + 2·(k/2) − k)/s + 1`); a 20×20 image is padded to 65, not 64.
+    #[test]
+    fn small_inputs_are_padded_to_what_the_backbone_needs() {
+        let device = Default::default();
+        let mut cfg = tiny();
+        let BackboneConfig::Mit(m) = &mut cfg.backbone else { unreachable!("a MiT configuration") };
+        m.strides = [4, 4, 4, 2];
+        assert_eq!(cfg.min_input_side(), 65);
+        let net = cfg.init::<Flex>(&device).unwrap();
+        assert_eq!(net.min_predict_side(), 65);
+        assert_eq!(net.predict(Tensor::<Flex, 4>::zeros([1, 3, 20, 20], &device)).dims(), [1, 5, 20, 20]);
+        assert_eq!(tiny().init::<Flex>(&device).unwrap().min_predict_side(), MIN_PREDICT_SIDE);
     }
 
     /// `projection.linear` from a configuration: one convolution, and embeddings of the usual shape.
