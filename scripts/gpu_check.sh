@@ -11,7 +11,7 @@ set -uo pipefail
 T2S="$1"; OUT="$2"; mkdir -p "$OUT"
 DEVICES="${DEVICES:-cuda}${WGPU:+ wgpu}"
 W=$(mktemp -d)
-case "$T2S" in *.xz) xz -dc "$T2S" > "$W/t2s" && chmod +x "$W/t2s" && T2S="$W/t2s" ;; esac
+case "$T2S" in *.xz) { xz -dc "$T2S" > "$W/t2s" && chmod +x "$W/t2s"; } || { echo "cannot decompress $T2S"; exit 1; }; T2S="$W/t2s" ;; esac
 FIX=crates/t2s-model/tests/fixtures
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 

@@ -4,7 +4,7 @@ GPU session's loss-kernel measurements: the criterion results of
 `benches/contrastive_loss.rs` (t2s fused and tensor-operation forms) and the JSON lines of
 `scripts/bench_contrastive.py --json` (PyTorch), measured back to back on the same device.
 
-    loss_bench_json.py CRITERION_DIR PYTORCH_JSONL BACKEND DEVICE COMMIT > docs/loss_bench.json
+    loss_bench_json.py CRITERION_DIR PYTORCH_JSONL BACKEND DEVICE COMMIT > loss_bench.json
 
 BACKEND is the bench's label ("cuda", "wgpu" or "cpu (Flex)"); DEVICE describes the machine.
 Writes {"date", "commit", "device", "runs": [{"impl", "shape", "ms"}]}; criterion's mean, in ms.

@@ -59,16 +59,16 @@ fn config_above(mut dir: PathBuf) -> anyhow::Result<CubeClRuntimeConfig> {
         {
             let path = dir.join(name);
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            let bad = |e: toml::de::Error| {
+            let bad = |e: toml1::de::Error| {
                 anyhow::anyhow!(
-                    "{}: not a CubeCL configuration ({}); fix or remove the file (it configures the GPU backends)",
+                    "{}: not a CubeCL configuration; fix or remove the file (it configures the GPU backends): {}",
                     path.display(),
-                    e.message()
+                    e.to_string().trim_end()
                 )
             };
-            let table: toml::Table = toml::from_str(&text).map_err(bad)?;
+            let table: toml1::Table = toml1::from_str(&text).map_err(bad)?;
             let value = match section {
-                None => toml::Value::Table(table),
+                None => toml1::Value::Table(table),
                 Some(key) => match table.get(key) {
                     Some(v) => v.clone(),
                     None => continue,
@@ -100,6 +100,13 @@ mod tests {
 
         std::fs::write(dir.path().join("a/burn.toml"), "[cubecl\n").unwrap();
         let err = config_above(inner).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}: not a CubeCL configuration", dir.path().join("a/burn.toml").display())), "{err}");
+        assert!(
+            err.starts_with(&format!("{}: not a CubeCL configuration; fix or remove the file", dir.path().join("a/burn.toml").display())),
+            "{err}"
+        );
+        // TOML 1.1, which CubeCL's reader takes: a trailing comma in an inline table.
+        std::fs::write(dir.path().join("a/burn.toml"), "[cubecl]\nautotune = { level = \"minimal\", }\n").unwrap();
+        let found = config_above(dir.path().join("a/b")).unwrap();
+        assert!(matches!(found.autotune.level, burn::cubecl::config::autotune::AutotuneLevel::Minimal), "{:?}", found.autotune.level);
     }
 }

@@ -74,7 +74,7 @@ pub fn run(a: PrepareArgs) -> Result<()> {
         report.failed.len()
     );
     if let (Some(stats), Some(path)) = (&report.stats, &report.output) {
-        let total: u64 = stats.totals.iter().sum::<u64>() + stats.ignored;
+        let total: u64 = stats.totals.iter().fold(stats.ignored, |s, &n| s.saturating_add(n));
         println!("{:<20} {:>16} {:>8}", "class", "pixels", "share");
         let rows = stats.classes.iter().map(String::as_str).zip(stats.totals.iter().copied()).chain([("(ignored)", stats.ignored)]);
         for (name, pixels) in rows {

@@ -102,9 +102,6 @@ impl BackendTask for Similarity {
             bail!("--images must be at least 1");
         }
         let names = run_names(&a.weights, &a.name)?;
-        // Created before the minutes of embedding: a folder that cannot be made is said now.
-        let output = a.output.clone().unwrap_or_else(|| a.weights[0].parent().unwrap_or(Path::new(".")).join("similarity"));
-        std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
         let config = RunConfig::load(&a.config, &a.overrides)?;
         let Some(eval_set) = config.data.eval.first() else {
             bail!("{}: no evaluation set; add a [[data.eval]] table with the labelled target split (see configs/)", a.config.display());
@@ -203,6 +200,8 @@ impl BackendTask for Similarity {
             });
         }
 
+        let output = a.output.clone().unwrap_or_else(|| a.weights[0].parent().unwrap_or(Path::new(".")).join("similarity"));
+        std::fs::create_dir_all(&output).with_context(|| format!("creating {} (--output)", output.display()))?;
         let sets = (source.name.as_str(), target.name.as_str());
         write_atomic(&output.join("similarity.json"), json_report(&class_names, &runs, sets, a.images, space).as_bytes())?;
         let table = markdown(&class_names, &runs, sets, a.images, space);

@@ -75,11 +75,16 @@ pub fn prepare_dataset(ds: &dyn DatasetReader, options: &PrepareOptions, progres
             }
         }
     };
-    // Without a cache to reuse every entry is decoded and the file written at the end: a
-    // folder that cannot take it is named now. (A current cache on a read-only dataset needs
-    // no write, so it is not probed.)
-    if ds.has_labels() && previous.is_none() {
-        crate::class_stats::check_writable(&output)?;
+    // Without a statistics file every entry is decoded and the file written at the end: a
+    // folder that cannot take it is named now. (An existing file may come out unchanged, which
+    // needs no write: a read-only dataset is re-checked as before.)
+    if ds.has_labels() && !output.exists() {
+        crate::class_stats::check_writable(&output).map_err(|e| match e {
+            DataError::Write { path, message } => {
+                DataError::Write { path, message: format!("{message}; give another place with --output") }
+            }
+            other => other,
+        })?;
     }
     let work = || -> Vec<(usize, Outcome)> {
         (0..ds.len())

@@ -87,15 +87,15 @@ pub fn arch_name(cfg: &SegmentorConfig) -> String {
 /// mmseg / DAFormer segmentor, optionally under `state_dict` and `model.`/`ema_model.`) into
 /// `model`. `prefix` selects a sub-model explicitly (e.g. `state_dict.ema_model.` for a
 /// DAFormer teacher). Missing backbone tensors, missing decode-head tensors of a whole
-/// segmentor, and any wrongly shaped tensor are errors naming the tensors; so is a damaged file
-/// (burn-store's pickle reader can panic on one: that is caught, and `model` is then partly
-/// filled).
+/// segmentor, and any wrongly shaped tensor are errors naming the tensors; so is a panic while
+/// reading or applying the file (burn-store's pickle reader can panic on a damaged one: caught,
+/// `model` then partly filled).
 pub fn load_pytorch<B: Backend>(model: &mut Segmentor<B>, cfg: &SegmentorConfig, path: &Path, prefix: Option<&str>) -> Result<LoadReport> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_pytorch_file(model, cfg, path, prefix))).unwrap_or_else(|panic| {
         let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
         Err(ModelError::WeightsRead {
             path: path.to_path_buf(),
-            message: format!("reading it failed ({}); the file is damaged or not a PyTorch checkpoint", what.unwrap_or_default()),
+            message: format!("reading or applying it failed ({}); is it a complete PyTorch checkpoint?", what.unwrap_or_default()),
         })
     })
 }

@@ -258,9 +258,11 @@ fn nonsense_values_are_refused_by_name() {
     );
     assert!(refused("data.source.resize=[2048, 0]").starts_with("data.source.resize = [2048, 0] must be"));
     assert_eq!(
-        refused("data.target.resize=[4294967295, 1024]"),
-        "data.target.resize = [4294967295, 1024]: at most 16384 pixels per side (Cityscapes: [2048, 1024])"
+        refused("data.target.resize=[4294967295, 4294967295]"),
+        "data.target.resize = [4294967295, 4294967295]: the smaller side must be at most 16384 pixels (Cityscapes: [2048, 1024])"
     );
+    // One bound is enough: a large long side under a short one is a short-side resize.
+    assert!(parse_str(MINIMAL, &["data.target.resize=[100000, 1024]".into()]).is_ok());
     assert!(refused("data.target.resize=[0, 1]").starts_with("data.target.resize = [0, 1] must be"));
     assert!(refused(r#"data.eval=[{ kind = "synthetic", domain = "target", resize = [0, 5] }]"#)
         .starts_with("data.eval[0].resize = [0, 5] must be"));

@@ -240,8 +240,8 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Every resize positive (a zero side shrank images to one pixel) and at most
-    /// [`MAX_RESIZE_SIDE`].
+    /// Every resize positive (a zero side shrank images to one pixel), the smaller of the two at
+    /// most [`MAX_RESIZE_SIDE`].
     fn validate_sizes(&self) -> std::result::Result<(), String> {
         let sets = [("data.source", &self.data.source)].into_iter().chain(self.data.target.iter().map(|t| ("data.target", t)));
         let mut resizes: Vec<(String, [u32; 2])> = sets.filter_map(|(k, s)| s.resize.map(|r| (format!("{k}.resize"), r))).collect();
@@ -250,10 +250,13 @@ impl RunConfig {
         if let Some((key, [long, short])) = resizes.iter().find(|(_, r)| r.contains(&0)) {
             return Err(format!("{key} = [{long}, {short}] must be [long side, short side] with both above 0 (Cityscapes: [2048, 1024])"));
         }
-        // Above this an image's f32 copy alone takes gigabytes, and sizes near u32::MAX overflow
-        // the resize's buffer.
-        if let Some((key, [long, short])) = resizes.iter().find(|(_, r)| r.iter().any(|&v| v > MAX_RESIZE_SIDE)) {
-            return Err(format!("{key} = [{long}, {short}]: at most {MAX_RESIZE_SIDE} pixels per side (Cityscapes: [2048, 1024])"));
+        // Images are scaled to fit both sides' bounds, so the smaller bounds the result: above
+        // this an image's f32 copy alone takes gigabytes, and near u32::MAX the resize's buffer
+        // overflows.
+        if let Some((key, [long, short])) = resizes.iter().find(|(_, [l, s])| *l.min(s) > MAX_RESIZE_SIDE) {
+            return Err(format!(
+                "{key} = [{long}, {short}]: the smaller side must be at most {MAX_RESIZE_SIDE} pixels (Cityscapes: [2048, 1024])"
+            ));
         }
         Ok(())
     }

@@ -81,8 +81,10 @@ impl<B: AutodiffBackend> Adaptation<B> {
                     .as_ref()
                     .map(|p| p.dim)
                     .ok_or_else(|| TrainError::Internal("uda.method = t2s with a network that has no projection head".into()))?;
-                Some(match resume.and_then(|r| r.state.t2s.as_ref()) {
-                    Some(saved) => T2sState::restore(saved, &cfg.t2s, (network.num_classes, dim), device)?,
+                Some(match resume.and_then(|r| Some((r.dir, r.state.t2s.as_ref()?))) {
+                    // Named with its folder, so that the other checkpoints are offered.
+                    Some((dir, saved)) => T2sState::restore(saved, &cfg.t2s, (network.num_classes, dim), device)
+                        .map_err(|e| TrainError::Usage(format!("{}: {e}", dir.join("state.json").display())))?,
                     None => T2sState::new(&cfg.t2s, network.num_classes, dim, device),
                 })
             }

@@ -110,8 +110,8 @@ pub fn train<B: T2sAutodiffBackend>(cfg: &RunConfig, opts: &TrainOptions, device
         stopped_elsewhere = stop && !asked_here;
         check_finite(&losses, iter, books.last_checkpoint.as_deref())?;
         run.state.iter = iter + 1;
-        // Asked after the losses' read, which waited for the step: all but the optimiser's
-        // update has run, and the allocator's pages are the step's.
+        // Asked after the losses' read, which waited for all queued work (the optimiser's update
+        // included): the allocator's pages are the step's.
         let memory = B::device_memory(device);
         (opts.events)(TrainEvent::Iteration { done: run.state.iter, until, losses: &losses, memory });
         let log = StepLog { losses, stats: step.stats, memory };

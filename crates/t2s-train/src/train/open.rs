@@ -242,13 +242,18 @@ fn load_student<B: T2sAutodiffBackend>(
         return Ok((student, TrainingState { iter: 0, best: None, t2s: None }, None));
     }
     let (dir, saved) = latest_checkpoint(&opts.run_dir)?;
-    // Asked first: a checkpoint of before 2026-12-06 is loaded from Burn's record, which does
-    // not check shapes (a changed network would panic, or fail at the first forward pass).
-    if let Some(changed) = changed_network(&dir, network) {
+    // A checkpoint of before 2026-12-06 is loaded from Burn's record, which does not check
+    // shapes (a changed network would panic, or fail at the first forward pass): asked first
+    // there. Otherwise only a failed load asks, so that settings which keep every shape
+    // (dropout, drop-path rate) may change on a resume.
+    let legacy = dir.join("student.mpk").is_file();
+    if let Some(changed) = legacy.then(|| changed_network(&dir, network)).flatten() {
         return Err(changed);
     }
-    let student = load_network(student, network, &dir, "student", device)?;
-    Ok((student, saved, Some(dir)))
+    match load_network(student, network, &dir, "student", device) {
+        Ok(student) => Ok((student, saved, Some(dir))),
+        Err(e) => Err(changed_network(&dir, network).unwrap_or(e)),
+    }
 }
 
 /// When the checkpoint in `dir` holds another network than `network` (a `--resume --set` of
