@@ -51,7 +51,10 @@ impl Cityscapes {
         // (city folder name, sample name, image path), in city then file order.
         let mut images = Vec::new();
         for city in list_dirs(&image_root)? {
-            let Some(city_name) = city.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            let Some(city_name) = city.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                report.skip(&city, NOT_UTF8);
+                continue;
+            };
             for path in list_files(&city, &["png"])? {
                 match stem(&path).and_then(|s| s.strip_suffix(IMAGE_SUFFIX)) {
                     Some(name) => images.push((city_name.clone(), name.to_string(), path.clone())),
@@ -114,13 +117,19 @@ impl Cityscapes {
     }
 }
 
+/// Why a city folder is passed over: its name is not UTF-8 (Cityscapes' names are ASCII).
+const NOT_UTF8: &str = "a city folder whose name is not UTF-8 (rename it)";
+
 /// Finds each image's label in `gtFine/<split>/<city>/` (train ids preferred, else labelIds),
 /// reporting images without a label and labelId files without an image.
 fn pair_labels(images: Vec<(String, String, std::path::PathBuf)>, label_root: &Path, report: &mut ScanReport) -> Result<Vec<SampleEntry>> {
     // Label file names per city, listed once.
     let mut label_files: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for city in list_dirs(label_root)? {
-        let Some(city_name) = city.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        let Some(city_name) = city.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            report.skip(&city, NOT_UTF8);
+            continue;
+        };
         let names = list_files(&city, &["png"])?
             .iter()
             .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
@@ -264,6 +273,28 @@ mod tests {
         );
         assert_eq!(skipped[2].0, "ulm_000008_000019_gtFine_labelTrainIds.png");
         assert_eq!(skipped[3].0, "ulm_000009_000019_gtFine_labelIds.png");
+    }
+
+    /// A city folder whose name is not UTF-8 is reported, not passed over in silence.
+    #[cfg(unix)]
+    #[test]
+    fn a_city_folder_with_a_name_that_is_not_utf8_is_reported() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        image(root, "val", "ulm", "ulm_000000_000019");
+        write_gray8(&root.join("gtFine/val/ulm/ulm_000000_000019_gtFine_labelIds.png"), 4, 2, &[7; 8]);
+        let odd = std::ffi::OsStr::from_bytes(b"m\xfcnster");
+        std::fs::create_dir_all(root.join("leftImg8bit/val").join(odd)).unwrap();
+        std::fs::create_dir_all(root.join("gtFine/val").join(odd)).unwrap();
+        let (ds, report) = Cityscapes::open(root, "val").unwrap();
+        assert_eq!(ds.len(), 1);
+        let skipped: Vec<_> = report.skipped.iter().map(|s| (s.path.clone(), s.reason.as_str())).collect();
+        assert_eq!(
+            skipped,
+            vec![(root.join("leftImg8bit/val").join(odd), NOT_UTF8), (root.join("gtFine/val").join(odd), NOT_UTF8)],
+            "{report}"
+        );
     }
 
     #[test]
