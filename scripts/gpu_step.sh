@@ -84,7 +84,7 @@ runs_path, json_path, md_path, commit, device = sys.argv[1:]
 runs = [json.loads(l) for l in open(runs_path) if l.strip()]
 doc = {"date": datetime.date.today().isoformat(), "commit": commit, "device": device, "runs": runs}
 json.dump(doc, open(json_path, "w"), indent=2)
-rows = ["| configuration | t2s s/iter | PyTorch s/iter | ratio | t2s peak MiB | PyTorch peak MiB |", "|---|---|---|---|---|---|"]
+rows = ["| configuration | t2s s/iter | PyTorch s/iter | ratio | t2s peak MiB | t2s reserved MiB | PyTorch peak MiB |", "|---|---|---|---|---|---|---|"]
 key_of = lambda r: (r["precision"], r["student_passes"], r.get("recompute", "none"))
 for key in dict.fromkeys(key_of(r) for r in runs):
     t = next((r for r in runs if r["impl"] == "t2s" and key_of(r) == key), {})
@@ -93,7 +93,7 @@ for key in dict.fromkeys(key_of(r) for r in runs):
     ratio = f"{ts / ps:.2f}" if ts and ps else "–"
     f = lambda v, d=3: "–" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
     label = f"{key[0]}, {key[1]}" + ("" if key[2] == "none" else f", recompute {key[2]}")
-    rows.append(f"| {label} | {f(ts)} | {f(ps)} | {ratio} | {f(t.get('peak_mib'))} | {f(p.get('peak_mib'))} |")
+    rows.append(f"| {label} | {f(ts)} | {f(ps)} | {ratio} | {f(t.get('peak_mib'))} | {f(t.get('reserved_mib'))} | {f(p.get('peak_mib'))} |")
 open(md_path, "w").write(f"{device}, commit {commit}, {doc['date']}\n\n" + "\n".join(rows) + "\n")
 print("\n".join(rows))
 EOF
