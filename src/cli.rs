@@ -100,6 +100,11 @@ pub struct PredictArgs {
     #[arg(long)]
     pub save_logits: bool,
 
+    /// Also write `<name>_labelIds.png`: Cityscapes label ids (road 7 … bicycle 33), what the
+    /// Cityscapes benchmark server reads (mmseg's --format-only); needs a 19-class network.
+    #[arg(long)]
+    pub label_ids: bool,
+
     /// Opacity of the colour map in `<name>_overlay.png`, 0..=1.
     #[arg(long, default_value_t = 0.5)]
     pub overlay_alpha: f32,

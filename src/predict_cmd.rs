@@ -41,8 +41,13 @@ impl BackendTask for Predict {
                 loaded.config.num_classes
             );
         }
-        let opts =
-            t2s_train::PredictOptions { output: a.output.clone(), save_logits: a.save_logits, overlay_alpha: a.overlay_alpha, inference };
+        let opts = t2s_train::PredictOptions {
+            output: a.output.clone(),
+            save_logits: a.save_logits,
+            overlay_alpha: a.overlay_alpha,
+            label_ids: a.label_ids,
+            inference,
+        };
         let bar = progress::Progress::new("predict", images.len(), "{spinner} predict [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}");
         let progress = |done: usize, next: &std::path::Path| {
             bar.set_message(next.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());

@@ -14,8 +14,12 @@ use common::t2s_program;
 /// A small network (MiT with the DAFormer head and a projection head) with random weights,
 /// saved as a t2s weight file.
 fn tiny_model(dir: &Path) -> (PathBuf, SegmentorConfig) {
+    tiny_model_of(dir, 5, "tiny.safetensors")
+}
+
+/// [`tiny_model`] with `classes` classes, saved as `file`.
+fn tiny_model_of(dir: &Path, classes: usize, file: &str) -> (PathBuf, SegmentorConfig) {
     let toml = r#"
-num_classes = 5
 [backbone]
 type = "mit"
 embed_dims = [8, 16, 24, 32]
@@ -29,9 +33,9 @@ channels = 16
 [projection]
 dim = 8
 "#;
-    let cfg: SegmentorConfig = toml::from_str(toml).expect("tiny config parses");
+    let cfg: SegmentorConfig = toml::from_str(&format!("num_classes = {classes}\n{toml}")).expect("tiny config parses");
     let net = cfg.init::<Flex>(&Default::default()).expect("tiny network builds");
-    let path = dir.join("tiny.safetensors");
+    let path = dir.join(file);
     save_t2s(&net, &cfg, &path).expect("save");
     (path, cfg)
 }
@@ -113,6 +117,30 @@ fn predict_writes_labels_overlays_and_logits_at_any_size() {
             assert_eq!(overlay.get_pixel(x, y).0[k], expect);
         }
     }
+}
+
+/// `--label-ids`: every pixel of `<name>_labelIds.png` is the Cityscapes label id of its train id
+/// in `<name>_labelTrainIds.png` (cityscapesScripts' labels.py, by hand); a network of other than
+/// 19 classes is refused, naming the option.
+#[test]
+fn label_ids_for_the_cityscapes_benchmark_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, _) = tiny_model_of(dir.path(), 19, "city.safetensors");
+    write_image(&dir.path().join("a.png"), 37, 23);
+    let out = dir.path().join("out");
+    run_ok(predict(&weights, &dir.path().join("a.png"), &out).arg("--label-ids"));
+    let train_ids = image::open(out.join("a_labelTrainIds.png")).unwrap().to_luma8();
+    let label_ids = image::open(out.join("a_labelIds.png")).unwrap().to_luma8();
+    assert_eq!(label_ids.dimensions(), (37, 23));
+    let by_hand = [7u8, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33];
+    for (t, l) in train_ids.pixels().zip(label_ids.pixels()) {
+        assert_eq!(l.0[0], by_hand[t.0[0] as usize], "train id {}", t.0[0]);
+    }
+    let (five, _) = tiny_model(dir.path());
+    let o = predict(&five, &dir.path().join("a.png"), &dir.path().join("out5")).arg("--label-ids").output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--label-ids writes Cityscapes label ids, for a network of Cityscapes' 19 classes; this one has 5"), "{err}");
 }
 
 /// `--precision bf16`: the network computes in bf16 (the logits differ from f32's) and its logits

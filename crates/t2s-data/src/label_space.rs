@@ -65,9 +65,21 @@ pub fn cityscapes_label_id_to_train_id() -> [u8; 256] {
     lut
 }
 
+/// Cityscapes labelId of each of the 19 train ids (`labels.py`'s `trainId2label`): what the
+/// Cityscapes benchmark server reads, and mmseg's `to_label_id` writes.
+pub fn cityscapes_train_id_to_label_id() -> [u8; 19] {
+    CITYSCAPES.map(|(_, label_id, _)| label_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The inverse table is labels.py's `trainId2label`, written out by hand.
+    #[test]
+    fn train_ids_map_back_to_their_label_ids() {
+        assert_eq!(cityscapes_train_id_to_label_id(), [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]);
+    }
 
     #[test]
     fn every_documented_label_id_maps() {

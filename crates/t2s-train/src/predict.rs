@@ -21,6 +21,9 @@ pub struct PredictOptions {
     pub save_logits: bool,
     /// Weight of the colour map in the overlay.
     pub overlay_alpha: f32,
+    /// Also write `<stem>_labelIds.png`, Cityscapes label ids (a 19-class network in Cityscapes'
+    /// order): the format of the Cityscapes benchmark server.
+    pub label_ids: bool,
     /// How the network sees each image.
     pub inference: PredictInference,
 }
@@ -68,6 +71,8 @@ pub struct PredictionFiles {
     pub overlay: PathBuf,
     /// `<stem>_logits.npy` when asked for.
     pub logits: Option<PathBuf>,
+    /// `<stem>_labelIds.png` when asked for: 8-bit Cityscapes label ids.
+    pub label_ids: Option<PathBuf>,
     /// The mode the network ran in.
     pub mode: InferenceMode,
     /// Whether the image was turned upright as its EXIF orientation says.
@@ -83,8 +88,11 @@ pub struct PredictReport {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
+/// Classes of a network whose predictions have Cityscapes label ids (`--label-ids`).
+const CITYSCAPES_CLASSES: usize = 19;
+
 /// The endings of the files `predict` writes, which are never read back as inputs.
-pub const OUTPUT_SUFFIXES: [&str; 4] = ["_labelTrainIds.png", "_color.png", "_overlay.png", "_logits.npy"];
+pub const OUTPUT_SUFFIXES: [&str; 5] = ["_labelTrainIds.png", "_labelIds.png", "_color.png", "_overlay.png", "_logits.npy"];
 
 /// Runs `model` (built from `network`) on every image and writes its predictions (see
 /// [`PredictionFiles`]). Any input size works: the logits are bilinearly upsampled to the image's
@@ -103,6 +111,12 @@ pub fn predict_images<B: T2sBackend>(
     opts: &PredictOptions,
     progress: &dyn Fn(usize, &Path),
 ) -> Result<PredictReport> {
+    if opts.label_ids && network.num_classes != CITYSCAPES_CLASSES {
+        return Err(crate::TrainError::Usage(format!(
+            "--label-ids writes Cityscapes label ids, for a network of Cityscapes' {CITYSCAPES_CLASSES} classes; this one has {}",
+            network.num_classes
+        )));
+    }
     std::fs::create_dir_all(&opts.output).map_err(|source| DataError::Io { path: opts.output.clone(), source })?;
     let names = output_names(images);
     let mut report = PredictReport::default();
@@ -173,10 +187,16 @@ fn predict_one<B: T2sBackend>(
         color: out("_color.png"),
         overlay: out("_overlay.png"),
         logits: opts.save_logits.then(|| out("_logits.npy")),
+        label_ids: opts.label_ids.then(|| out("_labelIds.png")),
         mode,
         oriented: false,
     };
     save_png(&label_image(&labels, w, h), &files.labels)?;
+    if let Some(path) = &files.label_ids {
+        let table = t2s_data::label_space::cityscapes_train_id_to_label_id();
+        let ids: Vec<u8> = labels.iter().map(|&t| table[t as usize]).collect();
+        save_png(&label_image(&ids, w, h), path)?;
+    }
     let color = colorize(&labels, w, h, space);
     save_png(&color, &files.color)?;
     save_png(&overlay(img, &color, opts.overlay_alpha), &files.overlay)?;
