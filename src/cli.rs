@@ -101,7 +101,8 @@ pub struct PredictArgs {
     pub save_logits: bool,
 
     /// Also write `<name>_labelIds.png`: Cityscapes label ids (road 7 … bicycle 33), what the
-    /// Cityscapes benchmark server reads (mmseg's --format-only); needs a 19-class network.
+    /// Cityscapes benchmark server reads (mmseg's --format-only); needs a 19-class network. The
+    /// network sees each image at its own size: give images at the scale it was trained at.
     #[arg(long)]
     pub label_ids: bool,
 
