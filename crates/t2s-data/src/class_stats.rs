@@ -192,9 +192,7 @@ pub fn load_class_stats(root: &Path, split: Option<&str>) -> Result<Option<Class
 /// then renamed over `path`, so readers never see a half-written file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let err = |message: String| DataError::Write { path: path.to_path_buf(), message };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let (_, tmp) = hidden_beside(path, "tmp");
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -208,6 +206,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The folder of `path` and a hidden file of this process beside it, `.<name>.<tag>-<pid>`.
+fn hidden_beside<'a>(path: &'a Path, tag: &str) -> (&'a Path, PathBuf) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (dir, dir.join(format!(".{file_name}.{tag}-{}", std::process::id())))
+}
+
 /// Fails as [`write_atomically`] would at `path`, without writing it: `path` a folder, or its
 /// folder missing or read-only. Checked before the hours of decoding that precede the write.
 pub fn check_writable(path: &Path) -> Result<()> {
@@ -215,9 +220,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
     if path.is_dir() {
         return Err(err("it is a folder; give a file name".into()));
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let probe = dir.join(format!(".{file_name}.probe-{}", std::process::id()));
+    let (dir, probe) = hidden_beside(path, "probe");
     std::fs::File::create(&probe).map_err(|e| err(format!("cannot create a file in {}: {e}", dir.display())))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
